@@ -1,0 +1,73 @@
+"""Frame naming and image-sequence patterns.
+
+Project files follow ``<shot>_<element>_v<NNN>.<FFFF>.exr``. Plate sequences in a shot sheet may be
+written ``plate.####.exr`` (one ``#`` per digit), ``plate.%04d.exr`` or ``plate.@@@@.exr``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+MOVIE_EXTENSIONS = {".mov", ".mp4", ".m4v", ".mkv", ".avi", ".webm", ".mxf"}
+STILL_EXTENSIONS = {".exr", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".hdr", ".dpx"}
+
+_HASHES = re.compile(r"(#+|@+)")
+_PRINTF = re.compile(r"%0?(\d*)d")
+
+
+def frame_name(shot: str, element: str, version: int, frame: int, ext: str = "exr") -> str:
+    return f"{shot}_{element}_v{int(version):03d}.{int(frame):04d}.{ext}"
+
+
+def frame_path(directory, shot: str, element: str, version: int, frame: int, ext: str = "exr") -> Path:
+    return Path(directory) / frame_name(shot, element, version, frame, ext)
+
+
+def is_movie(path) -> bool:
+    return Path(str(path)).suffix.lower() in MOVIE_EXTENSIONS
+
+
+def is_sequence(pattern) -> bool:
+    name = Path(str(pattern)).name
+    return bool(_HASHES.search(name) or _PRINTF.search(name))
+
+
+def expand(pattern, frame: int) -> Path:
+    """The file of ``frame`` in a sequence pattern (``####``, ``@@@@`` or ``%04d``)."""
+    s = str(pattern)
+    m = _HASHES.search(Path(s).name)
+    if m:
+        width = len(m.group(1))
+        head, tail = s.rsplit(m.group(1), 1)
+        return Path(f"{head}{int(frame):0{width}d}{tail}")
+    m = _PRINTF.search(Path(s).name)
+    if m:
+        return Path(s[: s.rfind(m.group(0))] + (m.group(0) % int(frame)) + s[s.rfind(m.group(0)) + len(m.group(0)) :])
+    return Path(s)
+
+
+def sequence_files(pattern, first: int, last: int) -> list[Path]:
+    return [expand(pattern, f) for f in range(int(first), int(last) + 1)]
+
+
+def sequence_glob(pattern) -> str:
+    """Glob matching every frame of a sequence pattern (for finding the frames on disk)."""
+    s = str(pattern)
+    s = _HASHES.sub(lambda m: "[0-9]" * len(m.group(1)), s)
+    return _PRINTF.sub(lambda m: "[0-9]" * int(m.group(1) or 1) + ("*" if not m.group(1) else ""), s)
+
+
+def frames_on_disk(pattern) -> list[int]:
+    """Frame numbers of a sequence pattern that exist, sorted."""
+    p = Path(str(pattern))
+    g = sequence_glob(p.name)
+    rx = re.compile("^" + re.escape(g).replace(re.escape("[0-9]"), "([0-9])") + "$")
+    out = []
+    if not p.parent.is_dir():
+        return out
+    for f in p.parent.glob(g):
+        m = rx.match(f.name)
+        if m:
+            out.append(int("".join(m.groups())))
+    return sorted(out)
