@@ -70,3 +70,30 @@ def read_exr_header(path) -> dict:
             return dict(f.header())
     except Exception as exc:  # the binding raises plain RuntimeError/ValueError on damage
         raise PlateError(path, f"not a readable OpenEXR file ({exc})", "re-export or replace the file") from exc
+
+
+def read_layers(path) -> dict[str, np.ndarray]:
+    """All channels of a single-part EXR written by cinecomp (data window == display window)."""
+    path = Path(path)
+    try:
+        with OpenEXR.File(str(path), separate_channels=True) as f:
+            return {name: np.array(ch.pixels) for name, ch in f.channels().items()}
+    except Exception as exc:
+        raise PlateError(path, f"not a readable OpenEXR file ({exc})", "delete it and rerun the rule that made it") from exc
+
+
+def read_rgba(path) -> np.ndarray:
+    """(H, W, 4) float32 RGBA of a cinecomp-written frame; A = 1 where absent."""
+    ch = read_layers(path)
+    h, w = next(iter(ch.values())).shape
+    out = np.ones((h, w, 4), np.float32)
+    for i, c in enumerate("RGBA"):
+        if c in ch:
+            out[..., i] = ch[c]
+    return out
+
+
+def write_rgba(path, rgba: np.ndarray, *, compression: str = "zip", attrs: dict | None = None, dtype=np.float16) -> None:
+    """Write an (H, W, 3|4) image as R,G,B[,A] in ``dtype`` (half by default)."""
+    chans = {c: rgba[..., i].astype(dtype) for i, c in enumerate("RGBA"[: rgba.shape[-1]])}
+    write_exr(path, chans, compression=compression, attrs=attrs)
