@@ -1,0 +1,22 @@
+# cinecomp: composite green-screen character plates into new environments, shot by shot.
+# Usage: README.md. All logic lives in rules/ and the cinecomp package (workflow/cinecomp).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/ingest.smk"
+include: "rules/key.smk"
+include: "rules/composite.smk"
+include: "rules/assemble.smk"
+include: "rules/review.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,20 @@
+# Composite + key (+ masks, depth) -> <shot>_comp_v###.####.exr, one multi-layer EXR per frame.
+
+
+rule assemble:
+    input:
+        composite=f"{RESULTS}/{{shot}}/composite",
+        key=f"{RESULTS}/{{shot}}/key",
+    output:
+        directory(f"{RESULTS}/{{shot}}/comp"),
+    params:
+        settings=assemble_settings,
+    log:
+        "logs/assemble/{shot}.log",
+    benchmark:
+        "benchmarks/assemble/{shot}.tsv"
+    resources:
+        mem_mb=resource("assemble", "mem_mb"),
+        runtime=resource("assemble", "runtime"),
+    script:
+        "../scripts/assemble.py"

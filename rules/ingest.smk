@@ -1,0 +1,37 @@
+# Plates and environments -> scene-linear ACEScg half EXR frames at the shot's resolution.
+
+
+rule ingest_plate:
+    input:
+        lambda wc: frame_files(shot_row(wc)),
+    output:
+        directory(f"{RESULTS}/{{shot}}/ingest/plate"),
+    params:
+        settings=ingest_plate_settings,
+    log:
+        "logs/ingest_plate/{shot}.log",
+    benchmark:
+        "benchmarks/ingest_plate/{shot}.tsv"
+    resources:
+        mem_mb=resource("ingest", "mem_mb"),
+        runtime=resource("ingest", "runtime"),
+    script:
+        "../scripts/ingest.py"
+
+
+rule ingest_env:
+    input:
+        lambda wc: env_files(shot_row(wc)),
+    output:
+        directory(f"{RESULTS}/{{shot}}/ingest/env"),
+    params:
+        settings=ingest_env_settings,
+    log:
+        "logs/ingest_env/{shot}.log",
+    benchmark:
+        "benchmarks/ingest_env/{shot}.tsv"
+    resources:
+        mem_mb=resource("ingest", "mem_mb"),
+        runtime=resource("ingest", "runtime"),
+    script:
+        "../scripts/ingest.py"

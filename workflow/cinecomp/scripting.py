@@ -1,0 +1,38 @@
+"""Glue between Snakemake `script:` entry points and the package: logging, settings, errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+
+
+def run(snakemake, stage) -> None:
+    """Call ``stage(inputs, outputs, settings, log)`` with the job's log file as the log.
+
+    ``settings`` is the rule's ``params.settings``; stdout/stderr of the stage go to the log too, and
+    an exception is logged (with the shot) before it fails the job.
+    """
+    log_path = snakemake.log[0]
+    handler = logging.FileHandler(log_path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    log = logging.getLogger(f"cinecomp.{snakemake.rule}")
+    shot = snakemake.wildcards.get("shot", "?")
+    t0 = time.perf_counter()
+    with open(log_path, "a") as fh:
+        stdout, stderr = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = fh
+        try:
+            log.info("shot %s: rule %s starts", shot, snakemake.rule)
+            stage(snakemake.input, snakemake.output, dict(snakemake.params.settings), log)
+            log.info("shot %s: rule %s done in %.2f s", shot, snakemake.rule, time.perf_counter() - t0)
+        except BaseException as exc:
+            log.error("shot %s: rule %s failed: %s\n%s", shot, snakemake.rule, exc, traceback.format_exc())
+            handler.flush()
+            raise
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
