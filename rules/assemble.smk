@@ -16,5 +16,7 @@ rule assemble:
     resources:
         mem_mb=resource("assemble", "mem_mb"),
         runtime=resource("assemble", "runtime"),
+    conda:
+        "../envs/core.yaml"
     script:
         "../scripts/assemble.py"

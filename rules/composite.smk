@@ -16,5 +16,7 @@ rule composite:
     resources:
         mem_mb=resource("composite", "mem_mb"),
         runtime=resource("composite", "runtime"),
+    conda:
+        "../envs/core.yaml"
     script:
         "../scripts/composite.py"

@@ -15,6 +15,8 @@ rule ingest_plate:
     resources:
         mem_mb=resource("ingest", "mem_mb"),
         runtime=resource("ingest", "runtime"),
+    conda:
+        "../envs/core.yaml"
     script:
         "../scripts/ingest.py"
 
@@ -33,5 +35,7 @@ rule ingest_env:
     resources:
         mem_mb=resource("ingest", "mem_mb"),
         runtime=resource("ingest", "runtime"),
+    conda:
+        "../envs/core.yaml"
     script:
         "../scripts/ingest.py"

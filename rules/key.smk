@@ -15,5 +15,7 @@ rule key:
     resources:
         mem_mb=resource("key", "mem_mb"),
         runtime=resource("key", "runtime"),
+    conda:
+        "../envs/core.yaml"
     script:
         "../scripts/key.py"

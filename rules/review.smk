@@ -19,6 +19,8 @@ rule daily:
     resources:
         mem_mb=resource("review", "mem_mb"),
         runtime=resource("review", "runtime"),
+    conda:
+        "../envs/core.yaml"
     script:
         "../scripts/daily.py"
 
@@ -41,5 +43,7 @@ rule contact_sheet:
     resources:
         mem_mb=resource("review", "mem_mb"),
         runtime=resource("review", "runtime"),
+    conda:
+        "../envs/core.yaml"
     script:
         "../scripts/contact_sheet.py"

@@ -1,0 +1,38 @@
+# The two commands of the README do all set-up on a fresh machine:
+#   make demo   render the demo shots (creates .venv, installs pinned deps, makes demo plates, runs the workflow)
+#   make test   run the tests
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements-torch.txt requirements.txt requirements-deepspeed.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-torch.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-build-isolation -r requirements-deepspeed.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/cinecomp demo --out demo
+	$(BIN)/cinecomp render
+
+test: venv
+	$(BIN)/python -m pytest -q -ra
+
+lint: venv
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules
+
+bench: venv
+	$(BIN)/python bench/exr_io.py
+	$(BIN)/python bench/keyer.py
+	$(BIN)/python bench/plan.py
+
+clean:
+	rm -rf results logs benchmarks demo .snakemake report.html

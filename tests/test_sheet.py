@@ -1,0 +1,148 @@
+"""Shot sheet validation: every problem reported at once, naming the row/shot and the fix."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cinecomp import exrio
+from cinecomp.errors import SheetError
+from cinecomp.sheet import check_path, load_sheet
+
+HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version"
+
+
+def make_plates(root, w=32, h=18, frames=range(1001, 1006)):
+    (root / "plate").mkdir(parents=True)
+    for f in frames:
+        exrio.write_rgba(root / "plate" / f"p.{f:04d}.exr", np.full((h, w, 4), 0.5, np.float32))
+    Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(root / "env.png")
+
+
+def write_sheet(tmp_path, *rows, header=HEADER):
+    p = tmp_path / "shots.csv"
+    p.write_text("\n".join([header, *rows]) + "\n")
+    return p
+
+
+def row(shot="sh010", plate="plate/p.####.exr", first=1001, last=1005, cs="ACEScg", env="env.png", env_cs="srgb_tx"):
+    return f"{shot},{plate},{cs},{first},{last},24,{env},{env_cs},1"
+
+
+def problems(sheet, tmp_path):
+    with pytest.raises(SheetError) as err:
+        load_sheet(sheet, base_dir=tmp_path)
+    return err.value.problems, str(err.value)
+
+
+def test_good_sheet_loads(tmp_path):
+    make_plates(tmp_path)
+    df = load_sheet(write_sheet(tmp_path, row(), row("sh020")), base_dir=tmp_path)
+    assert list(df.index) == ["sh010", "sh020"]
+    assert (df.width == 32).all() and (df.height == 18).all()
+    assert df.loc["sh010", "first_frame"] == 1001 and df.loc["sh010", "prompt"] == ""
+
+
+def test_empty_sheet(tmp_path):
+    p = tmp_path / "shots.csv"
+    p.write_text("")
+    probs, msg = problems(p, tmp_path)
+    assert "empty" in probs[0] and "fix" in probs[0]
+
+
+def test_header_only(tmp_path):
+    probs, _ = problems(write_sheet(tmp_path), tmp_path)
+    assert "no shots" in probs[0]
+
+
+def test_missing_columns(tmp_path):
+    probs, _ = problems(write_sheet(tmp_path, "sh010,plate/p.####.exr", header="shot,plate"), tmp_path)
+    assert "missing column" in probs[0] and "plate_colourspace" in probs[0] and "version" in probs[0]
+
+
+def test_missing_sheet(tmp_path):
+    probs, _ = problems(tmp_path / "nope.csv", tmp_path)
+    assert "does not exist" in probs[0]
+
+
+def test_duplicate_ids(tmp_path):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row(), row()), tmp_path)
+    assert any("duplicate shot id 'sh010'" in p and "row 3" in p for p in probs)
+
+
+@pytest.mark.parametrize("bad", ["..", "a/b", "sh;rm", "sh 010", "$(x)", "-x"])
+def test_unsafe_ids(tmp_path, bad):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row(shot=bad)), tmp_path)
+    assert any("not safe as a file name" in p for p in probs), probs
+
+
+@pytest.mark.parametrize("bad", ["../plate/p.####.exr", "plate/p.####.exr;rm -rf x", "plate/$HOME.####.exr"])
+def test_unsafe_paths(tmp_path, bad):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row(plate=bad.replace(",", ""))), tmp_path)
+    assert any("plate path" in p and "row 2 (shot sh010)" in p for p in probs), probs
+
+
+def test_check_path():
+    assert check_path("/show/plates/a.####.exr") is None
+    assert check_path("a/%04d.png") is None
+    assert "'..'" in check_path("a/../b.exr")
+
+
+def test_missing_plate(tmp_path):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row(plate="plate/nope.####.exr")), tmp_path)
+    assert any("shot sh010" in p and "nope" in p for p in probs), probs
+
+
+def test_missing_environment(tmp_path):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row(env="nope.jpg")), tmp_path)
+    assert any("environment" in p and "nope.jpg" in p for p in probs), probs
+
+
+def test_frame_range_outside_plate(tmp_path):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row(first=999, last=1007)), tmp_path)
+    msg = next(p for p in probs if "missing" in p)
+    assert "999-1000" in msg and "1006-1007" in msg and "1001-1005" in msg and "fix" in msg
+
+
+def test_reversed_range(tmp_path):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row(first=1005, last=1001)), tmp_path)
+    assert any("after last_frame" in p for p in probs)
+
+
+def test_bad_numbers_and_colourspace(tmp_path):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row(first="abc", cs="srgb")), tmp_path)
+    assert any("first_frame 'abc' is not a whole number" in p for p in probs)
+    assert any("unknown colourspace 'srgb'" in p and "srgb_tx" in p for p in probs)
+
+
+def test_all_problems_at_once(tmp_path):
+    make_plates(tmp_path)
+    sheet = write_sheet(tmp_path, row(), row(), row("bad;id"), row("sh030", plate="plate/x.####.exr"),
+                        row("sh040", first=990))
+    probs, msg = problems(sheet, tmp_path)
+    assert len(probs) >= 4
+    for needle in ("duplicate", "not safe", "sh030", "sh040"):
+        assert needle in msg
+
+
+def test_cli_validate_reports_and_fails(tmp_path):
+    make_plates(tmp_path)
+    sheet = write_sheet(tmp_path, row(), row())
+    r = subprocess.run([sys.executable, "-m", "cinecomp.cli", "validate", "--sheet", str(sheet)],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 1 and "duplicate shot id" in r.stderr
+    sheet = write_sheet(tmp_path, row())
+    r = subprocess.run([sys.executable, "-m", "cinecomp.cli", "validate", "--sheet", str(sheet)],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "1 shot(s) OK" in r.stdout
