@@ -7,16 +7,16 @@ rule assemble:
         key=f"{RESULTS}/{{shot}}/key",
     output:
         directory(f"{RESULTS}/{{shot}}/comp"),
-    params:
-        settings=assemble_settings,
     log:
         "logs/assemble/{shot}.log",
     benchmark:
         "benchmarks/assemble/{shot}.tsv"
+    conda:
+        "../envs/core.yaml"
     resources:
         mem_mb=resource("assemble", "mem_mb"),
         runtime=resource("assemble", "runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        settings=assemble_settings,
     script:
         "../scripts/assemble.py"

@@ -12,7 +12,6 @@ from cinecomp import SOFTWARE  # noqa: E402
 from cinecomp.errors import SheetError  # noqa: E402
 from cinecomp.sheet import env_files, frame_files, load_sheet  # noqa: E402
 
-
 validate(config, "../schemas/config.schema.yaml")
 
 try:
@@ -100,7 +99,9 @@ def assemble_settings(wildcards):
     row = shot_row(wildcards)
     attrs = exr_attrs(row)
     attrs["owner"] = config["owner"] or os.environ.get("USER", "") or "unknown"
-    attrs["backend"] = f"key={backend(row, 'key')} composite={backend(row, 'composite')}"
+    attrs["backend"] = (
+        f"key={backend(row, 'key')} composite={backend(row, 'composite')}"
+    )
     return dict(
         first=int(row["first_frame"]),
         compression=config["exr"]["compression"],

@@ -7,16 +7,16 @@ rule composite:
         env=f"{RESULTS}/{{shot}}/ingest/env",
     output:
         directory(f"{RESULTS}/{{shot}}/composite"),
-    params:
-        settings=composite_settings,
     log:
         "logs/composite/{shot}.log",
     benchmark:
         "benchmarks/composite/{shot}.tsv"
+    conda:
+        "../envs/core.yaml"
     resources:
         mem_mb=resource("composite", "mem_mb"),
         runtime=resource("composite", "runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        settings=composite_settings,
     script:
         "../scripts/composite.py"

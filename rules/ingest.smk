@@ -6,17 +6,17 @@ rule ingest_plate:
         lambda wc: frame_files(shot_row(wc)),
     output:
         directory(f"{RESULTS}/{{shot}}/ingest/plate"),
-    params:
-        settings=ingest_plate_settings,
     log:
         "logs/ingest_plate/{shot}.log",
     benchmark:
         "benchmarks/ingest_plate/{shot}.tsv"
+    conda:
+        "../envs/core.yaml"
     resources:
         mem_mb=resource("ingest", "mem_mb"),
         runtime=resource("ingest", "runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        settings=ingest_plate_settings,
     script:
         "../scripts/ingest.py"
 
@@ -26,16 +26,16 @@ rule ingest_env:
         lambda wc: env_files(shot_row(wc)),
     output:
         directory(f"{RESULTS}/{{shot}}/ingest/env"),
-    params:
-        settings=ingest_env_settings,
     log:
         "logs/ingest_env/{shot}.log",
     benchmark:
         "benchmarks/ingest_env/{shot}.tsv"
+    conda:
+        "../envs/core.yaml"
     resources:
         mem_mb=resource("ingest", "mem_mb"),
         runtime=resource("ingest", "runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        settings=ingest_env_settings,
     script:
         "../scripts/ingest.py"

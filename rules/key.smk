@@ -6,16 +6,16 @@ rule key:
         f"{RESULTS}/{{shot}}/ingest/plate",
     output:
         directory(f"{RESULTS}/{{shot}}/key"),
-    params:
-        settings=key_settings,
     log:
         "logs/key/{shot}.log",
     benchmark:
         "benchmarks/key/{shot}.tsv"
+    conda:
+        "../envs/core.yaml"
     resources:
         mem_mb=resource("key", "mem_mb"),
         runtime=resource("key", "runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        settings=key_settings,
     script:
         "../scripts/key.py"

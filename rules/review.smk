@@ -10,17 +10,17 @@ rule daily:
             category="Dailies",
             labels={"shot": "{shot}", "type": "daily"},
         ),
-    params:
-        settings=review_settings,
     log:
         "logs/daily/{shot}.log",
     benchmark:
         "benchmarks/daily/{shot}.tsv"
+    conda:
+        "../envs/core.yaml"
     resources:
         mem_mb=resource("review", "mem_mb"),
         runtime=resource("review", "runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        settings=review_settings,
     script:
         "../scripts/daily.py"
 
@@ -34,16 +34,16 @@ rule contact_sheet:
             category="Contact sheets",
             labels={"shot": "{shot}", "type": "contact sheet"},
         ),
-    params:
-        settings=review_settings,
     log:
         "logs/contact_sheet/{shot}.log",
     benchmark:
         "benchmarks/contact_sheet/{shot}.tsv"
+    conda:
+        "../envs/core.yaml"
     resources:
         mem_mb=resource("review", "mem_mb"),
         runtime=resource("review", "runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        settings=review_settings,
     script:
         "../scripts/contact_sheet.py"

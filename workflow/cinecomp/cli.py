@@ -43,7 +43,7 @@ def _demo(args) -> int:
 
 def _render(args, extra: list[str]) -> int:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(Path.cwd()), "--profile", str(REPO / "profiles" / args.profile)]
+           "--directory", str(Path.cwd()), "--configfile", str(args.configfile or REPO / "config.yaml"), "--profile", str(REPO / "profiles" / args.profile)]
     if args.sheet:
         cmd += ["--config", f"shots={args.sheet}"]
     if args.shots:
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("render", help="run the workflow (extra snakemake args after --)")
     r.add_argument("--profile", default="default", choices=sorted(x.name for x in (REPO / "profiles").iterdir()))
     r.add_argument("--sheet", default=None)
+    r.add_argument("--configfile", default=None, help="config file (default: the repository config.yaml)")
     r.add_argument("--shots", default=None, help="comma-separated shot ids to (re)render; default: all")
     sub.add_parser("colourspaces", help="list colourspace names and aliases a sheet may use")
     args = p.parse_args(argv)
