@@ -99,7 +99,7 @@ def test_outputs_layers_and_metadata(rendered):
             ch = f.channels()
         assert {"R", "G", "B", "A", "mask.character", "mask.prop", "mask.environment"} <= set(ch)
         assert ch["R"].pixels.dtype == np.float16 and ch["mask.character"].pixels.dtype == np.float32
-        assert h["shot"] == shot and h["frame"] == FIRST and h["version"] == 1
+        assert h["shot"] == shot and h["frame"] == FIRST and h["shotVersion"] == 1
         assert h["framesPerSecond"] == Fraction(24, 1)
         assert h["software"].startswith("cinecomp") and h["owner"] and h["backend"] and h["sourcePlate"]
         m = ch["mask.character"].pixels

@@ -2,7 +2,8 @@
 
 Writing: ``write_exr(path, {"R": half, ..., "depth.Z": float32}, compression=..., attrs=...)``;
 each channel's numpy dtype chooses its pixel type (float16 -> HALF, float32 -> FLOAT, uint32 -> UINT).
-Writes are atomic. ``framesPerSecond`` given as a number is stored as a Rational.
+Writes are atomic. ``framesPerSecond`` given as a number is stored as a Rational. Attribute names the
+OpenEXR library reserves are renamed (``version`` -> ``shotVersion``, see RESERVED_RENAMES).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ COMPRESSIONS = {
     "dwaa": OpenEXR.DWAA_COMPRESSION,
     "dwab": OpenEXR.DWAB_COMPRESSION,
 }
+
+
+# Header names the OpenEXR library owns (it refuses to write them as user attributes).
+RESERVED_RENAMES = {"version": "shotVersion", "type": "imageType", "name": "partName", "chunkCount": "chunks"}
 
 
 def fps_rational(fps) -> fractions.Fraction:
@@ -56,7 +61,7 @@ def write_exr(path, channels: dict[str, np.ndarray], *, compression: str = "zip"
     for key, value in (attrs or {}).items():
         if key == "framesPerSecond" and not isinstance(value, fractions.Fraction):
             value = fps_rational(value)
-        header[key] = value
+        header[RESERVED_RENAMES.get(key, key)] = value
     with atomic_path(path, suffix=".exr") as tmp:
         with OpenEXR.File(header, pix) as f:
             f.write(str(tmp))

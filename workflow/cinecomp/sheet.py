@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import jsonschema
@@ -173,10 +174,25 @@ def _check_key_params(text: str) -> list[str]:
     return []
 
 
-def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
-    """Plate and environment exist, the frame range is inside the plate, resolutions are readable."""
+@lru_cache(maxsize=4096)
+def _probe_cached(path: str, part, view, movie_start: int, stamp):
     from .plates import probe
 
+    return probe(path, part=part, view=view, movie_start=movie_start)
+
+
+def probe(path: Path, *, part=None, view=None, movie_start: int = 1001):
+    """plates.probe, cached per file and directory state: shots sharing plates are probed once."""
+    try:
+        st = path.parent.stat()
+        stamp = (st.st_mtime_ns, path.stat().st_mtime_ns if path.exists() else None)
+    except OSError:
+        stamp = None
+    return _probe_cached(str(path), part, view, movie_start, stamp)
+
+
+def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
+    """Plate and environment exist, the frame range is inside the plate, resolutions are readable."""
     out = []
     first, last = row.get("first_frame"), row.get("last_frame")
     part = row.get("plate_part") or None
