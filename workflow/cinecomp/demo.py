@@ -11,6 +11,7 @@ scene-linear ACEScg. Geometry is supersampled 2x2, so alpha and masks are fracti
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,7 +341,15 @@ DEMO_SHOTS = [  # shot, width, height, first, last, plate format, environment ki
 ]
 
 
-def make_demo(out_root="demo") -> list[dict]:
-    """The three demo shots of shots/shots.csv."""
-    return [make_demo_shot(out_root, s, w, h, a, b, plate_format=fmt, env_kind=env, fps=fps)
-            for s, w, h, a, b, fmt, env, fps in DEMO_SHOTS]
+def _make_one(args):
+    out_root, (s, w, h, a, b, fmt, env, fps) = args
+    return make_demo_shot(out_root, s, w, h, a, b, plate_format=fmt, env_kind=env, fps=fps)
+
+
+def make_demo(out_root="demo", workers: int | None = None) -> list[dict]:
+    """The three demo shots of shots/shots.csv, rendered in parallel (one process per shot)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = workers or min(len(DEMO_SHOTS), os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_make_one, [(out_root, spec) for spec in DEMO_SHOTS]))
