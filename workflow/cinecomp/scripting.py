@@ -22,6 +22,9 @@ def run(snakemake, stage) -> None:
     root.setLevel(logging.INFO)
     log = logging.getLogger(f"cinecomp.{snakemake.rule}")
     shot = snakemake.wildcards.get("shot", "?")
+    import OpenEXR
+
+    OpenEXR.set_global_thread_count(max(1, int(getattr(snakemake, "threads", 1) or 1)))
     t0 = time.perf_counter()
     with open(log_path, "a") as fh:
         stdout, stderr = sys.stdout, sys.stderr
