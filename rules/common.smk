@@ -121,9 +121,16 @@ def review_settings(wildcards):
 
 
 def all_outputs():
+    """Finals and the intermediates: a deleted intermediate is a missing target, so it and
+    only what depends on it are rebuilt (Snakemake skips missing intermediates otherwise).
+    """
     out = []
     for shot in SHOTS.index:
         out += [
+            f"{RESULTS}/{shot}/ingest/plate",
+            f"{RESULTS}/{shot}/ingest/env",
+            f"{RESULTS}/{shot}/key",
+            f"{RESULTS}/{shot}/composite",
             f"{RESULTS}/{shot}/comp",
             f"{RESULTS}/{shot}/review/{shot}_daily.mp4",
             f"{RESULTS}/{shot}/review/{shot}_contact.png",

@@ -119,7 +119,7 @@ def test_up_to_date_run_plans_nothing(rendered):
 def test_editing_one_row_reruns_only_that_shot(rendered, tmp_path):
     root = copy_run(rendered, tmp_path / "w")
     rows = sheet_rows(root)
-    rows[1] = rows[1][:-1] + '"{""clip_black"": 0.1}"'  # sb: new key parameters
+    rows[1] += '"{""clip_black"": 0.2}"'  # sb: new key parameters
     write_sheet(root, rows)
     jobs = planned_jobs(root)
     assert {s for _, s in jobs} == {"sb"}
@@ -170,6 +170,7 @@ def test_sigkill_then_rerun_incomplete_matches(rendered, tiny_demo, tmp_path):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert snakemake(root, "--unlock").returncode == 0  # a killed run leaves its lock behind
     r = snakemake(root, "--rerun-incomplete")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     for shot, _, _ in TINY:

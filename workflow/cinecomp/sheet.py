@@ -153,8 +153,10 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
         raise SheetError(path, problems)
 
     out = pd.DataFrame([r for _, r in rows]).drop(columns=["_unsafe"], errors="ignore")
-    out["plate_path"] = [str(resolve(p, base_dir)) for p in out["plate"]]
-    out["env_path"] = [str(resolve(p, base_dir)) for p in out["environment"]]
+    # Paths stay as the sheet wrote them (relative ones relative to the run directory), so moving a
+    # show directory does not make every shot look changed to Snakemake.
+    out["plate_path"] = [str(Path(p)) for p in out["plate"]]
+    out["env_path"] = [str(Path(p)) for p in out["environment"]]
     return out.set_index("shot", drop=False)
 
 
