@@ -23,13 +23,14 @@ def config(name: str = CONFIG) -> ocio.Config:
     return ocio.Config.CreateFromFile(name)
 
 
-def colourspace_names(cfg_name: str = CONFIG) -> set[str]:
+@lru_cache(maxsize=4)
+def colourspace_names(cfg_name: str = CONFIG) -> frozenset[str]:
     cfg = config(cfg_name)
     names = set()
     for cs in cfg.getColorSpaces():
         names.add(cs.getName())
         names.update(cs.getAliases())
-    return names
+    return frozenset(names)
 
 
 def check_colourspace(name: str, cfg_name: str = CONFIG) -> str | None:
