@@ -129,11 +129,15 @@ class ChromaKeyer:
         if p.screen_model:
             sure = (d > 0.6 * self.d_screen).astype(np.float32)
             if sure.mean() > 0.01:
-                sigma = max(1.0, p.screen_blur * w)
-                num = cv2.GaussianBlur(d * sure, (0, 0), sigma)
-                den = cv2.GaussianBlur(sure, (0, 0), sigma)
-                ok = den > 1e-3
-                d_map[ok] = num[ok] / den[ok]
+                # smooth map at low resolution (the screen varies slowly), then back up: cheap at 2K
+                f = max(1, int(p.screen_blur * w / 4))
+                small = (max(1, w // f), max(1, h // f))
+                sigma = max(0.5, p.screen_blur * w / f)
+                num = cv2.GaussianBlur(cv2.resize(d * sure, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
+                den = cv2.GaussianBlur(cv2.resize(sure, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
+                ratio = np.where(den > 1e-3, num / np.maximum(den, 1e-3), self.d_screen).astype(np.float32)
+                ok = cv2.resize((den > 1e-3).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+                d_map = np.where(ok, cv2.resize(ratio, (w, h), interpolation=cv2.INTER_LINEAR), self.d_screen)
                 d_map = np.clip(d_map, 0.3 * self.d_screen, 2.0 * self.d_screen)
         alpha = 1.0 - np.clip(d / d_map, 0.0, 1.0)
         alpha = np.clip((alpha - p.clip_black) / (p.clip_white - p.clip_black), 0.0, 1.0)
