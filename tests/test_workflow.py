@@ -183,9 +183,10 @@ def test_sigkill_then_rerun_incomplete_matches(rendered, tiny_demo, tmp_path):
                 np.testing.assert_array_equal(la[k], lb[k], err_msg=f"{fa.name} {k}")
 
 
-def test_lint_and_format():
+def test_lint_and_format(tiny_demo):
     r = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile"),
-                        "--directory", str(REPO)], capture_output=True, text=True, cwd=REPO)
+                        "--configfile", str(REPO / "config.yaml"), "--directory", str(tiny_demo),
+                        "--config", "shots=shots.csv"], capture_output=True, text=True, cwd=tiny_demo)
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "Congratulations" in out, out[-4000:]
     snakefmt = Path(sys.executable).with_name("snakefmt")
