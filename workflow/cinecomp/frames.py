@@ -71,3 +71,20 @@ def frames_on_disk(pattern) -> list[int]:
         if m:
             out.append(int("".join(m.groups())))
     return sorted(out)
+
+
+def frame_ranges(nums: list[int]) -> str:
+    """[1001, 1002, 1003, 1007] -> '1001-1003,1007'."""
+    parts, start, prev = [], None, None
+    for n in nums:
+        if start is None:
+            start = prev = n
+        elif n == prev + 1:
+            prev = n
+        else:
+            parts.append(f"{start}-{prev}" if start != prev else str(start))
+            start = prev = n
+    if start is not None:
+        parts.append(f"{start}-{prev}" if start != prev else str(start))
+    s = ",".join(parts)
+    return s if len(s) < 80 else s[:77] + "..."

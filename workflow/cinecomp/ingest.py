@@ -25,7 +25,7 @@ from .atomic import write_text
 from .colour import WORKING_SPACE, check_colourspace, convert
 from .errors import PlateError
 from .exrio import COMPRESSIONS, select_part, write_rgba
-from .frames import frame_path
+from .frames import frame_path, frame_ranges
 from .plates import PlateInfo, _image_size, frame_file, iter_movie, probe, read_frame
 
 HALF_MAX = 65504.0
@@ -153,21 +153,6 @@ def _clamp_half(img: np.ndarray) -> tuple[np.ndarray, int]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _ranges(nums: list[int]) -> str:
-    out, start, prev = [], None, None
-    for n in nums:
-        if start is None:
-            start = prev = n
-        elif n == prev + 1:
-            prev = n
-        else:
-            out.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = n
-    if start is not None:
-        out.append(f"{start}" if start == prev else f"{start}-{prev}")
-    return ", ".join(out)
-
-
 def _with_shot(exc: PlateError, shot: str) -> PlateError:
     return PlateError(exc.path, exc.problem, exc.fix, shot=shot)
 
@@ -179,7 +164,7 @@ def _check_frames(source, info: PlateInfo, first: int, last: int, shot: str, par
     if lacking:
         span = f"{info.frames[0]}-{info.frames[-1]}" if info.frames else "none"
         what = "movie frames (numbered from movie_start)" if info.kind == "movie" else "frames"
-        raise PlateError(source, f"{what} {_ranges(lacking)} of {first}-{last} are missing (source has {span})",
+        raise PlateError(source, f"{what} {frame_ranges(lacking)} of {first}-{last} are missing (source has {span})",
                          "correct first_frame/last_frame, movie_start_frame, or render the missing frames", shot=shot)
     if info.kind not in ("exr_sequence", "image_sequence"):
         return

@@ -215,7 +215,7 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
             lacking = [f for f in range(first, last + 1) if f not in have]
             if lacking:
                 span = f"{info.frames[0]}-{info.frames[-1]}" if info.frames else "none"
-                out.append(f"plate {plate}: frames {_ranges(lacking)} of {first}-{last} are missing (plate has {span}; "
+                out.append(f"plate {plate}: frames {frames.frame_ranges(lacking)} of {first}-{last} are missing (plate has {span}; "
                            "fix: correct first_frame/last_frame or render the missing frames)")
     env = resolve(row["environment"], base_dir)
     try:
@@ -229,7 +229,7 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
             have = set(einfo.frames)
             lacking = [f for f in range(first, last + 1) if f not in have]
             if lacking:
-                out.append(f"environment {env}: frames {_ranges(lacking)} of {first}-{last} are missing "
+                out.append(f"environment {env}: frames {frames.frame_ranges(lacking)} of {first}-{last} are missing "
                            "(fix: extend the environment sequence or use a still image)")
     res = row.get("resolution") or ""
     if res:
@@ -240,23 +240,6 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
         w = h = None
     row["width"], row["height"] = w, h
     return out
-
-
-def _ranges(nums: list[int]) -> str:
-    """[1001, 1002, 1003, 1007] -> '1001-1003,1007'."""
-    parts, start, prev = [], None, None
-    for n in nums:
-        if start is None:
-            start = prev = n
-        elif n == prev + 1:
-            prev = n
-        else:
-            parts.append(f"{start}-{prev}" if start != prev else str(start))
-            start = prev = n
-    if start is not None:
-        parts.append(f"{start}-{prev}" if start != prev else str(start))
-    s = ",".join(parts)
-    return s if len(s) < 80 else s[:77] + "..."
 
 
 def frame_files(row, movie_start: int = 1001) -> list[str]:
