@@ -192,3 +192,17 @@ def test_lint_and_format(tiny_demo):
     snakefmt = Path(sys.executable).with_name("snakefmt")
     r = subprocess.run([str(snakefmt), "--check", "Snakefile", "rules"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_cli_render_uses_the_profile_and_targets(rendered, tmp_path):
+    root = copy_run(rendered, tmp_path / "w")
+    cli = Path(sys.executable).with_name("cinecomp")
+    r = subprocess.run([str(cli), "render", "--sheet", "shots.csv", "--shots", "sb", "--", "--dry-run"],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "profiles/default" in r.stdout and "results/sb/comp" in r.stdout
+    shutil.rmtree(root / "results" / "sb" / "review")
+    r = subprocess.run([str(cli), "render", "--sheet", "shots.csv", "--shots", "sb"], cwd=root,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (root / "results" / "sb" / "review" / "sb_daily.mp4").exists()

@@ -44,13 +44,12 @@ def _demo(args) -> int:
 def _render(args, extra: list[str]) -> int:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
            "--directory", str(Path.cwd()), "--configfile", str(args.configfile or REPO / "config.yaml"), "--profile", str(REPO / "profiles" / args.profile)]
+    if args.shots:  # targets before options: --config would swallow them
+        cmd[3:3] = [f"results/{s}/{t}" for s in args.shots.split(",")
+                    for t in ("comp", f"review/{s}_daily.mp4", f"review/{s}_contact.png")]
+    cmd += extra
     if args.sheet:
         cmd += ["--config", f"shots={args.sheet}"]
-    if args.shots:
-        results = "results"
-        cmd += [f"{results}/{s}/{t}" for s in args.shots.split(",")
-                for t in ("comp", f"review/{s}_daily.mp4", f"review/{s}_contact.png")]
-    cmd += extra
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd)
 
