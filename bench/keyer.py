@@ -1,7 +1,7 @@
 """Keyer cost per 2048x1080 frame as a multiple of reading + writing that frame (EXR half ZIP).
 
 All measured in this process on the same synthetic green-screen frame (best of N). Usage:
-python bench/keyer.py [--size 2048x1080] [--repeat 3] [--json]
+python bench/keyer.py [--size 2048x1080] [--repeat 3] [--json]   (--json: one JSON dict, no table)
 """
 
 from __future__ import annotations
@@ -63,13 +63,15 @@ def main() -> None:
             keyer.key(rgba[..., :3])  # a previous frame, so the temporal path runs
             rows[name] = best(lambda: keyer.key(rgba[..., :3]), args.repeat)
     io = io_read + io_write
+    if args.json:  # machine-readable only
+        print(json.dumps({"size": [w, h], "io_seconds": io, "read_seconds": io_read, "write_seconds": io_write,
+                          "keyer_seconds": rows, "ratio": {k: v / io for k, v in rows.items()}}))
+        return
     print(f"keyer cost per {w}x{h} frame vs EXR read + write (half ZIP) = {io:.3f} s "
           f"(read {io_read:.3f} s, write {io_write:.3f} s)")
     print(f"{'keyer':14} {'seconds':>8} {'x (read+write)':>15}")
     for name, t in rows.items():
         print(f"{name:14} {t:8.3f} {t / io:15.2f}")
-    if args.json:
-        print(json.dumps({"io_seconds": io, "keyer_seconds": rows, "ratio": {k: v / io for k, v in rows.items()}}))
 
 
 if __name__ == "__main__":

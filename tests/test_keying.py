@@ -80,8 +80,18 @@ def test_params_from_dict():
         KeyParams.from_dict({"clipblack": 0.05})
     with pytest.raises(ValueError, match="must be a number"):
         KeyParams.from_dict({"despill": "yes"})
+    with pytest.raises(ValueError, match="whole number"):
+        KeyParams.from_dict({"erode": 1.5})
     with pytest.raises(ValueError, match="clip_black < clip_white"):
         KeyParams.from_dict({"clip_black": 0.9, "clip_white": 0.1})
+
+
+def test_erode_shrinks_the_matte():
+    plate, _ = synthetic()
+    a0, _, _ = key_frames(plate[None], {})
+    a2, fg2, _ = key_frames(plate[None], {"erode": 2})
+    assert (a2 <= a0 + 1e-6).all() and (a0 > 0).sum() - (a2 > 0).sum() > 2 * np.pi * 18 * 1.5
+    assert (fg2[0][a2[0] == 0] == 0).all()  # premultiplied: nothing outside the eroded matte
 
 
 def test_no_screen_is_a_clear_error():

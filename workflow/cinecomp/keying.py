@@ -41,6 +41,7 @@ class KeyParams:
     refine_eps: float = 1e-5
     temporal: float = 0.5  # weight of the previous frame's alpha where the plate is static
     temporal_threshold: float = 0.01  # max plate change (linear) counted as static
+    erode: int = 0  # shrink the matte by this many pixels (0: off; a disc-shaped min filter)
     extra: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -60,6 +61,10 @@ class KeyParams:
             elif isinstance(default, bool):
                 if not isinstance(v, bool):
                     raise ValueError(f"key parameter {k} must be true or false, got {v!r}")
+            elif isinstance(default, int):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v) or v < 0:
+                    raise ValueError(f"key parameter {k} must be a whole number >= 0, got {v!r}")
+                v = int(v)
             elif isinstance(default, (int, float)):
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise ValueError(f"key parameter {k} must be a number, got {v!r}")
@@ -147,6 +152,9 @@ class ChromaKeyer:
             band = cv2.dilate(((alpha > 0.02) & (alpha < 0.98)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
             refined = np.clip(guided_filter(lum, alpha, p.refine_radius, p.refine_eps), 0.0, 1.0)
             alpha = np.where(band, refined, alpha)
+        if p.erode > 0:
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * p.erode + 1, 2 * p.erode + 1))
+            alpha = cv2.erode(alpha.astype(np.float32), k, borderType=cv2.BORDER_REPLICATE)
         raw = alpha
         if p.temporal > 0 and self.prev is not None and self.prev[0].shape == rgb.shape:
             # blend with the previous frame's *unstabilised* alpha, only where the plate is static

@@ -1,0 +1,153 @@
+"""CinecompPipeline on tiny random models: 5 frames of 32x32, 2 steps."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from cinecomp.diffusion.conditioning import Reference  # noqa: E402
+from cinecomp.diffusion.configs import TINY_LATENT_CHANNELS, make_tiny_models  # noqa: E402
+from cinecomp.diffusion.errors import DiffusionInputError  # noqa: E402
+from cinecomp.diffusion.pipeline import CinecompPipeline  # noqa: E402
+
+T, H, W = 5, 32, 32
+Z = TINY_LATENT_CHANNELS
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_models(tmp_path_factory.mktemp("tiny"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny):
+    p = CinecompPipeline.from_pretrained(tiny["pipeline"])
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+@pytest.fixture(scope="module")
+def shot():
+    rng = np.random.default_rng(0)
+    mask = np.zeros((T, H, W, 3), np.float32)
+    mask[:, 8:28, 10:22, 0] = 1.0  # character
+    mask[:, 20:28, 22:28, 1] = 1.0  # prop
+    mask[..., 2] = 1.0 - np.clip(mask[..., 0] + mask[..., 1], 0, 1)  # environment
+    char = rng.random((T, H, W, 3), dtype=np.float32) * mask[..., :1]
+    depth = np.where(mask[..., 0] > 0, 2.5, np.inf).astype(np.float32)
+    env = rng.random((T, H, W, 3), dtype=np.float32)
+    g = torch.Generator().manual_seed(7)
+    return {
+        "character_rgb": char,
+        "tri_mask": mask,
+        "character_depth": depth,
+        "environment_rgb": env,
+        "prompt_embeds": torch.randn(1, 16, 32, generator=g),
+        "negative_prompt_embeds": torch.randn(1, 16, 32, generator=g),
+    }
+
+
+def run(pipe, shot, **kw):
+    args = dict(shot, num_inference_steps=2, guidance_scale=4.0, seed=3)
+    args.update(kw)
+    return pipe(**args)
+
+
+def test_pipeline_shapes_finite_and_seeded(pipe, shot):
+    out = run(pipe, shot)
+    assert out.frames.shape == (T, H, W, 3) and out.frames.dtype == np.float32
+    assert out.depth.shape == (T, H, W)
+    assert np.isfinite(out.frames).all() and np.isfinite(out.depth).all()
+    assert out.frames.min() >= 0.0 and out.frames.max() <= 1.0
+    assert out.depth.min() >= 0.1 - 1e-6 and out.depth.max() <= 1000.0 * (1 + 1e-5)
+    assert out.latents.shape == (1, 2 * Z, 2, H // 8, W // 8)
+    again = run(pipe, shot)
+    assert np.array_equal(out.frames, again.frames) and np.array_equal(out.depth, again.depth)
+    other_seed = run(pipe, shot, seed=4)
+    assert not np.allclose(out.frames, other_seed.frames)
+    gen = run(pipe, shot, seed=None, generator=torch.Generator().manual_seed(3))
+    assert np.array_equal(out.frames, gen.frames)
+
+
+def test_classifier_free_guidance_changes_output(pipe, shot):
+    on = run(pipe, shot, guidance_scale=4.0)
+    off = run(pipe, shot, guidance_scale=1.0)
+    assert not np.allclose(on.frames, off.frames, atol=1e-4)
+    zero_neg = run(pipe, shot, negative_prompt_embeds=None)  # zeros as the unconditional context
+    assert np.isfinite(zero_neg.frames).all() and not np.allclose(zero_neg.frames, on.frames)
+
+
+def test_conditioning_inputs_matter(pipe, shot):
+    base = run(pipe, shot, guidance_scale=1.0)
+    no_depth = run(pipe, shot, guidance_scale=1.0, character_depth=None)
+    no_env = run(pipe, shot, guidance_scale=1.0, environment_rgb=None)
+    assert not np.allclose(base.latents, no_depth.latents)
+    assert not np.allclose(base.latents, no_env.latents)
+    # a still environment plate is the same as that frame held for the whole shot
+    still = run(pipe, shot, guidance_scale=1.0, environment_rgb=shot["environment_rgb"][0])
+    held = run(pipe, shot, guidance_scale=1.0, environment_rgb=np.repeat(shot["environment_rgb"][:1], T, axis=0))
+    assert np.array_equal(still.frames, held.frames)
+
+
+def test_reference_frames_are_trimmed(pipe, shot):
+    ref = np.full((24, 40, 3), 0.8, np.float32)  # any size: resized to the shot's
+    plain = run(pipe, shot, environment_rgb=None)
+    env_ref = run(pipe, shot, environment_rgb=None, reference_images=[ref])
+    two = run(pipe, shot, environment_rgb=None, reference_images=[Reference(ref, "environment"), (ref * 0.5, "prop")])
+    for out in (env_ref, two):
+        assert out.frames.shape == (T, H, W, 3) and out.depth.shape == (T, H, W)
+        assert out.latents.shape == plain.latents.shape
+    assert not np.allclose(plain.frames, env_ref.frames)
+    # the same image as a prop reference means something else than as an environment reference
+    prop_ref = run(pipe, shot, environment_rgb=None, reference_images=[(ref, "prop")], replace_prop=False)
+    assert not np.allclose(prop_ref.latents, env_ref.latents)
+
+
+def test_prop_replacement_ignores_the_old_prop(pipe, shot):
+    ref = [Reference(np.full((H, W, 3), 0.3, np.float32), "prop")]
+    changed = dict(shot)
+    changed["character_rgb"] = shot["character_rgb"].copy()
+    changed["environment_rgb"] = shot["environment_rgb"].copy()
+    prop = shot["tri_mask"][..., 1] > 0
+    changed["character_rgb"][prop] = 1.0
+    changed["environment_rgb"][prop] = 0.0
+    a = run(pipe, shot, reference_images=ref)
+    b = run(pipe, changed, reference_images=ref)
+    assert np.array_equal(a.frames, b.frames)
+    c = run(pipe, changed, reference_images=ref, replace_prop=False)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_bad_inputs_have_clear_errors(pipe, shot):
+    with pytest.raises(DiffusionInputError, match=r"got 6 frames.*4n\+1.*trim to 5 or pad to 9"):
+        run(pipe, {**shot, "character_rgb": np.zeros((6, H, W, 3), np.float32)})
+    with pytest.raises(DiffusionInputError, match="multiples of 16"):
+        run(pipe, {**shot, "character_rgb": np.zeros((T, 24, W, 3), np.float32)})
+    with pytest.raises(DiffusionInputError, match="tri_mask has shape"):
+        run(pipe, {**shot, "tri_mask": shot["tri_mask"][:1]})
+    with pytest.raises(DiffusionInputError, match="prompt_embeds are required"):
+        run(pipe, {**shot, "prompt_embeds": None})
+    with pytest.raises(DiffusionInputError, match="text_dim"):
+        run(pipe, {**shot, "prompt_embeds": torch.zeros(1, 16, 8)})
+    with pytest.raises(DiffusionInputError, match="NaN"):
+        run(pipe, {**shot, "environment_rgb": np.full((T, H, W, 3), np.nan, np.float32)})
+    with pytest.raises(DiffusionInputError, match="role"):
+        Reference(np.zeros((H, W, 3)), "sky")
+
+
+def test_pipeline_save_load_round_trip(pipe, shot, tmp_path):
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = CinecompPipeline.from_pretrained(tmp_path / "p")
+    loaded.set_progress_bar_config(disable=True)
+    assert np.array_equal(run(pipe, shot).frames, run(loaded, shot).frames)
+
+
+def test_unipc_scheduler_works(pipe, shot):
+    from diffusers import UniPCMultistepScheduler
+
+    unipc = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    p = CinecompPipeline(transformer=pipe.transformer, vae=pipe.vae, scheduler=unipc)
+    p.set_progress_bar_config(disable=True)
+    out = run(p, shot, num_inference_steps=3)
+    assert out.frames.shape == (T, H, W, 3) and np.isfinite(out.frames).all()

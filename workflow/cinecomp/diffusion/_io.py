@@ -1,0 +1,101 @@
+"""Small file helpers for model directories: atomic directory writes, weight discovery."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import CheckpointError
+
+WEIGHT_NAMES = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.safetensors.index.json",
+    "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.bin.index.json",
+)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` in one rename.
+
+    An interrupted write never leaves a directory that looks finished.  An existing ``path`` is moved
+    aside first and removed after the new one is in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_config(model_dir: Path, what: str) -> dict:
+    """The ``config.json`` of a diffusers model directory, or a :class:`CheckpointError` naming it."""
+    if not model_dir.exists():
+        raise CheckpointError(model_dir, f"{what} directory does not exist", "check the path")
+    if not model_dir.is_dir():
+        raise CheckpointError(model_dir, f"{what} path is not a directory", "give the diffusers model directory")
+    cfg_path = model_dir / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(
+            cfg_path, f"{what} has no config.json", "give a diffusers-format model directory (save_pretrained)"
+        )
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(cfg_path, f"config.json is not valid JSON ({exc})", "re-download or re-save it")
+    if not isinstance(cfg, dict):
+        raise CheckpointError(cfg_path, "config.json is not a JSON object")
+    return cfg
+
+
+def load_weights(model_dir: Path) -> dict:
+    """All tensors of a diffusers model directory (single file or sharded; safetensors or weights-only .bin)."""
+    import torch
+    from safetensors.torch import load_file
+
+    def _load(file: Path) -> dict:
+        if not file.is_file():
+            raise CheckpointError(file, "weight file listed in the index is missing", "re-download the checkpoint")
+        try:
+            if file.suffix == ".safetensors":
+                return load_file(str(file), device="cpu")
+            return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # damaged / truncated / git-lfs pointer
+            raise CheckpointError(file, f"cannot read weights ({type(exc).__name__}: {exc})", "re-download it")
+
+    for name in WEIGHT_NAMES:
+        file = model_dir / name
+        if not file.is_file():
+            continue
+        if name.endswith(".index.json"):
+            try:
+                weight_map = json.loads(file.read_text())["weight_map"]
+            except (OSError, ValueError, KeyError) as exc:
+                raise CheckpointError(file, f"shard index is unreadable ({exc})", "re-download the checkpoint")
+            state = {}
+            for shard in sorted(set(weight_map.values())):
+                state.update(_load(model_dir / shard))
+            return state
+        return _load(file)
+    raise CheckpointError(
+        model_dir,
+        "no weights found (expected one of " + ", ".join(WEIGHT_NAMES) + ")",
+        "give a diffusers-format model directory with its weights",
+    )

@@ -1,0 +1,418 @@
+"""Multi-rank inference: DeepSpeed ZeRO-3 parameter sharding + DeepSpeed-Ulysses sequence parallelism.
+
+Launched with the DeepSpeed launcher, one rank per GPU::
+
+    deepspeed --num_gpus 8 --module cinecomp.diffusion.distributed \\
+        --pipeline models/cinecomp --shot shot.npz --out comp.npz --steps 30 --seed 1
+
+On CPU the same code runs with ``DS_ACCELERATOR=cpu LOCAL_SIZE=<ranks>`` and the gloo backend
+(:func:`launch_command` / :func:`launch_env` build that), which is how the tests check that two ranks
+give the frames one gives.
+
+* ZeRO-3: the transformer is built under ``deepspeed.zero.Init`` (every rank holds 1/N of every
+  parameter from the start), rank 0 streams the weights in from safetensors, and
+  ``deepspeed.initialize`` (stage 3, no optimizer) gathers each module's parameters just before it
+  runs and frees them after.  The VAE is small and replicated.
+* Ulysses: the token sequence is split across ranks after the patch embedding (and RoPE table);
+  each block's self-attention swaps the split from tokens to heads with an all-to-all
+  (``deepspeed.sequence.layer.DistributedAttention``), attends over the whole sequence for its heads,
+  and swaps back.  Cross-attention to the prompt needs no communication.  The output projections
+  gather the sequence again.  Needs ``num_attention_heads`` and the token count divisible by the
+  number of ranks.
+* Every rank draws the same noise from the same seed and, after the gather, holds the same latents
+  at every step; each rank decodes with its VAE copy and rank 0 writes the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DiffusionInputError
+
+# ----------------------------------------------------------------------------------- setup
+
+
+def _skip_cpu_shm_kernel() -> None:
+    """DeepSpeed JIT-compiles a shared-memory allreduce kernel for CPU ranks on first use (~1 min);
+    inference barely allreduces, so CPU runs skip it unless CINECOMP_DS_SHM=1."""
+    if os.environ.get("CINECOMP_DS_SHM") == "1":
+        return
+    ds_torch = importlib.import_module("deepspeed.comm.torch")
+    ds_torch.build_shm_op = lambda: None
+
+
+def is_cpu_accelerator() -> bool:
+    from deepspeed.accelerator import get_accelerator
+
+    return get_accelerator().device_name() == "cpu"
+
+
+def init_distributed() -> tuple[int, int]:
+    """Initialise DeepSpeed's communication (gloo on CPU); returns (rank, world_size)."""
+    import deepspeed
+    import deepspeed.comm as dist
+    from deepspeed.accelerator import get_accelerator
+
+    if not dist.is_initialized():
+        cpu = is_cpu_accelerator()
+        if cpu:
+            _skip_cpu_shm_kernel()
+        backend = "gloo" if cpu else get_accelerator().communication_backend_name()
+        deepspeed.init_distributed(dist_backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def zero3_config(dtype: torch.dtype = torch.float32) -> dict:
+    """A ZeRO stage-3 inference config (no optimizer; every parameter partitioned)."""
+    return {
+        "train_micro_batch_size_per_gpu": 1,
+        "zero_optimization": {
+            "stage": 3,
+            "stage3_param_persistence_threshold": 0,  # partition even tiny parameters
+            "stage3_prefetch_bucket_size": 5e7,
+        },
+        "fp16": {"enabled": dtype == torch.float16},
+        "bf16": {"enabled": dtype == torch.bfloat16},
+        "wall_clock_breakdown": False,
+    }
+
+
+# ------------------------------------------------------------------------- ZeRO-3 loading
+
+
+def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None = None):
+    """Build the CinecompTransformer3DModel partitioned with ZeRO-3 and load its weights from rank 0.
+
+    Returns ``(module, engine)``: call ``module`` (a ModelMixin with its config; the engine's ZeRO
+    hooks are on it) and keep ``engine`` alive.
+    """
+    import deepspeed
+    import deepspeed.comm as dist
+    from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
+    from safetensors import safe_open
+
+    from ._io import read_config
+    from .transformer import CinecompTransformer3DModel
+
+    model_dir = Path(model_dir)
+    if (model_dir / "model_index.json").is_file():
+        model_dir = model_dir / "transformer"
+    config = read_config(model_dir, "cinecomp transformer")
+    weights = model_dir / "diffusion_pytorch_model.safetensors"
+    shards = model_dir / "diffusion_pytorch_model.safetensors.index.json"
+    ds_config = ds_config or zero3_config()
+    with deepspeed.zero.Init(config_dict_or_path=ds_config):
+        model = CinecompTransformer3DModel.from_config(config)
+    cfg = model.config
+    # zero.Init casts every float tensor it sees created; RoPE's float64 tables are rebuilt outside it
+    model.rope = WanRotaryPosEmbed(cfg.attention_head_dim, cfg.patch_size, cfg.rope_max_seq_len)
+
+    rank = dist.get_rank()
+    if shards.is_file():
+        weight_map = json.loads(shards.read_text())["weight_map"]
+    elif weights.is_file():
+        weight_map = None
+    else:
+        from .errors import CheckpointError
+
+        raise CheckpointError(model_dir, "no safetensors weights found", "save the model with save_pretrained")
+    handles: dict[str, object] = {}
+
+    def tensor(name):
+        file = model_dir / weight_map[name] if weight_map else weights
+        if str(file) not in handles:
+            handles[str(file)] = safe_open(str(file), framework="pt")
+        return handles[str(file)].get_tensor(name)
+
+    for module_name, module in model.named_modules():
+        params = list(module.named_parameters(recurse=False))
+        if not params:
+            continue
+        with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=0):
+            if rank == 0:
+                for pname, p in params:
+                    full = f"{module_name}.{pname}" if module_name else pname
+                    p.data.copy_(tensor(full))
+    handles.clear()
+    model.eval()
+    engine, *_ = deepspeed.initialize(model=model, config=ds_config)
+    engine.eval()
+    return engine.module, engine
+
+
+# ----------------------------------------------------------------------------------- Ulysses
+
+
+def _apply_rotary_emb(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
+    """Wan's rotary embedding (interleaved pairs), as in diffusers' WanAttnProcessor."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    cos = freqs_cos[..., 0::2]
+    sin = freqs_sin[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out.type_as(x)
+
+
+class UlyssesAttnProcessor:
+    """Wan self-attention over a sequence sharded across ranks (DeepSpeed-Ulysses all-to-all)."""
+
+    def __init__(self, group=None):
+        from deepspeed.sequence.layer import DistributedAttention
+
+        # tensors are (batch, tokens, heads, head_dim): scatter heads (2), gather tokens (1)
+        self.attention = DistributedAttention(self._local_attention, group, scatter_idx=2, gather_idx=1)
+
+    @staticmethod
+    def _local_attention(query, key, value, *args, **kwargs):
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+        return dispatch_attention_fn(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False)
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        if encoder_hidden_states is not None or attention_mask is not None:
+            raise RuntimeError("UlyssesAttnProcessor is for unmasked self-attention (attn1) only")
+        from diffusers.models.transformers.transformer_wan import _get_qkv_projections
+
+        query, key, value = _get_qkv_projections(attn, hidden_states, None)
+        query = attn.norm_q(query)
+        key = attn.norm_k(key)
+        query = query.unflatten(2, (attn.heads, -1))
+        key = key.unflatten(2, (attn.heads, -1))
+        value = value.unflatten(2, (attn.heads, -1))
+        if rotary_emb is not None:  # the local tokens' slice of the table (see enable_sequence_parallel)
+            query = _apply_rotary_emb(query, *rotary_emb)
+            key = _apply_rotary_emb(key, *rotary_emb)
+        out = self.attention(query, key, value, 0)  # batch_dim_idx=0
+        out = out.flatten(2, 3).type_as(query)
+        out = attn.to_out[0](out)
+        return attn.to_out[1](out)
+
+
+class SequenceParallel:
+    """Hooks that shard the transformer's token sequence across the ranks of ``group``."""
+
+    def __init__(self, transformer, group=None):
+        import deepspeed.comm as dist
+
+        self.dist, self.group = dist, group
+        self.world = dist.get_world_size(group)
+        self.rank = dist.get_rank(group)
+        heads = transformer.config.num_attention_heads
+        if heads % self.world:
+            raise DiffusionInputError(
+                f"{heads} attention heads cannot be split over {self.world} ranks (Ulysses needs heads % ranks == 0)"
+            )
+        self.transformer = transformer
+        self.handles = []
+        self.tokens_per_rank = None
+        self._old_processors = {}
+        for i, block in enumerate(transformer.blocks):
+            self._old_processors[i] = block.attn1.processor
+            block.attn1.set_processor(UlyssesAttnProcessor(group))
+        self.handles.append(transformer.rope.register_forward_hook(self._shard_rope))
+        self.handles.append(transformer.blocks[0].register_forward_pre_hook(self._shard_tokens))
+        for head in (transformer.proj_out, transformer.depth_proj_out):
+            self.handles.append(head.register_forward_hook(self._gather_tokens))
+
+    def _split(self, n: int) -> slice:
+        if n % self.world:
+            raise DiffusionInputError(
+                f"{n} tokens cannot be split evenly over {self.world} ranks: choose a frame count / resolution "
+                f"whose (latent frames x latent height/2 x latent width/2) is a multiple of {self.world}"
+            )
+        k = n // self.world
+        self.tokens_per_rank = k
+        return slice(self.rank * k, (self.rank + 1) * k)
+
+    def _shard_rope(self, module, args, output):
+        cos, sin = output
+        s = self._split(cos.shape[1])
+        return cos[:, s], sin[:, s]
+
+    def _shard_tokens(self, module, args):
+        hidden_states, encoder_hidden_states, temb, rotary_emb = args
+        if temb.ndim == 4:
+            raise DiffusionInputError("per-token timesteps are not supported with sequence parallelism")
+        return (
+            hidden_states[:, self._split(hidden_states.shape[1])].contiguous(),
+            encoder_hidden_states,
+            temb,
+            rotary_emb,
+        )
+
+    def _gather_tokens(self, module, args, output):
+        parts = [torch.empty_like(output) for _ in range(self.world)]
+        self.dist.all_gather(parts, output.contiguous(), group=self.group)
+        return torch.cat(parts, dim=1)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        for i, proc in self._old_processors.items():
+            self.transformer.blocks[i].attn1.set_processor(proc)
+        self.handles.clear()
+
+
+# ------------------------------------------------------------------------------- pipeline
+
+
+def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequence_parallel: bool = True):
+    """A CinecompPipeline for this rank: ZeRO-3 transformer (or replicated with ``zero_stage=0``),
+    replicated VAE and scheduler, Ulysses hooks when more than one rank."""
+    import deepspeed.comm as dist
+    from diffusers import AutoencoderKLWan
+    from diffusers.schedulers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    from .pipeline import CinecompPipeline
+    from .transformer import CinecompTransformer3DModel
+
+    root = Path(pipeline_dir)
+    engine = None
+    if zero_stage == 3:
+        transformer, engine = load_transformer_zero3(root / "transformer")
+    elif zero_stage == 0:
+        transformer = CinecompTransformer3DModel.from_pretrained(root / "transformer").eval()
+    else:
+        raise DiffusionInputError(f"zero_stage must be 0 or 3 for inference, got {zero_stage}")
+    vae = AutoencoderKLWan.from_pretrained(root / "vae").eval()
+    sched_cfg = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+    sched_cls = (
+        UniPCMultistepScheduler
+        if sched_cfg.get("_class_name") == "UniPCMultistepScheduler"
+        else FlowMatchEulerDiscreteScheduler
+    )
+    scheduler = sched_cls.from_pretrained(root / "scheduler")
+    pipe = CinecompPipeline(transformer=transformer, vae=vae, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=dist.get_rank() != 0)
+    pipe._ds_engine = engine
+    pipe._sequence_parallel = SequenceParallel(transformer) if sequence_parallel and dist.get_world_size() > 1 else None
+    return pipe
+
+
+def local_parameter_numel(module) -> int:
+    """Elements of the parameters this rank holds (its ZeRO-3 partition, or everything)."""
+    return sum(int(getattr(p, "ds_tensor", p).numel()) for p in module.parameters())
+
+
+def total_parameter_numel(module) -> int:
+    return sum(int(p.ds_numel) if hasattr(p, "ds_numel") else p.numel() for p in module.parameters())
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def _load_shot(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        shot = {k: data[k] for k in data.files}
+    for k in ("prompt_embeds", "negative_prompt_embeds"):
+        if k in shot:
+            shot[k] = torch.from_numpy(shot[k])
+    missing = [k for k in ("character_rgb", "tri_mask", "prompt_embeds") if k not in shot]
+    if missing:
+        raise DiffusionInputError(f"{path}: shot file lacks {', '.join(missing)}")
+    return shot
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pipeline", required=True, help="CinecompPipeline directory")
+    parser.add_argument(
+        "--shot",
+        required=True,
+        help=".npz: character_rgb, tri_mask, [character_depth], "
+        "[environment_rgb], prompt_embeds, [negative_prompt_embeds]",
+    )
+    parser.add_argument(
+        "--out", required=True, help="rank 0 writes frames + depth here (.npz), or a window " "directory with --window"
+    )
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--zero-stage", type=int, default=3, choices=(0, 3))
+    parser.add_argument("--no-sequence-parallel", action="store_true")
+    parser.add_argument("--window", type=int, default=0, help="temporal window (4n+1) for long shots; 0 = one pass")
+    parser.add_argument("--overlap", type=int, default=16)
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
+    args = parser.parse_args(argv)
+
+    torch.set_grad_enabled(False)
+    rank, world = init_distributed()
+    pipe = build_pipeline(args.pipeline, args.zero_stage, not args.no_sequence_parallel)
+    shot = _load_shot(Path(args.shot))
+    call = dict(shot, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+    out = Path(args.out)
+    if args.window:
+        from .windows import render_windows
+
+        frames, depth = render_windows(pipe, call, out, args.window, args.overlap, write=rank == 0)
+        out_file = out / "shot.npz"
+    else:
+        result = pipe(**call)
+        frames, depth = result.frames, result.depth
+        out_file = out
+    if rank == 0:
+        from ..atomic import atomic_path
+
+        sp = pipe._sequence_parallel
+        meta = {
+            "world_size": world,
+            "zero_stage": args.zero_stage,
+            "local_param_numel": local_parameter_numel(pipe.transformer),
+            "total_param_numel": total_parameter_numel(pipe.transformer),
+            "tokens_per_rank": sp.tokens_per_rank if sp else None,
+        }
+        with atomic_path(out_file) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, frames=frames, depth=depth, meta=np.array(json.dumps(meta)))
+    import deepspeed.comm as dist
+
+    dist.barrier()
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(num_ranks: int, script_args: list[str], master_port: int | None = None) -> list[str]:
+    """The DeepSpeed launcher command running :func:`main` on ``num_ranks`` local ranks."""
+    exe = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or shutil.which("deepspeed")
+    if exe is None:
+        raise RuntimeError("the deepspeed launcher is not installed in this environment")
+    return [
+        exe,
+        "--num_gpus",
+        str(num_ranks),
+        "--master_port",
+        str(master_port or free_port()),
+        "--module",
+        "cinecomp.diffusion.distributed",
+        *script_args,
+    ]
+
+
+def launch_env(num_ranks: int, cpu: bool, threads_per_rank: int = 1) -> dict:
+    """Environment for the launcher; on CPU: DeepSpeed's CPU accelerator with ``num_ranks`` devices."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    if cpu:
+        env.update(DS_ACCELERATOR="cpu", LOCAL_SIZE=str(num_ranks), OMP_NUM_THREADS=str(threads_per_rank))
+    return env
+
+
+if __name__ == "__main__":
+    sys.exit(main())

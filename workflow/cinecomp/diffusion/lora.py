@@ -1,0 +1,195 @@
+"""Fine-tunes as PEFT LoRA adapters on the CinecompTransformer3DModel (diffusers' PeftAdapterMixin).
+
+* :func:`add_lora` -- a new trainable adapter (training);
+* :func:`save_lora` -- an adapter to ``<dir>/pytorch_lora_weights.safetensors`` (config in the metadata);
+* :func:`load_lora` -- a saved adapter (ours, a diffusers Wan LoRA with ``transformer.`` keys, or an
+  original-format Wan LoRA with ``diffusion_model.`` keys) from a local file or directory, at a scale;
+* :func:`set_lora_scales` -- which adapters are active, with what weight;
+* :func:`unload_lora` -- one adapter, or all of them, in which case the PEFT layers are removed and
+  the transformer is exactly the base model again.
+
+Only safetensors are read; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+
+import torch
+
+from ._io import atomic_dir
+from .errors import CheckpointError
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+# attention projections and the feed-forward of every Wan block (what Wan LoRAs usually target)
+DEFAULT_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
+
+
+def _transformer(model):
+    """Accept the transformer or a pipeline holding one."""
+    return getattr(model, "transformer", model)
+
+
+def _scales(transformer) -> dict:
+    if not hasattr(transformer, "_cinecomp_lora_scales"):
+        transformer._cinecomp_lora_scales = {}
+    return transformer._cinecomp_lora_scales
+
+
+def lora_adapters(model) -> list[str]:
+    """Names of the adapters loaded on the transformer."""
+    return list(getattr(_transformer(model), "peft_config", {}) or {})
+
+
+def add_lora(
+    model,
+    adapter_name: str = "cinecomp",
+    rank: int = 16,
+    alpha: float | None = None,
+    target_modules=DEFAULT_TARGET_MODULES,
+    init_lora_weights: bool | str = True,
+) -> str:
+    """Add a new (trainable) LoRA adapter; with the default init the output is unchanged until trained."""
+    from peft import LoraConfig
+
+    transformer = _transformer(model)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha if alpha is not None else rank,
+        target_modules=list(target_modules),
+        init_lora_weights=init_lora_weights,
+    )
+    transformer.add_adapter(config, adapter_name=adapter_name)
+    _scales(transformer)[adapter_name] = 1.0
+    return adapter_name
+
+
+def save_lora(model, out_dir: str | os.PathLike, adapter_name: str = "cinecomp") -> Path:
+    """Write one adapter to ``out_dir/pytorch_lora_weights.safetensors`` (atomically)."""
+    transformer = _transformer(model)
+    if adapter_name not in lora_adapters(transformer):
+        raise ValueError(f"no LoRA adapter named {adapter_name!r} (loaded: {lora_adapters(transformer)})")
+    with atomic_dir(out_dir) as tmp:
+        transformer.save_lora_adapter(str(tmp), adapter_name=adapter_name, weight_name=LORA_WEIGHT_NAME)
+    return Path(out_dir) / LORA_WEIGHT_NAME
+
+
+def _resolve_lora_file(path: Path) -> Path:
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise CheckpointError(path, "LoRA weights must be a .safetensors file", "convert it to safetensors")
+        return path
+    if not path.is_dir():
+        raise CheckpointError(path, "LoRA path does not exist", "check the path")
+    if (path / LORA_WEIGHT_NAME).is_file():
+        return path / LORA_WEIGHT_NAME
+    files = sorted(path.glob("*.safetensors"))
+    if len(files) != 1:
+        raise CheckpointError(
+            path,
+            f"expected {LORA_WEIGHT_NAME} or exactly one .safetensors file, found {len(files)}",
+            "point at the LoRA file itself",
+        )
+    return files[0]
+
+
+def _check_targets(transformer, state: dict, prefix: str | None, file: Path) -> None:
+    """Every LoRA weight must belong to a layer of this transformer (else it was trained for another model)."""
+    modules = {name for name, _ in transformer.named_modules()}
+    targets = set()
+    for key in state:
+        if prefix is not None:
+            if not key.startswith(prefix + "."):
+                continue
+            key = key[len(prefix) + 1 :]
+        if ".lora_" in key:
+            targets.add(key.split(".lora_")[0])
+    if not targets:
+        raise CheckpointError(
+            file, "no LoRA weights matched this transformer's layers", "use a LoRA trained on this model"
+        )
+    unknown = sorted(t for t in targets if t not in modules)
+    if unknown:
+        raise CheckpointError(
+            file,
+            f"{len(unknown)} of {len(targets)} LoRA target layers do not exist in this transformer, e.g. "
+            + ", ".join(unknown[:3]),
+            "use a LoRA trained on this model (Wan 2.1 of the same size)",
+        )
+
+
+def load_lora(model, path: str | os.PathLike, adapter_name: str | None = None, scale: float = 1.0) -> str:
+    """Load a LoRA adapter from a local file/directory and activate it (with the others) at ``scale``."""
+    from diffusers.loaders import WanLoraLoaderMixin
+    from safetensors import safe_open
+
+    transformer = _transformer(model)
+    file = _resolve_lora_file(Path(path).expanduser())
+    if adapter_name is None:
+        adapter_name = re.sub(r"\W", "_", file.parent.name if file.name == LORA_WEIGHT_NAME else file.stem)
+    if adapter_name in lora_adapters(transformer):
+        raise ValueError(f"a LoRA adapter named {adapter_name!r} is already loaded; unload it or pick another name")
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            raw_meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise CheckpointError(file, f"cannot read LoRA weights ({exc})", "re-export the adapter")
+    if not state:
+        raise CheckpointError(file, "LoRA file holds no tensors")
+    metadata = json.loads(raw_meta["lora_adapter_metadata"]) if "lora_adapter_metadata" in raw_meta else None
+    state = WanLoraLoaderMixin.lora_state_dict(state)  # original-format Wan LoRAs -> diffusers keys
+    prefix = "transformer" if any(k.startswith("transformer.") for k in state) else None
+    if prefix and metadata and not any(k.startswith("transformer.") for k in metadata):
+        metadata = {f"transformer.{k}": v for k, v in metadata.items()}
+    _check_targets(transformer, state, prefix, file)
+    try:
+        with warnings.catch_warnings():  # peft warns whenever a second adapter is injected: that is the point
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            transformer.load_lora_adapter(state, prefix=prefix, adapter_name=adapter_name, metadata=metadata)
+    except (ValueError, KeyError, IndexError, RuntimeError) as exc:
+        raise CheckpointError(
+            file, f"does not fit this transformer ({exc})", "use a LoRA trained on this model"
+        ) from exc
+    _scales(transformer)[adapter_name] = float(scale)
+    set_lora_scales(transformer, _scales(transformer))
+    return adapter_name
+
+
+def set_lora_scales(model, scales: dict[str, float]) -> None:
+    """Activate exactly the adapters in ``scales`` with those weights (0 keeps one loaded but without effect)."""
+    transformer = _transformer(model)
+    unknown = set(scales) - set(lora_adapters(transformer))
+    if unknown:
+        raise ValueError(f"unknown LoRA adapter(s) {sorted(unknown)} (loaded: {lora_adapters(transformer)})")
+    _scales(transformer).update({k: float(v) for k, v in scales.items()})
+    if scales:
+        transformer.set_adapters(list(scales), [float(v) for v in scales.values()])
+
+
+def unload_lora(model, adapter_name: str | None = None) -> None:
+    """Remove one adapter, or all (``None``): then every PEFT layer is removed and the base model is back."""
+    transformer = _transformer(model)
+    names = lora_adapters(transformer)
+    scales = _scales(transformer)
+    if adapter_name is not None and adapter_name not in names:
+        raise ValueError(f"no LoRA adapter named {adapter_name!r} (loaded: {names})")
+    if adapter_name is None or names == [adapter_name]:
+        if names:
+            transformer.unload_lora()
+        scales.clear()
+        return
+    transformer.delete_adapters(adapter_name)
+    scales.pop(adapter_name, None)
+    if scales:
+        set_lora_scales(transformer, dict(scales))
+
+
+@torch.no_grad()
+def fuse_lora(model, adapter_names: list[str] | None = None) -> None:
+    """Merge active adapters into the base weights (faster inference; unload_lora no longer restores)."""
+    _transformer(model).fuse_lora(adapter_names=adapter_names)

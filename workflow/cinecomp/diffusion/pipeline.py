@@ -1,0 +1,383 @@
+"""CinecompPipeline: keyed character + tri-mask (+ depth, environment, references) -> RGB video + depth video.
+
+Components: ``transformer`` (:class:`CinecompTransformer3DModel`), ``vae`` (``AutoencoderKLWan``, used for
+RGB and for depth -- depth is log-encoded to [-1, 1] and replicated to three channels, see
+:mod:`cinecomp.diffusion.conditioning`) and ``scheduler`` (a flow-matching scheduler:
+``FlowMatchEulerDiscreteScheduler`` or Wan's ``UniPCMultistepScheduler`` with flow sigmas).
+There is no text encoder: prompts are encoded once by :func:`cinecomp.diffusion.prompts.encode_prompts`
+and the cached embeddings are passed in.
+
+Frame counts must be 4n+1 (Wan's causal VAE compresses 4n+1 frames into n+1 latent frames), and
+height/width multiples of 16 (VAE 8x times the 2x2 patch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan, DiffusionPipeline
+from diffusers.schedulers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from .conditioning import (
+    DEFAULT_DEPTH_FAR,
+    DEFAULT_DEPTH_NEAR,
+    MASK_NAMES,
+    Reference,
+    as_reference,
+    decode_depth,
+    encode_depth,
+    fold_masks,
+    reference_mask,
+)
+from .errors import DiffusionInputError
+from .transformer import CinecompTransformer3DModel
+
+
+@dataclass
+class CinecompPipelineOutput(BaseOutput):
+    """``frames``: (T, H, W, 3) float32 RGB in [0, 1]; ``depth``: (T, H, W) float32 in scene units
+    (between the ``depth_range`` used); ``latents``: the denoised (1, 2z, n+1, H/8, W/8) latents, RGB then depth."""
+
+    frames: np.ndarray | torch.Tensor | None
+    depth: np.ndarray | torch.Tensor | None
+    latents: torch.Tensor | None = None
+
+
+def _as_tensor(x, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().to("cpu", torch.float32)
+    else:
+        try:
+            t = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
+        except (TypeError, ValueError) as exc:
+            raise DiffusionInputError(f"{name} is not an array of numbers ({exc})") from None
+    if not torch.isfinite(t).all() and name != "character_depth":
+        raise DiffusionInputError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def check_frame_count(num_frames: int, temporal: int = 4) -> None:
+    """Raise a clear error unless ``num_frames`` is ``temporal * n + 1``."""
+    if num_frames < 1 or (num_frames - 1) % temporal:
+        lower = (max(num_frames, 1) - 1) // temporal * temporal + 1
+        upper = lower + temporal
+        raise DiffusionInputError(
+            f"got {num_frames} frames; the Wan VAE needs {temporal}n+1 frames (1, 5, 9, 13, ..., 81): "
+            f"trim to {lower} or pad to {upper} frames (long shots go through overlapping windows)"
+        )
+
+
+class CinecompPipeline(DiffusionPipeline):
+    r"""Tri-mask-guided joint RGB + depth video diffusion for compositing a keyed character into a scene."""
+
+    model_cpu_offload_seq = "transformer->vae"
+
+    def __init__(
+        self,
+        transformer: CinecompTransformer3DModel,
+        vae: AutoencoderKLWan,
+        scheduler: FlowMatchEulerDiscreteScheduler | UniPCMultistepScheduler,
+    ):
+        super().__init__()
+        self.register_modules(transformer=transformer, vae=vae, scheduler=scheduler)
+        self.vae_scale_factor_temporal = vae.config.scale_factor_temporal if vae is not None else 4
+        self.vae_scale_factor_spatial = vae.config.scale_factor_spatial if vae is not None else 8
+
+    # -------------------------------------------------------------------------------- checks
+    def check_components(self) -> None:
+        tcfg, vcfg = self.transformer.config, self.vae.config
+        if tcfg.rgb_channels != vcfg.z_dim or tcfg.depth_channels != vcfg.z_dim or tcfg.cond_channels != 3 * vcfg.z_dim:
+            raise DiffusionInputError(
+                f"transformer latent widths (rgb {tcfg.rgb_channels}, depth {tcfg.depth_channels}, cond "
+                f"{tcfg.cond_channels}) do not fit the VAE's z_dim={vcfg.z_dim} (expected z, z, 3z)"
+            )
+        if tuple(tcfg.mask_fold) != (self.vae_scale_factor_temporal, self.vae_scale_factor_spatial):
+            raise DiffusionInputError(
+                f"transformer folds masks by {tuple(tcfg.mask_fold)} but the VAE compresses by "
+                f"({self.vae_scale_factor_temporal}, {self.vae_scale_factor_spatial})"
+            )
+
+    def _check_video(self, x: torch.Tensor, name: str, channels: int | None, shape=None) -> None:
+        want = "(T, H, W)" if channels is None else f"(T, H, W, {channels})"
+        ndim = 3 if channels is None else 4
+        if x.ndim != ndim or (channels is not None and x.shape[-1] != channels):
+            raise DiffusionInputError(f"{name} must be {want}, got shape {tuple(x.shape)}")
+        if shape is not None and tuple(x.shape[:3]) != tuple(shape):
+            raise DiffusionInputError(
+                f"{name} has shape {tuple(x.shape[:3])} (T, H, W) but character_rgb has {tuple(shape)}"
+            )
+
+    # ------------------------------------------------------------------------------ latents
+    def _latent_stats(self, device, dtype=torch.float32):
+        z = self.vae.config.z_dim
+        mean = torch.tensor(self.vae.config.latents_mean, device=device, dtype=dtype).view(1, z, 1, 1, 1)
+        std = torch.tensor(self.vae.config.latents_std, device=device, dtype=dtype).view(1, z, 1, 1, 1)
+        return mean, std
+
+    @torch.no_grad()
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) in [-1, 1] -> normalised latents (B, z, n+1, H/8, W/8), deterministic (mode)."""
+        vae_device = next(self.vae.parameters()).device
+        dist = self.vae.encode(video.to(vae_device, self.vae.dtype)).latent_dist
+        lat = dist.mode().float()
+        mean, std = self._latent_stats(lat.device)
+        return (lat - mean) / std
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (B, z, n+1, h, w) -> video (B, 3, 4n+1, 8h, 8w) in [-1, 1] (float32)."""
+        vae_device = next(self.vae.parameters()).device
+        latents = latents.to(vae_device, torch.float32)
+        mean, std = self._latent_stats(latents.device)
+        video = self.vae.decode((latents * std + mean).to(self.vae.dtype), return_dict=False)[0]
+        return video.float().clamp(-1.0, 1.0)
+
+    def prepare_conditioning(
+        self,
+        character_rgb,
+        tri_mask,
+        character_depth=None,
+        environment_rgb=None,
+        reference_images: Sequence | None = None,
+        replace_prop: bool | None = None,
+        depth_range: tuple[float, float] = (DEFAULT_DEPTH_NEAR, DEFAULT_DEPTH_FAR),
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Encode every conditioning input (see :mod:`cinecomp.diffusion.conditioning` for the layout).
+
+        Returns ``(cond_latents (1, 3z, R+n+1, h, w), folded_masks (1, 768, R+n+1, h, w),
+        reference_latents (1, z, R, h, w) or None)``; the first R latent frames are the references.
+        """
+        self.check_components()
+        plate = _as_tensor(character_rgb, "character_rgb")
+        self._check_video(plate, "character_rgb", 3)
+        t, h, w = plate.shape[:3]
+        check_frame_count(t, self.vae_scale_factor_temporal)
+        multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size[1]
+        if h % multiple or w % multiple:
+            lo = f"{max(w // multiple, 1) * multiple}x{max(h // multiple, 1) * multiple}"
+            hi = f"{-(-w // multiple) * multiple}x{-(-h // multiple) * multiple}"
+            raise DiffusionInputError(
+                f"frames are {w}x{h}; width and height must be multiples of {multiple} "
+                f"(VAE {self.vae_scale_factor_spatial}x times the transformer's patch): crop to {lo} or pad to {hi}"
+            )
+        masks = _as_tensor(tri_mask, "tri_mask")
+        self._check_video(masks, "tri_mask", len(MASK_NAMES), (t, h, w))
+        masks = masks.clamp(0.0, 1.0)
+
+        env = None
+        if environment_rgb is not None:
+            env = _as_tensor(environment_rgb, "environment_rgb")
+            if env.ndim == 3:  # a still environment plate / image
+                env = env.unsqueeze(0).expand(t, *env.shape)
+            self._check_video(env, "environment_rgb", 3, (t, h, w))
+
+        refs = [as_reference(r) for r in (reference_images or [])]
+        if replace_prop is None:
+            replace_prop = any(r.role == "prop" for r in refs)
+        plate = plate.clamp(0.0, 1.0)
+        if replace_prop:  # remove the old prop so only the reference prop can appear there
+            keep = 1.0 - masks[..., 1:2]
+            plate = plate * keep
+            env = env * keep if env is not None else None
+
+        to_vae = lambda v: v.permute(3, 0, 1, 2).unsqueeze(0) * 2.0 - 1.0  # noqa: E731  (T,H,W,C)->(1,C,T,H,W)
+        videos = [to_vae(plate)]
+        if character_depth is not None:
+            depth = _as_tensor(character_depth, "character_depth")
+            self._check_video(depth, "character_depth", None, (t, h, w))
+            enc = encode_depth(depth, *depth_range)
+            enc = torch.where(masks[..., 0] > 0.5, enc, torch.full_like(enc, -1.0))  # off the character: far
+            videos.append(enc.unsqueeze(0).unsqueeze(0).expand(1, 3, t, h, w))
+        if env is not None:
+            videos.append(to_vae(env.clamp(0.0, 1.0)))
+        encoded = self.encode_video(torch.cat(videos, dim=0))
+        plate_lat = encoded[:1]
+        i = 1
+        zeros = torch.zeros_like(plate_lat)
+        depth_lat = encoded[i : i + 1] if character_depth is not None else zeros
+        i += character_depth is not None
+        env_lat = encoded[i : i + 1] if env is not None else zeros
+        cond = torch.cat([plate_lat, depth_lat, env_lat], dim=1)
+        folded = fold_masks(
+            masks.permute(3, 0, 1, 2).unsqueeze(0), self.vae_scale_factor_temporal, self.vae_scale_factor_spatial
+        )
+
+        ref_lat = None
+        if refs:
+            images, ref_masks = [], []
+            for k, ref in enumerate(refs):
+                img = _as_tensor(ref.image, f"reference_images[{k}]")
+                if img.ndim != 3 or img.shape[-1] != 3:
+                    raise DiffusionInputError(f"reference_images[{k}] must be (H, W, 3), got {tuple(img.shape)}")
+                region = None
+                if ref.mask is not None:
+                    region = _as_tensor(ref.mask, f"reference_images[{k}].mask")
+                    if region.shape != img.shape[:2]:
+                        raise DiffusionInputError(
+                            f"reference_images[{k}].mask is {tuple(region.shape)}, its image is {tuple(img.shape[:2])}"
+                        )
+                if img.shape[:2] != (h, w):  # references may come at any size: resize to the shot's
+                    img = torch.nn.functional.interpolate(
+                        img.permute(2, 0, 1)[None], size=(h, w), mode="bilinear", align_corners=False
+                    )[0].permute(1, 2, 0)
+                    if region is not None:
+                        region = torch.nn.functional.interpolate(region[None, None], size=(h, w), mode="nearest")[0, 0]
+                images.append(img.clamp(0.0, 1.0).permute(2, 0, 1)[:, None] * 2.0 - 1.0)  # (3, 1, H, W)
+                region = None if region is None else region.clamp(0.0, 1.0)
+                ref_masks.append(
+                    reference_mask(
+                        ref.role, h, w, region, self.vae_scale_factor_temporal, self.vae_scale_factor_spatial
+                    )
+                )
+            ref_lat = self.encode_video(torch.stack(images))  # (R, z, 1, h, w), each image alone
+            ref_lat = ref_lat.permute(2, 1, 0, 3, 4)  # (1, z, R, h, w)
+            r = ref_lat.shape[2]
+            cond = torch.cat([torch.zeros(1, cond.shape[1], r, *cond.shape[3:]), cond.cpu()], dim=2)
+            folded = torch.cat([torch.cat(ref_masks, dim=2), folded], dim=2)
+        return cond.cpu(), folded, ref_lat
+
+    # -------------------------------------------------------------------------------- call
+    @torch.no_grad()
+    def __call__(
+        self,
+        character_rgb,
+        tri_mask,
+        character_depth=None,
+        environment_rgb=None,
+        reference_images: Sequence[Reference | Any] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        num_inference_steps: int = 30,
+        guidance_scale: float = 5.0,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        replace_prop: bool | None = None,
+        depth_range: tuple[float, float] = (DEFAULT_DEPTH_NEAR, DEFAULT_DEPTH_FAR),
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
+    ) -> CinecompPipelineOutput | tuple:
+        r"""
+        Args:
+            character_rgb: (T, H, W, 3) premultiplied keyed character plate in [0, 1] (display-referred;
+                values outside are clipped), T = 4n+1, H and W multiples of 16.
+            tri_mask: (T, H, W, 3) character, prop and environment masks in [0, 1].
+            character_depth: (T, H, W) depth of the character in scene units (used under the character
+                mask), or None.
+            environment_rgb: (T, H, W, 3) or a still (H, W, 3) environment plate in [0, 1], or None to
+                synthesise the environment (from the prompt and any ``environment`` reference image).
+            reference_images: images (H, W, 3) in [0, 1] -- a :class:`Reference` (image, role, mask), an
+                ``(image, role)`` pair, or a bare image (role ``environment``).  Roles: ``environment``
+                (environment synthesis), ``prop`` (prop replacement), ``character``.
+            prompt_embeds: (1, L, text_dim) or (L, text_dim) cached UMT5 embeddings
+                (:func:`cinecomp.diffusion.prompts.load_prompt_embeds`).
+            negative_prompt_embeds: the unconditional embeddings for classifier-free guidance; zeros
+                (Wan's padding value) when omitted.
+            guidance_scale: CFG weight; <= 1 disables guidance (one transformer call per step).
+            generator / seed: the noise source; the same seed gives the same frames.
+            replace_prop: remove the prop region from plate and environment before encoding (default:
+                when a ``prop`` reference is given).
+            depth_range: (near, far) of the log-depth encoding, scene units.
+            latents: initial noise (1, 2z, n+1, H/8, W/8) instead of drawing it.
+            output_type: ``"np"`` (numpy), ``"pt"`` (torch) or ``"latent"`` (no decoding).
+        """
+        if prompt_embeds is None:
+            raise DiffusionInputError(
+                "prompt_embeds are required: the pipeline has no text encoder; encode prompts once with "
+                "cinecomp.diffusion.prompts.encode_prompts and pass load_prompt_embeds(...)[prompt]"
+            )
+        if output_type not in ("np", "pt", "latent"):
+            raise DiffusionInputError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
+        device = self._execution_device
+        tdtype = self.transformer.dtype
+        text_dim = self.transformer.config.text_dim
+
+        def _prep_embeds(e, name):
+            e = e if isinstance(e, torch.Tensor) else torch.as_tensor(np.asarray(e))
+            e = e.unsqueeze(0) if e.ndim == 2 else e
+            if e.ndim != 3 or e.shape[0] != 1 or e.shape[-1] != text_dim:
+                raise DiffusionInputError(
+                    f"{name} must be (1, L, {text_dim}) (the transformer's text_dim), got {tuple(e.shape)}: "
+                    "were the prompts encoded with the matching text encoder?"
+                )
+            return e.to(device, tdtype)
+
+        prompt_embeds = _prep_embeds(prompt_embeds, "prompt_embeds")
+        do_cfg = guidance_scale > 1.0
+        if do_cfg:
+            negative_prompt_embeds = (
+                torch.zeros_like(prompt_embeds)
+                if negative_prompt_embeds is None
+                else _prep_embeds(negative_prompt_embeds, "negative_prompt_embeds")
+            )
+
+        cond, folded, ref_lat = self.prepare_conditioning(
+            character_rgb, tri_mask, character_depth, environment_rgb, reference_images, replace_prop, depth_range
+        )
+        num_refs = 0 if ref_lat is None else ref_lat.shape[2]
+        z = self.transformer.config.rgb_channels
+        shape = (1, 2 * z, *cond.shape[2:])
+        if latents is None:
+            if generator is None and seed is not None:
+                generator = torch.Generator("cpu").manual_seed(int(seed))
+            latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
+        else:
+            want = (1, 2 * z, cond.shape[2] - num_refs, *cond.shape[3:])
+            if tuple(latents.shape) != want:
+                raise DiffusionInputError(f"latents must have shape {want}, got {tuple(latents.shape)}")
+            latents = torch.cat([torch.zeros(1, 2 * z, num_refs, *cond.shape[3:]), latents.float().cpu()], dim=2)
+        latents = latents.to(device)
+        cond_in = cond.to(device, tdtype)
+        mask_in = folded.to(device, tdtype)
+        if ref_lat is not None:
+            ref_lat = ref_lat.to(device)
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for t in timesteps:
+                if num_refs:  # reference frames: the clean reference latent in the RGB slot, no depth
+                    latents[:, :z, :num_refs] = ref_lat
+                    latents[:, z:, :num_refs] = 0.0
+                model_input = torch.cat([latents.to(tdtype), cond_in, mask_in], dim=1)
+                timestep = t.expand(1).to(device)
+                noise_pred = self.transformer(
+                    hidden_states=model_input,
+                    timestep=timestep,
+                    encoder_hidden_states=prompt_embeds,
+                    attention_kwargs=attention_kwargs,
+                    return_dict=False,
+                )[0].float()
+                if do_cfg:
+                    noise_uncond = self.transformer(
+                        hidden_states=model_input,
+                        timestep=timestep,
+                        encoder_hidden_states=negative_prompt_embeds,
+                        attention_kwargs=attention_kwargs,
+                        return_dict=False,
+                    )[0].float()
+                    noise_pred = noise_uncond + guidance_scale * (noise_pred - noise_uncond)
+                latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+                progress_bar.update()
+
+        latents = latents[:, :, num_refs:]  # trim the reference frames
+        self.maybe_free_model_hooks()
+        if output_type == "latent":
+            out = CinecompPipelineOutput(frames=None, depth=None, latents=latents)
+            return out if return_dict else (None, None, latents)
+
+        decoded = self.decode_latents(torch.cat([latents[:, :z], latents[:, z:]], dim=0))  # (2, 3, T, H, W)
+        frames = ((decoded[0] + 1.0) * 0.5).clamp(0.0, 1.0).permute(1, 2, 3, 0).cpu()
+        depth = decode_depth(decoded[1].mean(dim=0), *depth_range).cpu()
+        if output_type == "np":
+            frames, depth = frames.numpy(), depth.numpy()
+        if not return_dict:
+            return frames, depth, latents
+        return CinecompPipelineOutput(frames=frames, depth=depth, latents=latents)

@@ -1,0 +1,273 @@
+"""CinecompTransformer3DModel: a Wan 2.1 diffusion transformer that denoises RGB and depth jointly.
+
+The network is Wan 2.1's (diffusers ``WanTransformerBlock`` stack, 3D RoPE, time/text embedding,
+adaptive output norm) with two changes:
+
+* the patch embedding takes the conditioning by channel concatenation (see
+  :mod:`cinecomp.diffusion.conditioning` for the layout): ``in_channels = rgb_channels +
+  depth_channels + cond_channels + mask_channels``;
+* a second output head, ``depth_proj_out``, predicts the depth-latent velocity next to Wan's
+  ``proj_out`` (RGB velocity).  Both share the final adaptive norm.  The output is
+  ``cat([rgb_velocity, depth_velocity], dim=1)`` with ``out_channels = rgb_channels + depth_channels``.
+
+Every parameter a Wan 2.1 text-to-video transformer has keeps its name and shape here except
+``patch_embedding.weight``, which is wider, so :func:`cinecomp.diffusion.init_from_wan.init_from_wan`
+can copy a Wan checkpoint in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.attention import AttentionMixin
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.normalization import FP32LayerNorm
+from diffusers.models.transformers.transformer_wan import (
+    WanRotaryPosEmbed,
+    WanTimeTextImageEmbedding,
+    WanTransformerBlock,
+)
+from diffusers.utils import apply_lora_scale
+
+from .conditioning import folded_mask_channels
+
+# config fields shared with diffusers' WanTransformer3DModel (same names, same meaning)
+WAN_CONFIG_FIELDS = (
+    "patch_size",
+    "num_attention_heads",
+    "attention_head_dim",
+    "text_dim",
+    "freq_dim",
+    "ffn_dim",
+    "num_layers",
+    "cross_attn_norm",
+    "qk_norm",
+    "eps",
+    "image_dim",
+    "added_kv_proj_dim",
+    "rope_max_seq_len",
+    "pos_embed_seq_len",
+)
+
+
+class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, AttentionMixin):
+    r"""
+    Wan 2.1 transformer for joint RGB + depth video denoising, conditioned by channel concatenation.
+
+    Args (the Wan ones mean what they mean in ``WanTransformer3DModel``):
+        patch_size, num_attention_heads, attention_head_dim, text_dim, freq_dim, ffn_dim, num_layers,
+        cross_attn_norm, qk_norm, eps, image_dim, added_kv_proj_dim, rope_max_seq_len, pos_embed_seq_len.
+        in_channels (`int`, *optional*): total input channels; derived from the four widths below when
+            omitted and checked against them when given.
+        out_channels (`int`, *optional*): ``rgb_channels + depth_channels``; checked when given.
+        rgb_channels (`int`, defaults to 16): noisy RGB latent channels (the VAE's ``z_dim``).
+        depth_channels (`int`, defaults to 16): noisy depth latent channels.
+        cond_channels (`int`, defaults to 48): latent conditioning channels -- character plate,
+            character depth, environment (3 x ``z_dim``).
+        num_masks (`int`, defaults to 3): tri-mask channels (character, prop, environment).
+        mask_fold (`tuple[int, int]`, defaults to ``(4, 8)``): the VAE's temporal and spatial
+            compression; every mask is folded from pixel to latent resolution by it.
+        mask_channels (`int`, *optional*): ``num_masks * t * s * s`` (768); checked when given.
+    """
+
+    _supports_gradient_checkpointing = True
+    _skip_layerwise_casting_patterns = ["patch_embedding", "condition_embedder", "norm"]
+    _no_split_modules = ["WanTransformerBlock"]
+    _keep_in_fp32_modules = ["rope", "time_embedder", "scale_shift_table", "norm1", "norm2", "norm3"]
+    _keys_to_ignore_on_load_unexpected = ["norm_added_q"]
+    _repeated_blocks = ["WanTransformerBlock"]
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: tuple[int, ...] = (1, 2, 2),
+        num_attention_heads: int = 40,
+        attention_head_dim: int = 128,
+        in_channels: int | None = None,
+        out_channels: int | None = None,
+        text_dim: int = 4096,
+        freq_dim: int = 256,
+        ffn_dim: int = 13824,
+        num_layers: int = 40,
+        cross_attn_norm: bool = True,
+        qk_norm: str | None = "rms_norm_across_heads",
+        eps: float = 1e-6,
+        image_dim: int | None = None,
+        added_kv_proj_dim: int | None = None,
+        rope_max_seq_len: int = 1024,
+        pos_embed_seq_len: int | None = None,
+        rgb_channels: int = 16,
+        depth_channels: int = 16,
+        cond_channels: int = 48,
+        num_masks: int = 3,
+        mask_fold: tuple[int, ...] = (4, 8),
+        mask_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+
+        derived_mask = folded_mask_channels(num_masks, int(mask_fold[0]), int(mask_fold[1]))
+        if mask_channels is not None and mask_channels != derived_mask:
+            raise ValueError(
+                f"mask_channels={mask_channels} does not match num_masks={num_masks} folded by {tuple(mask_fold)} "
+                f"(= {derived_mask})"
+            )
+        derived_in = rgb_channels + depth_channels + cond_channels + derived_mask
+        if in_channels is not None and in_channels != derived_in:
+            raise ValueError(
+                f"in_channels={in_channels} does not match rgb {rgb_channels} + depth {depth_channels} + "
+                f"cond {cond_channels} + mask {derived_mask} = {derived_in}"
+            )
+        derived_out = rgb_channels + depth_channels
+        if out_channels is not None and out_channels != derived_out:
+            raise ValueError(f"out_channels={out_channels} must be rgb_channels + depth_channels = {derived_out}")
+        self.register_to_config(in_channels=derived_in, out_channels=derived_out, mask_channels=derived_mask)
+
+        inner_dim = num_attention_heads * attention_head_dim
+
+        # 1. Patch & position embedding
+        self.rope = WanRotaryPosEmbed(attention_head_dim, patch_size, rope_max_seq_len)
+        self.patch_embedding = nn.Conv3d(derived_in, inner_dim, kernel_size=patch_size, stride=patch_size)
+
+        # 2. Condition embeddings
+        self.condition_embedder = WanTimeTextImageEmbedding(
+            dim=inner_dim,
+            time_freq_dim=freq_dim,
+            time_proj_dim=inner_dim * 6,
+            text_embed_dim=text_dim,
+            image_embed_dim=image_dim,
+            pos_embed_seq_len=pos_embed_seq_len,
+        )
+
+        # 3. Transformer blocks
+        self.blocks = nn.ModuleList(
+            [
+                WanTransformerBlock(
+                    inner_dim, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps, added_kv_proj_dim
+                )
+                for _ in range(num_layers)
+            ]
+        )
+
+        # 4. Output norm & projections (RGB head = Wan's proj_out, plus a depth head)
+        self.norm_out = FP32LayerNorm(inner_dim, eps, elementwise_affine=False)
+        self.proj_out = nn.Linear(inner_dim, rgb_channels * math.prod(patch_size))
+        self.depth_proj_out = nn.Linear(inner_dim, depth_channels * math.prod(patch_size))
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 2, inner_dim) / inner_dim**0.5)
+
+        self.gradient_checkpointing = False
+
+    # ------------------------------------------------------------------------------- helpers
+    @property
+    def latent_channels(self) -> int:
+        return self.config.rgb_channels
+
+    def pack_inputs(
+        self,
+        noisy: torch.Tensor,
+        cond_latents: torch.Tensor,
+        folded_masks: torch.Tensor,
+    ) -> torch.Tensor:
+        """``cat([noisy RGB+depth (2z), cond latents (3z), folded tri-mask (768)], dim=1)`` with checks."""
+        cfg = self.config
+        expected = {
+            "noisy RGB + depth latents": (noisy, cfg.rgb_channels + cfg.depth_channels),
+            "conditioning latents": (cond_latents, cfg.cond_channels),
+            "folded masks": (folded_masks, cfg.mask_channels),
+        }
+        for name, (t, c) in expected.items():
+            if t.shape[1] != c:
+                raise ValueError(f"{name} have {t.shape[1]} channels, the transformer expects {c}")
+        return torch.cat([noisy, cond_latents.to(noisy.dtype), folded_masks.to(noisy.dtype)], dim=1)
+
+    def embed_tokens(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Patchify ``(B, C, F, H, W)`` into tokens ``(B, F*H*W/prod(patch), inner_dim)``."""
+        hidden_states = self.patch_embedding(hidden_states)
+        return hidden_states.flatten(2).transpose(1, 2).contiguous()
+
+    # ------------------------------------------------------------------------------- forward
+    @apply_lora_scale("attention_kwargs")
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.LongTensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_hidden_states_image: torch.Tensor | None = None,
+        return_dict: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor | Transformer2DModelOutput:
+        """
+        Args:
+            hidden_states: ``(B, in_channels, F, H, W)`` -- see :meth:`pack_inputs`.
+            timestep: ``(B,)`` (or ``(B, seq_len)`` per token, as Wan 2.2).
+            encoder_hidden_states: ``(B, L, text_dim)`` precomputed UMT5 prompt embeddings.
+        Returns:
+            ``sample`` of shape ``(B, rgb_channels + depth_channels, F, H, W)``: RGB then depth velocity.
+        """
+        batch_size, num_channels, num_frames, height, width = hidden_states.shape
+        if num_channels != self.config.in_channels:
+            raise ValueError(
+                f"hidden_states have {num_channels} channels, the transformer expects {self.config.in_channels} "
+                "(use pack_inputs)"
+            )
+        p_t, p_h, p_w = self.config.patch_size
+        ppf, pph, ppw = num_frames // p_t, height // p_h, width // p_w
+
+        rotary_emb = self.rope(hidden_states)
+        hidden_states = self.embed_tokens(hidden_states)
+
+        if timestep.ndim == 2:
+            ts_seq_len = timestep.shape[1]
+            timestep = timestep.flatten()
+        else:
+            ts_seq_len = None
+
+        temb, timestep_proj, encoder_hidden_states, encoder_hidden_states_image = self.condition_embedder(
+            timestep, encoder_hidden_states, encoder_hidden_states_image, timestep_seq_len=ts_seq_len
+        )
+        if ts_seq_len is not None:
+            timestep_proj = timestep_proj.unflatten(2, (6, -1))
+        else:
+            timestep_proj = timestep_proj.unflatten(1, (6, -1))
+
+        if encoder_hidden_states_image is not None:
+            encoder_hidden_states = torch.concat([encoder_hidden_states_image, encoder_hidden_states], dim=1)
+
+        if torch.is_grad_enabled() and self.gradient_checkpointing:
+            for block in self.blocks:
+                hidden_states = self._gradient_checkpointing_func(
+                    block, hidden_states, encoder_hidden_states, timestep_proj, rotary_emb
+                )
+        else:
+            for block in self.blocks:
+                hidden_states = block(hidden_states, encoder_hidden_states, timestep_proj, rotary_emb)
+
+        if temb.ndim == 3:
+            shift, scale = (self.scale_shift_table.unsqueeze(0).to(temb.device) + temb.unsqueeze(2)).chunk(2, dim=2)
+            shift, scale = shift.squeeze(2), scale.squeeze(2)
+        else:
+            shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
+        shift = shift.to(hidden_states.device)
+        scale = scale.to(hidden_states.device)
+
+        hidden_states = (self.norm_out(hidden_states.float()) * (1 + scale) + shift).type_as(hidden_states)
+        outputs = [
+            self._unpatchify(head(hidden_states), batch_size, ppf, pph, ppw)
+            for head in (self.proj_out, self.depth_proj_out)
+        ]
+        output = torch.cat(outputs, dim=1)
+
+        if not return_dict:
+            return (output,)
+        return Transformer2DModelOutput(sample=output)
+
+    def _unpatchify(self, tokens: torch.Tensor, batch_size: int, ppf: int, pph: int, ppw: int) -> torch.Tensor:
+        p_t, p_h, p_w = self.config.patch_size
+        x = tokens.reshape(batch_size, ppf, pph, ppw, p_t, p_h, p_w, -1)
+        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
