@@ -1,4 +1,5 @@
 # Shot sheet, config validation and helpers shared by every rule.
+import functools
 import json
 import os
 import sys
@@ -23,6 +24,44 @@ validate(SHOTS, "../schemas/shots.schema.yaml")
 RESULTS = config["results"]
 
 
+def check_diffusion_models():
+    """Model directories of the `diffusion` backend, checked before any job runs."""
+    shots = [
+        s for s, row in SHOTS.iterrows() if backend(row, "composite") == "diffusion"
+    ]
+    if not shots:
+        return
+    from cinecomp.colour import check_colourspace
+    from cinecomp.diffusion.checks import (
+        check_pipeline_dir,
+        check_text_encoder_dir,
+        transformer_text_dim,
+    )
+
+    d = config["diffusion"]
+    problems = []
+    if (d["window"] - 1) % 4:
+        problems.append(
+            f"diffusion.window={d['window']} must be 4n+1 (e.g. 81, 41, 21)"
+        )
+    if d["overlap"] >= d["window"]:
+        problems.append(
+            f"diffusion.overlap={d['overlap']} must be less than the window"
+        )
+    cs_problem = check_colourspace(d["model_colourspace"])
+    if cs_problem:
+        problems.append(f"diffusion.model_colourspace: {cs_problem}")
+    problems += check_pipeline_dir(d["pipeline"], d["ranks"])
+    problems += check_text_encoder_dir(
+        d["text_encoder"], d["tokenizer"] or None, transformer_text_dim(d["pipeline"])
+    )
+    if problems:
+        raise WorkflowError(
+            f"shot(s) {', '.join(shots)} use the diffusion composite backend, but:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
 wildcard_constraints:
     shot=r"[A-Za-z0-9][A-Za-z0-9_-]*",
 
@@ -37,7 +76,8 @@ def backend(row, stage):
 
 def resource(rule_name, key):
     res = config["resources"]
-    return res.get(rule_name, {}).get(key, res["default"][key])
+    own = res.get(rule_name, {})
+    return own[key] if key in own else res["default"][key]
 
 
 def exr_attrs(row):
@@ -90,9 +130,82 @@ def key_settings(wildcards):
     )
 
 
+@functools.cache
+def model_id(path):
+    from cinecomp.diffusion.checks import model_fingerprint
+
+    return model_fingerprint(path)
+
+
+def prompt_settings(wildcards):
+    row, d = shot_row(wildcards), config["diffusion"]
+    return dict(
+        prompt=row["prompt"],
+        negative_prompt=d["negative_prompt"],
+        text_encoder=d["text_encoder"],
+        tokenizer=d["tokenizer"],
+        text_encoder_id=model_id(d["text_encoder"]),
+        max_sequence_length=d["max_sequence_length"],
+    )
+
+
 def composite_settings(wildcards):
     row = shot_row(wildcards)
-    return dict(backend=backend(row, "composite"), attrs=exr_attrs(row))
+    settings = dict(backend=backend(row, "composite"), attrs=exr_attrs(row))
+    if (
+        settings["backend"] == "diffusion"
+    ):  # ranks are not here: they change speed, not pixels
+        d = config["diffusion"]
+        settings.update(
+            {
+                k: d[k]
+                for k in ("pipeline", "steps", "guidance", "seed", "window", "overlap")
+            },
+            model_id=model_id(d["pipeline"]),
+            model_colourspace=d["model_colourspace"],
+            prompt=row["prompt"],
+            negative_prompt=d["negative_prompt"],
+            work_dir=f"{RESULTS}/{row['shot']}/diffusion",
+        )
+    return settings
+
+
+def composite_inputs(wildcards):
+    inputs = dict(
+        key=f"{RESULTS}/{wildcards.shot}/key",
+        env=f"{RESULTS}/{wildcards.shot}/ingest/env",
+    )
+    if backend(shot_row(wildcards), "composite") == "diffusion":
+        inputs["prompts"] = (
+            f"{RESULTS}/{wildcards.shot}/diffusion/prompt_embeds.safetensors"
+        )
+    return inputs
+
+
+def composite_resource(key):
+    """Resources of a shot's composite job: `composite_diffusion` for the diffusion backend, with
+    one GPU per rank (SLURM: --gpus=N --cpus-per-gpu=M); locally the ranks run on CPU cores.
+    """
+
+    def get(wildcards):
+        if backend(shot_row(wildcards), "composite") != "diffusion":
+            classical = {"gpu": 0, "cpus_per_gpu": 0, "cpus_per_task": 1}
+            return classical[key] if key in classical else resource("composite", key)
+        if key == "gpu":
+            return config["diffusion"]["ranks"]
+        if key == "cpus_per_task":
+            return 0  # SLURM: --cpus-per-gpu instead
+        return resource("composite_diffusion", key)
+
+    return get
+
+
+def composite_threads(wildcards):
+    if backend(shot_row(wildcards), "composite") != "diffusion":
+        return 1
+    return config["diffusion"]["ranks"] * resource(
+        "composite_diffusion", "cpus_per_gpu"
+    )
 
 
 def assemble_settings(wildcards):
@@ -136,3 +249,6 @@ def all_outputs():
             f"{RESULTS}/{shot}/review/{shot}_contact.png",
         ]
     return out
+
+
+check_diffusion_models()

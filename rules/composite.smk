@@ -1,10 +1,29 @@
-# Key + environment -> composite beauty per frame (backend `over` for now).
+# Key + environment -> composite beauty per frame. Backends: `over` (classical) and `diffusion`
+# (the tri-mask RGB-D video model, run by the DeepSpeed launcher on `diffusion.ranks` ranks).
+
+
+# The text encoder runs here, once per shot; the inference ranks only load the cached embeddings.
+rule prompt_embeds:
+    output:
+        f"{RESULTS}/{{shot}}/diffusion/prompt_embeds.safetensors",
+    log:
+        "logs/prompt_embeds/{shot}.log",
+    benchmark:
+        "benchmarks/prompt_embeds/{shot}.tsv"
+    conda:
+        "../envs/diffusion.yaml"
+    resources:
+        mem_mb=resource("prompt_embeds", "mem_mb"),
+        runtime=resource("prompt_embeds", "runtime"),
+    params:
+        settings=prompt_settings,
+    script:
+        "../scripts/prompt_embeds.py"
 
 
 rule composite:
     input:
-        key=f"{RESULTS}/{{shot}}/key",
-        env=f"{RESULTS}/{{shot}}/ingest/env",
+        unpack(composite_inputs),
     output:
         directory(f"{RESULTS}/{{shot}}/composite"),
     log:
@@ -12,10 +31,14 @@ rule composite:
     benchmark:
         "benchmarks/composite/{shot}.tsv"
     conda:
-        "../envs/core.yaml"
+        "../envs/diffusion.yaml"
+    threads: composite_threads
     resources:
-        mem_mb=resource("composite", "mem_mb"),
-        runtime=resource("composite", "runtime"),
+        mem_mb=composite_resource("mem_mb"),
+        runtime=composite_resource("runtime"),
+        gpu=composite_resource("gpu"),
+        cpus_per_gpu=composite_resource("cpus_per_gpu"),
+        cpus_per_task=composite_resource("cpus_per_task"),
     params:
         settings=composite_settings,
     script:

@@ -18,7 +18,7 @@ from cinecomp.diffusion.conditioning import (  # noqa: E402
     reference_mask,
     unfold_masks,
 )
-from cinecomp.diffusion.configs import TINY_TRANSFORMER, TINY_WAN_TRANSFORMER  # noqa: E402
+from cinecomp.diffusion.configs import TINY_TRANSFORMER, TINY_WAN_TRANSFORMER, make_tiny_wan  # noqa: E402
 from cinecomp.diffusion.errors import CheckpointError  # noqa: E402
 from cinecomp.diffusion.init_from_wan import init_from_wan  # noqa: E402
 from cinecomp.diffusion.transformer import CinecompTransformer3DModel  # noqa: E402
@@ -28,11 +28,7 @@ Z = TINY_WAN_TRANSFORMER["in_channels"]
 
 @pytest.fixture(scope="module")
 def wan_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    wan = WanTransformer3DModel(**TINY_WAN_TRANSFORMER).eval()
-    path = tmp_path_factory.mktemp("wan") / "transformer"
-    wan.save_pretrained(path)
-    return path
+    return make_tiny_wan(tmp_path_factory.mktemp("wan") / "transformer", seed=0)
 
 
 def _inputs(seed=0, frames=2):
@@ -211,3 +207,45 @@ def test_pipeline_from_a_wan_pipeline_directory(tmp_path):
     shutil.rmtree(wan / "vae")
     with pytest.raises(CheckpointError, match=f"{wan}.*no vae/"):
         build_pipeline_from_wan(wan)
+
+
+def test_make_tiny_wan_is_seeded(wan_dir, tmp_path):
+    again = WanTransformer3DModel.from_pretrained(make_tiny_wan(tmp_path / "again", seed=0))
+    base = WanTransformer3DModel.from_pretrained(wan_dir)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), base.state_dict().values()))
+
+
+def test_peft_lora_changes_output_and_disable_delete_restore_exactly():
+    pytest.importorskip("peft")
+    from peft import LoraConfig
+
+    torch.manual_seed(3)
+    m = CinecompTransformer3DModel(**TINY_TRANSFORMER).eval()
+    x, t, text, e = _inputs(6)
+    hs = m.pack_inputs(torch.cat([x, e["depth"]], 1), e["cond"], e["mask"])
+
+    def run():
+        with torch.no_grad():
+            return m(hs, t, text).sample
+
+    base = run()
+    m.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_v"]), adapter_name="shot")
+    assert torch.equal(run(), base)  # PEFT's default init (B = 0) leaves the output unchanged
+    g = torch.Generator().manual_seed(7)
+    n_lora = 0
+    for name, p in m.named_parameters():
+        if "lora_B" in name:
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+            n_lora += 1
+    assert n_lora == 2 * 2 * TINY_TRANSFORMER["num_layers"]  # to_q, to_v in attn1 and attn2 of each block
+    with_lora = run()
+    assert not torch.allclose(with_lora, base)
+
+    m.disable_adapters()
+    assert torch.equal(run(), base)
+    m.enable_adapters()
+    assert torch.equal(run(), with_lora)
+    m.delete_adapters("shot")
+    assert torch.equal(run(), base)
+    assert not any("lora_" in name for name, _ in m.named_parameters())

@@ -4,6 +4,9 @@
   cinecomp demo [--out demo]                     render the project's demo plates
   cinecomp render [--profile default|slurm] [--shots SH010,SH020] [-- SNAKEMAKE ARGS]
   cinecomp colourspaces                          list the OCIO colourspaces a sheet may name
+  cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
+  cinecomp models from-wan --wan DIR --out DIR   build the diffusion pipeline from a Wan 2.1 diffusers dir
+  cinecomp models check [--pipeline DIR]         check model directories as the workflow will
 """
 
 from __future__ import annotations
@@ -63,6 +66,45 @@ def _colourspaces(args) -> int:
     return 0
 
 
+def _models(args) -> int:
+    from .diffusion.checks import check_pipeline_dir, check_text_encoder_dir, transformer_text_dim
+    from .errors import CinecompError
+
+    try:
+        if args.action == "tiny":
+            from .diffusion.configs import make_tiny_models
+
+            import yaml
+
+            paths = make_tiny_models(args.out, seed=args.seed)
+            overrides = {"backends": {"composite": "diffusion"},
+                         "diffusion": {"pipeline": str(Path(paths["pipeline"]).resolve()),
+                                       "text_encoder": str(Path(paths["text_encoder"]).resolve()),
+                                       "max_sequence_length": 16, "steps": 2, "window": 5, "overlap": 1}}
+            cfg = Path(args.out) / "cinecomp.yaml"
+            cfg.write_text("# tiny random models: tests the plumbing, renders noise\n" + yaml.safe_dump(overrides))
+            print(f"tiny random models (seed {args.seed}) in {args.out}; render with them:\n"
+                  f"  cinecomp render -- --configfile {REPO / 'config.yaml'} {cfg}")
+            return 0
+        if args.action == "from-wan":
+            from .diffusion.init_from_wan import build_pipeline_from_wan
+
+            build_pipeline_from_wan(args.wan, args.out)
+            print(f"{args.out}: CinecompPipeline widened from {args.wan}; text encoder: {args.wan}/text_encoder")
+            return 0
+    except CinecompError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    problems = check_pipeline_dir(args.pipeline, args.ranks)
+    if args.text_encoder:
+        problems += check_text_encoder_dir(args.text_encoder, None, transformer_text_dim(args.pipeline))
+    for p in problems:
+        print(f"problem: {p}", file=sys.stderr)
+    if not problems:
+        print(f"{args.pipeline}: OK for {args.ranks} rank(s)")
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -82,6 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--configfile", default=None, help="config file (default: the repository config.yaml)")
     r.add_argument("--shots", default=None, help="comma-separated shot ids to (re)render; default: all")
     sub.add_parser("colourspaces", help="list colourspace names and aliases a sheet may use")
+    m = sub.add_parser("models", help="make or check the diffusion backend's model directories")
+    msub = m.add_subparsers(dest="action", required=True)
+    t = msub.add_parser("tiny", help="tiny random pipeline + text encoder (tests; not for pictures)")
+    t.add_argument("--out", required=True)
+    t.add_argument("--seed", type=int, default=0)
+    w = msub.add_parser("from-wan", help="widen a local Wan 2.1 diffusers pipeline into a CinecompPipeline")
+    w.add_argument("--wan", required=True, help="Wan 2.1 diffusers pipeline directory (transformer/, vae/...)")
+    w.add_argument("--out", required=True)
+    c = msub.add_parser("check", help="check a pipeline (and text encoder) directory")
+    c.add_argument("--pipeline", default="models/cinecomp")
+    c.add_argument("--text-encoder", default=None)
+    c.add_argument("--ranks", type=int, default=1)
     args = p.parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     if args.cmd == "validate":
@@ -90,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args)
     if args.cmd == "render":
         return _render(args, extra)
+    if args.cmd == "models":
+        return _models(args)
     return _colourspaces(args)
 
 

@@ -98,7 +98,11 @@ def read_layers(path) -> dict[str, np.ndarray]:
 
 def read_rgba(path) -> np.ndarray:
     """(H, W, 4) float32 RGBA of a cinecomp-written frame; A = 1 where absent."""
-    ch = read_layers(path)
+    return rgba_from_layers(read_layers(path))
+
+
+def rgba_from_layers(ch: dict[str, np.ndarray]) -> np.ndarray:
+    """(H, W, 4) float32 RGBA from :func:`read_layers` channels; A = 1 where absent."""
     h, w = next(iter(ch.values())).shape
     out = np.ones((h, w, 4), np.float32)
     for i, c in enumerate("RGBA"):

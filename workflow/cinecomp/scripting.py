@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Job:
+    """What a stage may need of its Snakemake job beyond its settings (not params: no rerun on change)."""
+
+    threads: int = 1
+    resources: dict = field(default_factory=dict)
 
 
 def run(snakemake, stage) -> None:
     """Call ``stage(inputs, outputs, settings, log)`` with the job's log file as the log.
 
-    ``settings`` is the rule's ``params.settings``; stdout/stderr of the stage go to the log too, and
+    ``settings`` is the rule's ``params.settings``; a stage with a ``job`` parameter also gets a
+    :class:`Job` (threads, resources such as ``gpu``).  stdout/stderr of the stage go to the log too, and
     an exception is logged (with the shot) before it fails the job.
     """
     log_path = snakemake.log[0]
@@ -31,7 +42,11 @@ def run(snakemake, stage) -> None:
         sys.stdout = sys.stderr = fh
         try:
             log.info("shot %s: rule %s starts", shot, snakemake.rule)
-            stage(snakemake.input, snakemake.output, dict(snakemake.params.settings), log)
+            kwargs = {}
+            if "job" in inspect.signature(stage).parameters:
+                res = {k: v for k, v in snakemake.resources.items() if not k.startswith("_")}
+                kwargs["job"] = Job(int(getattr(snakemake, "threads", 1) or 1), res)
+            stage(snakemake.input, snakemake.output, dict(snakemake.params.settings), log, **kwargs)
             log.info("shot %s: rule %s done in %.2f s", shot, snakemake.rule, time.perf_counter() - t0)
         except BaseException as exc:
             log.error("shot %s: rule %s failed: %s\n%s", shot, snakemake.rule, exc, traceback.format_exc())

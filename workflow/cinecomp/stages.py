@@ -68,10 +68,27 @@ def key(inputs, outputs, settings, log):
     log.info("keyed %d frames: %s", len(out_files), {k: v for k, v in report.items() if k != "frames"})
 
 
-def composite(inputs, outputs, settings, log):
+def prompt_embeds(inputs, outputs, settings, log):
+    from .diffusion.prompts import encode_prompts
+
+    prompts = [settings["prompt"]] + ([settings["negative_prompt"]] if settings["negative_prompt"] else [])
+    encode_prompts(settings["text_encoder"], prompts, outputs[0], tokenizer_dir=settings["tokenizer"] or None,
+                   max_sequence_length=settings["max_sequence_length"])
+    log.info("prompt embeddings of %s cached in %s", prompts, outputs[0])
+
+
+def composite(inputs, outputs, settings, log, job=None):
     shot, version = _shot(settings)
+    if settings["backend"] == "diffusion":
+        from .diffusion.shot import composite_shot
+
+        ranks = max(1, int((job.resources.get("gpu") if job else 0) or 1))
+        composite_shot(element_frames(inputs.key), element_frames(inputs.env), inputs.prompts, outputs[0],
+                       settings["work_dir"], settings, log, ranks=ranks, threads=job.threads if job else 1)
+        return
     if settings["backend"] != "over":
-        raise ValueError(f"shot {shot}: composite backend {settings['backend']!r} is not available (fix: use 'over')")
+        raise ValueError(f"shot {shot}: composite backend {settings['backend']!r} is not available "
+                         "(fix: use 'over' or 'diffusion')")
     keys = element_frames(inputs.key)
     envs = dict(element_frames(inputs.env))
     out_dir = Path(outputs[0])
@@ -95,10 +112,12 @@ def assemble(inputs, outputs, settings, log):
     out_dir = Path(outputs[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     for frame, comp_file in comps:
-        beauty = exrio.read_rgba(comp_file)
+        layers = exrio.read_layers(comp_file)
+        beauty = exrio.rgba_from_layers(layers)
         alpha = exrio.read_layers(keys[frame])["A"].astype(np.float32)
         masks = assemble_mod.key_only_trimask(alpha)
-        assemble_mod.write_comp_frame(frame_path(out_dir, shot, "comp", version, frame), beauty, masks, None,
+        depth = layers.get("depth.Z")  # the diffusion backend's joint depth
+        assemble_mod.write_comp_frame(frame_path(out_dir, shot, "comp", version, frame), beauty, masks, depth,
                                       frame=frame, compression=settings["compression"], attrs=settings["attrs"])
     log.info("assembled %d frames (%s)", len(comps), settings["compression"])
 

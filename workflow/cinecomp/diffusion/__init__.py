@@ -30,6 +30,7 @@ _EXPORTS = {
     "load_lora": "lora",
     "unload_lora": "lora",
     "make_tiny_models": "configs",
+    "make_tiny_wan": "configs",
     "CheckpointError": "errors",
     "DiffusionInputError": "errors",
 }

@@ -160,3 +160,19 @@ def make_tiny_models(out_dir: str | os.PathLike, seed: int = 0) -> dict[str, Pat
         "text_encoder": out / "text_encoder",
         "tokenizer": out / "tokenizer",
     }
+
+
+def make_tiny_wan(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """Save a tiny random ``WanTransformer3DModel`` (:data:`TINY_WAN_TRANSFORMER`) to ``out_dir``; returns it.
+
+    The :func:`cinecomp.diffusion.init_from_wan.init_from_wan` input for tests; same seed, same weights.
+    """
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    out = Path(out_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        wan = WanTransformer3DModel(**TINY_WAN_TRANSFORMER).eval()
+    wan.save_pretrained(str(out))
+    return out

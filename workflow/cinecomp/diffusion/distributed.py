@@ -355,7 +355,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.window:
         from .windows import render_windows
 
-        frames, depth = render_windows(pipe, call, out, args.window, args.overlap, write=rank == 0)
+        def report(win, reused):
+            if rank == 0:
+                state = "reused (checkpoint)" if reused else "rendered"
+                print(f"window {win.index}: frames {win.start}-{win.stop - 1} {state}", flush=True)
+
+        from .checks import model_fingerprint
+
+        frames, depth = render_windows(pipe, call, out, args.window, args.overlap, report, write=rank == 0,
+                                       key_extra=model_fingerprint(args.pipeline))
         out_file = out / "shot.npz"
     else:
         result = pipe(**call)

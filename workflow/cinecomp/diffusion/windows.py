@@ -172,6 +172,7 @@ def render_windows(
     overlap: int = 16,
     on_window: Callable[[Window, bool], None] | None = None,
     write: bool = True,
+    key_extra: str = "",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render a shot of any length through ``render(**window_inputs)`` (e.g. a CinecompPipeline).
 
@@ -180,7 +181,8 @@ def render_windows(
     rest (prompt embeddings, references, seed, steps...) are passed to every window.  ``render`` must
     return an object with ``.frames`` (T, H, W, 3) and ``.depth`` (T, H, W).  Finished windows found
     in ``out_dir`` with a matching key are reused; ``on_window(window, reused)`` is called for each.
-    ``write=False`` renders without writing checkpoints (other ranks of a distributed run).
+    ``write=False`` renders without writing checkpoints (other ranks of a distributed run);
+    ``key_extra`` (e.g. the model's fingerprint) is part of every window's key.
     Returns the blended ``(frames, depth)`` of the whole shot.
     """
     num_frames = len(inputs["character_rgb"])
@@ -191,7 +193,7 @@ def render_windows(
     frames, depth = {}, {}
     for win in plan:
         win_inputs = slice_window(inputs, win)
-        key = window_key(win, win_inputs)
+        key = window_key(win, {"inputs": win_inputs, "extra": key_extra})
         done = load_finished(window_path(out_dir, win), key)
         if done is None:
             todo.append((win, win_inputs, key))

@@ -1,0 +1,117 @@
+"""Cheap checks of the diffusion model directories, run when the workflow is planned.
+
+They read only JSON (no torch import), so a wrong path or an incompatible checkpoint stops the run
+before any job starts, with a message naming the directory and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+TINY_HINT = "`cinecomp models tiny --out DIR` writes a tiny random set for plumbing tests"
+WAN_HINT = "`cinecomp models from-wan --wan WAN21_DIFFUSERS_DIR --out DIR` builds one from Wan 2.1"
+
+
+def _json(path: Path, what: str, problems: list[str]) -> dict | None:
+    if not path.is_file():
+        problems.append(f"{path}: {what} is missing")
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problems.append(f"{path}: {what} is not valid JSON ({exc})")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path}: {what} is not a JSON object")
+        return None
+    return data
+
+
+def _has_weights(model_dir: Path) -> bool:
+    from ._io import WEIGHT_NAMES
+
+    return any((model_dir / n).is_file() for n in WEIGHT_NAMES)
+
+
+def check_pipeline_dir(pipeline_dir: str | Path, ranks: int = 1) -> list[str]:
+    """Problems that stop ``pipeline_dir`` from running as a CinecompPipeline on ``ranks`` ranks."""
+    root = Path(pipeline_dir)
+    if not root.is_dir():
+        return [f"{root}: diffusion pipeline directory does not exist (fix: set diffusion.pipeline in config.yaml "
+                f"to a local CinecompPipeline directory; {TINY_HINT}; {WAN_HINT})"]
+    problems: list[str] = []
+    index = _json(root / "model_index.json", "model_index.json (a diffusers pipeline directory)", problems)
+    if index is not None and index.get("_class_name") != "CinecompPipeline":
+        problems.append(f"{root / 'model_index.json'}: is a {index.get('_class_name')!r}, not a CinecompPipeline "
+                        f"(fix: {WAN_HINT})")
+    tcfg = _json(root / "transformer" / "config.json", "transformer config", problems)
+    vcfg = _json(root / "vae" / "config.json", "VAE config", problems)
+    _json(root / "scheduler" / "scheduler_config.json", "scheduler config", problems)
+    for sub in ("transformer", "vae"):
+        if (root / sub).is_dir() and not _has_weights(root / sub):
+            problems.append(f"{root / sub}: no weights (diffusion_pytorch_model.safetensors) (fix: copy the "
+                            "checkpoint completely, or re-save it with save_pretrained)")
+    if tcfg is not None:
+        if tcfg.get("_class_name") != "CinecompTransformer3DModel":
+            problems.append(f"{root / 'transformer'}: is a {tcfg.get('_class_name')!r}, not a "
+                            f"CinecompTransformer3DModel (a plain Wan transformer has too few input channels; "
+                            f"fix: {WAN_HINT})")
+        else:
+            heads = int(tcfg.get("num_attention_heads", 0))
+            if ranks > 1 and heads % ranks:
+                problems.append(f"{root / 'transformer'}: {heads} attention heads cannot be split over {ranks} "
+                                f"ranks (fix: set diffusion.ranks to a divisor of {heads})")
+            if vcfg is not None:
+                z = vcfg.get("z_dim")
+                widths = (tcfg.get("rgb_channels"), tcfg.get("depth_channels"), tcfg.get("cond_channels"))
+                if widths != (z, z, None if z is None else 3 * z):
+                    problems.append(f"{root / 'transformer'}: latent widths rgb/depth/cond {widths} do not fit "
+                                    f"the VAE's z_dim={z} (expected z, z, 3z): transformer and VAE are from "
+                                    "different checkpoints")
+            if tcfg.get("num_masks", 3) != 3:
+                problems.append(f"{root / 'transformer'}: expects {tcfg.get('num_masks')} masks; cinecomp "
+                                "feeds the tri-mask (3)")
+    return problems
+
+
+def check_text_encoder_dir(text_encoder_dir: str | Path, tokenizer_dir: str | Path | None = None,
+                           text_dim: int | None = None) -> list[str]:
+    """Problems with the UMT5 text encoder the prompt rule loads."""
+    te = Path(text_encoder_dir)
+    if not te.is_dir():
+        return [f"{te}: text encoder directory does not exist (fix: set diffusion.text_encoder in config.yaml to "
+                f"a local UMT5 encoder directory, e.g. a Wan 2.1 pipeline's text_encoder/; {TINY_HINT})"]
+    problems: list[str] = []
+    cfg = _json(te / "config.json", "text encoder config", problems)
+    tok = Path(tokenizer_dir) if tokenizer_dir else (te.parent / "tokenizer" if (te.parent / "tokenizer").is_dir()
+                                                     else te)
+    if not any((tok / n).is_file() for n in ("tokenizer.json", "spiece.model", "tokenizer_config.json")):
+        problems.append(f"{tok}: no tokenizer (tokenizer.json / spiece.model) (fix: set diffusion.tokenizer, or put "
+                        "tokenizer/ beside the text encoder)")
+    if cfg is not None and text_dim is not None and cfg.get("d_model") not in (None, text_dim):
+        problems.append(f"{te}: encoder width d_model={cfg.get('d_model')} but the transformer expects "
+                        f"text_dim={text_dim} (fix: use the text encoder of the same model family)")
+    return problems
+
+
+def transformer_text_dim(pipeline_dir: str | Path) -> int | None:
+    try:
+        return int(json.loads((Path(pipeline_dir) / "transformer" / "config.json").read_text())["text_dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """Identity of a model directory tree: every JSON file's content and every other file's name and size.
+
+    Part of the rules' params, so replacing the weights in place reruns the shots that use them.
+    """
+    root = Path(model_dir)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = f.relative_to(root).as_posix()
+        h.update(rel.encode())
+        h.update(f.read_bytes() if f.suffix == ".json" else str(f.stat().st_size).encode())
+    return h.hexdigest()[:16]
