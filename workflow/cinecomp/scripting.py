@@ -26,7 +26,8 @@ def run(snakemake, stage) -> None:
     an exception is logged (with the shot) before it fails the job.
     """
     log_path = snakemake.log[0]
-    handler = logging.FileHandler(log_path, mode="w")
+    open(log_path, "w").close()  # every writer appends (O_APPEND), so a child process's output is not overwritten
+    handler = logging.FileHandler(log_path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -29,9 +29,11 @@ import argparse
 import importlib
 import json
 import os
+import resource
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -362,13 +364,26 @@ def main(argv: list[str] | None = None) -> int:
 
         from .checks import model_fingerprint
 
+        key_extra = model_fingerprint(args.pipeline)
+        t0 = time.perf_counter()
         frames, depth = render_windows(pipe, call, out, args.window, args.overlap, report, write=rank == 0,
-                                       key_extra=model_fingerprint(args.pipeline))
+                                       key_extra=key_extra)
+        render_seconds = time.perf_counter() - t0
         out_file = out / "shot.npz"
     else:
+        t0 = time.perf_counter()
         result = pipe(**call)
+        render_seconds = time.perf_counter() - t0
         frames, depth = result.frames, result.depth
         out_file = out
+    import deepspeed.comm as dist
+    from deepspeed.accelerator import get_accelerator
+
+    # every rank's peak RSS (MB; Linux ru_maxrss is in KiB), gathered for rank 0's meta
+    rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0], dtype=torch.float64,
+                       device=get_accelerator().current_device_name())
+    rss_parts = [torch.zeros_like(rss) for _ in range(world)]
+    dist.all_gather(rss_parts, rss)
     if rank == 0:
         from ..atomic import atomic_path
 
@@ -379,12 +394,13 @@ def main(argv: list[str] | None = None) -> int:
             "local_param_numel": local_parameter_numel(pipe.transformer),
             "total_param_numel": total_parameter_numel(pipe.transformer),
             "tokens_per_rank": sp.tokens_per_rank if sp else None,
+            "render_seconds": render_seconds,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "peak_rss_mb_per_rank": [float(t.item()) for t in rss_parts],
         }
         with atomic_path(out_file) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, frames=frames, depth=depth, meta=np.array(json.dumps(meta)))
-    import deepspeed.comm as dist
-
     dist.barrier()
     return 0
 

@@ -1,0 +1,164 @@
+"""The `diffusion` composite backend run by the workflow on a tiny shot with tiny random models.
+
+The models are random, so the pictures are noise: these tests check the plumbing a TD relies on
+(prompt rule, DeepSpeed launcher on 2 CPU ranks, per-window checkpoints and resume, depth in the
+comp, reruns, and errors before any job), not the look.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("deepspeed")
+from cinecomp import exrio  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+FIRST, LAST = 1001, 1009  # 9 frames: two windows of 5 overlapping by 1
+HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version,prompt,composite_backend"
+ATOL_RANKS = 1e-3  # 1 vs 2 ranks, after the half-float EXR round trip (observed ~2e-6 before it)
+
+
+def sheet(prompt="a person walks in a forest"):
+    return "\n".join([
+        HEADER,
+        f"sd,demo/sd/plate/sd_plate.####.exr,ACEScg,{FIRST},{LAST},24,demo/sd/env/sd_env.####.exr,ACEScg,1,{prompt},diffusion",
+        f"so,demo/so/plate/so_plate.####.exr,ACEScg,{FIRST},{FIRST + 4},24,demo/so/env/so_env.####.exr,ACEScg,1,,",
+    ]) + "\n"
+
+
+def snakemake(root: Path, *args, configs=("tiny.yaml",), timeout=900):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
+           str(REPO / "config.yaml"), *[str(root / c) for c in configs], "--directory", str(root), "--cores", "2",
+           "--config", "shots=shots.csv", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def write_config(root: Path, name: str, diffusion: dict) -> None:
+    (root / name).write_text(yaml.safe_dump({"diffusion": diffusion}))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    cli = Path(sys.executable).with_name("cinecomp")
+    r = subprocess.run([str(cli), "models", "tiny", "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(models, tmp_path_factory):
+    from cinecomp.demo import make_demo_shot
+
+    root = tmp_path_factory.mktemp("diffusion")
+    make_demo_shot(root / "demo", "sd", 48, 28, FIRST, LAST, plate_format="exr", env_kind="sequence")
+    make_demo_shot(root / "demo", "so", 48, 28, FIRST, FIRST + 4, plate_format="exr", env_kind="sequence")
+    (root / "shots.csv").write_text(sheet())
+    shutil.copy(models / "cinecomp.yaml", root / "tiny.yaml")  # what `cinecomp models tiny` suggests
+    cfg = yaml.safe_load((root / "tiny.yaml").read_text())
+    cfg["backends"]["composite"] = "over"  # the sheet picks diffusion per shot
+    cfg["diffusion"]["ranks"] = 2
+    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake(root)
+    assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
+    return root
+
+
+def planned(root: Path, *args, configs=("tiny.yaml",)) -> set[tuple[str, str]]:
+    import re
+
+    r = snakemake(root, "--dry-run", *args, configs=configs)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return {(m.group(1), m.group(2)) for m in re.finditer(
+        r"^(?:localrule|rule) (\w+):\n(?:.*\n)*?\s+wildcards: shot=([\w-]+)", r.stdout + r.stderr, re.M)}
+
+
+def comp_layers(root: Path, shot: str) -> list[dict]:
+    files = sorted((root / "results" / shot / "comp").glob("*.exr"))
+    return [exrio.read_layers(f) for f in files]
+
+
+def test_comp_has_rgb_and_joint_depth(rendered):
+    layers = comp_layers(rendered, "sd")
+    assert len(layers) == LAST - FIRST + 1
+    for ch in layers:
+        assert {"R", "G", "B", "A", "depth.Z", "mask.character"} <= set(ch)
+        assert ch["R"].shape == (28, 48)  # the model's padding (48x32) is cropped off
+        rgb = np.stack([ch[c] for c in "RGB"]).astype(np.float32)
+        assert np.isfinite(rgb).all() and rgb.std() > 0
+        z = ch["depth.Z"]
+        assert np.isfinite(z).all() and (z >= 0.1 - 1e-3).all() and (z <= 1000.0 + 1e-1).all()
+    header = exrio.read_exr_header(sorted((rendered / "results" / "sd" / "comp").glob("*.exr"))[0])
+    assert header["backend"] == "key=chroma composite=diffusion"
+    # the classical shot of the same run has no depth
+    assert all("depth.Z" not in ch for ch in comp_layers(rendered, "so"))
+    assert (rendered / "results" / "sd" / "review" / "sd_contact.png").stat().st_size > 0
+
+
+def test_log_shows_ranks_and_windows(rendered):
+    log = (rendered / "logs" / "composite" / "sd.log").read_text()
+    assert "2 rank(s)" in log and "DS_ACCELERATOR=cpu" in log and "--num_gpus 2" in log
+    assert "window 0: frames 0-4 rendered" in log and "window 1: frames 4-8 rendered" in log
+    assert (rendered / "logs" / "prompt_embeds" / "sd.log").exists()
+    assert not (rendered / "results" / "so" / "diffusion").exists()  # no prompt rule for a classical shot
+
+
+def test_changing_ranks_reruns_nothing_and_a_prompt_edit_reruns_that_shot(rendered, tmp_path):
+    write_config(rendered, "one_rank.yaml", {"ranks": 1})
+    assert planned(rendered, configs=("tiny.yaml", "one_rank.yaml")) == set()
+    root = tmp_path / "w"
+    shutil.copytree(rendered, root, symlinks=True)
+    (root / "shots.csv").write_text(sheet("a person runs on a beach at night"))
+    assert planned(root) == {(r, "sd") for r in ("prompt_embeds", "composite", "assemble", "daily", "contact_sheet")}
+
+
+def test_interrupted_shot_resumes_at_its_unfinished_window_on_fewer_ranks(rendered, tmp_path):
+    root = tmp_path / "w"
+    shutil.copytree(rendered, root, symlinks=True)
+    before = comp_layers(root, "sd")
+    # as if the job died after window 0: no composite output, window 1 never written
+    shutil.rmtree(root / "results" / "sd" / "composite")
+    (root / "results" / "sd" / "diffusion" / "windows" / "window_0001.npz").unlink()
+    write_config(root, "one_rank.yaml", {"ranks": 1})
+    r = snakemake(root, configs=("tiny.yaml", "one_rank.yaml"))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    log = (root / "logs" / "composite" / "sd.log").read_text()
+    assert "window 0: frames 0-4 reused (checkpoint)" in log
+    assert "window 1: frames 4-8 rendered" in log and "1 rank(s)" in log
+    after = comp_layers(root, "sd")
+    for a, b in zip(after, before):
+        for k in ("R", "G", "B", "depth.Z"):
+            np.testing.assert_allclose(a[k].astype(np.float32), b[k].astype(np.float32),
+                                       atol=ATOL_RANKS, rtol=ATOL_RANKS if k == "depth.Z" else 0)
+
+
+def test_bad_model_directories_fail_before_any_job(rendered, models, tmp_path):
+    root = tmp_path / "w"
+    shutil.copytree(rendered, root, symlinks=True)
+    before = {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*") if p.is_file()}
+    write_config(root, "bad.yaml", {"pipeline": str(tmp_path / "no_such_model")})
+    r = snakemake(root, configs=("tiny.yaml", "bad.yaml"))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "shot(s) sd use the diffusion composite backend" in out
+    assert f"{tmp_path / 'no_such_model'}: diffusion pipeline directory does not exist" in out
+    assert "cinecomp models tiny" in out
+    # a plain Wan transformer where the widened one should be: the channel count cannot fit
+    wrong = tmp_path / "wrong"
+    shutil.copytree(models, wrong)
+    shutil.rmtree(wrong / "transformer")
+    shutil.copytree(models / "wan_transformer", wrong / "transformer")
+    write_config(root, "bad.yaml", {"pipeline": str(wrong), "ranks": 3})
+    r = snakemake(root, configs=("tiny.yaml", "bad.yaml"))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert f"{wrong / 'transformer'}: is a 'WanTransformer3DModel', not a CinecompTransformer3DModel" in out
+    after = {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*") if p.is_file()}
+    assert before == after
