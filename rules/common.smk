@@ -16,7 +16,11 @@ from cinecomp.sheet import env_files, frame_files, load_sheet  # noqa: E402
 validate(config, "../schemas/config.schema.yaml")
 
 try:
-    SHOTS = load_sheet(config["shots"], movie_start=config["movie_start_frame"])
+    SHOTS = load_sheet(
+        config["shots"],
+        movie_start=config["movie_start_frame"],
+        composite_default=config["backends"]["composite"],
+    )
 except SheetError as exc:
     raise WorkflowError(str(exc))
 validate(SHOTS, "../schemas/shots.schema.yaml")
@@ -166,16 +170,21 @@ def composite_settings(wildcards):
             prompt=row["prompt"],
             negative_prompt=d["negative_prompt"],
             work_dir=f"{RESULTS}/{row['shot']}/diffusion",
+            reference=row["reference"] or None,
+            reference_role=row["reference_role"] or None,
+            reference_colourspace=row["reference_colourspace"] or None,
         )
     return settings
 
 
 def composite_inputs(wildcards):
-    inputs = dict(
-        key=f"{RESULTS}/{wildcards.shot}/key",
-        env=f"{RESULTS}/{wildcards.shot}/ingest/env",
-    )
-    if backend(shot_row(wildcards), "composite") == "diffusion":
+    row = shot_row(wildcards)
+    inputs = dict(key=f"{RESULTS}/{wildcards.shot}/key")
+    if row["environment"]:  # else the diffusion backend synthesises it
+        inputs["env"] = f"{RESULTS}/{wildcards.shot}/ingest/env"
+    if row["reference"]:
+        inputs["reference"] = row["reference"]
+    if backend(row, "composite") == "diffusion":
         inputs["prompts"] = (
             f"{RESULTS}/{wildcards.shot}/diffusion/prompt_embeds.safetensors"
         )
@@ -238,10 +247,11 @@ def all_outputs():
     only what depends on it are rebuilt (Snakemake skips missing intermediates otherwise).
     """
     out = []
-    for shot in SHOTS.index:
+    for shot, row in SHOTS.iterrows():
+        if row["environment"]:
+            out.append(f"{RESULTS}/{shot}/ingest/env")
         out += [
             f"{RESULTS}/{shot}/ingest/plate",
-            f"{RESULTS}/{shot}/ingest/env",
             f"{RESULTS}/{shot}/key",
             f"{RESULTS}/{shot}/composite",
             f"{RESULTS}/{shot}/comp",

@@ -21,15 +21,19 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 FIRST, LAST = 1001, 1009  # 9 frames: two windows of 5 overlapping by 1
-HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version,prompt,composite_backend"
+HEADER = ("shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version,prompt,"
+          "composite_backend,reference,reference_colourspace")
 ATOL_RANKS = 1e-3  # 1 vs 2 ranks, after the half-float EXR round trip (observed ~2e-6 before it)
 
 
 def sheet(prompt="a person walks in a forest"):
     return "\n".join([
         HEADER,
-        f"sd,demo/sd/plate/sd_plate.####.exr,ACEScg,{FIRST},{LAST},24,demo/sd/env/sd_env.####.exr,ACEScg,1,{prompt},diffusion",
-        f"so,demo/so/plate/so_plate.####.exr,ACEScg,{FIRST},{FIRST + 4},24,demo/so/env/so_env.####.exr,ACEScg,1,,",
+        f"sd,demo/sd/plate/sd_plate.####.exr,ACEScg,{FIRST},{LAST},24,demo/sd/env/sd_env.####.exr,ACEScg,1,{prompt},"
+        "diffusion,,",
+        f"so,demo/so/plate/so_plate.####.exr,ACEScg,{FIRST},{FIRST + 4},24,demo/so/env/so_env.####.exr,ACEScg,1,,,,",
+        # no environment plate: synthesised from the prompt and an environment reference image
+        f"sr,demo/so/plate/so_plate.####.exr,ACEScg,{FIRST},{FIRST + 4},24,,,1,a beach at dusk,diffusion,ref.png,srgb_tx",
     ]) + "\n"
 
 
@@ -60,6 +64,9 @@ def rendered(models, tmp_path_factory):
     root = tmp_path_factory.mktemp("diffusion")
     make_demo_shot(root / "demo", "sd", 48, 28, FIRST, LAST, plate_format="exr", env_kind="sequence")
     make_demo_shot(root / "demo", "so", 48, 28, FIRST, FIRST + 4, plate_format="exr", env_kind="sequence")
+    from PIL import Image
+
+    Image.fromarray(np.linspace(0, 255, 40 * 64 * 3).astype(np.uint8).reshape(40, 64, 3)).save(root / "ref.png")
     (root / "shots.csv").write_text(sheet())
     shutil.copy(models / "cinecomp.yaml", root / "tiny.yaml")  # what `cinecomp models tiny` suggests
     cfg = yaml.safe_load((root / "tiny.yaml").read_text())
@@ -100,6 +107,17 @@ def test_comp_has_rgb_and_joint_depth(rendered):
     # the classical shot of the same run has no depth
     assert all("depth.Z" not in ch for ch in comp_layers(rendered, "so"))
     assert (rendered / "results" / "sd" / "review" / "sd_contact.png").stat().st_size > 0
+
+
+def test_shot_without_environment_is_synthesised_from_its_reference(rendered):
+    layers = comp_layers(rendered, "sr")
+    assert len(layers) == 5 and all("depth.Z" in ch for ch in layers)
+    assert not (rendered / "results" / "sr" / "ingest" / "env").exists()
+    log = (rendered / "logs" / "composite" / "sr.log").read_text()
+    assert "environment: synthesised; environment reference ref.png" in log
+    with np.load(rendered / "results" / "sr" / "diffusion" / "shot.npz") as shot:
+        assert "environment_rgb" not in shot.files
+        assert shot["reference_image"].shape == (40, 64, 3) and str(shot["reference_role"]) == "environment"
 
 
 def test_log_shows_ranks_and_windows(rendered):
@@ -147,7 +165,7 @@ def test_bad_model_directories_fail_before_any_job(rendered, models, tmp_path):
     r = snakemake(root, configs=("tiny.yaml", "bad.yaml"))
     out = r.stdout + r.stderr
     assert r.returncode != 0
-    assert "shot(s) sd use the diffusion composite backend" in out
+    assert "shot(s) sd, sr use the diffusion composite backend" in out
     assert f"{tmp_path / 'no_such_model'}: diffusion pipeline directory does not exist" in out
     assert "cinecomp models tiny" in out
     # a plain Wan transformer where the widened one should be: the channel count cannot fit

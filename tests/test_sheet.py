@@ -146,3 +146,34 @@ def test_cli_validate_reports_and_fails(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "1 shot(s) OK" in r.stdout
+
+
+def test_environment_and_reference_rules_of_the_diffusion_backend(tmp_path):
+    make_plates(tmp_path)
+    header = HEADER + ",composite_backend,reference,reference_role,reference_colourspace"
+    rows = [
+        row("sa", env="", env_cs="") + ",,,,",  # over needs an environment
+        row("sb", env="", env_cs="") + ",diffusion,env.png,,srgb_tx",  # synthesised from the reference: OK
+        row("sc") + ",over,env.png,,srgb_tx",  # over ignores references
+        row("sd") + ",diffusion,env.png,,",  # no colourspace for the reference
+        row("se") + ",diffusion,missing.png,prop,srgb_tx",
+        row("sf") + ",diffusion,,prop,",  # a role without an image
+        row("sg", env_cs="") + ",diffusion,,,",
+    ]
+    probs, _ = problems(write_sheet(tmp_path, *rows, header=header), tmp_path)
+    text = "\n".join(probs)
+    assert not any("shot sb" in p for p in probs), text
+    assert any("shot sa" in p and "only the diffusion composite backend can synthesise" in p for p in probs)
+    assert any("shot sc" in p and "only used by the diffusion composite backend" in p for p in probs)
+    assert any("shot sd" in p and "reference_colourspace is empty" in p for p in probs)
+    assert any("shot se" in p and "missing.png" in p for p in probs)
+    assert any("shot sf" in p and "reference_role is set but reference is empty" in p for p in probs)
+    assert any("shot sg" in p and "env_colourspace is empty" in p for p in probs)
+    assert len(probs) == 6, text
+    good = load_sheet(write_sheet(tmp_path, rows[1], row("sh") + ",diffusion,env.png,,srgb_tx", header=header),
+                      base_dir=tmp_path)
+    assert good.loc["sb", "reference_role"] == "environment" and good.loc["sb", "env_path"] == ""
+    assert good.loc["sh", "reference_role"] == "prop"  # with an environment plate: prop replacement
+    # the config's default backend counts too
+    assert load_sheet(write_sheet(tmp_path, row("sa", env="", env_cs="") + ",,,,", header=header),
+                      base_dir=tmp_path, composite_default="diffusion").loc["sa", "environment"] == ""

@@ -69,12 +69,14 @@ def read_table(path: Path) -> pd.DataFrame:
     return df.apply(lambda col: col.str.strip())
 
 
-def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: bool = True) -> pd.DataFrame:
+def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: bool = True,
+               composite_default: str = "over") -> pd.DataFrame:
     """Validate the sheet and return it indexed by shot id, typed, with defaults filled.
 
     Relative paths in the sheet are relative to ``base_dir`` (default: the current directory, i.e.
     where snakemake runs). Adds columns ``plate_path``, ``env_path`` (absolute), ``plate_kind``,
-    ``env_kind``, ``width``, ``height`` (conformed resolution).
+    ``env_kind``, ``width``, ``height`` (conformed resolution). ``composite_default`` is the config's
+    ``backends.composite``: a shot may leave out the environment only if it composites with ``diffusion``.
     """
     path = Path(path)
     base_dir = Path(base_dir) if base_dir else Path.cwd()
@@ -132,12 +134,13 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
 
     for i, row in rows:
         where = _where(i, row.get("shot"))
-        for col in ("plate", "environment"):
+        for col in ("plate", "environment", "reference"):
             msg = check_path(row[col]) if row[col] else None
             if msg:
                 problems.append(f"{where}: {col} path {row[col]!r} {msg} (fix: use a plain path without it)")
                 row["_unsafe"] = True
-        for col in ("plate_colourspace", "env_colourspace"):
+        problems.extend(f"{where}: {m}" for m in _check_backend_needs(row, composite_default))
+        for col in ("plate_colourspace", "env_colourspace", "reference_colourspace"):
             if row[col]:
                 msg = colour.check_colourspace(row[col])
                 if msg:
@@ -146,7 +149,7 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
             problems.extend(f"{where}: key_params: {m}" for m in _check_key_params(row["key_params"]))
         if row.get("first_frame") is not None and row.get("last_frame") is not None and row["first_frame"] > row["last_frame"]:
             problems.append(f"{where}: first_frame {row['first_frame']} is after last_frame {row['last_frame']} (fix: swap them)")
-        if check_files and not row.get("_unsafe") and row["plate"] and row["environment"]:
+        if check_files and not row.get("_unsafe") and row["plate"]:
             problems.extend(f"{where}: {m}" for m in _check_media(row, base_dir, movie_start))
 
     if problems:
@@ -156,8 +159,31 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
     # Paths stay as the sheet wrote them (relative ones relative to the run directory), so moving a
     # show directory does not make every shot look changed to Snakemake.
     out["plate_path"] = [str(Path(p)) for p in out["plate"]]
-    out["env_path"] = [str(Path(p)) for p in out["environment"]]
+    out["env_path"] = [str(Path(p)) if p else "" for p in out["environment"]]
+    out["reference_role"] = [r["reference_role"] or ("" if not r["reference"] else "prop" if r["environment"]
+                                                     else "environment") for r in out.to_dict("records")]
     return out.set_index("shot", drop=False)
+
+
+def _check_backend_needs(row: dict, composite_default: str) -> list[str]:
+    """Environment and reference columns that only make sense with the diffusion backend."""
+    diffusion = (row.get("composite_backend") or composite_default) == "diffusion"
+    out = []
+    if not row["environment"] and not diffusion:
+        out.append("environment is empty; only the diffusion composite backend can synthesise one "
+                   "(fix: give an environment plate, or set composite_backend to diffusion)")
+    if row["environment"] and not row["env_colourspace"]:
+        out.append("env_colourspace is empty (fix: name the environment's OCIO colourspace, e.g. ACEScg)")
+    if row["reference"]:
+        if not diffusion:
+            out.append("a reference image is only used by the diffusion composite backend "
+                       "(fix: set composite_backend to diffusion, or clear reference)")
+        if not row["reference_colourspace"]:
+            out.append("reference_colourspace is empty (fix: name the reference image's OCIO colourspace, "
+                       "e.g. srgb_tx for a JPG/PNG)")
+    elif row["reference_role"]:
+        out.append("reference_role is set but reference is empty (fix: give the reference image or clear the role)")
+    return out
 
 
 def _check_key_params(text: str) -> list[str]:
@@ -217,12 +243,21 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
                 span = f"{info.frames[0]}-{info.frames[-1]}" if info.frames else "none"
                 out.append(f"plate {plate}: frames {frames.frame_ranges(lacking)} of {first}-{last} are missing (plate has {span}; "
                            "fix: correct first_frame/last_frame or render the missing frames)")
-    env = resolve(row["environment"], base_dir)
-    try:
-        einfo = probe(env, movie_start=movie_start)
-    except PlateError as exc:
-        out.append(f"environment: {exc}")
-        einfo = None
+    if row.get("reference") and not row.get("_unsafe"):
+        ref = resolve(row["reference"], base_dir)
+        try:
+            rinfo = probe(ref, movie_start=movie_start)
+            if rinfo.kind != "still":
+                out.append(f"reference {ref} is a {rinfo.kind}, not a single image (fix: give one PNG/JPG/EXR)")
+        except PlateError as exc:
+            out.append(f"reference: {exc}")
+    einfo = None
+    if row["environment"]:
+        env = resolve(row["environment"], base_dir)
+        try:
+            einfo = probe(env, movie_start=movie_start)
+        except PlateError as exc:
+            out.append(f"environment: {exc}")
     if einfo is not None:
         row["env_kind"] = einfo.kind
         if einfo.kind not in ("still", "hdri") and first is not None and last is not None and first <= last:
@@ -252,6 +287,8 @@ def frame_files(row, movie_start: int = 1001) -> list[str]:
 
 def env_files(row) -> list[str]:
     p = row["env_path"]
+    if not p:
+        return []
     if frames.is_movie(p) or not frames.is_sequence(p):
         return [p]
     return [str(f) for f in frames.sequence_files(p, row["first_frame"], row["last_frame"])]

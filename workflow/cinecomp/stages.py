@@ -83,7 +83,8 @@ def composite(inputs, outputs, settings, log, job=None):
         from .diffusion.shot import composite_shot
 
         ranks = max(1, int((job.resources.get("gpu") if job else 0) or 1))
-        composite_shot(element_frames(inputs.key), element_frames(inputs.env), inputs.prompts, outputs[0],
+        envs = element_frames(inputs.env) if "env" in inputs.keys() else None
+        composite_shot(element_frames(inputs.key), envs, inputs.prompts, outputs[0],
                        settings["work_dir"], settings, log, ranks=ranks, threads=job.threads if job else 1)
         return
     if settings["backend"] != "over":

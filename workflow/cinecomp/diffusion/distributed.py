@@ -323,6 +323,9 @@ def _load_shot(path: Path) -> dict:
     missing = [k for k in ("character_rgb", "tri_mask", "prompt_embeds") if k not in shot]
     if missing:
         raise DiffusionInputError(f"{path}: shot file lacks {', '.join(missing)}")
+    if "reference_image" in shot:  # one reference image and its role (environment, prop, character)
+        image, role = shot.pop("reference_image"), str(shot.pop("reference_role", "environment"))
+        shot["reference_images"] = [(image, role)]
     return shot
 
 

@@ -58,13 +58,17 @@ def from_model_space(rgb: np.ndarray, colourspace: str) -> np.ndarray:
 def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1) -> tuple[dict, tuple[int, int]]:
     """The model's per-frame inputs from the key (premultiplied RGBA) and environment frames.
 
-    Returns ``(arrays, (height, width))`` with arrays ``character_rgb``, ``tri_mask``,
-    ``environment_rgb`` (T, H', W', C) padded to :func:`padded_size`, and the original size.
+    Returns ``(arrays, (height, width))`` with arrays ``character_rgb``, ``tri_mask`` and (unless
+    ``env_files`` is None: the model synthesises the environment) ``environment_rgb``, (T, H', W', C)
+    padded to :func:`padded_size`, and the original size.
     """
     keys = np.stack([exrio.read_rgba(f) for f in key_files])
-    envs = np.stack([exrio.read_rgba(f)[..., :3] for f in env_files])
-    if keys.shape[:3] != envs.shape[:3]:
-        raise DiffusionInputError(f"key frames are {keys.shape[:3]} (T, H, W) but environment frames {envs.shape[:3]}")
+    envs = None
+    if env_files is not None:
+        envs = np.stack([exrio.read_rgba(f)[..., :3] for f in env_files])
+        if keys.shape[:3] != envs.shape[:3]:
+            raise DiffusionInputError(f"key frames are {keys.shape[:3]} (T, H, W) but environment frames "
+                                      f"{envs.shape[:3]}")
     alpha = np.clip(keys[..., 3:4], 0.0, 1.0)
     straight = np.where(alpha > 1e-4, keys[..., :3] / np.maximum(alpha, 1e-4), 0.0)
     character = to_model_space(straight, colourspace) * alpha
@@ -74,9 +78,19 @@ def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1) -> tu
     arrays = {
         "character_rgb": _pad(character.astype(np.float32), ph, pw),
         "tri_mask": _pad(tri.astype(np.float32), ph, pw),
-        "environment_rgb": _pad(to_model_space(envs, colourspace).astype(np.float32), ph, pw),
     }
+    if envs is not None:
+        arrays["environment_rgb"] = _pad(to_model_space(envs, colourspace).astype(np.float32), ph, pw)
     return arrays, (h, w)
+
+
+def reference_arrays(path, role: str, source_colourspace: str, model_colourspace: str) -> dict:
+    """A reference image in the model's encoding, for ``shot.npz`` (any size: the pipeline resizes it)."""
+    from ..plates import read_frame
+
+    rgb = read_frame(path, 0)[..., :3]
+    img = np.clip(convert(rgb, source_colourspace, model_colourspace), 0.0, 1.0).astype(np.float32)
+    return {"reference_image": img, "reference_role": np.array(role)}
 
 
 def prompt_arrays(prompt_file, prompt: str, negative_prompt: str) -> dict:
@@ -129,17 +143,23 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     work = Path(work_dir).resolve()  # the launcher runs in it
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    arrays, (h, w) = prepare_inputs([p for _, p in key_files], [p for _, p in env_files],
+    arrays, (h, w) = prepare_inputs([p for _, p in key_files],
+                                    None if env_files is None else [p for _, p in env_files],
                                     settings["model_colourspace"], ranks)
+    if settings.get("reference"):
+        arrays.update(reference_arrays(settings["reference"], settings["reference_role"],
+                                       settings["reference_colourspace"], settings["model_colourspace"]))
     arrays.update(prompt_arrays(prompt_file, settings["prompt"], settings["negative_prompt"]))
     from ..atomic import atomic_path
 
     with atomic_path(work / "shot.npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-    log.info("shot %s: %d frames %dx%d (model %dx%d), %d rank(s), window %s overlap %s, %s steps",
+    log.info("shot %s: %d frames %dx%d (model %dx%d), %d rank(s), window %s overlap %s, %s steps; environment: %s%s",
              shot, len(frames), w, h, arrays["character_rgb"].shape[2], arrays["character_rgb"].shape[1], ranks,
-             settings["window"], settings["overlap"], settings["steps"])
+             settings["window"], settings["overlap"], settings["steps"],
+             "plate" if "environment_rgb" in arrays else "synthesised",
+             f"; {settings['reference_role']} reference {settings['reference']}" if settings.get("reference") else "")
     result = launch(work, settings, ranks, threads, sys.stdout)  # the job's log (scripting.run)
     with np.load(result, allow_pickle=False) as data:
         rgb, depth = data["frames"][:, :h, :w], data["depth"][:, :h, :w]

@@ -1,0 +1,129 @@
+"""The diffusion backend's shot preparation (EXRs -> model arrays) and its model-directory checks."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from cinecomp import exrio
+from cinecomp.diffusion.checks import (
+    check_pipeline_dir,
+    check_text_encoder_dir,
+    model_fingerprint,
+)
+from cinecomp.diffusion.shot import from_model_space, padded_size, prepare_inputs, to_model_space
+
+pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize(
+    "size, ranks, want",
+    [
+        ((28, 48), 1, (32, 48)),
+        ((28, 48), 2, (32, 48)),  # 2 x 3 tokens per latent frame split evenly: no extra padding
+        ((16, 48), 2, (16, 64)),  # 1 x 3 tokens: widen to 4 so two ranks can split them
+        ((720, 1280), 8, (720, 1280)),  # 45 x 80 tokens
+        ((1080, 1920), 8, (1088, 1920)),
+    ],
+)
+def test_padded_size(size, ranks, want):
+    assert padded_size(*size, ranks) == want
+
+
+def test_model_space_round_trip():
+    rng = np.random.default_rng(0)
+    srgb = rng.random((2, 4, 4, 3), dtype=np.float32)
+    lin = from_model_space(srgb, "sRGB Encoded Rec.709 (sRGB)")  # in-gamut ACEScg colours
+    np.testing.assert_allclose(to_model_space(lin, "sRGB Encoded Rec.709 (sRGB)"), srgb, atol=1e-4)
+    # ACEScg colours outside Rec.709 clip (the model sees display-referred frames)
+    assert to_model_space(np.array([[[[0.0, 0.0, 1.0]]]], np.float32), "sRGB Encoded Rec.709 (sRGB)").min() == 0.0
+    # highlights above display white clip (the model sees display-referred frames)
+    assert to_model_space(np.full((1, 1, 1, 3), 8.0, np.float32), "sRGB Encoded Rec.709 (sRGB)").max() == 1.0
+
+
+def test_prepare_inputs_unpremultiplies_masks_and_pads(tmp_path):
+    t, h, w = 3, 20, 24
+    alpha = np.zeros((h, w), np.float32)
+    alpha[5:15, 6:18] = 1.0
+    alpha[5:15, 6] = 0.5  # a soft edge
+    colour = np.array([0.2, 0.1, 0.05], np.float32)
+    keys, envs = [], []
+    for i in range(t):
+        key = np.concatenate([colour * alpha[..., None], alpha[..., None]], axis=-1)
+        env = np.full((h, w, 3), 0.18, np.float32)
+        keys.append(tmp_path / f"k.{i}.exr")
+        envs.append(tmp_path / f"e.{i}.exr")
+        exrio.write_rgba(keys[-1], key, dtype=np.float32)
+        exrio.write_rgba(envs[-1], env, dtype=np.float32)
+    arrays, size = prepare_inputs(keys, envs, "sRGB Encoded Rec.709 (sRGB)", ranks=1)
+    assert size == (h, w)
+    assert arrays["character_rgb"].shape == (t, 32, 32, 3)
+    tri = arrays["tri_mask"]
+    np.testing.assert_allclose(tri.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(tri[0, :h, :w, 0], alpha)
+    assert (tri[..., 1] == 0).all()
+    # inside the character: the straight colour, encoded; at the soft edge: the same colour x 0.5
+    enc = to_model_space(colour.reshape(1, 1, 1, 3), "sRGB Encoded Rec.709 (sRGB)")[0, 0, 0]
+    np.testing.assert_allclose(arrays["character_rgb"][0, 10, 10], enc, atol=1e-4)
+    np.testing.assert_allclose(arrays["character_rgb"][0, 10, 6], enc * 0.5, atol=1e-4)
+    assert (arrays["character_rgb"][0, :h, :w][alpha == 0] == 0).all()
+    # padding repeats the edge
+    np.testing.assert_array_equal(arrays["environment_rgb"][:, h:], arrays["environment_rgb"][:, h - 1 : h].repeat(32 - h, 1))
+
+
+def test_prepare_inputs_rejects_mismatched_elements(tmp_path):
+    exrio.write_rgba(tmp_path / "k.exr", np.ones((8, 8, 4), np.float32))
+    exrio.write_rgba(tmp_path / "e.exr", np.ones((8, 10, 3), np.float32))
+    with pytest.raises(ValueError, match="environment frames"):
+        prepare_inputs([tmp_path / "k.exr"], [tmp_path / "e.exr"], "sRGB Encoded Rec.709 (sRGB)")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from cinecomp.diffusion.configs import make_tiny_models
+
+    return make_tiny_models(tmp_path_factory.mktemp("tiny"), seed=0)
+
+
+def _edit_json(path, **changes):
+    cfg = json.loads(path.read_text())
+    cfg.update(changes)
+    path.write_text(json.dumps(cfg))
+
+
+def test_check_pipeline_dir(tiny, tmp_path):
+    assert check_pipeline_dir(tiny["pipeline"], ranks=2) == []
+    [p] = check_pipeline_dir(tmp_path / "missing")
+    assert str(tmp_path / "missing") in p and "does not exist" in p and "cinecomp models tiny" in p
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny["pipeline"], bad)
+    (bad / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    _edit_json(bad / "vae" / "config.json", z_dim=8)
+    problems = "\n".join(check_pipeline_dir(bad, ranks=3))
+    assert f"{bad / 'vae'}: no weights" in problems
+    assert "do not fit the VAE's z_dim=8" in problems
+    assert "2 attention heads cannot be split over 3 ranks" in problems
+
+    (bad / "model_index.json").unlink()
+    assert any(f"{bad / 'model_index.json'}: model_index.json" in p for p in check_pipeline_dir(bad))
+
+
+def test_check_text_encoder_dir(tiny, tmp_path):
+    assert check_text_encoder_dir(tiny["text_encoder"], None, text_dim=32) == []
+    [p] = check_text_encoder_dir(tiny["text_encoder"], None, text_dim=4096)
+    assert "d_model=32" in p and "text_dim=4096" in p
+    te = tmp_path / "te"
+    shutil.copytree(tiny["text_encoder"], te)
+    [p] = check_text_encoder_dir(te, None, text_dim=32)
+    assert "no tokenizer" in p
+
+
+def test_model_fingerprint_follows_weights(tiny, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny["pipeline"], copy)
+    assert model_fingerprint(copy) == model_fingerprint(tiny["pipeline"])
+    with open(copy / "transformer" / "diffusion_pytorch_model.safetensors", "ab") as fh:
+        fh.write(b"\0" * 8)  # replaced weights of another size
+    assert model_fingerprint(copy) != model_fingerprint(tiny["pipeline"])
