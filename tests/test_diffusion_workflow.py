@@ -180,3 +180,34 @@ def test_bad_model_directories_fail_before_any_job(rendered, models, tmp_path):
     assert f"{wrong / 'transformer'}: is a 'WanTransformer3DModel', not a CinecompTransformer3DModel" in out
     after = {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*") if p.is_file()}
     assert before == after
+
+
+class _Resources(dict):
+    __getattr__ = dict.get
+
+
+class _Job:
+    def __init__(self, threads, resources):
+        self.threads, self.resources = threads, _Resources(resources)
+
+
+def test_slurm_gets_gpus_for_diffusion_shots_only(rendered):
+    """What the SLURM executor plugin would pass to sbatch for each composite job of the plan."""
+    import re
+
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+    from snakemake_executor_plugin_slurm_jobstep import get_cpu_setting
+
+    r = snakemake(rendered, "--dry-run", "--forcerun", "composite", "--default-resources", "cpus_per_task=1")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    sbatch = {}
+    for m in re.finditer(r"^rule composite:\n(?:.*\n)*?\s+wildcards: shot=(\w+)\n(?:.*\n)*?\s+resources: (.*)\n", out,
+                         re.M):
+        res = dict(kv.split("=", 1) for kv in m.group(2).split(", "))
+        res = {k: int(v) if v.isdigit() else v for k, v in res.items()}
+        job = _Job(1, res)  # threads only matter when no cpus_per_* is set, and both are here
+        gpu = bool(job.resources.get("gpu"))
+        sbatch[m.group(1)] = f"{set_gres_string(job)} {get_cpu_setting(job, gpu)}".strip()
+    assert sbatch["sd"] == sbatch["sr"] == "--gpus=2 --cpus-per-gpu=4"  # diffusion.ranks, resources.composite_diffusion
+    assert sbatch["so"] == "--cpus-per-task=1"

@@ -25,13 +25,18 @@ def _validate(args) -> int:
     from .sheet import load_sheet
 
     try:
-        df = load_sheet(args.sheet, movie_start=args.movie_start)
+        import yaml
+
+        cfg = yaml.safe_load(Path(args.configfile).read_text()) if Path(args.configfile).is_file() else {}
+        df = load_sheet(args.sheet, movie_start=args.movie_start,
+                        composite_default=(cfg.get("backends") or {}).get("composite", "over"))
     except SheetError as exc:
         print(exc, file=sys.stderr)
         return 1
     for shot, row in df.iterrows():
+        env = row["environment"] or f"synthesised ({row['reference'] or 'prompt only'})"
         print(f"{shot}: {row['plate']} [{row['plate_colourspace']}] {row['first_frame']}-{row['last_frame']} "
-              f"@ {row['fps']:g} fps -> {row['width']}x{row['height']}, env {row['environment']}, v{row['version']:03d}")
+              f"@ {row['fps']:g} fps -> {row['width']}x{row['height']}, env {env}, v{row['version']:03d}")
     print(f"{args.sheet}: {len(df)} shot(s) OK")
     return 0
 
@@ -116,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("validate", help="check a shot sheet and list every problem")
     v.add_argument("--sheet", default="shots/shots.csv")
     v.add_argument("--movie-start", type=int, default=1001)
+    v.add_argument("--configfile", default=str(REPO / "config.yaml"), help="for the default composite backend")
     d = sub.add_parser("demo", help="render the demo plates (sh010, sh020, sh030)")
     d.add_argument("--out", default="demo")
     r = sub.add_parser("render", help="run the workflow (extra snakemake args after --)")
