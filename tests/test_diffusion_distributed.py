@@ -85,4 +85,10 @@ def test_two_ranks_match_one(tmp_path):
     assert frames2.shape == frames1.shape and depth2.shape == depth1.shape
     np.testing.assert_allclose(frames2, frames1, atol=ATOL_FRAMES, rtol=0)
     np.testing.assert_allclose(depth2, depth1, rtol=RTOL_DEPTH, atol=0)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["shot.npz", "window_0000.npz", "window_0001.npz"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["shot.npz", "window_0000.npz", "window_0001.npz",
+                                                         "windows.json"]
+    # the workflow's way: stream the blend from the window files, frame by frame
+    from cinecomp.diffusion.windows import iter_blended
+
+    streamed = np.stack([f for _, f, _ in iter_blended(out_dir)])
+    np.testing.assert_allclose(streamed, frames2, atol=1e-6)

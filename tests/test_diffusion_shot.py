@@ -68,6 +68,10 @@ def test_prepare_inputs_unpremultiplies_masks_and_pads(tmp_path):
     np.testing.assert_allclose(arrays["character_rgb"][0, 10, 10], enc, atol=1e-4)
     np.testing.assert_allclose(arrays["character_rgb"][0, 10, 6], enc * 0.5, atol=1e-4)
     assert (arrays["character_rgb"][0, :h, :w][alpha == 0] == 0).all()
+    # written as .npy files frame by frame: the same arrays
+    mapped, _ = prepare_inputs(keys, envs, "sRGB Encoded Rec.709 (sRGB)", ranks=1, out_dir=tmp_path)
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), a)
     # padding repeats the edge
     np.testing.assert_array_equal(arrays["environment_rgb"][:, h:], arrays["environment_rgb"][:, h - 1 : h].repeat(32 - h, 1))
 

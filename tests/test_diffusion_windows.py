@@ -8,6 +8,7 @@ from cinecomp.diffusion.windows import (
     Window,
     blend_weights,
     blend_windows,
+    iter_blended,
     plan_windows,
     render_windows,
     window_path,
@@ -79,6 +80,12 @@ def test_render_windows_resumes_and_invalidates(tmp_path):
     np.testing.assert_allclose(frames, rgb * 0.5, rtol=1e-6)
     np.testing.assert_allclose(depth, 2.0, rtol=1e-6)
     assert all(window_path(tmp_path, w).is_file() for w in plan)
+    # streamed frame by frame from the window files: the same blend
+    streamed = list(iter_blended(tmp_path))
+    assert [i for i, _, _ in streamed] == list(range(n))
+    np.testing.assert_allclose(np.stack([f for _, f, _ in streamed]), frames, rtol=1e-6)
+    np.testing.assert_allclose(np.stack([d for _, _, d in streamed]), depth, rtol=1e-6)
+    assert render_windows(FakeRender(), inputs, tmp_path, 9, 2, blend=False) is None
 
     # rerun: everything reused
     r2, seen = FakeRender(), []

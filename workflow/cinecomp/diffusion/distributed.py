@@ -315,8 +315,17 @@ def total_parameter_numel(module) -> int:
 
 
 def _load_shot(path: Path) -> dict:
-    with np.load(path, allow_pickle=False) as data:
-        shot = {k: data[k] for k in data.files}
+    """A shot from an ``.npz``, or from a directory of ``.npy`` files whose per-frame arrays are
+    memory-mapped (a window reads only its own frames: memory does not grow with shot length)."""
+    if path.is_dir():
+        shot = {}
+        for f in sorted(path.glob("*.npy")):
+            arr = np.load(f, mmap_mode="r", allow_pickle=False)
+            shot[f.stem] = arr if arr.ndim >= 3 and f.stem not in ("prompt_embeds", "negative_prompt_embeds") \
+                else np.array(arr)
+    else:
+        with np.load(path, allow_pickle=False) as data:
+            shot = {k: data[k] for k in data.files}
     for k in ("prompt_embeds", "negative_prompt_embeds"):
         if k in shot:
             shot[k] = torch.from_numpy(shot[k])
@@ -348,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sequence-parallel", action="store_true")
     parser.add_argument("--window", type=int, default=0, help="temporal window (4n+1) for long shots; 0 = one pass")
     parser.add_argument("--overlap", type=int, default=16)
+    parser.add_argument("--no-blend", action="store_true",
+                        help="with --window: write only the window files and windows.json (read them with "
+                        "cinecomp.diffusion.windows.iter_blended), never the whole shot in memory")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
     args = parser.parse_args(argv)
 
@@ -369,10 +381,11 @@ def main(argv: list[str] | None = None) -> int:
 
         key_extra = model_fingerprint(args.pipeline)
         t0 = time.perf_counter()
-        frames, depth = render_windows(pipe, call, out, args.window, args.overlap, report, write=rank == 0,
-                                       key_extra=key_extra)
+        blended = render_windows(pipe, call, out, args.window, args.overlap, report, write=rank == 0,
+                                 key_extra=key_extra, blend=not args.no_blend)
         render_seconds = time.perf_counter() - t0
-        out_file = out / "shot.npz"
+        frames, depth = blended if blended is not None else (None, None)
+        out_file = out / ("run.json" if args.no_blend else "shot.npz")
     else:
         t0 = time.perf_counter()
         result = pipe(**call)
@@ -402,8 +415,11 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rss_mb_per_rank": [float(t.item()) for t in rss_parts],
         }
         with atomic_path(out_file) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, frames=frames, depth=depth, meta=np.array(json.dumps(meta)))
+            if frames is None:  # --no-blend: the frames stay in the window files
+                Path(tmp).write_text(json.dumps(meta, indent=1))
+            else:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, frames=frames, depth=depth, meta=np.array(json.dumps(meta)))
     dist.barrier()
     return 0
 

@@ -2,11 +2,13 @@
 
     key EXRs + environment EXRs (scene-linear ACEScg)
       -> model-space arrays (display-encoded [0, 1], padded to the model's multiples) + cached prompt
-         embeddings, written to ``<work>/shot.npz``
-      -> the DeepSpeed launcher, N ranks (`python -m cinecomp.diffusion.distributed`), which renders
-         overlapping windows into ``<work>/windows/window_####.npz`` (the checkpoints: a rerun reuses
-         every finished window) and blends them into ``<work>/windows/shot.npz``
-      -> composite EXRs: R,G,B (ACEScg, half), A = 1, depth.Z (scene units, float32).
+         embeddings, written frame by frame to ``<work>/shot/*.npy``
+      -> the DeepSpeed launcher, N ranks (`python -m cinecomp.diffusion.distributed`), which memory-maps
+         them and renders overlapping windows into ``<work>/windows/window_####.npz`` (the checkpoints:
+         a rerun reuses every finished window) and ``windows.json``
+      -> composite EXRs, blended from the windows one frame at a time: R,G,B (ACEScg, half), A = 1,
+         depth.Z (scene units, float32).
+Nothing holds the whole shot in memory, so memory does not grow with the shot's length.
 
 The tri-mask is key-only until the mask stage exists (character = alpha, prop = 0, environment =
 1 - alpha) and no character depth is given; the model still returns a depth for the whole frame.
@@ -55,32 +57,48 @@ def from_model_space(rgb: np.ndarray, colourspace: str) -> np.ndarray:
     return np.stack([convert(np.asarray(f, np.float32), colourspace, WORKING_SPACE) for f in rgb])
 
 
-def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1) -> tuple[dict, tuple[int, int]]:
+def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
+                   out_dir=None) -> tuple[dict, tuple[int, int]]:
     """The model's per-frame inputs from the key (premultiplied RGBA) and environment frames.
 
     Returns ``(arrays, (height, width))`` with arrays ``character_rgb``, ``tri_mask`` and (unless
     ``env_files`` is None: the model synthesises the environment) ``environment_rgb``, (T, H', W', C)
-    padded to :func:`padded_size`, and the original size.
+    padded to :func:`padded_size`, and the original size.  With ``out_dir`` the arrays are ``.npy``
+    files there, filled one frame at a time (memory does not grow with the shot's length).
     """
-    keys = np.stack([exrio.read_rgba(f) for f in key_files])
-    envs = None
-    if env_files is not None:
-        envs = np.stack([exrio.read_rgba(f)[..., :3] for f in env_files])
-        if keys.shape[:3] != envs.shape[:3]:
-            raise DiffusionInputError(f"key frames are {keys.shape[:3]} (T, H, W) but environment frames "
-                                      f"{envs.shape[:3]}")
-    alpha = np.clip(keys[..., 3:4], 0.0, 1.0)
-    straight = np.where(alpha > 1e-4, keys[..., :3] / np.maximum(alpha, 1e-4), 0.0)
-    character = to_model_space(straight, colourspace) * alpha
-    tri = np.concatenate([alpha, np.zeros_like(alpha), 1.0 - alpha], axis=-1)
-    h, w = keys.shape[1:3]
+    first = exrio.read_rgba(key_files[0])
+    h, w = first.shape[:2]
     ph, pw = padded_size(h, w, ranks)
-    arrays = {
-        "character_rgb": _pad(character.astype(np.float32), ph, pw),
-        "tri_mask": _pad(tri.astype(np.float32), ph, pw),
-    }
-    if envs is not None:
-        arrays["environment_rgb"] = _pad(to_model_space(envs, colourspace).astype(np.float32), ph, pw)
+    t = len(key_files)
+    names = ["character_rgb", "tri_mask"] + ([] if env_files is None else ["environment_rgb"])
+    if env_files is not None and len(env_files) != t:
+        raise DiffusionInputError(f"{t} key frames but {len(env_files)} environment frames")
+
+    def alloc(name):
+        shape = (t, ph, pw, 3)
+        if out_dir is None:
+            return np.empty(shape, np.float32)
+        return np.lib.format.open_memmap(Path(out_dir) / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
+
+    arrays = {name: alloc(name) for name in names}
+    for i, key_file in enumerate(key_files):
+        key = first if i == 0 else exrio.read_rgba(key_file)
+        if key.shape[:2] != (h, w):
+            raise DiffusionInputError(f"{key_file}: {key.shape[1]}x{key.shape[0]}, the shot's first key frame is {w}x{h}")
+        alpha = np.clip(key[..., 3:4], 0.0, 1.0)
+        straight = np.where(alpha > 1e-4, key[..., :3] / np.maximum(alpha, 1e-4), 0.0)
+        character = to_model_space(straight[None], colourspace)[0] * alpha
+        arrays["character_rgb"][i] = _pad(character[None], ph, pw)[0]
+        arrays["tri_mask"][i] = _pad(np.concatenate([alpha, np.zeros_like(alpha), 1.0 - alpha], -1)[None], ph, pw)[0]
+        if env_files is not None:
+            env = exrio.read_rgba(env_files[i])[..., :3]
+            if env.shape[:2] != (h, w):
+                raise DiffusionInputError(f"{env_files[i]}: environment frames are {env.shape[1]}x{env.shape[0]}, "
+                                          f"key frames {w}x{h}")
+            arrays["environment_rgb"][i] = _pad(to_model_space(env[None], colourspace), ph, pw)[0]
+    for a in arrays.values():
+        if isinstance(a, np.memmap):
+            a.flush()
     return arrays, (h, w)
 
 
@@ -91,6 +109,25 @@ def reference_arrays(path, role: str, source_colourspace: str, model_colourspace
     rgb = read_frame(path, 0)[..., :3]
     img = np.clip(convert(rgb, source_colourspace, model_colourspace), 0.0, 1.0).astype(np.float32)
     return {"reference_image": img, "reference_role": np.array(role)}
+
+
+def write_shot_dir(work: Path, key_files, env_files, settings: dict, ranks: int, prompt_file) -> tuple[dict, tuple]:
+    """``work/shot/``: the launcher's input, one ``.npy`` per array (per-frame ones memory-mapped by
+    the ranks, so a window reads only its frames); written whole or not at all."""
+    from ._io import atomic_dir
+
+    with atomic_dir(work / "shot") as tmp:
+        arrays, size = prepare_inputs(key_files, env_files, settings["model_colourspace"], ranks, out_dir=tmp)
+        small = {}
+        if settings.get("reference"):
+            small.update(reference_arrays(settings["reference"], settings["reference_role"],
+                                          settings["reference_colourspace"], settings["model_colourspace"]))
+        small.update(prompt_arrays(prompt_file, settings["prompt"], settings["negative_prompt"]))
+        for name, value in small.items():
+            np.save(Path(tmp) / f"{name}.npy", value)
+        info = {name: tuple(a.shape) for name, a in {**arrays, **small}.items()}
+        del arrays
+    return info, size
 
 
 def prompt_arrays(prompt_file, prompt: str, negative_prompt: str) -> dict:
@@ -109,13 +146,13 @@ def prompt_arrays(prompt_file, prompt: str, negative_prompt: str) -> dict:
 
 
 def launch(work: Path, settings: dict, ranks: int, threads: int, log_file) -> Path:
-    """Run the DeepSpeed launcher on ``work/shot.npz``; returns the blended ``shot.npz`` it writes."""
+    """Run the DeepSpeed launcher on ``work/shot/``; returns the directory of its window files."""
     import torch
 
     from . import distributed
 
     windows = work / "windows"
-    args = ["--pipeline", str(Path(settings["pipeline"]).resolve()), "--shot", str(work / "shot.npz"),
+    args = ["--pipeline", str(Path(settings["pipeline"]).resolve()), "--shot", str(work / "shot"), "--no-blend",
             "--out", str(windows), "--steps", str(settings["steps"]), "--guidance", str(settings["guidance"]),
             "--seed", str(settings["seed"]), "--window", str(settings["window"]),
             "--overlap", str(settings["overlap"]), "--zero-stage", "3" if ranks > 1 else "0"]
@@ -132,7 +169,7 @@ def launch(work: Path, settings: dict, ranks: int, threads: int, log_file) -> Pa
     if proc.returncode:
         raise RuntimeError(f"the DeepSpeed launcher exited with {proc.returncode} ({ranks} ranks); see this log "
                            f"above. Finished windows in {windows} are kept and reused on the rerun")
-    return windows / "shot.npz"
+    return windows
 
 
 def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, settings: dict, log, ranks: int = 1,
@@ -143,36 +180,28 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     work = Path(work_dir).resolve()  # the launcher runs in it
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    arrays, (h, w) = prepare_inputs([p for _, p in key_files],
-                                    None if env_files is None else [p for _, p in env_files],
-                                    settings["model_colourspace"], ranks)
-    if settings.get("reference"):
-        arrays.update(reference_arrays(settings["reference"], settings["reference_role"],
-                                       settings["reference_colourspace"], settings["model_colourspace"]))
-    arrays.update(prompt_arrays(prompt_file, settings["prompt"], settings["negative_prompt"]))
-    from ..atomic import atomic_path
-
-    with atomic_path(work / "shot.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    info, (h, w) = write_shot_dir(work, [p for _, p in key_files],
+                                  None if env_files is None else [p for _, p in env_files], settings, ranks,
+                                  prompt_file)
     log.info("shot %s: %d frames %dx%d (model %dx%d), %d rank(s), window %s overlap %s, %s steps; environment: %s%s",
-             shot, len(frames), w, h, arrays["character_rgb"].shape[2], arrays["character_rgb"].shape[1], ranks,
+             shot, len(frames), w, h, info["character_rgb"][2], info["character_rgb"][1], ranks,
              settings["window"], settings["overlap"], settings["steps"],
-             "plate" if "environment_rgb" in arrays else "synthesised",
+             "plate" if "environment_rgb" in info else "synthesised",
              f"; {settings['reference_role']} reference {settings['reference']}" if settings.get("reference") else "")
-    result = launch(work, settings, ranks, threads, sys.stdout)  # the job's log (scripting.run)
-    with np.load(result, allow_pickle=False) as data:
-        rgb, depth = data["frames"][:, :h, :w], data["depth"][:, :h, :w]
-    if len(rgb) != len(frames):
-        raise DiffusionInputError(f"{result}: {len(rgb)} frames rendered for {len(frames)} input frames "
-                                  "(fix: delete the file and rerun)")
-    rgb = from_model_space(rgb, settings["model_colourspace"])
+    windows = launch(work, settings, ranks, threads, sys.stdout)  # the job's log (scripting.run)
+    from .windows import iter_blended, read_manifest
+
+    if read_manifest(windows)["num_frames"] != len(frames):
+        raise DiffusionInputError(f"{windows}: windows.json is for another frame count than the shot's "
+                                  f"{len(frames)} (fix: delete {windows} and rerun)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for i, frame in enumerate(frames):
-        chans = {c: rgb[i, ..., k].astype(np.float16) for k, c in enumerate("RGB")}
+    for i, rgb, depth in iter_blended(windows):  # one frame at a time
+        frame = frames[i]
+        rgb = from_model_space(rgb[None, :h, :w], settings["model_colourspace"])[0]
+        chans = {c: rgb[..., k].astype(np.float16) for k, c in enumerate("RGB")}
         chans["A"] = np.ones((h, w), np.float16)
-        chans["depth.Z"] = depth[i].astype(np.float32)
+        chans["depth.Z"] = depth[:h, :w].astype(np.float32)
         exrio.write_exr(frame_path(out, shot, "diffusion", version, frame), chans,
                         attrs={**settings["attrs"], "frame": int(frame), "backend": "diffusion"})
     seconds = time.perf_counter() - t0

@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -151,17 +151,74 @@ def window_path(out_dir: str | os.PathLike, win: Window) -> Path:
     return Path(out_dir) / f"window_{win.index:04d}.npz"
 
 
-def load_finished(path: Path, key: str) -> dict | None:
-    """A window checkpoint's arrays if it exists, is readable and has the expected key."""
+def load_finished(path: Path, key: str, arrays: bool = True) -> dict | None:
+    """A window checkpoint's arrays (``{}`` with ``arrays=False``) if it exists, is readable and has
+    the expected key; else None."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
             if str(data["key"]) != key:
                 return None
+            if not arrays:
+                return {}
             return {"frames": data["frames"], "depth": data["depth"]}
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError):
         return None  # damaged: render again
+
+
+MANIFEST = "windows.json"
+
+
+def write_manifest(out_dir, plan: list[Window], keys: dict[int, str], num_frames: int, meta: dict | None = None):
+    """``windows.json``: the plan and each window's key, written once every window is finished."""
+    data = {
+        "num_frames": num_frames,
+        "windows": [dict(index=w.index, start=w.start, stop=w.stop, length=w.length, key=keys[w.index],
+                         file=window_path(out_dir, w).name) for w in plan],
+        "meta": meta or {},
+    }
+    with atomic_path(Path(out_dir) / MANIFEST) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=1))
+
+
+def read_manifest(out_dir) -> dict:
+    path = Path(out_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DiffusionInputError(f"{path}: no readable window manifest ({exc}) (fix: rerun the shot)") from None
+
+
+def iter_blended(out_dir) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(frame_index, rgb (H, W, 3), depth (H, W))`` of the whole shot, blended from the window files one
+    frame at a time: at most the windows overlapping the current frame are in memory, so writing a shot
+    costs the same memory whatever its length.  Same result as :func:`blend_windows`."""
+    manifest = read_manifest(out_dir)
+    plan = [Window(w["index"], w["start"], w["stop"], w["length"]) for w in manifest["windows"]]
+    keys = {w["index"]: w["key"] for w in manifest["windows"]}
+    weights = {w.index: blend_weights(plan, w.index) for w in plan}
+    loaded: dict[int, dict] = {}
+    for i in range(manifest["num_frames"]):
+        covering = [w for w in plan if w.start <= i < w.stop]
+        for idx in [k for k in loaded if plan[k].stop <= i]:
+            del loaded[idx]  # windows behind the current frame are done with
+        acc_rgb = acc_log = None
+        wsum = 0.0
+        for w in covering:
+            if w.index not in loaded:
+                data = load_finished(window_path(out_dir, w), keys[w.index])
+                if data is None:
+                    raise DiffusionInputError(f"{window_path(out_dir, w)}: missing, damaged or from other inputs "
+                                              "than windows.json says (fix: rerun the shot)")
+                loaded[w.index] = data
+            wt = float(weights[w.index][i - w.start])
+            rgb = loaded[w.index]["frames"][i - w.start].astype(np.float64)
+            log = np.log(np.maximum(loaded[w.index]["depth"][i - w.start].astype(np.float64), 1e-12))
+            acc_rgb = rgb * wt if acc_rgb is None else acc_rgb + rgb * wt
+            acc_log = log * wt if acc_log is None else acc_log + log * wt
+            wsum += wt
+        yield i, (acc_rgb / wsum).astype(np.float32), np.exp(acc_log / wsum).astype(np.float32)
 
 
 def render_windows(
@@ -173,7 +230,9 @@ def render_windows(
     on_window: Callable[[Window, bool], None] | None = None,
     write: bool = True,
     key_extra: str = "",
-) -> tuple[np.ndarray, np.ndarray]:
+    blend: bool = True,
+    meta: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Render a shot of any length through ``render(**window_inputs)`` (e.g. a CinecompPipeline).
 
     ``inputs`` are the pipeline's keyword arguments; the per-frame ones (``character_rgb``,
@@ -182,7 +241,9 @@ def render_windows(
     return an object with ``.frames`` (T, H, W, 3) and ``.depth`` (T, H, W).  Finished windows found
     in ``out_dir`` with a matching key are reused; ``on_window(window, reused)`` is called for each.
     ``write=False`` renders without writing checkpoints (other ranks of a distributed run);
-    ``key_extra`` (e.g. the model's fingerprint) is part of every window's key.
+    ``key_extra`` (e.g. the model's fingerprint) is part of every window's key.  Once every window
+    is finished, ``windows.json`` (plan, keys, ``meta``) is written beside them.  ``blend=False``
+    keeps no window in memory and returns None: read the result with :func:`iter_blended`.
     Returns the blended ``(frames, depth)`` of the whole shot.
     """
     num_frames = len(inputs["character_rgb"])
@@ -190,25 +251,32 @@ def render_windows(
     # Decide what is finished before rendering anything: in a distributed run every rank must make
     # the same decisions, and nothing is written until all ranks have made them.
     todo = []
-    frames, depth = {}, {}
+    frames, depth, keys = {}, {}, {}
     for win in plan:
-        win_inputs = slice_window(inputs, win)
-        key = window_key(win, {"inputs": win_inputs, "extra": key_extra})
-        done = load_finished(window_path(out_dir, win), key)
+        key = window_key(win, {"inputs": slice_window(inputs, win), "extra": key_extra})
+        keys[win.index] = key
+        done = load_finished(window_path(out_dir, win), key, arrays=blend)
         if done is None:
-            todo.append((win, win_inputs, key))
+            todo.append(win)
         else:
-            frames[win.index], depth[win.index] = done["frames"], done["depth"]
+            if blend:
+                frames[win.index], depth[win.index] = done["frames"], done["depth"]
             if on_window is not None:
                 on_window(win, True)
-    for win, win_inputs, key in todo:
-        result = render(**win_inputs)
-        frames[win.index] = np.asarray(result.frames, np.float32)
-        depth[win.index] = np.asarray(result.depth, np.float32)
+    for win in todo:
+        result = render(**slice_window(inputs, win))  # sliced again: only one window's inputs in memory
+        f, d = np.asarray(result.frames, np.float32), np.asarray(result.depth, np.float32)
         if write:
             with atomic_path(window_path(out_dir, win)) as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, frames=frames[win.index], depth=depth[win.index], key=np.array(key))
+                    np.savez(fh, frames=f, depth=d, key=np.array(keys[win.index]))
+        if blend:
+            frames[win.index], depth[win.index] = f, d
+        del result, f, d
         if on_window is not None:
             on_window(win, False)
+    if write:
+        write_manifest(out_dir, plan, keys, num_frames, meta)
+    if not blend:
+        return None
     return blend_windows(plan, frames, num_frames), blend_windows(plan, depth, num_frames, log=True)
