@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo demo-diffusion test lint bench clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,13 @@ demo: venv
 	$(BIN)/cinecomp demo --out demo
 	$(BIN)/cinecomp render
 
+# The demo shots through the diffusion backend with tiny random models: exercises the engine end to end
+# (prompt rule, DeepSpeed launcher, windows); the pictures are noise until real weights are configured.
+demo-diffusion: venv
+	test -d demo || $(BIN)/cinecomp demo --out demo
+	$(BIN)/cinecomp models tiny --out models/tiny
+	$(BIN)/cinecomp render -- --configfile config.yaml models/tiny/cinecomp.yaml --config results=results-diffusion
+
 test: venv
 	$(BIN)/python -m pytest -q -ra
 
@@ -35,4 +42,4 @@ bench: venv
 	$(BIN)/python bench/plan.py
 
 clean:
-	rm -rf results logs benchmarks demo .snakemake report.html
+	rm -rf results results-diffusion models/tiny logs benchmarks demo .snakemake report.html

@@ -139,3 +139,20 @@ def test_render_windows_with_the_tiny_pipeline(tmp_path):
     assert [(w.start, w.stop) for w in plan_windows(n, 5, 2)] == [(0, 5), (3, 8), (6, 11)]
     single = pipe(**{**inputs, "character_rgb": inputs["character_rgb"][:5], "tri_mask": mask[:5]})
     np.testing.assert_allclose(frames[:3], single.frames[:3], atol=1e-6)  # before the first overlap
+
+
+def test_npy_frames_reads_slices_like_the_array(tmp_path):
+    from cinecomp.diffusion._io import NpyFrames
+
+    a = np.arange(5 * 3 * 2 * 3, dtype=np.float32).reshape(5, 3, 2, 3)
+    np.save(tmp_path / "a.npy", a)
+    f = NpyFrames(tmp_path / "a.npy")
+    assert len(f) == 5 and f.shape == a.shape and f.ndim == 4 and np.ndim(f) == 4
+    np.testing.assert_array_equal(f[1:4], a[1:4])
+    np.testing.assert_array_equal(f[2], a[2])
+    np.testing.assert_array_equal(np.asarray(f), a)
+    win = Window(0, 3, 5, 5)  # two real frames, three held
+    from cinecomp.diffusion.windows import slice_window
+
+    np.testing.assert_array_equal(slice_window({"character_rgb": f}, win)["character_rgb"],
+                                  slice_window({"character_rgb": a}, win)["character_rgb"])

@@ -99,3 +99,49 @@ def load_weights(model_dir: Path) -> dict:
         "no weights found (expected one of " + ", ".join(WEIGHT_NAMES) + ")",
         "give a diffusers-format model directory with its weights",
     )
+
+
+class NpyFrames:
+    """The frames of a ``.npy`` array (time first), read from disk only when sliced.
+
+    Unlike ``np.load(mmap_mode="r")`` nothing stays mapped into the process after a slice is used, so
+    a rank's resident memory holds the window it renders, not every frame it has read so far.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import numpy as np
+
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in readers:
+                raise CheckpointError(self.path, f".npy format {version} is not supported", "save it with np.save")
+            shape, fortran, dtype = readers[version](fh)
+            self.offset = fh.tell()
+        if fortran:
+            raise CheckpointError(self.path, "is a Fortran-ordered array", "save it C-ordered (np.save)")
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.frame_items = int(np.prod(self.shape[1:], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        import numpy as np
+
+        if isinstance(index, (int, np.integer)):
+            return self[int(index) : int(index) + 1][0]
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("NpyFrames supports a frame index or a contiguous slice of frames")
+        start, stop, _ = index.indices(self.shape[0])
+        count = max(0, stop - start)
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + start * self.frame_items * self.dtype.itemsize)
+            data = np.fromfile(fh, dtype=self.dtype, count=count * self.frame_items)
+        return data.reshape((count, *self.shape[1:]))
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)

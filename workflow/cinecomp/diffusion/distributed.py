@@ -74,15 +74,27 @@ def init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def zero3_config(dtype: torch.dtype = torch.float32) -> dict:
-    """A ZeRO stage-3 inference config (no optimizer; every parameter partitioned)."""
+def block_numel(config) -> int:
+    """Parameters of one transformer block (self- and cross-attention, FFN) from a model config."""
+    dim = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
+    return 8 * dim * dim + 2 * dim * int(config["ffn_dim"])
+
+
+def zero3_config(dtype: torch.dtype = torch.float32, block: int | None = None) -> dict:
+    """A ZeRO stage-3 inference config (no optimizer; every parameter partitioned).
+
+    With ``block`` (elements of one transformer block) at most about two blocks are gathered at a time
+    (the one running and the one prefetched), so a rank's peak parameter memory is its shard plus
+    two blocks, not the whole model (DeepSpeed's defaults allow 1e9 live elements)."""
+    zero = {"stage": 3, "stage3_param_persistence_threshold": 0}  # partition even tiny parameters
+    if block:
+        zero.update(stage3_prefetch_bucket_size=int(block), stage3_max_live_parameters=int(2 * block),
+                    stage3_max_reuse_distance=int(block))
+    else:
+        zero["stage3_prefetch_bucket_size"] = 5e7
     return {
         "train_micro_batch_size_per_gpu": 1,
-        "zero_optimization": {
-            "stage": 3,
-            "stage3_param_persistence_threshold": 0,  # partition even tiny parameters
-            "stage3_prefetch_bucket_size": 5e7,
-        },
+        "zero_optimization": zero,
         "fp16": {"enabled": dtype == torch.float16},
         "bf16": {"enabled": dtype == torch.bfloat16},
         "wall_clock_breakdown": False,
@@ -112,7 +124,7 @@ def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None 
     config = read_config(model_dir, "cinecomp transformer")
     weights = model_dir / "diffusion_pytorch_model.safetensors"
     shards = model_dir / "diffusion_pytorch_model.safetensors.index.json"
-    ds_config = ds_config or zero3_config()
+    ds_config = ds_config or zero3_config(block=block_numel(config))
     with deepspeed.zero.Init(config_dict_or_path=ds_config):
         model = CinecompTransformer3DModel.from_config(config)
     cfg = model.config
@@ -315,14 +327,16 @@ def total_parameter_numel(module) -> int:
 
 
 def _load_shot(path: Path) -> dict:
-    """A shot from an ``.npz``, or from a directory of ``.npy`` files whose per-frame arrays are
-    memory-mapped (a window reads only its own frames: memory does not grow with shot length)."""
+    """A shot from an ``.npz``, or from a directory of ``.npy`` files whose per-frame arrays are read
+    from disk a window at a time (:class:`NpyFrames`: memory does not grow with shot length)."""
     if path.is_dir():
+        from ._io import NpyFrames
+
         shot = {}
         for f in sorted(path.glob("*.npy")):
-            arr = np.load(f, mmap_mode="r", allow_pickle=False)
-            shot[f.stem] = arr if arr.ndim >= 3 and f.stem not in ("prompt_embeds", "negative_prompt_embeds") \
-                else np.array(arr)
+            frames = NpyFrames(f)
+            per_frame = frames.ndim >= 3 and f.stem not in ("prompt_embeds", "negative_prompt_embeds", "reference_image")
+            shot[f.stem] = frames if per_frame else np.load(f, allow_pickle=False)
     else:
         with np.load(path, allow_pickle=False) as data:
             shot = {k: data[k] for k in data.files}

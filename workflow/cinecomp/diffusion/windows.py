@@ -107,7 +107,7 @@ def slice_window(inputs: dict, win: Window) -> dict:
     out = {}
     for key, value in inputs.items():
         if key in PER_FRAME_INPUTS and value is not None and np.ndim(value) >= (3 if key == "character_depth" else 4):
-            part = np.asarray(value)[win.start : win.stop]
+            part = np.asarray(value[win.start : win.stop])  # an ndarray or NpyFrames (reads just these frames)
             if win.pad:
                 part = np.concatenate([part, np.repeat(part[-1:], win.pad, axis=0)], axis=0)
             out[key] = part
