@@ -40,6 +40,7 @@ bench: venv
 	$(BIN)/python bench/exr_io.py
 	$(BIN)/python bench/keyer.py
 	$(BIN)/python bench/plan.py
+	$(BIN)/python bench/diffusion.py --json
 
 clean:
 	rm -rf results results-diffusion models/tiny logs benchmarks demo .snakemake report.html

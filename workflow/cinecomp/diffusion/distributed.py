@@ -379,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_grad_enabled(False)
     rank, world = init_distributed()
+    from . import pipeline as _pipeline  # noqa: F401  (diffusers' modules: part of the runtime, not the model)
+
+    rss_before_model = _rss_now_mb()  # the runtime (torch, DeepSpeed, diffusers, gloo) before any model is built
     pipe = build_pipeline(args.pipeline, args.zero_stage, not args.no_sequence_parallel)
     shot = _load_shot(Path(args.shot))
     call = dict(shot, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
@@ -410,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     from deepspeed.accelerator import get_accelerator
 
     # every rank's peak RSS (MB; Linux ru_maxrss is in KiB), gathered for rank 0's meta
-    rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0], dtype=torch.float64,
+    rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, rss_before_model],
+                       dtype=torch.float64,
                        device=get_accelerator().current_device_name())
     rss_parts = [torch.zeros_like(rss) for _ in range(world)]
     dist.all_gather(rss_parts, rss)
@@ -426,7 +430,9 @@ def main(argv: list[str] | None = None) -> int:
             "tokens_per_rank": sp.tokens_per_rank if sp else None,
             "render_seconds": render_seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "peak_rss_mb_per_rank": [float(t.item()) for t in rss_parts],
+            "peak_rss_mb_per_rank": [float(t[0]) for t in rss_parts],
+            # peak minus the runtime: what the model's parameters, activations and buffers added
+            "model_peak_mb_per_rank": [float(t[0] - t[1]) for t in rss_parts],
         }
         with atomic_path(out_file) as tmp:
             if frames is None:  # --no-blend: the frames stay in the window files
@@ -436,6 +442,17 @@ def main(argv: list[str] | None = None) -> int:
                     np.savez(fh, frames=frames, depth=depth, meta=np.array(json.dumps(meta)))
     dist.barrier()
     return 0
+
+
+def _rss_now_mb() -> float:
+    """Resident memory of this process now (Linux /proc; the peak is ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
 
 
 def free_port() -> int:
@@ -468,6 +485,8 @@ def launch_env(num_ranks: int, cpu: bool, threads_per_rank: int = 1) -> dict:
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     if cpu:
         env.update(DS_ACCELERATOR="cpu", LOCAL_SIZE=str(num_ranks), OMP_NUM_THREADS=str(threads_per_rank))
+    # Not set here, but honoured from the environment: MALLOC_MMAP_THRESHOLD_=1048576 makes glibc hand
+    # ZeRO-3's freed gather buffers back on CPU ranks (less memory, slower: see bench/diffusion.py)
     return env
 
 
