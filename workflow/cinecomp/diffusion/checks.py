@@ -10,6 +10,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from .errors import CheckpointError
+
 TINY_HINT = "`cinecomp models tiny --out DIR` writes a tiny random set for plumbing tests"
 WAN_HINT = "`cinecomp models from-wan --wan WAN21_DIFFUSERS_DIR --out DIR` builds one from Wan 2.1"
 
@@ -76,6 +78,28 @@ def check_pipeline_dir(pipeline_dir: str | Path, ranks: int = 1) -> list[str]:
     return problems
 
 
+def resolve_text_encoder_dirs(text_encoder_dir, tokenizer_dir=None) -> tuple[Path, Path]:
+    """(text_encoder, tokenizer) directories: a Wan pipeline root, or an encoder dir with a tokenizer beside/in it."""
+    te = Path(text_encoder_dir).expanduser()
+    if not te.is_dir():
+        raise CheckpointError(te, "text encoder directory does not exist", "check the path")
+    if (te / "model_index.json").is_file() and (te / "text_encoder").is_dir():
+        te, tok_default = te / "text_encoder", te / "tokenizer"
+    else:
+        tok_default = te.parent / "tokenizer" if (te.parent / "tokenizer").is_dir() else te
+    tok = Path(tokenizer_dir).expanduser() if tokenizer_dir is not None else tok_default
+    if not (te / "config.json").is_file():
+        raise CheckpointError(te, "text encoder has no config.json", "give a transformers UMT5EncoderModel directory")
+    if not any((tok / n).is_file() for n in ("tokenizer.json", "spiece.model", "tokenizer_config.json")):
+        raise CheckpointError(
+            tok,
+            "no tokenizer found (tokenizer.json / spiece.model)",
+            "set diffusion.tokenizer (tokenizer_dir) or put tokenizer/ beside the encoder",
+        )
+    return te, tok
+
+
+
 def check_text_encoder_dir(text_encoder_dir: str | Path, tokenizer_dir: str | Path | None = None,
                            text_dim: int | None = None) -> list[str]:
     """Problems with the UMT5 text encoder the prompt rule loads."""
@@ -83,13 +107,12 @@ def check_text_encoder_dir(text_encoder_dir: str | Path, tokenizer_dir: str | Pa
     if not te.is_dir():
         return [f"{te}: text encoder directory does not exist (fix: set diffusion.text_encoder in config.yaml to "
                 f"a local UMT5 encoder directory, e.g. a Wan 2.1 pipeline's text_encoder/; {TINY_HINT})"]
+    try:
+        te, _ = resolve_text_encoder_dirs(te, tokenizer_dir)
+    except CheckpointError as exc:
+        return [str(exc)]
     problems: list[str] = []
     cfg = _json(te / "config.json", "text encoder config", problems)
-    tok = Path(tokenizer_dir) if tokenizer_dir else (te.parent / "tokenizer" if (te.parent / "tokenizer").is_dir()
-                                                     else te)
-    if not any((tok / n).is_file() for n in ("tokenizer.json", "spiece.model", "tokenizer_config.json")):
-        problems.append(f"{tok}: no tokenizer (tokenizer.json / spiece.model) (fix: set diffusion.tokenizer, or put "
-                        "tokenizer/ beside the text encoder)")
     if cfg is not None and text_dim is not None and cfg.get("d_model") not in (None, text_dim):
         problems.append(f"{te}: encoder width d_model={cfg.get('d_model')} but the transformer expects "
                         f"text_dim={text_dim} (fix: use the text encoder of the same model family)")

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from ..atomic import atomic_path
+from .checks import resolve_text_encoder_dirs
 from .errors import CheckpointError, DiffusionInputError
 
 CACHE_FORMAT = "cinecomp-prompt-embeds/1"
@@ -31,27 +32,6 @@ def clean_prompt(text: str) -> str:
     """Wan's prompt cleaning without ftfy: unescape HTML entities, collapse whitespace."""
     text = html.unescape(html.unescape(text))
     return re.sub(r"\s+", " ", text).strip()
-
-
-def resolve_text_encoder_dirs(text_encoder_dir, tokenizer_dir=None) -> tuple[Path, Path]:
-    """(text_encoder, tokenizer) directories: a Wan pipeline root, or an encoder dir with a tokenizer beside/in it."""
-    te = Path(text_encoder_dir).expanduser()
-    if not te.is_dir():
-        raise CheckpointError(te, "text encoder directory does not exist", "check the path")
-    if (te / "model_index.json").is_file() and (te / "text_encoder").is_dir():
-        te, tok_default = te / "text_encoder", te / "tokenizer"
-    else:
-        tok_default = te.parent / "tokenizer" if (te.parent / "tokenizer").is_dir() else te
-    tok = Path(tokenizer_dir).expanduser() if tokenizer_dir is not None else tok_default
-    if not (te / "config.json").is_file():
-        raise CheckpointError(te, "text encoder has no config.json", "give a transformers UMT5EncoderModel directory")
-    if not any((tok / n).is_file() for n in ("tokenizer.json", "spiece.model", "tokenizer_config.json")):
-        raise CheckpointError(
-            tok,
-            "no tokenizer found (tokenizer.json / spiece.model)",
-            "pass tokenizer_dir or put tokenizer/ beside the encoder",
-        )
-    return te, tok
 
 
 def fingerprint(model_dir: Path) -> str:
