@@ -35,30 +35,9 @@ def check_diffusion_models():
     ]
     if not shots:
         return
-    from cinecomp.colour import check_colourspace
-    from cinecomp.diffusion.checks import (
-        check_pipeline_dir,
-        check_text_encoder_dir,
-        transformer_text_dim,
-    )
+    from cinecomp.diffusion.checks import check_diffusion_config
 
-    d = config["diffusion"]
-    problems = []
-    if (d["window"] - 1) % 4:
-        problems.append(
-            f"diffusion.window={d['window']} must be 4n+1 (e.g. 81, 41, 21)"
-        )
-    if d["overlap"] >= d["window"]:
-        problems.append(
-            f"diffusion.overlap={d['overlap']} must be less than the window"
-        )
-    cs_problem = check_colourspace(d["model_colourspace"])
-    if cs_problem:
-        problems.append(f"diffusion.model_colourspace: {cs_problem}")
-    problems += check_pipeline_dir(d["pipeline"], d["ranks"])
-    problems += check_text_encoder_dir(
-        d["text_encoder"], d["tokenizer"] or None, transformer_text_dim(d["pipeline"])
-    )
+    problems = check_diffusion_config(config["diffusion"])
     if problems:
         raise WorkflowError(
             f"shot(s) {', '.join(shots)} use the diffusion composite backend, but:\n"

@@ -131,3 +131,15 @@ def test_model_fingerprint_follows_weights(tiny, tmp_path):
     with open(copy / "transformer" / "diffusion_pytorch_model.safetensors", "ab") as fh:
         fh.write(b"\0" * 8)  # replaced weights of another size
     assert model_fingerprint(copy) != model_fingerprint(tiny["pipeline"])
+
+
+def test_check_diffusion_config_lists_every_problem(tiny):
+    from cinecomp.diffusion.checks import check_diffusion_config
+
+    good = dict(pipeline=str(tiny["pipeline"]), text_encoder=str(tiny["text_encoder"]), tokenizer="", ranks=2,
+                window=5, overlap=1, model_colourspace="sRGB Encoded Rec.709 (sRGB)")
+    assert check_diffusion_config(good) == []
+    problems = "\n".join(check_diffusion_config(dict(good, window=6, overlap=6, model_colourspace="sRGB-ish")))
+    assert "diffusion.window=6 must be 4n+1" in problems
+    assert "diffusion.overlap=6 must be less than diffusion.window=6" in problems
+    assert "diffusion.model_colourspace: unknown colourspace 'sRGB-ish'" in problems

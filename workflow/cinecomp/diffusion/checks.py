@@ -119,6 +119,24 @@ def check_text_encoder_dir(text_encoder_dir: str | Path, tokenizer_dir: str | Pa
     return problems
 
 
+def check_diffusion_config(d: dict) -> list[str]:
+    """Every problem with config.yaml's ``diffusion`` section: settings, then the model directories."""
+    from ..colour import check_colourspace
+
+    problems = []
+    if (d["window"] - 1) % 4:
+        problems.append(f"diffusion.window={d['window']} must be 4n+1 (e.g. 81, 41, 21)")
+    if d["overlap"] >= d["window"]:
+        problems.append(f"diffusion.overlap={d['overlap']} must be less than diffusion.window={d['window']}")
+    cs_problem = check_colourspace(d["model_colourspace"])
+    if cs_problem:
+        problems.append(f"diffusion.model_colourspace: {cs_problem}")
+    problems += check_pipeline_dir(d["pipeline"], d["ranks"])
+    problems += check_text_encoder_dir(d["text_encoder"], d.get("tokenizer") or None,
+                                       transformer_text_dim(d["pipeline"]))
+    return problems
+
+
 def transformer_text_dim(pipeline_dir: str | Path) -> int | None:
     try:
         return int(json.loads((Path(pipeline_dir) / "transformer" / "config.json").read_text())["text_dim"])
