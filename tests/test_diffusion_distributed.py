@@ -20,6 +20,7 @@ from cinecomp.diffusion.pipeline import CinecompPipeline  # noqa: E402
 from cinecomp.diffusion.windows import plan_windows, render_windows  # noqa: E402
 
 ATOL_FRAMES = 1e-4
+ATOL_BF16 = 0.05  # bfloat16 keeps 8 bits of mantissa; observed ~0.014 max on these frames
 RTOL_DEPTH = 1e-4
 
 
@@ -92,3 +93,13 @@ def test_two_ranks_match_one(tmp_path):
 
     streamed = np.stack([f for _, f, _ in iter_blended(out_dir)])
     np.testing.assert_allclose(streamed, frames2, atol=1e-6)
+
+    # the GPU precision (bfloat16 transformer, float32 VAE and scheduler) on the same two CPU ranks
+    bf16 = tmp_path / "bf16"
+    args_bf16 = [a if a != str(out_dir) else str(bf16) for a in args] + ["--dtype", "bfloat16"]
+    proc = subprocess.run(
+        D.launch_command(2, args_bf16), env=D.launch_env(2, cpu=True), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with np.load(bf16 / "shot.npz") as out:
+        np.testing.assert_allclose(out["frames"], frames1, atol=ATOL_BF16, rtol=0)

@@ -104,7 +104,8 @@ def zero3_config(dtype: torch.dtype = torch.float32, block: int | None = None) -
 # ------------------------------------------------------------------------- ZeRO-3 loading
 
 
-def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None = None):
+def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None = None,
+                           dtype: torch.dtype = torch.float32):
     """Build the CinecompTransformer3DModel partitioned with ZeRO-3 and load its weights from rank 0.
 
     Returns ``(module, engine)``: call ``module`` (a ModelMixin with its config; the engine's ZeRO
@@ -124,7 +125,7 @@ def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None 
     config = read_config(model_dir, "cinecomp transformer")
     weights = model_dir / "diffusion_pytorch_model.safetensors"
     shards = model_dir / "diffusion_pytorch_model.safetensors.index.json"
-    ds_config = ds_config or zero3_config(block=block_numel(config))
+    ds_config = ds_config or zero3_config(dtype, block=block_numel(config))
     with deepspeed.zero.Init(config_dict_or_path=ds_config):
         model = CinecompTransformer3DModel.from_config(config)
     cfg = model.config
@@ -281,10 +282,15 @@ class SequenceParallel:
 # ------------------------------------------------------------------------------- pipeline
 
 
-def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequence_parallel: bool = True):
+def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequence_parallel: bool = True,
+                   dtype: torch.dtype | None = None):
     """A CinecompPipeline for this rank: ZeRO-3 transformer (or replicated with ``zero_stage=0``),
-    replicated VAE and scheduler, Ulysses hooks when more than one rank."""
+    replicated VAE and scheduler, Ulysses hooks when more than one rank.
+
+    On GPUs the transformer runs in bfloat16 (``dtype`` default) and the VAE in float32 on the rank's
+    device; on CPU ranks everything is float32."""
     import deepspeed.comm as dist
+    from deepspeed.accelerator import get_accelerator
     from diffusers import AutoencoderKLWan
     from diffusers.schedulers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
@@ -292,14 +298,17 @@ def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequenc
     from .transformer import CinecompTransformer3DModel
 
     root = Path(pipeline_dir)
+    cpu = is_cpu_accelerator()
+    device = torch.device("cpu") if cpu else torch.device(get_accelerator().current_device_name())
+    dtype = dtype or (torch.float32 if cpu else torch.bfloat16)
     engine = None
     if zero_stage == 3:
-        transformer, engine = load_transformer_zero3(root / "transformer")
+        transformer, engine = load_transformer_zero3(root / "transformer", dtype=dtype)
     elif zero_stage == 0:
-        transformer = CinecompTransformer3DModel.from_pretrained(root / "transformer").eval()
+        transformer = CinecompTransformer3DModel.from_pretrained(root / "transformer").eval().to(device, dtype)
     else:
         raise DiffusionInputError(f"zero_stage must be 0 or 3 for inference, got {zero_stage}")
-    vae = AutoencoderKLWan.from_pretrained(root / "vae").eval()
+    vae = AutoencoderKLWan.from_pretrained(root / "vae").eval().to(device)
     sched_cfg = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
     sched_cls = (
         UniPCMultistepScheduler
@@ -368,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--zero-stage", type=int, default=3, choices=(0, 3))
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="transformer precision; auto = bfloat16 on GPUs, float32 on CPU ranks")
     parser.add_argument("--no-sequence-parallel", action="store_true")
     parser.add_argument("--window", type=int, default=0, help="temporal window (4n+1) for long shots; 0 = one pass")
     parser.add_argument("--overlap", type=int, default=16)
@@ -382,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import pipeline as _pipeline  # noqa: F401  (diffusers' modules: part of the runtime, not the model)
 
     rss_before_model = _rss_now_mb()  # the runtime (torch, DeepSpeed, diffusers, gloo) before any model is built
-    pipe = build_pipeline(args.pipeline, args.zero_stage, not args.no_sequence_parallel)
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    pipe = build_pipeline(args.pipeline, args.zero_stage, not args.no_sequence_parallel, dtype)
     shot = _load_shot(Path(args.shot))
     call = dict(shot, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
     out = Path(args.out)
