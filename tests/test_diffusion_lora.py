@@ -97,3 +97,25 @@ def test_bad_lora_paths(tmp_path):
         lora.load_lora(m, unrelated)
     assert lora.lora_adapters(m) == []
     assert np.isfinite(_forward(m).numpy()).all()
+
+
+def test_bake_lora_gives_the_adapter_output_with_plain_weights(tmp_path):
+    from cinecomp.diffusion.checks import check_pipeline_dir
+    from cinecomp.diffusion.configs import make_tiny_models
+
+    tiny = make_tiny_models(tmp_path / "tiny", seed=0)
+    base = CinecompTransformer3DModel.from_pretrained(tiny["transformer"]).eval()
+    torch.manual_seed(5)
+    lora.add_lora(base, "show", rank=4, init_lora_weights=False)
+    adapter = lora.save_lora(base, tmp_path / "show_lora", "show")
+    lora.unload_lora(base)
+    lora.load_lora(base, adapter, scale=0.7)
+    want = _forward(base)
+
+    out = lora.bake_lora(tiny["pipeline"], adapter, tmp_path / "baked", scale=0.7)
+    assert check_pipeline_dir(out) == []
+    baked = CinecompTransformer3DModel.from_pretrained(out / "transformer").eval()
+    assert not any("lora" in n for n, _ in baked.named_parameters())
+    torch.testing.assert_close(_forward(baked), want, atol=1e-5, rtol=1e-5)
+    plain = CinecompTransformer3DModel.from_pretrained(tiny["transformer"]).eval()
+    assert not torch.allclose(_forward(plain), want)  # the original is untouched and differs

@@ -7,6 +7,7 @@
   cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
   cinecomp models from-wan --wan DIR --out DIR   build the diffusion pipeline from a Wan 2.1 diffusers dir
   cinecomp models check [--pipeline DIR]         check model directories as the workflow will
+  cinecomp models bake-lora --pipeline DIR --lora FILE --out DIR   merge a LoRA fine-tune for the workflow
 """
 
 from __future__ import annotations
@@ -97,6 +98,13 @@ def _models(args) -> int:
             build_pipeline_from_wan(args.wan, args.out)
             print(f"{args.out}: CinecompPipeline widened from {args.wan}; text encoder: {args.wan}/text_encoder")
             return 0
+        if args.action == "bake-lora":
+            from .diffusion.lora import bake_lora
+
+            bake_lora(args.pipeline, args.lora, args.out, scale=args.scale)
+            print(f"{args.out}: {args.pipeline} with {args.lora} (scale {args.scale}) merged; "
+                  f"set diffusion.pipeline: {args.out}")
+            return 0
     except CinecompError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -138,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     w = msub.add_parser("from-wan", help="widen a local Wan 2.1 diffusers pipeline into a CinecompPipeline")
     w.add_argument("--wan", required=True, help="Wan 2.1 diffusers pipeline directory (transformer/, vae/...)")
     w.add_argument("--out", required=True)
+    b = msub.add_parser("bake-lora", help="merge a LoRA fine-tune into a copy of a pipeline (for the workflow)")
+    b.add_argument("--pipeline", required=True)
+    b.add_argument("--lora", required=True, help="LoRA .safetensors file or its directory")
+    b.add_argument("--scale", type=float, default=1.0)
+    b.add_argument("--out", required=True)
     c = msub.add_parser("check", help="check a pipeline (and text encoder) directory")
     c.add_argument("--pipeline", default="models/cinecomp")
     c.add_argument("--text-encoder", default=None)

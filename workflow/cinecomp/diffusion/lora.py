@@ -193,3 +193,23 @@ def unload_lora(model, adapter_name: str | None = None) -> None:
 def fuse_lora(model, adapter_names: list[str] | None = None) -> None:
     """Merge active adapters into the base weights (faster inference; unload_lora no longer restores)."""
     _transformer(model).fuse_lora(adapter_names=adapter_names)
+
+
+def bake_lora(pipeline_dir: str | os.PathLike, lora_path: str | os.PathLike, out_dir: str | os.PathLike,
+              scale: float = 1.0) -> Path:
+    """A copy of a CinecompPipeline with a LoRA fine-tune merged into its transformer's weights.
+
+    The workflow's multi-rank inference shards plain weights with ZeRO-3, so a show's fine-tune reaches
+    it baked: point ``diffusion.pipeline`` at ``out_dir``.  The result is a normal pipeline directory
+    (no PEFT layers); the original is untouched.
+    """
+    from .pipeline import CinecompPipeline
+
+    pipe = CinecompPipeline.from_pretrained(str(pipeline_dir))
+    name = load_lora(pipe.transformer, lora_path, scale=scale)
+    fuse_lora(pipe.transformer, [name])
+    pipe.transformer.unload_lora()  # drops the PEFT layers; the fused weights stay
+    _scales(pipe.transformer).clear()
+    with atomic_dir(out_dir) as tmp:
+        pipe.save_pretrained(str(tmp))
+    return Path(out_dir)
