@@ -212,3 +212,34 @@ def test_slurm_gets_gpus_for_diffusion_shots_only(rendered):
         sbatch[m.group(1)] = f"{set_gres_string(job)} {get_cpu_setting(job, gpu)}".strip()
     assert sbatch["sd"] == sbatch["sr"] == "--gpus=2 --cpus-per-gpu=4"  # diffusion.ranks, resources.composite_diffusion
     assert sbatch["so"] == "--cpus-per-task=1"
+
+
+def test_killed_mid_shot_resumes_from_its_finished_windows(rendered, tmp_path):
+    """SIGKILL the whole run while the composite job is between windows; the rerun reuses them."""
+    import os
+    import signal
+    import time
+
+    root = tmp_path / "w"
+    shutil.copytree(rendered, root, symlinks=True)
+    shutil.rmtree(root / "results" / "sd" / "composite")
+    shutil.rmtree(root / "results" / "sd" / "diffusion" / "windows")
+    write_config(root, "many.yaml", {"window": 5, "overlap": 4, "ranks": 1, "steps": 8})  # 5 windows of 5 frames
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
+           str(REPO / "config.yaml"), str(root / "tiny.yaml"), str(root / "many.yaml"), "--directory", str(root),
+           "--cores", "2", "--config", "shots=shots.csv"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = root / "results" / "sd" / "diffusion" / "windows" / "window_0000.npz"
+    deadline = time.time() + 300
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.name for p in first.parent.glob("window_*.npz"))
+    assert "window_0000.npz" in done and len(done) < 5, done  # killed part-way
+    assert snakemake(root, "--unlock", configs=("tiny.yaml", "many.yaml")).returncode == 0
+    r = snakemake(root, "--rerun-incomplete", configs=("tiny.yaml", "many.yaml"))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    log = (root / "logs" / "composite" / "sd.log").read_text()
+    assert log.count("reused (checkpoint)") == len(done) and log.count("rendered") == 5 - len(done)
+    assert len(comp_layers(root, "sd")) == LAST - FIRST + 1
