@@ -3,8 +3,8 @@
     key EXRs + environment EXRs (scene-linear ACEScg)
       -> model-space arrays (display-encoded [0, 1], padded to the model's multiples) + cached prompt
          embeddings, written frame by frame to ``<work>/shot/*.npy``
-      -> the DeepSpeed launcher, N ranks (`python -m cinecomp.diffusion.distributed`), which memory-maps
-         them and renders overlapping windows into ``<work>/windows/window_####.npz`` (the checkpoints:
+      -> the DeepSpeed launcher, N ranks (`python -m cinecomp.diffusion.distributed`), which reads
+         them a window at a time and renders overlapping windows into ``<work>/windows/window_####.npz`` (the checkpoints:
          a rerun reuses every finished window) and ``windows.json``
       -> composite EXRs, blended from the windows one frame at a time: R,G,B (ACEScg, half), A = 1,
          depth.Z (scene units, float32).
@@ -103,7 +103,7 @@ def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
 
 
 def reference_arrays(path, role: str, source_colourspace: str, model_colourspace: str) -> dict:
-    """A reference image in the model's encoding, for ``shot.npz`` (any size: the pipeline resizes it)."""
+    """A reference image in the model's encoding, for the shot directory (any size: the pipeline resizes it)."""
     from ..plates import read_frame
 
     rgb = read_frame(path, 0)[..., :3]
@@ -112,8 +112,8 @@ def reference_arrays(path, role: str, source_colourspace: str, model_colourspace
 
 
 def write_shot_dir(work: Path, key_files, env_files, settings: dict, ranks: int, prompt_file) -> tuple[dict, tuple]:
-    """``work/shot/``: the launcher's input, one ``.npy`` per array (per-frame ones memory-mapped by
-    the ranks, so a window reads only its frames); written whole or not at all."""
+    """``work/shot/``: the launcher's input, one ``.npy`` per array (the ranks read the per-frame ones a
+    window at a time, see ``_io.NpyFrames``); written whole or not at all."""
     from ._io import atomic_dir
 
     with atomic_dir(work / "shot") as tmp:
