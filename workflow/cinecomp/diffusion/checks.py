@@ -145,14 +145,19 @@ def transformer_text_dim(pipeline_dir: str | Path) -> int | None:
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
-    """Identity of a model directory tree: every JSON file's content and every other file's name and size.
+    """Identity of a model directory tree: every JSON file's content, every other file's name, size and
+    modification time (weights of one architecture all have the same size; reading them to hash would
+    cost minutes for a 14B model).
 
-    Part of the rules' params, so replacing the weights in place reruns the shots that use them.
+    Part of the rules' params and of every window's key, so replacing the weights in place reruns the
+    shots that use them and never reuses their old windows.  A copy keeps the identity only if it keeps
+    the times (``cp -p``, ``shutil.copytree``); otherwise the shots rerun, which is safe.
     """
     root = Path(model_dir)
     h = hashlib.sha256()
     for f in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
         rel = f.relative_to(root).as_posix()
         h.update(rel.encode())
-        h.update(f.read_bytes() if f.suffix == ".json" else str(f.stat().st_size).encode())
+        st = f.stat()
+        h.update(f.read_bytes() if f.suffix == ".json" else f"{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]

@@ -11,7 +11,6 @@ fingerprint); asking again for prompts already cached with the same encoder comp
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import os
@@ -22,7 +21,7 @@ from typing import Sequence
 import torch
 
 from ..atomic import atomic_path
-from .checks import resolve_text_encoder_dirs
+from .checks import model_fingerprint, resolve_text_encoder_dirs
 from .errors import CheckpointError, DiffusionInputError
 
 CACHE_FORMAT = "cinecomp-prompt-embeds/1"
@@ -32,15 +31,6 @@ def clean_prompt(text: str) -> str:
     """Wan's prompt cleaning without ftfy: unescape HTML entities, collapse whitespace."""
     text = html.unescape(html.unescape(text))
     return re.sub(r"\s+", " ", text).strip()
-
-
-def fingerprint(model_dir: Path) -> str:
-    """Cheap identity of a model directory: its config and the names and sizes of its weight files."""
-    h = hashlib.sha256((model_dir / "config.json").read_bytes())
-    for f in sorted(model_dir.iterdir()):
-        if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
-    return h.hexdigest()[:16]
 
 
 def _read_cache(path: Path) -> tuple[dict, torch.Tensor]:
@@ -105,7 +95,7 @@ def encode_prompts(
         raise DiffusionInputError("prompts must be a non-empty list of strings")
     out_path = Path(out_path)
     te_dir, tok_dir = resolve_text_encoder_dirs(text_encoder_dir, tokenizer_dir)
-    fp = fingerprint(te_dir)
+    fp = model_fingerprint(te_dir)
 
     cached_prompts, cached = [], None
     if out_path.is_file():
