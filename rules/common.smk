@@ -135,9 +135,8 @@ def prompt_settings(wildcards):
 def composite_settings(wildcards):
     row = shot_row(wildcards)
     settings = dict(backend=backend(row, "composite"), attrs=exr_attrs(row))
-    if (
-        settings["backend"] == "diffusion"
-    ):  # ranks are not here: they change speed, not pixels
+    if settings["backend"] == "diffusion":
+        # ranks are not here: they change speed, not pixels (no rerun when they change)
         d = config["diffusion"]
         settings.update(
             {

@@ -14,6 +14,7 @@ from . import assemble as assemble_mod
 from . import exrio
 from .composite import over
 from .frames import frame_path
+from .scripting import Job
 
 _FRAME = re.compile(r"^(?P<shot>.+)_(?P<element>[A-Za-z0-9]+)_v(?P<version>\d{3})\.(?P<frame>\d+)\.exr$")
 
@@ -82,10 +83,10 @@ def composite(inputs, outputs, settings, log, job=None):
     if settings["backend"] == "diffusion":
         from .diffusion.shot import composite_shot
 
-        ranks = max(1, int((job.resources.get("gpu") if job else 0) or 1))
+        job = job or Job()
         envs = element_frames(inputs.env) if "env" in inputs.keys() else None
-        composite_shot(element_frames(inputs.key), envs, inputs.prompts, outputs[0],
-                       settings["work_dir"], settings, log, ranks=ranks, threads=job.threads if job else 1)
+        composite_shot(element_frames(inputs.key), envs, inputs.prompts, outputs[0], settings["work_dir"], settings,
+                       log, ranks=max(1, int(job.resources.get("gpu") or 1)), threads=job.threads)
         return
     if settings["backend"] != "over":
         raise ValueError(f"shot {shot}: composite backend {settings['backend']!r} is not available "

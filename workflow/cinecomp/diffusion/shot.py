@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import exrio
+from ..assemble import MASK_LAYERS, key_only_trimask
 from ..colour import WORKING_SPACE, convert
 from ..frames import frame_path
 from .errors import DiffusionInputError
@@ -42,19 +43,24 @@ def padded_size(height: int, width: int, ranks: int = 1) -> tuple[int, int]:
     return h, w
 
 
-def _pad(video: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Edge-pad (T, H, W[, C]) at the bottom and right."""
-    pad = [(0, 0), (0, h - video.shape[1]), (0, w - video.shape[2])] + [(0, 0)] * (video.ndim - 3)
-    return np.pad(video, pad, mode="edge")
+def _pad(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Edge-pad an (H, W, C) image at the bottom and right to (h, w, C)."""
+    return np.pad(image, [(0, h - image.shape[0]), (0, w - image.shape[1]), (0, 0)], mode="edge")
+
+
+def _convert(rgb: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """colour.convert for (..., H, W, 3) of any leading shape, in one call."""
+    rgb = np.asarray(rgb, np.float32)
+    return convert(rgb.reshape(-1, rgb.shape[-2], 3), src, dst).reshape(rgb.shape)
 
 
 def to_model_space(rgb: np.ndarray, colourspace: str) -> np.ndarray:
-    """Scene-linear ACEScg (T, H, W, 3) -> the model's display encoding, clipped to [0, 1]."""
-    return np.clip(np.stack([convert(f, WORKING_SPACE, colourspace) for f in rgb]), 0.0, 1.0)
+    """Scene-linear ACEScg (..., H, W, 3) -> the model's display encoding, clipped to [0, 1]."""
+    return np.clip(_convert(rgb, WORKING_SPACE, colourspace), 0.0, 1.0)
 
 
 def from_model_space(rgb: np.ndarray, colourspace: str) -> np.ndarray:
-    return np.stack([convert(np.asarray(f, np.float32), colourspace, WORKING_SPACE) for f in rgb])
+    return _convert(rgb, colourspace, WORKING_SPACE)
 
 
 def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
@@ -85,17 +91,17 @@ def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
         key = first if i == 0 else exrio.read_rgba(key_file)
         if key.shape[:2] != (h, w):
             raise DiffusionInputError(f"{key_file}: {key.shape[1]}x{key.shape[0]}, the shot's first key frame is {w}x{h}")
-        alpha = np.clip(key[..., 3:4], 0.0, 1.0)
+        masks = key_only_trimask(key[..., 3])
+        alpha = masks["mask.character"][..., None]
         straight = np.where(alpha > 1e-4, key[..., :3] / np.maximum(alpha, 1e-4), 0.0)
-        character = to_model_space(straight[None], colourspace)[0] * alpha
-        arrays["character_rgb"][i] = _pad(character[None], ph, pw)[0]
-        arrays["tri_mask"][i] = _pad(np.concatenate([alpha, np.zeros_like(alpha), 1.0 - alpha], -1)[None], ph, pw)[0]
+        arrays["character_rgb"][i] = _pad(to_model_space(straight, colourspace) * alpha, ph, pw)
+        arrays["tri_mask"][i] = _pad(np.stack([masks[m] for m in MASK_LAYERS], axis=-1), ph, pw)
         if env_files is not None:
             env = exrio.read_rgba(env_files[i])[..., :3]
             if env.shape[:2] != (h, w):
                 raise DiffusionInputError(f"{env_files[i]}: environment frames are {env.shape[1]}x{env.shape[0]}, "
                                           f"key frames {w}x{h}")
-            arrays["environment_rgb"][i] = _pad(to_model_space(env[None], colourspace), ph, pw)[0]
+            arrays["environment_rgb"][i] = _pad(to_model_space(env, colourspace), ph, pw)
     for a in arrays.values():
         if isinstance(a, np.memmap):
             a.flush()
@@ -198,7 +204,7 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     out.mkdir(parents=True, exist_ok=True)
     for i, rgb, depth in iter_blended(windows):  # one frame at a time
         frame = frames[i]
-        rgb = from_model_space(rgb[None, :h, :w], settings["model_colourspace"])[0]
+        rgb = from_model_space(rgb[:h, :w], settings["model_colourspace"])
         chans = {c: rgb[..., k].astype(np.float16) for k, c in enumerate("RGB")}
         chans["A"] = np.ones((h, w), np.float16)
         chans["depth.Z"] = depth[:h, :w].astype(np.float32)

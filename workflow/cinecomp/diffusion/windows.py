@@ -83,6 +83,17 @@ def blend_weights(plan: list[Window], index: int) -> np.ndarray:
     return w
 
 
+def _into_blend_space(data, log: bool) -> np.ndarray:
+    """Windows are averaged in float64, depth (``log``) in log space: a cross-fade of two depth
+    estimates of one surface is a geometric mean."""
+    data = np.asarray(data, np.float64)
+    return np.log(np.maximum(data, 1e-12)) if log else data
+
+
+def _out_of_blend_space(mean: np.ndarray, log: bool) -> np.ndarray:
+    return np.exp(mean) if log else mean
+
+
 def blend_windows(plan: list[Window], outputs: dict[int, np.ndarray], num_frames: int, log: bool = False) -> np.ndarray:
     """Blend per-window arrays ``(length, ...)`` into ``(num_frames, ...)``; ``log`` blends in log space."""
     missing = [w.index for w in plan if w.index not in outputs]
@@ -92,14 +103,12 @@ def blend_windows(plan: list[Window], outputs: dict[int, np.ndarray], num_frames
     acc = np.zeros((num_frames, *first.shape[1:]), np.float64)
     wsum = np.zeros(num_frames, np.float64)
     for win in plan:
-        data = np.asarray(outputs[win.index], np.float64)[: win.stop - win.start]
-        if log:
-            data = np.log(np.maximum(data, 1e-12))
+        data = _into_blend_space(np.asarray(outputs[win.index])[: win.stop - win.start], log)
         w = blend_weights(plan, win.index)
         acc[win.start : win.stop] += data * w.reshape(-1, *([1] * (data.ndim - 1)))
         wsum[win.start : win.stop] += w
     out = acc / wsum.reshape(-1, *([1] * (acc.ndim - 1)))
-    return (np.exp(out) if log else out).astype(first.dtype if first.dtype.kind == "f" else np.float32)
+    return _out_of_blend_space(out, log).astype(first.dtype if first.dtype.kind == "f" else np.float32)
 
 
 def slice_window(inputs: dict, win: Window) -> dict:
@@ -203,8 +212,6 @@ def iter_blended(out_dir) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         covering = [w for w in plan if w.start <= i < w.stop]
         for idx in [k for k in loaded if plan[k].stop <= i]:
             del loaded[idx]  # windows behind the current frame are done with
-        acc_rgb = acc_log = None
-        wsum = 0.0
         for w in covering:
             if w.index not in loaded:
                 data = load_finished(window_path(out_dir, w), keys[w.index])
@@ -212,13 +219,14 @@ def iter_blended(out_dir) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
                     raise DiffusionInputError(f"{window_path(out_dir, w)}: missing, damaged or from other inputs "
                                               "than windows.json says (fix: rerun the shot)")
                 loaded[w.index] = data
-            wt = float(weights[w.index][i - w.start])
-            rgb = loaded[w.index]["frames"][i - w.start].astype(np.float64)
-            log = np.log(np.maximum(loaded[w.index]["depth"][i - w.start].astype(np.float64), 1e-12))
-            acc_rgb = rgb * wt if acc_rgb is None else acc_rgb + rgb * wt
-            acc_log = log * wt if acc_log is None else acc_log + log * wt
-            wsum += wt
-        yield i, (acc_rgb / wsum).astype(np.float32), np.exp(acc_log / wsum).astype(np.float32)
+        wsum = sum(float(weights[w.index][i - w.start]) for w in covering)
+
+        def blend(name, log):
+            acc = sum(float(weights[w.index][i - w.start]) * _into_blend_space(loaded[w.index][name][i - w.start], log)
+                      for w in covering)
+            return _out_of_blend_space(acc / wsum, log).astype(np.float32)
+
+        yield i, blend("frames", False), blend("depth", True)
 
 
 def render_windows(
