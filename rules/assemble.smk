@@ -1,10 +1,12 @@
-# Composite + key (+ masks, depth) -> <shot>_comp_v###.####.exr, one multi-layer EXR per frame.
+# Composite + key + masks + depth -> <shot>_comp_v###.####.exr, one multi-layer EXR per frame.
 
 
 rule assemble:
     input:
         composite=f"{RESULTS}/{{shot}}/composite",
         key=f"{RESULTS}/{{shot}}/key",
+        masks=f"{RESULTS}/{{shot}}/masks",
+        depth=f"{RESULTS}/{{shot}}/depth",
     output:
         directory(f"{RESULTS}/{{shot}}/comp"),
     log:

@@ -120,6 +120,66 @@ def model_id(path):
     return model_fingerprint(path)
 
 
+def camera_params(row):
+    from cinecomp.camera import parse_camera
+
+    return parse_camera(row["camera"])
+
+
+def masks_settings(wildcards):
+    row = shot_row(wildcards)
+    return dict(
+        backend=backend(row, "masks"),
+        prop_hint=row["prop_hint"],
+        plate_size=[int(row["plate_width"]), int(row["plate_height"])],
+        attrs=exr_attrs(row),
+    )
+
+
+def depth_inputs(wildcards):
+    row = shot_row(wildcards)
+    inputs = dict(masks=f"{RESULTS}/{wildcards.shot}/masks")
+    if backend(row, "depth") == "plate":
+        inputs["env"] = env_files(row)
+    return inputs
+
+
+def depth_settings(wildcards):
+    row = shot_row(wildcards)
+    return dict(
+        backend=backend(row, "depth"),
+        camera=camera_params(row),
+        env_source=row["env_path"],
+        attrs=exr_attrs(row),
+    )
+
+
+def light_inputs(wildcards):
+    row = shot_row(wildcards)
+    inputs = {}
+    if row["environment"]:
+        inputs["env"] = f"{RESULTS}/{wildcards.shot}/ingest/env"
+        if row["env_kind"] == "hdri":
+            inputs["env_hdri"] = row["env_path"]
+    if row["light_probe"]:
+        inputs["probe"] = row["light_probe"]
+    return inputs
+
+
+def light_settings(wildcards):
+    from cinecomp.light import parse_light
+
+    row = shot_row(wildcards)
+    return dict(
+        light=parse_light(row["light"]),
+        camera=camera_params(row),
+        env_colourspace=row["env_colourspace"],
+        probe_colourspace=row["light_probe_colourspace"],
+        probe_rotation_deg=float(row["light_probe_rotation_deg"] or 0.0),
+        shot=row["shot"],
+    )
+
+
 def prompt_settings(wildcards):
     row, d = shot_row(wildcards), config["diffusion"]
     return dict(
@@ -135,6 +195,13 @@ def prompt_settings(wildcards):
 def composite_settings(wildcards):
     row = shot_row(wildcards)
     settings = dict(backend=backend(row, "composite"), attrs=exr_attrs(row))
+    if settings["backend"] == "harmonize":
+        from cinecomp.harmonize import parse_harmonize_params
+
+        settings.update(
+            camera=camera_params(row),
+            harmonize=parse_harmonize_params(row["harmonize_params"]),
+        )
     if settings["backend"] == "diffusion":
         # ranks are not here: they change speed, not pixels (no rerun when they change)
         d = config["diffusion"]
@@ -157,7 +224,12 @@ def composite_settings(wildcards):
 
 def composite_inputs(wildcards):
     row = shot_row(wildcards)
-    inputs = dict(key=f"{RESULTS}/{wildcards.shot}/key")
+    inputs = dict(
+        key=f"{RESULTS}/{wildcards.shot}/key", masks=f"{RESULTS}/{wildcards.shot}/masks"
+    )
+    if backend(row, "composite") == "harmonize":
+        inputs["depth"] = f"{RESULTS}/{wildcards.shot}/depth"
+        inputs["light"] = f"{RESULTS}/{wildcards.shot}/light/light.json"
     if row["environment"]:  # else the diffusion backend synthesises it
         inputs["env"] = f"{RESULTS}/{wildcards.shot}/ingest/env"
     if row["reference"]:
@@ -228,9 +300,13 @@ def all_outputs():
     for shot, row in SHOTS.iterrows():
         if row["environment"]:
             out.append(f"{RESULTS}/{shot}/ingest/env")
+        if backend(row, "composite") == "harmonize":
+            out.append(f"{RESULTS}/{shot}/light/light.json")
         out += [
             f"{RESULTS}/{shot}/ingest/plate",
             f"{RESULTS}/{shot}/key",
+            f"{RESULTS}/{shot}/masks",
+            f"{RESULTS}/{shot}/depth",
             f"{RESULTS}/{shot}/composite",
             f"{RESULTS}/{shot}/comp",
             f"{RESULTS}/{shot}/review/{shot}_daily.mp4",

@@ -1,7 +1,7 @@
 """Assemble: one multi-layer EXR per frame, `<shot>_comp_v<NNN>.<FFFF>.exr`.
 
-Layers: R,G,B,A (beauty, half), mask.character, mask.prop, mask.environment (float32) and depth.Z
-(float32, when a depth exists). One compression per file (single part); metadata as in the README.
+Layers: R,G,B,A (beauty, half), mask.character, mask.prop, mask.environment (float32), depth.Z
+(float32, the depth stage) and what the composite backend adds (harmonize.*, diffusion.Z). One compression per file (single part); metadata as in the README.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ def key_only_trimask(alpha: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def write_comp_frame(path, beauty_rgba: np.ndarray, masks: dict[str, np.ndarray], depth: np.ndarray | None,
-                     *, frame: int, compression: str, attrs: dict) -> None:
+                     *, frame: int, compression: str, attrs: dict, extra: dict | None = None) -> None:
+    """``extra``: more layers kept in their own pixel type (e.g. harmonize.*, diffusion.Z)."""
     chans = {c: beauty_rgba[..., i].astype(np.float16) for i, c in enumerate("RGBA")}
+    chans.update(extra or {})
     for name in MASK_LAYERS:
         chans[name] = masks[name].astype(np.float32)
     if depth is not None:

@@ -6,6 +6,15 @@ uneven chroma-green backdrop (with a little green spill on grazing edges), and (
 the same character + box on a tiled ground under a sky and a sun, lit by them and casting soft
 shadows, plus the environment alone, the true alpha, character/prop masks and depth. Everything is
 scene-linear ACEScg. Geometry is supersampled 2x2, so alpha and masks are fractional at edges.
+
+Scenes vary (all optional ``DemoScene`` fields; the defaults are the original sun-and-sky look): the
+camera (position, target, field of view), the key (``sun``, an interior ``lamp`` with inverse-square
+falloff, or ``none`` = overcast: sky fill and soft contact occlusion only), an environment from the
+real backgrounds in ``../shared/data/backgrounds`` (an HDRI as sky radiance and fill colour, a photo
+as an emissive backdrop; procedural sky when the folder is absent), a lit wall behind the ground, and
+a per-channel gain on the whole plate (its exposure and white balance, independent of the
+environment's). ``scene_camera`` / ``scene_light`` give the sheet's ``camera`` and ``light`` JSON of a
+scene in camera.py's conventions.
 """
 
 from __future__ import annotations
@@ -14,17 +23,26 @@ import dataclasses
 import os
 import subprocess
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from . import colour, exrio
 from .atomic import atomic_path
+from .camera import azimuth_elevation
 
 SRGB = "sRGB Encoded Rec.709 (sRGB)"
 SKIN, SHIRT, TROUSERS, BOX = 1, 2, 3, 4
 ALBEDO = {SKIN: (0.62, 0.38, 0.26), SHIRT: (0.12, 0.16, 0.55), TROUSERS: (0.22, 0.17, 0.12), BOX: (0.62, 0.30, 0.08)}
 FAR = 1.0e4
+LUMA = np.array([0.2722287, 0.6740818, 0.0536895])  # ACEScg luminance
+# Real environments (read-only shared data); absent -> procedural sky, no photo backdrop.
+BACKGROUNDS = Path(os.environ.get("CINECOMP_BACKGROUNDS",
+                                  Path(__file__).resolve().parents[3] / "shared" / "data" / "backgrounds"))
+AMBIENT_TARGET = 0.5  # luminance of the fill an HDRI or photo gives at env_gain 1
+PHOTO_TARGET = 0.5  # mean luminance of a photo backdrop at env_gain 1
+HDRI_CLIP = 8.0  # HDRI radiance above this x the upper-hemisphere median is the sun: not fill
 
 
 @dataclass
@@ -44,6 +62,24 @@ class DemoScene:
     speed: float = 0.12  # scene units per frame while walking
     push_speed: float = 0.05
     extra: dict = field(default_factory=dict)
+    # --- optional variations; the defaults reproduce the original look exactly
+    key: str = "sun"  # sun | lamp | none (overcast: sky fill and contact occlusion only)
+    shadow_k: float = 10.0  # soft-shadow sharpness: penumbra half-angle ~ atan(1 / k)
+    lamp_pos: tuple = (-1.4, 2.3, -1.2)
+    lamp_rgb: tuple = (5.0, 3.4, 1.8)  # lamp irradiance at 1 m on a surface facing it
+    ambient_rgb: tuple | None = None  # fill irradiance; None: from the sky / HDRI / photo
+    bounce: float = 0.5  # ground bounce on the character, x ground_b
+    ao_radius: float = 0.08  # contact occlusion on the ground: 1 - ao_strength * exp(-d / ao_radius)
+    ao_strength: float = 0.5
+    backdrop: str = ""  # "" sky down to the horizon | wall (lit, diffuse) | photo (emissive)
+    backdrop_z: float = 3.0  # the backdrop plane z = backdrop_z, facing the camera
+    wall_rgb: tuple = (0.55, 0.45, 0.36)
+    photo: str = ""  # file in BACKGROUNDS/photos
+    photo_width_m: float = 28.0  # the photo spans x in +-width/2 from y = 0 up
+    hdri: str = ""  # file in BACKGROUNDS/hdri_equirect: sky radiance and fill colour
+    hdri_yaw_deg: float = 0.0  # demo-world azimuth (atan2(x, z)) of the HDRI's centre column
+    env_gain: float = 1.0  # HDRI / photo radiance scale after normalisation
+    plate_gain: tuple = (1.0, 1.0, 1.0)  # the plate camera's exposure x white balance (whole plate)
 
 
 def _norm(v):
@@ -139,19 +175,22 @@ def _normal(q, p, e=1e-3):
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)
 
 
-def _soft_shadow(ro, rd, p, k=10.0, steps=40):
+def _soft_shadow(ro, rd, p, k=10.0, steps=40, tmax=None):
+    """Soft visibility (0..1) from ro along rd; ``tmax`` (per ray): stop at the light (a lamp)."""
     res = np.ones(ro.shape[0])
     t = np.full(ro.shape[0], 0.02)
+    stop = 8 if tmax is None else np.minimum(tmax, 8)
     for _ in range(steps):
         d, _ = scene_sdf(ro + t[:, None] * rd, p)
-        res = np.minimum(res, np.clip(k * d / t, 0.0, 1.0))
+        r = np.clip(k * d / t, 0.0, 1.0)
+        res = np.minimum(res, r if tmax is None else np.where(t < tmax, r, 1.0))
         t += np.clip(d, 0.01, 0.3)
-        if (t > 8).all():
+        if (t > stop).all():
             break
     return np.clip(res, 0.0, 1.0)
 
 
-# ---------------------------------------------------------------- render
+# ---------------------------------------------------------------- camera
 def _camera_rays(width, height, scene, ss=2):
     w, h = width * ss, height * ss
     fwd = _norm(np.subtract(scene.cam_target, scene.cam_pos))
@@ -167,9 +206,159 @@ def _camera_rays(width, height, scene, ss=2):
     return ro, rd, fwd, (h, w)
 
 
+def _heading(scene) -> float:
+    """Demo-world azimuth (radians, atan2(x, z)) of the camera's forward axis on the ground."""
+    fwd = np.subtract(scene.cam_target, scene.cam_pos)
+    return float(np.arctan2(fwd[0], fwd[2]))
+
+
+def to_camera_world(v, scene, point: bool = True) -> np.ndarray:
+    """Demo-world points (or directions, point=False) (..., 3) -> camera.py's world frame: origin on
+    the ground under the camera, +z the camera's forward axis on the ground, +x camera right."""
+    v = np.asarray(v, np.float64)
+    if point:
+        v = v - np.array([scene.cam_pos[0], 0.0, scene.cam_pos[2]])
+    c, s = np.cos(_heading(scene)), np.sin(_heading(scene))
+    return np.stack([v[..., 0] * c - v[..., 2] * s, v[..., 1], v[..., 0] * s + v[..., 2] * c], axis=-1)
+
+
+def from_camera_world(v, scene) -> np.ndarray:
+    """Camera-frame directions (..., 3) -> demo-world directions (inverse of to_camera_world)."""
+    v = np.asarray(v, np.float64)
+    c, s = np.cos(_heading(scene)), np.sin(_heading(scene))
+    return np.stack([v[..., 0] * c + v[..., 2] * s, v[..., 1], -v[..., 0] * s + v[..., 2] * c], axis=-1)
+
+
+def scene_camera(scene: DemoScene) -> dict:
+    """The sheet's ``camera`` JSON of a scene (camera.py conventions; 36 mm film back, no roll)."""
+    fwd = _norm(np.subtract(scene.cam_target, scene.cam_pos))
+    focal = 36.0 / 2.0 / np.tan(np.radians(scene.fov_deg) / 2)
+    return {"focal_mm": round(float(focal), 6), "sensor_width_mm": 36.0, "height_m": float(scene.cam_pos[1]),
+            "tilt_deg": round(float(np.degrees(np.arcsin(fwd[1]))), 6), "roll_deg": 0.0}
+
+
+# ---------------------------------------------------------------- environments
+def background_file(kind: str, name: str) -> Path | None:
+    """A real background (kind 'hdri' or 'photo') by file name; None when absent."""
+    if not name:
+        return None
+    path = BACKGROUNDS / {"hdri": "hdri_equirect", "photo": "photos"}[kind] / name
+    return path if path.is_file() else None
+
+
+@lru_cache(maxsize=8)
+def _load_hdri(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(256, 512, 3) ACEScg equirect radiance of an HDRI scaled so its fill has luminance
+    AMBIENT_TARGET, and that fill (sun clipped out) as a (3,) colour."""
+    import cv2
+
+    from .plates import read_image
+
+    img = cv2.resize(read_image(path)[..., :3], (512, 256), interpolation=cv2.INTER_AREA)
+    img = colour.convert(img, "Linear Rec.709 (sRGB)", colour.WORKING_SPACE).astype(np.float64)
+    h, w = img.shape[:2]
+    lat = (0.5 - (np.arange(h) + 0.5) / h) * np.pi
+    lum = img @ LUMA
+    up = lat > 0
+    clip = HDRI_CLIP * np.median(lum[up])
+    fill = img * np.minimum(1.0, clip / np.maximum(lum, 1e-9))[..., None]
+    # cosine-weighted upper hemisphere / pi: the irradiance of a surface facing up, as a radiance
+    weight = np.where(up, np.sin(lat) * np.cos(lat), 0.0) * (2 * np.pi / w) * (np.pi / h) / np.pi
+    ambient = (fill * weight[:, None, None]).sum(axis=(0, 1))
+    gain = AMBIENT_TARGET / float(ambient @ LUMA)
+    return (img * gain).astype(np.float32), ambient * gain
+
+
+def hdri_sun(name: str) -> tuple[float, float] | None:
+    """(longitude, latitude) in degrees of an HDRI's brightest spot (its sun); None when absent."""
+    import cv2
+
+    path = background_file("hdri", name)
+    if path is None:
+        return None
+    img, _ = _load_hdri(str(path))
+    lum = cv2.GaussianBlur((img @ LUMA.astype(np.float32)), (0, 0), 2)
+    y, x = np.unravel_index(int(np.argmax(lum)), lum.shape)
+    h, w = lum.shape
+    return float(((x + 0.5) / w - 0.5) * 360.0), float((0.5 - (y + 0.5) / h) * 180.0)
+
+
+def _sample_equirect(img, rd, yaw_deg):
+    """Bilinear lookup of equirect ``img`` along demo-world directions rd (N, 3)."""
+    h, w = img.shape[:2]
+    lon = np.arctan2(rd[:, 0], rd[:, 2]) - np.radians(yaw_deg)
+    lat = np.arcsin(np.clip(rd[:, 1], -1, 1))
+    u = (lon / (2 * np.pi) + 0.5) * w - 0.5
+    v = np.clip((0.5 - lat / np.pi) * h - 0.5, 0, h - 1.001)
+    u0, v0 = np.floor(u), np.floor(v)
+    fu, fv = (u - u0)[:, None], (v - v0)[:, None]
+    u0, v0 = u0.astype(int) % w, v0.astype(int)
+    u1, v1 = (u0 + 1) % w, v0 + 1
+    top = img[v0, u0] * (1 - fu) + img[v0, u1] * fu
+    bottom = img[v1, u0] * (1 - fu) + img[v1, u1] * fu
+    return top * (1 - fv) + bottom * fv
+
+
+@lru_cache(maxsize=8)
+def _load_photo(path: str) -> np.ndarray:
+    """A photo as ACEScg radiance (at most 640 wide), mean luminance PHOTO_TARGET."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((640, 640))
+        rgb = np.asarray(im, np.float32) / 255.0
+    lin = colour.convert(rgb, SRGB, colour.WORKING_SPACE).astype(np.float64)
+    return (lin * PHOTO_TARGET / float(lin.reshape(-1, 3).mean(0) @ LUMA)).astype(np.float32)
+
+
+def _hdri(scene):
+    path = background_file("hdri", scene.hdri)
+    return _load_hdri(str(path)) if path else None
+
+
+def _photo(scene):
+    path = background_file("photo", scene.photo) if scene.backdrop == "photo" else None
+    return _load_photo(str(path)) if path else None
+
+
 def _sky(rd, scene):
+    hdri = _hdri(scene)
+    if hdri is not None:
+        return _sample_equirect(hdri[0], rd, scene.hdri_yaw_deg) * scene.env_gain
     t = np.clip(rd[:, 1], 0.0, 1.0)[:, None] ** 0.6
     return (1 - t) * np.asarray(scene.sky_horizon) + t * np.asarray(scene.sky_zenith)
+
+
+def scene_ambient(scene) -> np.ndarray:
+    """Fill irradiance (as a radiance: a white surface facing up reflects this) of the scene."""
+    if scene.ambient_rgb is not None:
+        return np.asarray(scene.ambient_rgb, np.float64)
+    hdri, photo = _hdri(scene), _photo(scene)
+    if hdri is not None:
+        return hdri[1] * scene.env_gain
+    if photo is not None:
+        mean = photo.reshape(-1, 3).mean(0).astype(np.float64)
+        return mean / float(mean @ LUMA) * AMBIENT_TARGET * scene.env_gain
+    return 0.5 * (np.asarray(scene.sky_zenith) + np.asarray(scene.sky_horizon))
+
+
+def _backdrop(ro, rd, scene):
+    """Ray distance to the backdrop plane z = backdrop_z (inf where there is none)."""
+    if scene.backdrop not in ("wall", "photo") or (scene.backdrop == "photo" and _photo(scene) is None):
+        return np.full(rd.shape[0], np.inf)
+    ahead = rd[:, 2] > 1e-6
+    return np.where(ahead, (scene.backdrop_z - ro[:, 2]) / np.where(ahead, rd[:, 2], 1.0), np.inf)
+
+
+def _photo_radiance(q, scene):
+    """Emissive photo backdrop at points q on its plane (clamped at its sides, sky above)."""
+    img = _photo(scene)
+    h, w = img.shape[:2]
+    width = scene.photo_width_m
+    x = np.clip((q[:, 0] / width + 0.5) * w, 0, w - 1).astype(int)
+    y = np.clip((1 - q[:, 1] / (width * h / w)) * h, 0, h - 1).astype(int)
+    return img[y, x].astype(np.float64) * scene.env_gain
 
 
 def _ground_albedo(q, scene):
@@ -178,10 +367,83 @@ def _ground_albedo(q, scene):
     return np.where(check[:, None] > 0, np.asarray(scene.ground_a), np.asarray(scene.ground_b)) * (1 + noise[:, None])
 
 
+# ---------------------------------------------------------------- light
+def _key_light(q, scene):
+    """The key at points q (N, 3): (direction towards it: (3,) for the sun, else (N, 3); its
+    irradiance on a surface facing it: (3,) or (N, 3); distance to it per point or None)."""
+    if scene.key == "lamp":
+        d = np.asarray(scene.lamp_pos, np.float64)[None] - q
+        r = np.linalg.norm(d, axis=1)
+        return d / r[:, None], np.asarray(scene.lamp_rgb)[None] / (r * r)[:, None], r
+    if scene.key == "none":
+        return np.array([0.0, 1.0, 0.0]), np.zeros(3), None
+    if scene.key != "sun":
+        raise ValueError(f"DemoScene.key must be sun, lamp or none, got {scene.key!r}")
+    return _norm(scene.sun_dir), np.asarray(scene.sun_rgb), None
+
+
+def _cos(nrm, to_light):
+    if to_light.ndim == 1:
+        return np.clip(nrm @ to_light, 0, 1)
+    return np.clip(np.einsum("ij,ij->i", nrm, to_light), 0, 1)
+
+
+def _shadow(q, to_light, dist, p, scene):
+    """Soft shadow of the key at points q (already offset off their surface); 1 = lit."""
+    if scene.key == "none":
+        return np.ones(q.shape[0])
+    rd = np.broadcast_to(to_light, q.shape) if to_light.ndim == 1 else to_light
+    return _soft_shadow(q, rd, p, k=scene.shadow_k, tmax=dist)
+
+
+# ---------------------------------------------------------------- render
 def _down(img, ss, hw):
     h, w = hw
     a = img.reshape(h // ss, ss, w // ss, ss, -1).mean(axis=(1, 3))
     return a[..., 0] if a.shape[-1] == 1 else a
+
+
+def _plate_backdrop(hw, scene):
+    """The uneven green screen behind the character."""
+    sx = (np.arange(hw[1]) + 0.5) / hw[1] - 0.5
+    sy = (np.arange(hw[0]) + 0.5) / hw[0] - 0.5
+    X, Y = np.meshgrid(sx, sy)
+    falloff = (1.0 - 0.45 * (X**2 + Y**2) - 0.10 * Y + 0.05 * X).reshape(-1)
+    return np.asarray(scene.screen_rgb)[None] * falloff[:, None]
+
+
+def _environment(ro, rd, hit, p, scene, fwd):
+    """(env, gt, depth) of the environment: sky / HDRI, the ground y = 0 and the backdrop, lit by
+    the key and the fill; gt adds the character's and box's shadows and contact occlusion."""
+    amb = scene_ambient(scene)
+    env = _sky(rd, scene)
+    tg = np.where(rd[:, 1] < -1e-6, -ro[:, 1] / np.minimum(rd[:, 1], -1e-6), np.inf)
+    tb = _backdrop(ro, rd, scene)
+    on_ground = np.isfinite(tg) & (tg < tb)
+    on_back = np.isfinite(tb) & ~on_ground
+    depth = np.full(rd.shape[0], FAR)
+    depth[on_ground] = (tg[on_ground, None] * rd[on_ground] @ fwd)
+    depth[on_back] = (tb[on_back, None] * rd[on_back] @ fwd)
+    if scene.backdrop == "photo" and on_back.any():
+        env[on_back] = _photo_radiance(ro[on_back] + tb[on_back, None] * rd[on_back], scene)
+    lit = on_ground | (on_back if scene.backdrop == "wall" else False)
+    ts = np.where(on_ground, tg, tb)
+    qs = ro + np.where(lit, ts, 0.0)[:, None] * rd
+    nrm = np.where(on_ground[:, None], np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0]))[lit]
+    alb = np.broadcast_to(np.asarray(scene.wall_rgb, np.float64), (int(lit.sum()), 3)).copy()
+    alb[on_ground[lit]] = _ground_albedo(qs[on_ground], scene)
+    to_light, rgb, dist = _key_light(qs[lit], scene)
+    direct = rgb * _cos(nrm, to_light)[:, None]
+    env[lit] = alb * (direct + amb)
+    gt = env.copy()
+    vis = ~hit[lit]  # lit environment points the character / box does not hide
+    if vis.any():
+        sh = _shadow(qs[lit][vis] + nrm[vis] * 1e-3, to_light if to_light.ndim == 1 else to_light[vis],
+                     None if dist is None else dist[vis], p, scene)
+        d_near, _ = scene_sdf(qs[lit][vis], p)
+        ao = 1.0 - scene.ao_strength * np.exp(-np.maximum(d_near, 0) / scene.ao_radius)
+        gt[np.flatnonzero(lit)[vis]] = alb[vis] * (direct[vis] * sh[:, None] + amb * ao[:, None])
+    return env, gt, depth
 
 
 def render_frame(i: int, width: int, height: int, scene: DemoScene | None = None, ss: int = 2) -> dict:
@@ -190,40 +452,10 @@ def render_frame(i: int, width: int, height: int, scene: DemoScene | None = None
     scene = scene or DemoScene()
     p = pose(i, scene)
     ro, rd, fwd, hw = _camera_rays(width, height, scene, ss)
-    n = rd.shape[0]
     t, hit, mats = _march(ro, rd, p)
     q = ro + t[:, None] * rd
-    sun = _norm(scene.sun_dir)
-    sun_rgb = np.asarray(scene.sun_rgb)
-
-    # environment: ground plane y=0 and sky
-    tg = np.where(rd[:, 1] < -1e-6, -ro[:, 1] / np.minimum(rd[:, 1], -1e-6), np.inf)
-    on_ground = np.isfinite(tg)
-    qg = ro + np.where(on_ground, tg, 0.0)[:, None] * rd
-    env = _sky(rd, scene)
-    g_alb = _ground_albedo(qg[on_ground], scene)
-    sky_amb = 0.5 * (np.asarray(scene.sky_zenith) + np.asarray(scene.sky_horizon))
-    g_direct = sun_rgb * sun[1]
-    env[on_ground] = g_alb * (g_direct + sky_amb)
-    gt = env.copy()
-    # shadows of the character + box on the ground (only where the ground is visible)
-    vis_g = on_ground & ~hit
-    if vis_g.any():
-        sh = _soft_shadow(qg[vis_g] + np.array([0, 1e-3, 0]), np.broadcast_to(sun, (int(vis_g.sum()), 3)), p)
-        # contact darkening (ambient occlusion) near the objects
-        d_near, _ = scene_sdf(qg[vis_g], p)
-        ao = 1.0 - 0.5 * np.exp(-np.maximum(d_near, 0) / 0.08)
-        gt[vis_g] = g_alb[vis_g[on_ground]] * (g_direct * sh[:, None] + sky_amb * ao[:, None])
-
-    # plate backdrop: uneven green screen
-    sx = (np.arange(hw[1]) + 0.5) / hw[1] - 0.5
-    sy = (np.arange(hw[0]) + 0.5) / hw[0] - 0.5
-    X, Y = np.meshgrid(sx, sy)
-    falloff = (1.0 - 0.45 * (X**2 + Y**2) - 0.10 * Y + 0.05 * X).reshape(-1)
-    plate = np.asarray(scene.screen_rgb)[None] * falloff[:, None]
-
-    depth = np.full(n, FAR)
-    depth[on_ground] = (tg[on_ground, None] * rd[on_ground] @ fwd)
+    env, gt, depth = _environment(ro, rd, hit, p, scene, fwd)
+    plate = _plate_backdrop(hw, scene)
     if hit.any():
         nrm = _normal(q[hit], p)
         alb = np.array([ALBEDO.get(m, (0.5, 0.5, 0.5)) for m in range(5)])[mats[hit]]
@@ -233,12 +465,15 @@ def render_frame(i: int, width: int, height: int, scene: DemoScene | None = None
         studio = 1.1 * np.clip(nrm @ key_l, 0, 1) + 0.35 * np.clip(nrm @ fill_l, 0, 1) + 0.12
         grazing = (1.0 - np.clip(np.sum(nrm * view, axis=1), 0, 1)) ** 3
         plate[hit] = alb * studio[:, None] + grazing[:, None] * np.asarray(scene.screen_rgb) * 0.8
-        # environment lighting: sun with cast shadows + sky hemisphere
-        sh = _soft_shadow(q[hit] + nrm * 2e-3, np.broadcast_to(sun, (int(hit.sum()), 3)), p)
+        # environment lighting: key with cast shadows + sky hemisphere + ground bounce
+        to_light, rgb, dist = _key_light(q[hit], scene)
+        sh = _shadow(q[hit] + nrm * 2e-3, to_light, dist, p, scene)
         hemi = 0.5 + 0.5 * nrm[:, 1]
-        bounce = np.asarray(scene.ground_b) * 0.5 * (1 - hemi)[:, None]
-        gt[hit] = alb * (sun_rgb * (np.clip(nrm @ sun, 0, 1) * sh)[:, None] + sky_amb * hemi[:, None] + bounce)
+        bounce = np.asarray(scene.ground_b) * scene.bounce * (1 - hemi)[:, None]
+        gt[hit] = alb * (rgb * (_cos(nrm, to_light) * sh)[:, None] + scene_ambient(scene) * hemi[:, None] + bounce)
         depth[hit] = (t[hit, None] * rd[hit]) @ fwd
+    if tuple(scene.plate_gain) != (1.0, 1.0, 1.0):
+        plate = plate * np.asarray(scene.plate_gain, np.float64)
     char = (hit & (mats != BOX)).astype(np.float64)
     prop = (hit & (mats == BOX)).astype(np.float64)
     out = {
@@ -249,6 +484,29 @@ def render_frame(i: int, width: int, height: int, scene: DemoScene | None = None
     }
     out["alpha"] = out["char_mask"] + out["prop_mask"]
     return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def scene_light(scene: DemoScene, frames: int | None = None) -> dict:
+    """The sheet's ``light`` JSON of a scene, as a set survey would give it (camera.py conventions):
+    direction towards the sun, or from the character's mean position (torso height) over ``frames``
+    frames (default: at contact) towards a lamp; colour normalised to luminance 1, intensity, softness
+    and key-to-fill ratio in the demo's units. Overcast (no key): only ``key_to_fill`` 0."""
+    amb = scene_ambient(scene)
+    if scene.key == "none":
+        return {"key_to_fill": 0.0}
+    if scene.key == "lamp":
+        idx = range(frames) if frames else [int(round(scene.contact_at))]
+        mid = np.array([np.mean([pose(i, scene)["cx"] for i in idx]), 1.0, 0.0])
+        d = np.asarray(scene.lamp_pos, np.float64) - mid
+        direction, rgb = d, np.asarray(scene.lamp_rgb, np.float64) / float(d @ d)
+    else:
+        direction, rgb = np.asarray(scene.sun_dir, np.float64), np.asarray(scene.sun_rgb, np.float64)
+    az, el = azimuth_elevation(to_camera_world(direction, scene, point=False))
+    lum = float(rgb @ LUMA)
+    return {"azimuth_deg": round(az, 3), "elevation_deg": round(el, 3),
+            "colour": [round(float(c), 4) for c in rgb / lum], "intensity": round(lum, 4),
+            "softness_deg": round(float(np.degrees(np.arctan(1.0 / scene.shadow_k))), 3),
+            "key_to_fill": round(lum / float(amb @ LUMA), 4)}
 
 
 # ---------------------------------------------------------------- files

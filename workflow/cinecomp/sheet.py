@@ -10,6 +10,7 @@ raised together as one ``SheetError``, each naming the row/shot and the fix.
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -134,13 +135,14 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
 
     for i, row in rows:
         where = _where(i, row.get("shot"))
-        for col in ("plate", "environment", "reference"):
+        for col in ("plate", "environment", "reference", "light_probe"):
             msg = check_path(row[col]) if row[col] else None
             if msg:
                 problems.append(f"{where}: {col} path {row[col]!r} {msg} (fix: use a plain path without it)")
                 row["_unsafe"] = True
         problems.extend(f"{where}: {m}" for m in _check_backend_needs(row, composite_default))
-        for col in ("plate_colourspace", "env_colourspace", "reference_colourspace"):
+        problems.extend(f"{where}: {m}" for m in _check_json_cells(row))
+        for col in ("plate_colourspace", "env_colourspace", "reference_colourspace", "light_probe_colourspace"):
             if row[col]:
                 msg = colour.check_colourspace(row[col])
                 if msg:
@@ -155,7 +157,7 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
     if problems:
         raise SheetError(path, problems)
 
-    out = pd.DataFrame([r for _, r in rows]).drop(columns=["_unsafe"], errors="ignore")
+    out = pd.DataFrame([r for _, r in rows]).drop(columns=["_unsafe", "_prop_hint"], errors="ignore")
     # Paths stay as the sheet wrote them (relative ones relative to the run directory), so moving a
     # show directory does not make every shot look changed to Snakemake.
     out["plate_path"] = [str(Path(p)) for p in out["plate"]]
@@ -183,6 +185,40 @@ def _check_backend_needs(row: dict, composite_default: str) -> list[str]:
                        "e.g. srgb_tx for a JPG/PNG)")
     elif row["reference_role"]:
         out.append("reference_role is set but reference is empty (fix: give the reference image or clear the role)")
+    return out
+
+
+def _check_json_cells(row: dict) -> list[str]:
+    """camera, light, harmonize_params, prop_hint and the probe rotation: parsed and range-checked.
+    Parsed values are kept in the row (``_prop_hint``) for the media checks."""
+    from .camera import parse_camera
+    from .harmonize import parse_harmonize_params
+    from .light import parse_light
+    from .masks import parse_prop_hint
+
+    out = []
+    for col, parse in (("camera", parse_camera), ("light", parse_light), ("harmonize_params", parse_harmonize_params),
+                       ("prop_hint", parse_prop_hint)):
+        try:
+            value = parse(row[col]) if row[col] else None
+        except ValueError as exc:
+            out.append(f"{col}: {exc}")
+            value = None
+        if col == "prop_hint":
+            row["_prop_hint"] = value
+    rot = row["light_probe_rotation_deg"]
+    if rot:
+        try:
+            ok = math.isfinite(float(rot)) and -360 <= float(rot) <= 360
+        except ValueError:
+            ok = False
+        if not ok:
+            out.append(f"light_probe_rotation_deg {rot!r} must be a number of degrees in [-360, 360] (fix: e.g. 90)")
+    if rot and not row["light_probe"]:
+        out.append("light_probe_rotation_deg is set but light_probe is empty (fix: give the probe or clear the rotation)")
+    if row["light_probe"] and row["light_probe_colourspace"] == "" and not row["light_probe"].lower().endswith((".hdr", ".exr")):
+        out.append("light_probe_colourspace is empty and the probe is not .hdr/.exr "
+                   "(fix: name its OCIO colourspace, e.g. 'Linear Rec.709 (sRGB)')")
     return out
 
 
@@ -266,6 +302,14 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
             if lacking:
                 out.append(f"environment {env}: frames {frames.frame_ranges(lacking)} of {first}-{last} are missing "
                            "(fix: extend the environment sequence or use a still image)")
+    if row.get("light_probe") and not row.get("_unsafe"):
+        out.extend(_check_probe(resolve(row["light_probe"], base_dir), movie_start))
+    if row.get("_prop_hint") and info is not None and first is not None and last is not None:
+        from .masks import check_prop_hint
+
+        out.extend(f"prop_hint: {m}" for m in check_prop_hint(
+            row["_prop_hint"], first=first, last=last, plate_width=info.width, plate_height=info.height,
+            base_dir=base_dir))
     res = row.get("resolution") or ""
     if res:
         w, h = (int(v) for v in res.split("x"))
@@ -275,6 +319,20 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
         w = h = None
     row["width"], row["height"] = w, h
     return out
+
+
+def _check_probe(path: Path, movie_start: int) -> list[str]:
+    """A light probe is one equirectangular image: width twice its height."""
+    try:
+        pinfo = probe(path, movie_start=movie_start)
+    except PlateError as exc:
+        return [f"light_probe: {exc}"]
+    if pinfo.kind not in ("still", "hdri"):
+        return [f"light_probe {path} is a {pinfo.kind}, not one image (fix: give one equirectangular .hdr/.exr)"]
+    if abs(pinfo.width - 2 * pinfo.height) > 1:
+        return [f"light_probe {path} is {pinfo.width}x{pinfo.height}, not equirectangular (2:1) "
+                "(fix: give a latitude-longitude panorama twice as wide as high)"]
+    return []
 
 
 def frame_files(row, movie_start: int = 1001) -> list[str]:

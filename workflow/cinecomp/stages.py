@@ -69,6 +69,102 @@ def key(inputs, outputs, settings, log):
     log.info("keyed %d frames: %s", len(out_files), {k: v for k, v in report.items() if k != "frames"})
 
 
+def masks(inputs, outputs, settings, log):
+    from .masks import parse_prop_hint, track_masks
+
+    shot, version = _shot(settings)
+    if settings["backend"] != "track":
+        raise ValueError(f"shot {shot}: masks backend {settings['backend']!r} is not available (fix: use 'track')")
+    keys = element_frames(inputs[0])
+    out_dir = Path(outputs[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_files = [frame_path(out_dir, shot, "masks", version, f) for f, _ in keys]
+    report = track_masks(keys, out_files, hint=parse_prop_hint(settings["prop_hint"]),
+                         plate_size=tuple(settings["plate_size"]), base_dir=Path.cwd(), attrs=settings["attrs"], log=log)
+    log.info("masks of %d frames: %s", len(keys), {k: v for k, v in report.items() if k != "frames"})
+
+
+def depth(inputs, outputs, settings, log):
+    from . import depth as depth_mod
+    from .camera import Camera
+
+    shot, version = _shot(settings)
+    camera = Camera.from_params(settings["camera"])
+    mask_files = element_frames(inputs.masks)
+    first = exrio.read_layers(mask_files[0][1])
+    h, w = first["mask.character"].shape
+
+    def read_masks(path):
+        layers = exrio.read_layers(path)
+        return {o: layers[f"mask.{o}"] for o in depth_mod.OBJECTS}
+
+    contacts = depth_mod.object_contacts(camera, (read_masks(p) for _, p in mask_files), w, h)
+    ground = camera.ground_depth(w, h)
+    env_src = None
+    if settings["backend"] == "plate":
+        from .plates import frame_file
+
+        env_src = settings["env_source"]
+    out_dir = Path(outputs[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, (frame, path) in enumerate(mask_files):
+        env_z = ground
+        if env_src is not None:
+            layers, _ = exrio.read_exr(frame_file(env_src, frame))
+            env_z = depth_mod.plate_depth(layers, (w, h))
+            if env_z is None:
+                raise ValueError(f"shot {shot}: depth backend 'plate' but {frame_file(env_src, frame)} has no Z channel "
+                                 "(fix: use depth_backend ground, or give an environment with a Z/depth.Z channel)")
+        c = {o: None if contacts[o][i] is None else np.asarray(contacts[o][i]) for o in depth_mod.OBJECTS}
+        z = depth_mod.shot_depth(env_z, read_masks(path), c, camera)
+        exrio.write_exr(frame_path(out_dir, shot, "depth", version, frame),
+                        {"depth.Z": z, "environment.Z": env_z.astype(np.float32)}, compression="zip",
+                        attrs={**settings["attrs"], "frame": frame})
+    contacts_json = {"frames": [f for f, _ in mask_files], "camera": settings["camera"],
+                     **{o: [None if p is None else [float(x) for x in p] for p in contacts[o]] for o in depth_mod.OBJECTS}}
+    write_json(out_dir / "contacts.json", contacts_json)
+    log.info("depth (%s) of %d frames; camera %s", settings["backend"], len(mask_files), camera)
+
+
+def write_json(path, obj) -> None:
+    import json
+
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=1))
+
+
+def _equirect(path, colourspace: str | None) -> np.ndarray:
+    """An equirectangular image in ACEScg; default colourspace by extension."""
+    from . import colour
+    from .plates import read_image
+
+    cs = colourspace or ("Linear Rec.709 (sRGB)" if str(path).lower().endswith(".hdr") else "ACEScg")
+    rgb = np.ascontiguousarray(read_image(path)[..., :3], np.float32)
+    return colour.convert(rgb, cs, colour.WORKING_SPACE)
+
+
+def light(inputs, outputs, settings, log):
+    from .camera import Camera
+    from .light import estimate_light
+
+    camera = Camera.from_params(settings["camera"])
+    env_frames = None
+    if "env" in inputs.keys():
+        files = [p for _, p in element_frames(inputs.env)]
+        picks = sorted({round(i * (len(files) - 1) / 4) for i in range(5)})  # one estimate from 5 frames
+        env_frames = [exrio.read_rgba(files[i])[..., :3] for i in picks]
+    env_hdri = _equirect(inputs.env_hdri, settings["env_colourspace"]) if "env_hdri" in inputs.keys() else None
+    probe = _equirect(inputs.probe, settings["probe_colourspace"]) if "probe" in inputs.keys() else None
+    est = estimate_light(sheet_light=settings["light"], camera=camera, env_frames=env_frames, env_hdri=env_hdri,
+                         probe=probe, probe_rotation_deg=settings["probe_rotation_deg"])
+    est["camera"] = settings["camera"]
+    Path(outputs[0]).parent.mkdir(parents=True, exist_ok=True)
+    write_json(outputs[0], est)
+    log.info("light of %s: %s", settings["shot"], est)
+
+
 def prompt_embeds(inputs, outputs, settings, log):
     from .diffusion.prompts import encode_prompts
 
@@ -86,11 +182,14 @@ def composite(inputs, outputs, settings, log, job=None):
         job = job or Job()
         envs = element_frames(inputs.env) if "env" in inputs.keys() else None
         composite_shot(element_frames(inputs.key), envs, inputs.prompts, outputs[0], settings["work_dir"], settings,
-                       log, ranks=max(1, int(job.resources.get("gpu") or 1)), threads=job.threads)
+                       log, ranks=max(1, int(job.resources.get("gpu") or 1)), threads=job.threads,
+                       mask_files=element_frames(inputs.masks))
         return
+    if settings["backend"] == "harmonize":
+        return harmonize(inputs, outputs, settings, log)
     if settings["backend"] != "over":
         raise ValueError(f"shot {shot}: composite backend {settings['backend']!r} is not available "
-                         "(fix: use 'over' or 'diffusion')")
+                         "(fix: use 'over', 'harmonize' or 'diffusion')")
     keys = element_frames(inputs.key)
     envs = dict(element_frames(inputs.env))
     out_dir = Path(outputs[0])
@@ -107,20 +206,61 @@ def composite(inputs, outputs, settings, log, job=None):
     log.info("composited %d frames with %s", len(keys), settings["backend"])
 
 
+def harmonize(inputs, outputs, settings, log):
+    import json
+
+    from . import harmonize as hz
+    from .camera import Camera
+
+    shot, version = _shot(settings)
+    params, camera = settings["harmonize"], Camera.from_params(settings["camera"])
+    light = hz.ShotLight.from_json(json.loads(Path(inputs.light).read_text()))
+    contacts = json.loads((Path(inputs.depth) / "contacts.json").read_text())
+    keys = element_frames(inputs.key)
+    envs, masks, depths = (dict(element_frames(d)) for d in (inputs.env, inputs.masks, inputs.depth))
+    for frame, _ in keys:
+        for what, files in (("environment", envs), ("masks", masks), ("depth", depths)):
+            if frame not in files:
+                raise FileNotFoundError(f"shot {shot}: {what} frame {frame} missing (fix: rerun its rule)")
+
+    def read_masks(frame):
+        layers = exrio.read_layers(masks[frame])
+        return {o: layers[f"mask.{o}"] for o in ("character", "prop")}
+
+    picks = sorted({keys[round(i * (len(keys) - 1) / 5)][0] for i in range(6)})  # per-shot grade from 6 frames
+    grade = hz.shot_grade([(exrio.read_rgba(dict(keys)[f]), read_masks(f)) for f in picks], light, camera, params)
+    log.info("shot %s: gain %s, plate shading %s, light %s", shot, grade.gain, grade.plate_shading, light)
+    out_dir = Path(outputs[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, (frame, key_file) in enumerate(keys):
+        contact = {o: contacts[o][i] for o in ("character", "prop")}
+        env_z = exrio.read_layers(depths[frame])["environment.Z"]
+        beauty, layers = hz.harmonize_frame(exrio.read_rgba(key_file), exrio.read_rgba(envs[frame])[..., :3],
+                                            read_masks(frame), env_z, contact, light, grade, camera, params)
+        chans = {c: beauty[..., k].astype(np.float16) for k, c in enumerate("RGBA")}
+        chans.update({k: v.astype(np.float16) for k, v in layers.items()})
+        exrio.write_exr(frame_path(out_dir, shot, "harmonize", version, frame), chans,
+                        attrs={**settings["attrs"], "frame": frame, "backend": "harmonize"})
+    log.info("harmonized %d frames", len(keys))
+
+
 def assemble(inputs, outputs, settings, log):
     shot, version = _shot(settings)
     comps = element_frames(inputs.composite)
-    keys = dict(element_frames(inputs.key))
+    masks, depths = dict(element_frames(inputs.masks)), dict(element_frames(inputs.depth))
     out_dir = Path(outputs[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     for frame, comp_file in comps:
         layers = exrio.read_layers(comp_file)
         beauty = exrio.rgba_from_layers(layers)
-        alpha = exrio.read_layers(keys[frame])["A"].astype(np.float32)
-        masks = assemble_mod.key_only_trimask(alpha)
-        depth = layers.get("depth.Z")  # the diffusion backend's joint depth
-        assemble_mod.write_comp_frame(frame_path(out_dir, shot, "comp", version, frame), beauty, masks, depth,
-                                      frame=frame, compression=settings["compression"], attrs=settings["attrs"])
+        tri = {k: v for k, v in exrio.read_layers(masks[frame]).items() if k in assemble_mod.MASK_LAYERS}
+        depth = exrio.read_layers(depths[frame])["depth.Z"]
+        extra = {k: v for k, v in layers.items() if k not in ("R", "G", "B", "A")}
+        if "depth.Z" in extra:  # the diffusion backend's joint depth
+            extra["diffusion.Z"] = extra.pop("depth.Z")
+        assemble_mod.write_comp_frame(frame_path(out_dir, shot, "comp", version, frame), beauty, tri, depth,
+                                      frame=frame, compression=settings["compression"], attrs=settings["attrs"],
+                                      extra=extra)
     log.info("assembled %d frames (%s)", len(comps), settings["compression"])
 
 

@@ -10,8 +10,8 @@
          depth.Z (scene units, float32).
 Nothing holds the whole shot in memory, so memory does not grow with the shot's length.
 
-The tri-mask is key-only until the mask stage exists (character = alpha, prop = 0, environment =
-1 - alpha) and no character depth is given; the model still returns a depth for the whole frame.
+The tri-mask comes from the mask stage (key-only without it: character = alpha, prop = 0,
+environment = 1 - alpha); no character depth is given; the model returns a depth for the whole frame.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def from_model_space(rgb: np.ndarray, colourspace: str) -> np.ndarray:
 
 
 def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
-                   out_dir=None) -> tuple[dict, tuple[int, int]]:
+                   out_dir=None, mask_files=None) -> tuple[dict, tuple[int, int]]:
     """The model's per-frame inputs from the key (premultiplied RGBA) and environment frames.
 
     Returns ``(arrays, (height, width))`` with arrays ``character_rgb``, ``tri_mask`` and (unless
@@ -91,8 +91,11 @@ def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
         key = first if i == 0 else exrio.read_rgba(key_file)
         if key.shape[:2] != (h, w):
             raise DiffusionInputError(f"{key_file}: {key.shape[1]}x{key.shape[0]}, the shot's first key frame is {w}x{h}")
-        masks = key_only_trimask(key[..., 3])
-        alpha = masks["mask.character"][..., None]
+        if mask_files is None:
+            masks = key_only_trimask(key[..., 3])
+        else:  # the mask stage's tri-mask: character + prop = alpha
+            masks = {m: v.astype(np.float32) for m, v in exrio.read_layers(mask_files[i]).items() if m in MASK_LAYERS}
+        alpha = np.clip(key[..., 3:4], 0.0, 1.0)
         straight = np.where(alpha > 1e-4, key[..., :3] / np.maximum(alpha, 1e-4), 0.0)
         arrays["character_rgb"][i] = _pad(to_model_space(straight, colourspace) * alpha, ph, pw)
         arrays["tri_mask"][i] = _pad(np.stack([masks[m] for m in MASK_LAYERS], axis=-1), ph, pw)
@@ -117,13 +120,15 @@ def reference_arrays(path, role: str, source_colourspace: str, model_colourspace
     return {"reference_image": img, "reference_role": np.array(role)}
 
 
-def write_shot_dir(work: Path, key_files, env_files, settings: dict, ranks: int, prompt_file) -> tuple[dict, tuple]:
+def write_shot_dir(work: Path, key_files, env_files, settings: dict, ranks: int, prompt_file,
+                   mask_files=None) -> tuple[dict, tuple]:
     """``work/shot/``: the launcher's input, one ``.npy`` per array (the ranks read the per-frame ones a
     window at a time, see ``_io.NpyFrames``); written whole or not at all."""
     from ._io import atomic_dir
 
     with atomic_dir(work / "shot") as tmp:
-        arrays, size = prepare_inputs(key_files, env_files, settings["model_colourspace"], ranks, out_dir=tmp)
+        arrays, size = prepare_inputs(key_files, env_files, settings["model_colourspace"], ranks, out_dir=tmp,
+                                      mask_files=mask_files)
         small = {}
         if settings.get("reference"):
             small.update(reference_arrays(settings["reference"], settings["reference_role"],
@@ -179,7 +184,7 @@ def launch(work: Path, settings: dict, ranks: int, threads: int, log_file) -> Pa
 
 
 def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, settings: dict, log, ranks: int = 1,
-                   threads: int = 1) -> dict:
+                   threads: int = 1, mask_files=None) -> dict:
     """Render one shot with the diffusion backend; writes composite EXRs into ``out_dir``."""
     shot, version = settings["attrs"]["shot"], int(settings["attrs"]["version"])
     frames = [f for f, _ in key_files]
@@ -188,7 +193,7 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     t0 = time.perf_counter()
     info, (h, w) = write_shot_dir(work, [p for _, p in key_files],
                                   None if env_files is None else [p for _, p in env_files], settings, ranks,
-                                  prompt_file)
+                                  prompt_file, None if mask_files is None else [p for _, p in mask_files])
     log.info("shot %s: %d frames %dx%d (model %dx%d), %d rank(s), window %s overlap %s, %s steps; environment: %s%s",
              shot, len(frames), w, h, info["character_rgb"][2], info["character_rgb"][1], ranks,
              settings["window"], settings["overlap"], settings["steps"],

@@ -1,0 +1,21 @@
+# Tri-mask (+ the environment's own Z) -> depth per frame and where each object meets the ground.
+
+
+rule depth:
+    input:
+        unpack(depth_inputs),
+    output:
+        directory(f"{RESULTS}/{{shot}}/depth"),
+    log:
+        "logs/depth/{shot}.log",
+    benchmark:
+        "benchmarks/depth/{shot}.tsv"
+    conda:
+        "../envs/core.yaml"
+    resources:
+        mem_mb=resource("depth", "mem_mb"),
+        runtime=resource("depth", "runtime"),
+    params:
+        settings=depth_settings,
+    script:
+        "../scripts/depth.py"

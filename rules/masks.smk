@@ -1,0 +1,21 @@
+# Key -> tri-mask per frame: mask.character, mask.prop, mask.environment (soft, summing to one).
+
+
+rule masks:
+    input:
+        f"{RESULTS}/{{shot}}/key",
+    output:
+        directory(f"{RESULTS}/{{shot}}/masks"),
+    log:
+        "logs/masks/{shot}.log",
+    benchmark:
+        "benchmarks/masks/{shot}.tsv"
+    conda:
+        "../envs/core.yaml"
+    resources:
+        mem_mb=resource("masks", "mem_mb"),
+        runtime=resource("masks", "runtime"),
+    params:
+        settings=masks_settings,
+    script:
+        "../scripts/masks.py"

@@ -1,0 +1,354 @@
+"""The `harmonize` composite backend: what a compositor does by hand, with no weights (README "Harmonize").
+
+Per shot (constants, so nothing flickers): the light (light stage), the camera, and an exposure and
+colour gain that moves the character from the studio's light to the environment's.
+Per frame:
+  E2C  the keyed character and prop are relit as a *ratio* on the plate (texture survives): exposure
+       and white balance matched in scene-linear, directional shading from the key with normals from
+       the matte's shape, and light wrap of the environment at the edges;
+  C2E  every object casts a shadow along the key onto the environment (ground plane or the plate's
+       own depth): each object is a card standing at its contact point, turned to face the light, and
+       each environment point looks towards the light through it (a shadow map gathered per pixel);
+       the penumbra widens with the distance from the occluder. Contact darkening is the same look-up
+       averaged over the sky dome, so it is strong where feet and prop meet the ground and fades away.
+Everything applied is returned as layers (``harmonize.*``) for a compositor to dial.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .camera import FAR, Camera, light_direction
+from .params import Num, check_params, parse_json_object
+
+LUMA = np.array([0.2722287, 0.6740818, 0.0536895], np.float32)  # ACEScg luminance
+
+HARMONIZE_SPEC = {
+    "exposure_match": Num(1.0, 0.0, 1.0, doc="how far the character's exposure moves to the environment's light (0: keep the plate's)"),
+    "colour_match": Num(0.5, 0.0, 1.0, doc="how far the plate's own colour cast is removed (grey-world on the character)"),
+    "albedo": Num(0.3, 0.02, 0.95, doc="assumed mean reflectance of character and prop; sets their exposure in the environment"),
+    "exposure_stops": Num(0.0, -10.0, 10.0, doc="extra exposure on the character, in stops"),
+    "relight": Num(1.0, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
+    "shadow_density": Num(1.0, 0.0, 1.0, doc="1 blocks all key light in the cast shadow"),
+    "shadow_softness_deg": Num(None, 0.0, 45.0, doc="angular size of the key for the penumbra (empty: the light's softness)"),
+    "contact": Num(1.0, 0.0, 2.0, doc="strength of contact darkening (occlusion of the sky near the objects)"),
+    "light_wrap": Num(0.3, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
+    "light_wrap_size": Num(0.01, 0.0, 0.2, doc="width of the light wrap, as a fraction of the frame width"),
+}
+HARMONIZE_EXAMPLE = '{"shadow_density": 0.8, "light_wrap": 0.5}'
+LAYERS = ("harmonize.shadow", "harmonize.contact", "harmonize.relight.R", "harmonize.relight.G",
+          "harmonize.relight.B", "harmonize.wrap.R", "harmonize.wrap.G", "harmonize.wrap.B")
+MIN_SOFTNESS_DEG = 0.5  # even the sun's penumbra is ~0.5 degree wide
+MAX_SHADOW_ELEVATION = 87.0  # an overhead key casts its shadow straight down; keep the maths finite
+CONTACT_DIRS = [(az, el) for el in (25.0, 55.0) for az in range(0, 360, 45)]  # the sky dome, sampled
+CONTACT_SOFTNESS_DEG = 15.0
+
+
+def parse_harmonize_params(text: str) -> dict:
+    if not text or not text.strip():
+        return check_params({}, HARMONIZE_SPEC, what="harmonize_params")
+    return check_params(parse_json_object(text, example=HARMONIZE_EXAMPLE), HARMONIZE_SPEC, what="harmonize_params")
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ LUMA
+
+
+# ------------------------------------------------------------------------------------------ light
+def sh_basis(n: np.ndarray) -> np.ndarray:
+    """Real order-2 spherical harmonics Y_0..Y_8 of unit vectors (..., 3) -> (..., 9)."""
+    x, y, z = n[..., 0], n[..., 1], n[..., 2]
+    return np.stack([np.full_like(x, 0.282095), 0.488603 * y, 0.488603 * z, 0.488603 * x,
+                     1.092548 * x * y, 1.092548 * y * z, 0.315392 * (3 * z * z - 1),
+                     1.092548 * x * z, 0.546274 * (x * x - y * y)], axis=-1)
+
+
+@dataclass
+class ShotLight:
+    """The light stage's JSON in the form the maths needs."""
+
+    direction: np.ndarray  # (3,) towards the key
+    key_rgb: np.ndarray  # (3,) key irradiance on a surface facing it
+    ambient_sh: np.ndarray  # (9, 3) irradiance SH of everything else
+    softness_deg: float
+
+    @classmethod
+    def from_json(cls, light: dict) -> "ShotLight":
+        d = np.asarray(light["direction"], np.float32)
+        return cls(d / np.linalg.norm(d), float(light["intensity"]) * np.asarray(light["colour"], np.float32),
+                   np.asarray(light["ambient_sh"], np.float32).reshape(9, 3), float(light.get("softness_deg") or 0.0))
+
+    def key(self, n: np.ndarray) -> np.ndarray:
+        return np.clip(n @ self.direction, 0.0, None)[..., None] * self.key_rgb
+
+    def ambient(self, n: np.ndarray) -> np.ndarray:
+        return np.clip(sh_basis(n) @ self.ambient_sh, 0.0, None)
+
+
+# ------------------------------------------------------------------------------------------ E2C
+def matte_normals(alpha: np.ndarray, camera: Camera) -> np.ndarray:
+    """World normals (H, W, 3) of a matte's shape: the silhouette inflated like a soft blob (bent
+    outwards at the edges, facing the camera in the middle), scaled by the matte's thickness."""
+    solid = (alpha > 0.5).astype(np.uint8)
+    if not solid.any():
+        return np.broadcast_to(-camera.basis()[2], alpha.shape + (3,)).astype(np.float32)
+    dist = cv2.distanceTransform(solid, cv2.DIST_L2, 3)
+    sigma = float(max(1.0, 0.7 * np.percentile(dist[solid > 0], 90)))  # about a limb's half-width
+    soft = cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), sigma)
+    gy, gx = np.gradient(soft)
+    k = sigma * math.sqrt(2 * math.pi)  # a blurred step's slope peaks at 1 / (sigma sqrt(2 pi))
+    nx, ny = -gx * k, gy * k  # right and up (image rows grow downwards)
+    m = np.sqrt(nx * nx + ny * ny)
+    scale = np.where(m > 0.95, 0.95 / np.maximum(m, 1e-6), 1.0)
+    nx, ny = nx * scale, np.maximum(ny * scale, -0.3)  # things stand on the ground: lower edges are walls, not floors
+    nz = np.sqrt(np.clip(1.0 - nx * nx - ny * ny, 0.0, 1.0))
+    right, up, fwd = camera.basis()
+    n = nx[..., None] * right + ny[..., None] * up - nz[..., None] * fwd
+    return n.astype(np.float32)
+
+
+def object_normals(masks: dict, camera: Camera) -> np.ndarray:
+    """Normals of the character and the prop, each inflated at its own thickness."""
+    n = None
+    for o in ("character", "prop"):
+        m = masks.get(o)
+        if m is None or not (m > 0.5).any():
+            continue
+        part = matte_normals(m, camera) * np.clip(m, 0, 1)[..., None]
+        n = part if n is None else n + part
+    if n is None:
+        return matte_normals(np.zeros_like(masks["character"]), camera)
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    facing = -camera.basis()[2].astype(np.float32)
+    return np.where(length > 1e-3, n / np.maximum(length, 1e-3), facing).astype(np.float32)
+
+
+def light_wrap(env: np.ndarray, alpha: np.ndarray, size_px: float, strength: float) -> np.ndarray:
+    """Premultiplied light wrap: the blurred environment spilling over the matte's inner edge."""
+    if strength <= 0 or size_px <= 0:
+        return np.zeros_like(env)
+    a = np.clip(alpha, 0, 1).astype(np.float32)
+    edge = a * (1.0 - cv2.GaussianBlur(a, (0, 0), size_px))
+    bg = cv2.GaussianBlur(np.ascontiguousarray(env, np.float32), (0, 0), size_px)
+    return strength * edge[..., None] * bg
+
+
+@dataclass
+class ShotGrade:
+    """Per-shot E2C constants: gain (exposure + colour) and the mean key+ambient on the objects."""
+
+    gain: np.ndarray  # (3,)
+    mean_irradiance: np.ndarray  # (3,) mean irradiance on the objects' normals in the environment
+    plate_shading: np.ndarray  # (4,) the studio light on the plate: luminance ~ c0 + c . n, mean 1
+
+
+def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera: Camera, params: dict) -> ShotGrade:
+    """From a few (key RGBA premultiplied, masks {character, prop}) frames of the shot: the gain that takes the
+    plate's character to ``albedo`` x the environment's light, moved by exposure_match/colour_match."""
+    fg_sum, a_sum, e_sum = np.zeros(3), 0.0, np.zeros(3)
+    normals, lum = [], []
+    for key, masks in samples:
+        alpha = np.clip(key[..., 3], 0, 1)
+        w = alpha
+        if w.sum() < 1:
+            continue
+        fg_sum += key[..., :3].reshape(-1, 3).sum(0)
+        a_sum += float(w.sum())
+        n = object_normals(masks, camera)
+        e = light.key(n) + light.ambient(n)
+        e_sum += (e * w[..., None]).reshape(-1, 3).sum(0)
+        solid = alpha > 0.9
+        normals.append(n[solid])
+        lum.append(luminance(key[..., :3][solid] / alpha[solid, None]))
+    if a_sum < 1:
+        return ShotGrade(np.ones(3, np.float32), np.ones(3, np.float32), np.array([1, 0, 0, 0], np.float32))
+    fg_mean = np.maximum(fg_sum / a_sum, 1e-6)
+    e_mean = np.maximum(e_sum / a_sum, 1e-6)
+    fg_l, e_l = float(fg_mean @ LUMA), float(e_mean @ LUMA)
+    stops = params["exposure_match"] * math.log2(params["albedo"] * e_l / fg_l) + params["exposure_stops"]
+    plate_cast = (fg_mean / fg_l) ** params["colour_match"]  # grey-world on the character, partly
+    chroma = (e_mean / e_l) / plate_cast
+    chroma /= float(chroma @ LUMA)
+    return ShotGrade((2.0 ** stops * chroma).astype(np.float32), e_mean.astype(np.float32),
+                     fit_plate_shading(np.concatenate(normals), np.concatenate(lum)))
+
+
+def fit_plate_shading(normals: np.ndarray, lum: np.ndarray) -> np.ndarray:
+    """Least-squares studio light on the plate, luminance ~ c0 + c . n over the solid matte (albedo
+    varies, so this is only the low-order trend), normalised to c0 = 1 and |c| <= 0.8 so removing
+    it never more than doubles or halves a pixel."""
+    if len(lum) < 16:
+        return np.array([1, 0, 0, 0], np.float32)
+    a = np.c_[np.ones(len(lum)), normals]
+    coef = np.linalg.lstsq(a, lum, rcond=None)[0]
+    if coef[0] <= 1e-6:
+        return np.array([1, 0, 0, 0], np.float32)
+    c = coef[1:] / coef[0]
+    norm = float(np.linalg.norm(c))
+    if norm > 0.8:
+        c *= 0.8 / norm
+    return np.r_[1.0, c].astype(np.float32)
+
+
+def relight_ratio(masks: dict, light: ShotLight, grade: ShotGrade, camera: Camera, strength: float) -> np.ndarray:
+    """(H, W, 3) factor on the premultiplied foreground: the shot's gain times directional shading
+    relative to the mean shading, so the exposure is the grade's and the key adds shape, divided
+    by the studio's shading fitted on the plate (de-lighting)."""
+    n = object_normals(masks, camera)
+    studio = np.clip(grade.plate_shading[0] + n @ grade.plate_shading[1:], 0.2, None)[..., None]
+    shade = (light.key(n) + light.ambient(n)) / grade.mean_irradiance / studio
+    shade = np.clip(1.0 + strength * (shade - 1.0), 0.0, None)
+    return (grade.gain * shade).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ C2E
+def _blur_levels(mask: np.ndarray, max_sigma: float) -> list[tuple[float, float, np.ndarray]]:
+    """(sigma in full-res pixels, scale, image) of a matte blurred at doubling sigmas; the wide
+    ones at reduced resolution (cheap at 2K)."""
+    out = [(0.0, 1.0, mask.astype(np.float32))]
+    img, scale, sigma = mask.astype(np.float32), 1.0, 1.0
+    while sigma <= max_sigma * 2 and min(img.shape) > 4:
+        if sigma >= 4 * (1.0 / scale):  # blur at half resolution once sigma spans 4 of its pixels
+            img = cv2.resize(img, (max(1, img.shape[1] // 2), max(1, img.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+            scale *= 0.5
+        out.append((sigma, scale, cv2.GaussianBlur(img, (0, 0), max(0.3, sigma * scale))))
+        sigma *= 2
+    return out
+
+
+def world_points(depth: np.ndarray, camera: Camera) -> np.ndarray:
+    """(H, W, 3) world points of a depth map (camera-space z)."""
+    h, w = depth.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    return camera.unproject(xs, ys, depth, w, h).astype(np.float32)
+
+
+def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.ndarray, direction: np.ndarray,
+                   camera: Camera, size: tuple[int, int], softness_deg: float) -> np.ndarray:
+    """How much of a light from ``direction`` one object blocks at each world point (H, W).
+
+    The object is its camera matte on a vertical card through ``contact``, turned about the vertical
+    to face the light (the silhouette of a roughly round body changes little with the angle); a point
+    is shadowed where its ray towards the light crosses the card on the matte. The matte is read
+    blurred by the penumbra: the distance to the card times the light's angular size."""
+    w, h = size
+    az, el = math.atan2(direction[0], direction[2]), math.asin(float(np.clip(direction[1], -1, 1)))
+    el = min(el, math.radians(MAX_SHADOW_ELEVATION))
+    d = np.array([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)], np.float32)
+    n_card = np.array([math.sin(az), 0.0, math.cos(az)], np.float32)
+    phi = (az + math.pi / 2) % math.pi - math.pi / 2  # the card's turn from camera-facing, in (-90, 90]
+    lateral = np.array([math.cos(phi), 0.0, -math.sin(phi)], np.float32)
+    c = np.asarray(contact, np.float32)
+    s = ((c - points) @ n_card) / float(d @ n_card)  # distance along the ray to the card
+    hit = points + s[..., None] * d
+    height = hit[..., 1]
+    ok = valid & (s > 0) & (height > 0)
+    card = c + ((hit - c) @ lateral)[..., None] * np.array([1, 0, 0], np.float32) + height[..., None] * np.array([0, 1, 0], np.float32)
+    u, v, _ = camera.project(card, w, h)
+    u = np.where(ok, u - 0.5, -1e4).astype(np.float32)
+    v = np.where(ok, v - 0.5, -1e4).astype(np.float32)
+    card_z = max(float((c - camera.position) @ camera.basis()[2]), 1e-3)
+    sigma = s * math.tan(math.radians(max(softness_deg, MIN_SOFTNESS_DEG))) * camera.focal_px(w) / card_z
+    sigma = np.where(ok, sigma, 0.0)
+    return _sample_levels(levels, u, v, sigma)
+
+
+def _sample_levels(levels, u, v, sigma) -> np.ndarray:
+    """The blurred matte at (u, v) (full-res pixel coordinates), interpolating between blur levels."""
+    sig = [lv[0] for lv in levels]
+    k = np.interp(np.log2(np.maximum(sigma, 0.5)), np.log2(np.maximum(sig, 0.5)), np.arange(len(sig)))
+    out = np.zeros(u.shape, np.float32)
+    for i, (_, scale, img) in enumerate(levels):
+        weight = np.clip(1.0 - np.abs(k - i), 0.0, 1.0)
+        if not weight.any():
+            continue
+        su = ((u + 0.5) * scale - 0.5).astype(np.float32)
+        sv = ((v + 0.5) * scale - 0.5).astype(np.float32)
+        sample = cv2.remap(img, su, sv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        out += weight * sample
+    return np.clip(out, 0.0, 1.0)
+
+
+def _combine(occlusions) -> np.ndarray:
+    free = None
+    for o in occlusions:
+        free = (1.0 - o) if free is None else free * (1.0 - o)
+    return 1.0 - free
+
+
+def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray]], light: ShotLight,
+                          camera: Camera, softness_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """(key shadow, contact) occlusion of the environment (H, W) by the objects [(matte, contact)]."""
+    h, w = depth.shape
+    valid = depth < 0.5 * FAR
+    zeros = np.zeros((h, w), np.float32)
+    objects = [(m, c) for m, c in objects if c is not None and (m > 0.02).any()]
+    if not objects or not valid.any():
+        return zeros, zeros
+    points = world_points(depth, camera)
+    max_sigma = 0.25 * w
+    shadow = _combine(cast_occlusion(points, valid, _blur_levels(m, max_sigma), c, light.direction, camera, (w, h),
+                                     softness_deg) for m, c in objects)
+    # contact: the same look-up towards the sky dome at quarter resolution (it is soft anyway; the
+    # camera's focal length in pixels scales with the width, so the same Camera serves)
+    f = 4 if min(h, w) >= 64 else 1
+    sw, sh = max(1, w // f), max(1, h // f)
+    small_cam_depth = cv2.resize(depth, (sw, sh), interpolation=cv2.INTER_NEAREST)
+    pts = cv2.resize(points, (sw, sh), interpolation=cv2.INTER_NEAREST)
+    ok = small_cam_depth < 0.5 * FAR
+    occ = np.zeros((sh, sw), np.float32)
+    small_objects = [(_blur_levels(cv2.resize(m.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA), 0.25 * sw), c)
+                     for m, c in objects]
+    weights = []
+    for az, el in CONTACT_DIRS:
+        dvec = light_direction(az, el).astype(np.float32)
+        wgt = math.sin(math.radians(el))  # cosine weighting of the dome
+        occ += wgt * _combine(cast_occlusion(pts, ok, lv, c, dvec, camera, (sw, sh), CONTACT_SOFTNESS_DEG)
+                              for lv, c in small_objects)
+        weights.append(wgt)
+    occ /= sum(weights)
+    contact = cv2.resize(occ, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else occ
+    return shadow.astype(np.float32), np.where(valid, contact, 0.0).astype(np.float32)
+
+
+def environment_ratio(shadow: np.ndarray, contact: np.ndarray, light: ShotLight, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) factor on the environment, and the key's share of an upward surface's light (3,).
+    In shadow only the ambient remains (so shadows take the sky's colour); contact removes ambient."""
+    up = np.array([0.0, 1.0, 0.0], np.float32)
+    k = light.key(up)
+    a = light.ambient(up)
+    total = np.maximum(k + a, 1e-6)
+    key_share, amb_share = k / total, a / total
+    ratio = (1.0 - params["shadow_density"] * shadow[..., None] * key_share
+             - np.clip(params["contact"] * contact, 0, 1)[..., None] * amb_share)
+    return np.clip(ratio, 0.0, 1.0).astype(np.float32), key_share.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ frame
+def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np.ndarray, contacts: dict,
+                    light: ShotLight, grade: ShotGrade, camera: Camera, params: dict) -> tuple[np.ndarray, dict]:
+    """One frame: key (H, W, 4) premultiplied, env (H, W, 3), masks {character, prop}, the
+    environment's depth, contacts {object: world point or None}. Returns (beauty RGBA, layers)."""
+    h, w = env_depth.shape
+    alpha = np.clip(key[..., 3], 0.0, 1.0).astype(np.float32)
+    objects = [(masks[o].astype(np.float32), None if contacts.get(o) is None else np.asarray(contacts[o], np.float32))
+               for o in ("character", "prop")]
+    softness = params["shadow_softness_deg"] if params["shadow_softness_deg"] is not None else light.softness_deg
+    shadow, contact = environment_occlusion(env_depth, objects, light, camera, softness)
+    env_ratio, key_share = environment_ratio(shadow, contact, light, params)
+    env_out = env[..., :3] * env_ratio
+    relit = relight_ratio(masks, light, grade, camera, params["relight"])
+    fg = key[..., :3] * relit
+    wrap = light_wrap(env_out, alpha, params["light_wrap_size"] * w, params["light_wrap"])
+    rgb = fg + wrap + (1.0 - alpha[..., None]) * env_out
+    beauty = np.concatenate([rgb, np.ones_like(alpha)[..., None]], axis=-1)
+    relit_layer = np.where(alpha[..., None] > 0, relit, 1.0)
+    layers = {"harmonize.shadow": shadow, "harmonize.contact": np.clip(params["contact"] * contact, 0, 1)}
+    for i, c in enumerate("RGB"):
+        layers[f"harmonize.relight.{c}"] = relit_layer[..., i]
+        layers[f"harmonize.wrap.{c}"] = wrap[..., i]
+    return beauty.astype(np.float32), {k: v.astype(np.float32) for k, v in layers.items()}
