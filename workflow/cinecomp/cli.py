@@ -4,6 +4,7 @@
   cinecomp demo [--out demo]                     render the project's demo plates
   cinecomp render [--profile default|slurm] [--shots SH010,SH020] [-- SNAKEMAKE ARGS]
   cinecomp colourspaces                          list the OCIO colourspaces a sheet may name
+  cinecomp eval [--backends over,harmonize] [--split report] [--light given|auto|both] [--real]   score backends on the ground-truth eval set
   cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
   cinecomp models from-wan --wan DIR --out DIR   build the diffusion pipeline from a Wan 2.1 diffusers dir
   cinecomp models check [--pipeline DIR]         check model directories as the workflow will
@@ -61,6 +62,12 @@ def _render(args, extra: list[str]) -> int:
         cmd += ["--config", f"shots={args.sheet}"]
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd)
+
+
+def _eval(args) -> int:
+    from .evaluate import cli
+
+    return cli(args)
 
 
 def _colourspaces(args) -> int:
@@ -138,6 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--configfile", default=None, help="config file (default: the repository config.yaml)")
     r.add_argument("--shots", default=None, help="comma-separated shot ids to (re)render; default: all")
     sub.add_parser("colourspaces", help="list colourspace names and aliases a sheet may use")
+    e = sub.add_parser("eval", help="render the ground-truth eval set, composite it per backend, print metrics")
+    e.add_argument("--out", default="eval", help="eval directory: set/, sheets, results_<light>/, strips/")
+    e.add_argument("--backends", default="over,harmonize", help="comma-separated composite backends")
+    e.add_argument("--split", default="report", choices=["report", "tune", "all"])
+    e.add_argument("--light", default="given", choices=["given", "auto", "both"],
+                   help="given: the sheet's camera, light and prop_hint from the set's survey; auto: estimated")
+    e.add_argument("--shots", default=None, help="comma-separated eval shots (default: those of --split)")
+    e.add_argument("--json", action="store_true", help="print only {backend: {metric: value}} as JSON")
+    e.add_argument("--real", action="store_true", help="real green-screen plates over real backgrounds: strips only")
+    e.add_argument("--frames", type=int, default=None, help="frames per shot (default 12)")
+    e.add_argument("--size", default=None, help="eval frame size WIDTHxHEIGHT (default 160x90)")
+    e.add_argument("--cores", type=int, default=2)
     m = sub.add_parser("models", help="make or check the diffusion backend's model directories")
     msub = m.add_subparsers(dest="action", required=True)
     t = msub.add_parser("tiny", help="tiny random pipeline + text encoder (tests; not for pictures)")
@@ -165,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         return _render(args, extra)
     if args.cmd == "models":
         return _models(args)
+    if args.cmd == "eval":
+        return _eval(args)
     return _colourspaces(args)
 
 

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from .camera import FAR, Camera, light_direction
+from .light import ALBEDO, sh_basis
 from .params import Num, check_params, parse_json_object
 
 LUMA = np.array([0.2722287, 0.6740818, 0.0536895], np.float32)  # ACEScg luminance
@@ -30,7 +31,7 @@ LUMA = np.array([0.2722287, 0.6740818, 0.0536895], np.float32)  # ACEScg luminan
 HARMONIZE_SPEC = {
     "exposure_match": Num(1.0, 0.0, 1.0, doc="how far the character's exposure moves to the environment's light (0: keep the plate's)"),
     "colour_match": Num(0.5, 0.0, 1.0, doc="how far the plate's own colour cast is removed (grey-world on the character)"),
-    "albedo": Num(0.3, 0.02, 0.95, doc="assumed mean reflectance of character and prop; sets their exposure in the environment"),
+    "albedo": Num(ALBEDO, 0.02, 0.95, doc="assumed mean reflectance of character and prop; sets their exposure in the environment (the light stage's grey world assumes the same of the environment)"),
     "exposure_stops": Num(0.0, -10.0, 10.0, doc="extra exposure on the character, in stops"),
     "relight": Num(1.0, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
     "shadow_density": Num(1.0, 0.0, 1.0, doc="1 blocks all key light in the cast shadow"),
@@ -42,6 +43,8 @@ HARMONIZE_SPEC = {
 HARMONIZE_EXAMPLE = '{"shadow_density": 0.8, "light_wrap": 0.5}'
 LAYERS = ("harmonize.shadow", "harmonize.contact", "harmonize.relight.R", "harmonize.relight.G",
           "harmonize.relight.B", "harmonize.wrap.R", "harmonize.wrap.G", "harmonize.wrap.B")
+RELIGHT_WIDTH = 512  # shading is smooth: normals and shading are worked out at this width at most
+SHADOW_WIDTH = 1024  # cast shadows at this width at most (a 2K frame's shadow at half resolution)
 MIN_SOFTNESS_DEG = 0.5  # even the sun's penumbra is ~0.5 degree wide
 MAX_SHADOW_ELEVATION = 87.0  # an overhead key casts its shadow straight down; keep the maths finite
 CONTACT_DIRS = [(az, el) for el in (25.0, 55.0) for az in range(0, 360, 45)]  # the sky dome, sampled
@@ -59,14 +62,6 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ light
-def sh_basis(n: np.ndarray) -> np.ndarray:
-    """Real order-2 spherical harmonics Y_0..Y_8 of unit vectors (..., 3) -> (..., 9)."""
-    x, y, z = n[..., 0], n[..., 1], n[..., 2]
-    return np.stack([np.full_like(x, 0.282095), 0.488603 * y, 0.488603 * z, 0.488603 * x,
-                     1.092548 * x * y, 1.092548 * y * z, 0.315392 * (3 * z * z - 1),
-                     1.092548 * x * z, 0.546274 * (x * x - y * y)], axis=-1)
-
-
 @dataclass
 class ShotLight:
     """The light stage's JSON in the form the maths needs."""
@@ -132,9 +127,18 @@ def light_wrap(env: np.ndarray, alpha: np.ndarray, size_px: float, strength: flo
     if strength <= 0 or size_px <= 0:
         return np.zeros_like(env)
     a = np.clip(alpha, 0, 1).astype(np.float32)
-    edge = a * (1.0 - cv2.GaussianBlur(a, (0, 0), size_px))
-    bg = cv2.GaussianBlur(np.ascontiguousarray(env, np.float32), (0, 0), size_px)
-    return strength * edge[..., None] * bg
+    h, w = a.shape
+    f = max(1, int(size_px // 4))  # blur at a resolution where the wrap spans ~4 pixels, then scale back
+    small = (max(1, w // f), max(1, h // f))
+
+    def blur(img):
+        if f == 1:
+            return cv2.GaussianBlur(img, (0, 0), size_px)
+        b = cv2.GaussianBlur(cv2.resize(img, small, interpolation=cv2.INTER_AREA), (0, 0), size_px / f)
+        return cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    edge = a * (1.0 - blur(a))
+    return strength * edge[..., None] * blur(np.ascontiguousarray(env, np.float32))
 
 
 @dataclass
@@ -152,6 +156,8 @@ def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera:
     fg_sum, a_sum, e_sum = np.zeros(3), 0.0, np.zeros(3)
     normals, lum = [], []
     for key, masks in samples:
+        small = _shrink({"key": key, **masks}, RELIGHT_WIDTH)
+        key, masks = small.pop("key"), small
         alpha = np.clip(key[..., 3], 0, 1)
         w = alpha
         if w.sum() < 1:
@@ -169,7 +175,8 @@ def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera:
     fg_mean = np.maximum(fg_sum / a_sum, 1e-6)
     e_mean = np.maximum(e_sum / a_sum, 1e-6)
     fg_l, e_l = float(fg_mean @ LUMA), float(e_mean @ LUMA)
-    stops = params["exposure_match"] * math.log2(params["albedo"] * e_l / fg_l) + params["exposure_stops"]
+    # a matte surface of albedo rho under irradiance E has radiance rho E / pi
+    stops = params["exposure_match"] * math.log2(params["albedo"] * e_l / math.pi / fg_l) + params["exposure_stops"]
     plate_cast = (fg_mean / fg_l) ** params["colour_match"]  # grey-world on the character, partly
     chroma = (e_mean / e_l) / plate_cast
     chroma /= float(chroma @ LUMA)
@@ -198,11 +205,26 @@ def relight_ratio(masks: dict, light: ShotLight, grade: ShotGrade, camera: Camer
     """(H, W, 3) factor on the premultiplied foreground: the shot's gain times directional shading
     relative to the mean shading, so the exposure is the grade's and the key adds shape, divided
     by the studio's shading fitted on the plate (de-lighting)."""
-    n = object_normals(masks, camera)
+    h, w = masks["character"].shape
+    small = _shrink(masks, RELIGHT_WIDTH)
+    n = object_normals(small, camera)
     studio = np.clip(grade.plate_shading[0] + n @ grade.plate_shading[1:], 0.2, None)[..., None]
     shade = (light.key(n) + light.ambient(n)) / grade.mean_irradiance / studio
-    shade = np.clip(1.0 + strength * (shade - 1.0), 0.0, None)
+    shade = np.clip(1.0 + strength * (shade - 1.0), 0.0, None).astype(np.float32)
+    if shade.shape[:2] != (h, w):
+        shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
     return (grade.gain * shade).astype(np.float32)
+
+
+def _shrink(images: dict, max_width: int) -> dict:
+    """Images (H, W[, C]) scaled down (area) so the width is at most ``max_width``; the camera's focal
+    length in pixels scales with the width, so the same Camera describes the smaller frame."""
+    h, w = next(iter(images.values())).shape[:2]
+    if w <= max_width:
+        return images
+    size = (max_width, max(1, int(round(h * max_width / w))))
+    return {k: cv2.resize(np.ascontiguousarray(v, np.float32), size, interpolation=cv2.INTER_AREA)
+            for k, v in images.items()}
 
 
 # ------------------------------------------------------------------------------------------ C2E
@@ -221,10 +243,14 @@ def _blur_levels(mask: np.ndarray, max_sigma: float) -> list[tuple[float, float,
 
 
 def world_points(depth: np.ndarray, camera: Camera) -> np.ndarray:
-    """(H, W, 3) world points of a depth map (camera-space z)."""
+    """(H, W, 3) float32 world points of a depth map (camera-space z)."""
     h, w = depth.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-    return camera.unproject(xs, ys, depth, w, h).astype(np.float32)
+    right, up, fwd = (v.astype(np.float32) for v in camera.basis())
+    f = np.float32(camera.focal_px(w))
+    xs = (np.arange(w, dtype=np.float32) + 0.5 - w / 2) / f
+    ys = (np.arange(h, dtype=np.float32) + 0.5 - h / 2) / f
+    rays = fwd + xs[None, :, None] * right - ys[:, None, None] * up  # z-normalised: depth scales it
+    return (camera.position.astype(np.float32) + depth.astype(np.float32)[..., None] * rays).astype(np.float32)
 
 
 def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.ndarray, direction: np.ndarray,
@@ -247,10 +273,16 @@ def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.nd
     hit = points + s[..., None] * d
     height = hit[..., 1]
     ok = valid & (s > 0) & (height > 0)
-    card = c + ((hit - c) @ lateral)[..., None] * np.array([1, 0, 0], np.float32) + height[..., None] * np.array([0, 1, 0], np.float32)
-    u, v, _ = camera.project(card, w, h)
-    u = np.where(ok, u - 0.5, -1e4).astype(np.float32)
-    v = np.where(ok, v - 0.5, -1e4).astype(np.float32)
+    # the card point's place on the camera-facing card through the contact, projected (float32 maths)
+    right, up, fwd = (v.astype(np.float32) for v in camera.basis())
+    lat = (hit - c) @ lateral
+    rel0 = (c - camera.position).astype(np.float32)
+    x_c = rel0 @ right + lat * right[0] + height * right[1]
+    y_c = rel0 @ up + lat * up[0] + height * up[1]
+    z_c = np.maximum(rel0 @ fwd + lat * fwd[0] + height * fwd[1], 1e-3)
+    f = np.float32(camera.focal_px(w))
+    u = np.where(ok, x_c / z_c * f + (w / 2 - 0.5), -1e4).astype(np.float32)
+    v = np.where(ok, -y_c / z_c * f + (h / 2 - 0.5), -1e4).astype(np.float32)
     card_z = max(float((c - camera.position) @ camera.basis()[2]), 1e-3)
     sigma = s * math.tan(math.radians(max(softness_deg, MIN_SOFTNESS_DEG))) * camera.focal_px(w) / card_z
     sigma = np.where(ok, sigma, 0.0)
@@ -283,12 +315,18 @@ def _combine(occlusions) -> np.ndarray:
 def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray]], light: ShotLight,
                           camera: Camera, softness_deg: float) -> tuple[np.ndarray, np.ndarray]:
     """(key shadow, contact) occlusion of the environment (H, W) by the objects [(matte, contact)]."""
+    full_h, full_w = depth.shape
+    objects = [(m, c) for m, c in objects if c is not None and (m > 0.02).any()]
+    if not objects or not (depth < 0.5 * FAR).any():
+        zeros = np.zeros((full_h, full_w), np.float32)
+        return zeros, zeros
+    if full_w > SHADOW_WIDTH:
+        size = (SHADOW_WIDTH, max(1, int(round(full_h * SHADOW_WIDTH / full_w))))
+        depth = cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST)
+        objects = [(cv2.resize(np.ascontiguousarray(m, np.float32), size, interpolation=cv2.INTER_AREA), c)
+                   for m, c in objects]
     h, w = depth.shape
     valid = depth < 0.5 * FAR
-    zeros = np.zeros((h, w), np.float32)
-    objects = [(m, c) for m, c in objects if c is not None and (m > 0.02).any()]
-    if not objects or not valid.any():
-        return zeros, zeros
     points = world_points(depth, camera)
     max_sigma = 0.25 * w
     shadow = _combine(cast_occlusion(points, valid, _blur_levels(m, max_sigma), c, light.direction, camera, (w, h),
@@ -312,7 +350,12 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
         weights.append(wgt)
     occ /= sum(weights)
     contact = cv2.resize(occ, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else occ
-    return shadow.astype(np.float32), np.where(valid, contact, 0.0).astype(np.float32)
+    contact = np.where(valid, contact, 0.0).astype(np.float32)
+    shadow = shadow.astype(np.float32)
+    if (h, w) != (full_h, full_w):
+        shadow = cv2.resize(shadow, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
+        contact = cv2.resize(contact, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
+    return shadow, contact
 
 
 def environment_ratio(shadow: np.ndarray, contact: np.ndarray, light: ShotLight, params: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -63,7 +63,7 @@ MIN_SOFTNESS_DEG = 0.25  # below the analysis resolution: about the sun's radius
 MIN_SPLIT_ELEVATION = 5.0  # degrees; a grazing key would need an unbounded intensity to light the ground
 KEY_PERCENTILE = 99.5  # bright regions: luminance above this percentile ...
 KEY_MIN_CONTRAST = 2.0  # ... and above this many times the median luminance
-KEY_MAX_BLOBS = 16  # bright regions analysed (the strongest by power above the threshold)
+KEY_MAX_BLOBS = 16  # bright regions analysed (those with the most power in their bright pixels)
 KEY_MIN_PEAK_CONTRAST = 8.0  # a light source's peak is this many times brighter than its surroundings
 KEY_FULL_CONTRAST = 100.0  # contrast at which a source is certainly one (a clear sun: thousands)
 KEY_CORE_FRACTION = 0.05  # a source: the pixels of a bright region above this fraction of its peak excess
@@ -76,7 +76,7 @@ SH_COSINE = np.array([np.pi] + [2.0 * np.pi / 3.0] * 3 + [np.pi / 4.0] * 5)
 
 def _luminance(rgb) -> np.ndarray:
     rgb = np.asarray(rgb)
-    return rgb @ LUMA.astype(rgb.dtype if rgb.dtype == np.float32 else np.float64)
+    return rgb @ (LUMA.astype(np.float32) if rgb.dtype == np.float32 else LUMA)
 
 
 def _unit(v) -> np.ndarray:
@@ -113,9 +113,11 @@ def sh_eval(coeffs, normals) -> np.ndarray:
 
 
 def sh_irradiance_from_equirect(img, rotation_deg: float = 0.0) -> np.ndarray:
-    """(9, 3) irradiance SH of an equirect radiance image (H, W, 3+) (module doc); downsample first."""
-    h, w = img.shape[:2]
-    return sh_irradiance(equirect_directions(h, w, rotation_deg), img[..., :3], equirect_solid_angles(h, w))
+    """(9, 3) irradiance SH of an equirect radiance image (H, W, 3+) (module doc), analysed at
+    ANALYSIS_SIZE at most."""
+    rgb = _prepare(img, _fit(np.shape(img)[:2], ANALYSIS_SIZE))
+    h, w = rgb.shape[:2]
+    return sh_irradiance(equirect_directions(h, w, rotation_deg), rgb, equirect_solid_angles(h, w))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -137,14 +139,21 @@ def equirect_solid_angles(h: int, w: int) -> np.ndarray:
     return np.repeat(((top - bottom) * 2.0 * np.pi / w)[:, None], w, axis=1)
 
 
+def _fit(shape, size) -> tuple[int, int]:
+    """(H, W) of an image of ``shape`` scaled down (never up) to fit ``size`` (H, W)."""
+    h, w = shape[:2]
+    scale = min(size[0] / h, size[1] / w, 1.0)
+    return max(round(h * scale), 1), max(round(w * scale), 1)
+
+
 def _prepare(img, size: tuple[int, int]) -> np.ndarray:
-    """RGB float64, finite and >= 0, area-downsampled to at most ``size`` (H, W) (energy-preserving)."""
-    rgb = np.nan_to_num(np.asarray(img, np.float32)[..., :3], nan=0.0, posinf=0.0, neginf=0.0)
-    rgb = np.maximum(rgb, 0.0)
-    h, w = size
-    if rgb.shape[0] > h or rgb.shape[1] > w:
-        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    return rgb.astype(np.float64)
+    """RGB resized to ``size`` (H, W) (area average when shrinking: energy-preserving), float64, finite
+    and >= 0."""
+    rgb = np.ascontiguousarray(np.asarray(img)[..., :3], np.float32)
+    if rgb.shape[:2] != tuple(size):
+        shrink = size[0] <= rgb.shape[0] and size[1] <= rgb.shape[1]
+        rgb = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return np.maximum(np.nan_to_num(rgb.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0), 0.0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -260,12 +269,13 @@ def _measure_equirect(img, rotation_deg: float, kind: str) -> _Measure:
     """Key and ambient of a full panorama: the key is the brightest compact region that stands out, the
     ambient the panorama with it replaced by its surroundings. Direction confidence grows with the
     key's contrast (log scale, 1 at KEY_FULL_CONTRAST) and its dominance over the other sources."""
-    rgb = _prepare(img, ANALYSIS_SIZE)
+    rgb = _prepare(img, _fit(np.shape(img), ANALYSIS_SIZE))
     h, w = rgb.shape[:2]
     dirs, omega = equirect_directions(h, w, rotation_deg), equirect_solid_angles(h, w)
     blob, dominance = _find_key(rgb, dirs, omega, wrap=True)
     if blob is None:
-        return _Measure(kind, sh_irradiance(dirs, rgb, omega), np.ones(3), notes=[f"{kind}: no bright region; ambient only"])
+        return _Measure(kind, sh_irradiance(dirs, rgb, omega), np.ones(3),
+                        notes=[f"{kind}: no bright region; ambient only"])
     colour = blob.rgb / blob.power if blob.power > 0 else np.ones(3)
     az, el = azimuth_elevation(blob.direction)
     where = f"{kind}: brightest region at azimuth {az:.1f}, elevation {el:.1f}, {blob.contrast:.0f}x its surroundings"
@@ -288,10 +298,8 @@ def _measure_frames(frames, camera: Camera, key_to_fill: float) -> _Measure:
     """Ambient and (if a source is in frame) key direction of environment-plate frames: the frames
     (averaged) are a partial view of the environment; the unseen sky is the mean of the seen sky, the
     unseen ground the mean of the seen ground; grey world gives the total irradiance."""
-    first = _prepare(frames[0], (10**9, 10**9))
-    size = (max(round(first.shape[0] * FRAME_WIDTH / first.shape[1]), 1), FRAME_WIDTH)
-    rgb = np.mean([_prepare(cv2.resize(np.asarray(f, np.float32)[..., :3], size[::-1], interpolation=cv2.INTER_AREA)
-                            if np.asarray(f).shape[:2] != size else f, size) for f in frames], axis=0)
+    size = _fit(np.shape(frames[0]), (10**6, FRAME_WIDTH))
+    rgb = np.mean([_prepare(f, size) for f in frames], axis=0)
     h, w = rgb.shape[:2]
     rays = camera.rays(w, h)
     omega = (rays @ camera.basis()[2]) ** 3 / camera.focal_px(w) ** 2  # pinhole pixel solid angle
@@ -372,7 +380,7 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
         m = _measure_equirect(probe, probe_rotation_deg, "light_probe")
     elif env_hdri is not None:
         m = _measure_equirect(env_hdri, 0.0, "environment_hdri")
-    elif env_frames:
+    elif env_frames is not None and len(env_frames):
         m = _measure_frames(env_frames, camera, k_guess)
     else:
         m = _measure_nothing(k_guess)
@@ -416,12 +424,11 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
             notes.append("ambient scaled to the sheet's intensity and key_to_fill")
     elif k_sheet is not None:
         intensity, source["intensity"] = k_sheet * _up(ambient) / sin_split, "sheet"
-    elif m.up_irradiance is None and m.key is not None:
-        intensity, source["intensity"] = m.key.power, m.kind
-    else:
+    elif m.up_irradiance is None:  # probe / HDRI: the measured key (0: none stands out)
+        intensity, source["intensity"] = (m.key.power if m.key is not None else 0.0), m.kind
+    else:  # plate / nothing: the grey-world split by the default ratio
         intensity, source["intensity"] = k_guess * _up(ambient) / sin_split, m.kind
-        if m.up_irradiance is not None:
-            notes.append(f"key_to_fill: default {k_guess} (not measured)")
+        notes.append(f"key_to_fill: default {k_guess} (not measured)")
     key_to_fill = min(intensity * sin_el / max(_up(ambient), 1e-12), 1000.0) if intensity > 0 else 0.0
     if "azimuth_deg" in sheet and intensity == 0:
         notes.append("the sheet gives a key direction but the environment shows no key: give key_to_fill to force one")

@@ -13,8 +13,9 @@ With a hint (``prop_hint`` sheet cell: a box or a mask image on one frame) the p
   2. followed frame to frame, forwards then backwards from the hint frame: dense optical flow (OpenCV
      DIS) on the log-encoded foreground; a similarity transform fitted to the flow of the previous prop
      (RANSAC, so a character moving next to a still prop does not drag it) or, for a prop that deforms,
-     the flow itself warps the previous p; the warped p is a spatial prior that the colour model
-     (prop vs character histograms, slowly adapted) refines inside a narrow band around it.
+     the flow itself warps the prop's memory (p of recent frames, fading, so parts the character
+     hides come back when uncovered); that is a spatial prior which the colour model (prop vs
+     character histograms, slowly adapted) refines inside a narrow band around it.
 Work is done at a reduced resolution (at most ``WORK_WIDTH`` wide), p is upsampled to the key's.
 Frames are streamed: only the hint frame's and the previous frame's state are held.
 """
@@ -30,8 +31,10 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from . import exrio
+from .assemble import MASK_LAYERS
+from .frames import frame_ranges
+from .plates import read_image
 
-MASK_LAYERS = ("mask.character", "mask.prop", "mask.environment")
 MASK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".dpx", ".hdr")
 EXAMPLE = "1010:40,50,90,100"
 HINT_FIX = (f"use frame:x0,y0,x1,y1 (a box in plate pixels, x right, y down) like {EXAMPLE}, "
@@ -46,7 +49,10 @@ LUMA = np.array([0.2722, 0.6741, 0.0537], np.float32)  # ACEScg luminance weight
 
 
 def _number(s: str) -> int | float:
-    v = float(s)  # ValueError for text that is no number
+    try:
+        v = float(s)
+    except ValueError:
+        raise ValueError(f"{s.strip()!r} is not a number") from None
     if not math.isfinite(v):
         raise ValueError(f"{s.strip()!r} is not a finite number")
     return int(v) if v == int(v) and re.fullmatch(r"\s*[+-]?\d+\s*", s) else v
@@ -62,7 +68,8 @@ def parse_prop_hint(text: str) -> dict | None:
     if ":" in text:
         head, rest = (s.strip() for s in text.split(":", 1))
         if not re.fullmatch(r"\d+", head):
-            raise ValueError(f"prop_hint {text!r}: the frame {head!r} before ':' must be a whole number (fix: {HINT_FIX})")
+            raise ValueError(f"prop_hint {text!r}: the frame {head!r} before ':' must be a whole number "
+                             f"(fix: {HINT_FIX})")
         frame = int(head)
     if rest.lower().endswith(MASK_EXTENSIONS):
         return {"frame": frame, "mask": rest}
@@ -85,10 +92,15 @@ def _mask_file(hint: dict, base_dir) -> Path:
     return p if p.is_absolute() else Path(base_dir or ".") / p
 
 
+def _size_problem(path, mask: np.ndarray, width: int, height: int) -> str | None:
+    if mask.shape == (height, width):
+        return None
+    return (f"prop_hint mask {path} is {mask.shape[1]}x{mask.shape[0]}, the plate is {width}x{height} "
+            "(fix: paint the mask at the plate's resolution)")
+
+
 def read_hint_mask(path) -> np.ndarray:
     """(H, W) bool prop mask of an image: its alpha if it has one (not all 1), else its first channel."""
-    from .plates import read_image
-
     img = read_image(path)
     m = img[..., 3] if float(img[..., 3].min()) < 0.5 else img[..., 0]
     return np.nan_to_num(m) > 0.5
@@ -116,9 +128,9 @@ def check_prop_hint(hint: dict, *, first: int, last: int, plate_width: int, plat
         mask = read_hint_mask(path)
     except Exception as exc:  # PlateError or a decoder error: unreadable either way
         return problems + [f"prop_hint mask {path} cannot be read ({exc}) (fix: save it as PNG, TIFF or EXR)"]
-    if mask.shape != (plate_height, plate_width):
-        problems.append(f"prop_hint mask {path} is {mask.shape[1]}x{mask.shape[0]}, the plate is "
-                        f"{plate_width}x{plate_height} (fix: paint the mask at the plate's resolution)")
+    wrong_size = _size_problem(path, mask, plate_width, plate_height)
+    if wrong_size:
+        problems.append(wrong_size)
     elif not mask.any():
         problems.append(f"prop_hint mask {path} has no prop pixels (fix: paint the prop white, > 0.5)")
     return problems
@@ -245,8 +257,8 @@ def seed_from_box(box_w: list[float], fg: np.ndarray, alpha: np.ndarray, bins: n
     if not fin.any():
         return np.zeros((h, w), np.float32)
     h_char = colour_hist(bins[fout], alpha[fout]) if fout.sum() >= 16 else None
-    if h_char is None:  # the character is not outside the box: everything in it is prop
-        return (inside * alpha > 0.02).astype(np.float32)
+    if h_char is None:  # no character outside the box: everything in it is prop
+        return inside.astype(np.float32)
     b_in = bins[fin]
     h_prop, share = colour_hist(b_in, np.ones(b_in.size)), 0.5
     for _ in range(10):  # EM: box colours = share * prop + (1 - share) * character
@@ -310,7 +322,8 @@ class PropTracker:
             self.motion["hold"] += 1
             return self.shape
         src, dst = np.stack([mx[sel], my[sel]], -1), np.stack([gx[sel], gy[sel]], -1)
-        m, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=max(1.0, 0.5 * self.scale))
+        m, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
+                                             ransacReprojThreshold=max(1.0, 0.5 * self.scale))
         if m is not None and inl is not None and inl.mean() >= 0.5:
             self.motion["similarity"] += 1
             return cv2.warpAffine(self.shape, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
@@ -367,17 +380,20 @@ def _seed(hint: dict, plate_size, fg, alpha, bins, base_dir) -> np.ndarray:
         return seed_from_box([x0 * sx, y0 * sy, x1 * sx, y1 * sy], fg, alpha, bins)
     path = _mask_file(hint, base_dir)
     mask = read_hint_mask(path)
-    if mask.shape != (plate_size[1], plate_size[0]):
-        raise ValueError(f"prop_hint mask {path} is {mask.shape[1]}x{mask.shape[0]}, the plate is "
-                         f"{plate_size[0]}x{plate_size[1]} (fix: paint the mask at the plate's resolution)")
-    return _resize(mask.astype(np.float32), (w, h)) * (alpha > 0.02)
+    wrong_size = _size_problem(path, mask, *plate_size)
+    if wrong_size:
+        raise ValueError(wrong_size)
+    return _fill_edges(_resize(mask.astype(np.float32), (w, h)) * (alpha > 0.02), alpha, 1.0)
 
 
 def track_masks(key_frames: list[tuple[int, Path]], out_files: list[Path], *, hint: dict | None,
                 plate_size: tuple[int, int], base_dir: Path | None = None, attrs: dict, log=None) -> dict:
-    """Write one tri-mask EXR per key frame (see the module doc); returns a small report."""
-    if len(key_frames) != len(out_files):
-        raise ValueError(f"{len(key_frames)} key frames but {len(out_files)} output files")
+    """Write one tri-mask EXR per key frame (see the module doc). The report: frames, the hint, how the
+    prop was tracked, how often each motion model served (similarity / flow / hold / lost), the prop's
+    area (fraction of the frame: min, mean, max and their frames) and the frames without any prop."""
+    if not key_frames or len(key_frames) != len(out_files):
+        raise ValueError(f"{len(key_frames)} key frames and {len(out_files)} output files "
+                         "(fix: rerun the key rule; one output per key frame)")
     frames = [int(f) for f, _ in key_frames]
     area: dict[int, float] = {}
 
@@ -407,6 +423,8 @@ def track_masks(key_frames: list[tuple[int, Path]], out_files: list[Path], *, hi
         h0 = frames.index(start)
         alpha, a_w, fg_w, img, bins = load(h0)
         p0 = _seed(hint, plate_size, fg_w, a_w, bins, base_dir)
+        if log is not None and not (p0 > 0.5).any():
+            log.warning("prop_hint selects no keyed foreground on frame %d: no prop will be tracked", start)
         write(h0, alpha, p0)
         seed = PropTracker(img, p0, a_w, bins)
         motion = {}
@@ -419,12 +437,8 @@ def track_masks(key_frames: list[tuple[int, Path]], out_files: list[Path], *, hi
                 motion[k] = motion.get(k, 0) + v
         how = (f"seeded by the {'box' if 'box' in hint else 'mask'} on frame {start}, followed forwards and "
                "backwards with DIS optical flow (similarity fit, else dense warp) and a prop/character colour model")
-    values = [area[f] for f in frames]
-    report = {"backend": "track", "frames": len(frames), "hint": hint, "tracking": how, "motion": motion,
-              "prop_area": {"min": min(values, default=0.0), "mean": float(np.mean(values)) if values else 0.0,
-                            "max": max(values, default=0.0)},
-              "prop_area_per_frame": {f: area[f] for f in frames},
-              "frames_without_prop": [f for f in frames if area[f] == 0.0] if hint else []}
-    if log is not None:
-        log.info("tri-masks of %d frames: %s; prop area %s", len(frames), how, report["prop_area"])
-    return report
+    lo, hi = min(frames, key=area.get), max(frames, key=area.get)
+    return {"backend": "track", "frames": len(frames), "hint": hint, "tracking": how, "motion": motion,
+            "prop_area": {"min": area[lo], "min_frame": lo, "mean": round(float(np.mean(list(area.values()))), 6),
+                          "max": area[hi], "max_frame": hi},
+            "frames_without_prop": frame_ranges([f for f in frames if area[f] == 0.0]) if hint else ""}
