@@ -5,8 +5,10 @@ import dataclasses
 import imageio_ffmpeg
 import numpy as np
 
-from cinecomp import exrio
-from cinecomp.demo import DemoScene, make_demo_shot, pose, render_frame
+import pytest
+
+from cinecomp import demo, exrio
+from cinecomp.demo import SHOT_SCENES, DemoScene, make_demo_shot, pose, render_frame
 
 W, H = 64, 36
 
@@ -60,3 +62,73 @@ def test_make_demo_shot_files(tmp_path):
     a = (tmp_path / "a" / "plate" / "a_plate.1001.exr").read_bytes()
     make_demo_shot(tmp_path / "again", "a", 32, 18, 1001, 1003, plate_format="exr")
     assert (tmp_path / "again" / "a" / "plate" / "a_plate.1001.exr").read_bytes() == a
+
+
+# Per-layer sums of sh010's frame 0 (192x108, contact at 13.8) rendered before the renderer grew
+# lamps, overcast, backdrops, HDRIs and plate gain: the demo shots must not change.
+SH010_FRAME0_SUMS = {"alpha": 2060.0, "char_mask": 1067.75, "depth": 66556375.193602085, "env_rgb": 48648.94536924362,
+                     "gt_rgb": 45612.47508341819, "plate_rgb": 8761.171747401357, "prop_mask": 992.25}
+
+
+def test_demo_shots_render_as_before():
+    r = render_frame(0, 192, 108, dataclasses.replace(SHOT_SCENES["sh010"], contact_at=0.6 * 23))
+    assert {k: v.astype(np.float64).sum() for k, v in r.items()} == pytest.approx(SH010_FRAME0_SUMS, rel=1e-9)
+
+
+def _ground_ratio(r):
+    """truth / environment on the visible ground (alpha 0): shadows and occlusion are < 1."""
+    ground = (r["alpha"] == 0) & (r["depth"] < 1e3)
+    return r["gt_rgb"].sum(-1)[ground] / r["env_rgb"].sum(-1)[ground]
+
+
+def test_overcast_has_no_hard_shadow():
+    sun = render_frame(8, 96, 54, dataclasses.replace(DemoScene(), contact_at=6))
+    overcast = render_frame(8, 96, 54, DemoScene(key="none", contact_at=6))
+    assert (_ground_ratio(sun) < 0.35).sum() > 20, "the sun casts hard shadows"
+    ratio = _ground_ratio(overcast)
+    assert ratio.min() >= 1 - DemoScene().ao_strength - 1e-4, "overcast: only contact occlusion darkens the ground"
+    assert 5 < (ratio < 0.9).sum() < (_ground_ratio(sun) < 0.9).sum()
+
+
+def test_lamp_falls_off_with_the_inverse_square_and_cosine():
+    lamp = np.array([1.5, 1.2, -1.0])
+    scene = DemoScene(key="lamp", lamp_pos=tuple(lamp), lamp_rgb=(4.0, 3.0, 2.0), ambient_rgb=(0.0, 0.0, 0.0))
+    r = render_frame(0, 64, 36, scene, ss=1)
+    ro, rd, _, _ = demo._camera_rays(64, 36, scene, ss=1)
+    q = ro + (-ro[:, 1] / np.minimum(rd[:, 1], -1e-9))[:, None] * rd  # each pixel's ground point
+    d = lamp - q
+    expected = 3.0 * (d[:, 1] / np.linalg.norm(d, axis=1)) / (d * d).sum(1)  # G of lamp_rgb x cos / r^2
+    albedo = demo._ground_albedo(q, scene)[:, 1]
+    ground = ((r["alpha"] == 0) & (r["depth"] < 1e3)).reshape(-1)
+    np.testing.assert_allclose(r["env_rgb"][..., 1].reshape(-1)[ground], (albedo * expected)[ground], rtol=1e-4)
+    near, far = r["env_rgb"][30, 60, 1], r["env_rgb"][20, 5, 1]
+    assert near > 3 * far, "ground near the lamp is much brighter"
+
+
+def test_plate_gain_applies_to_the_plate_only():
+    base = render_frame(4, 64, 36)
+    gained = render_frame(4, 64, 36, DemoScene(plate_gain=(2.0, 1.0, 0.5)))
+    gain = np.array([2.0, 1.0, 0.5], np.float32)
+    np.testing.assert_allclose(gained["plate_rgb"], base["plate_rgb"] * gain, rtol=1e-5)
+    for k in ("gt_rgb", "env_rgb", "alpha", "depth"):
+        np.testing.assert_array_equal(gained[k], base[k])
+
+
+def test_environments_fall_back_to_the_procedural_sky(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "BACKGROUNDS", tmp_path / "absent")
+    plain = render_frame(3, 48, 28)
+    for scene in (DemoScene(hdri="venice_sunset_1k.hdr"), DemoScene(backdrop="photo", photo="oiio_tahoe-gps.jpg")):
+        r = render_frame(3, 48, 28, scene)
+        for k in plain:
+            np.testing.assert_array_equal(r[k], plain[k])
+
+
+def test_real_environments_light_the_scene(shared_data):
+    plain = render_frame(3, 48, 28)
+    hdri = render_frame(3, 48, 28, DemoScene(hdri="venice_sunset_1k.hdr"))
+    assert not np.allclose(hdri["env_rgb"], plain["env_rgb"])
+    assert demo.hdri_sun("venice_sunset_1k.hdr")[1] < 10, "the sunset's sun is near the horizon"
+    photo = render_frame(3, 48, 28, DemoScene(backdrop="photo", photo="oiio_tahoe-gps.jpg", backdrop_z=6.0))
+    sky = plain["depth"] >= demo.FAR
+    assert (photo["depth"][sky] < demo.FAR).all(), "the photo backdrop hides the sky"
+    np.testing.assert_array_equal(photo["alpha"], plain["alpha"])

@@ -96,22 +96,22 @@ def test_comp_has_rgb_and_joint_depth(rendered):
     layers = comp_layers(rendered, "sd")
     assert len(layers) == LAST - FIRST + 1
     for ch in layers:
-        assert {"R", "G", "B", "A", "depth.Z", "mask.character"} <= set(ch)
+        assert {"R", "G", "B", "A", "depth.Z", "diffusion.Z", "mask.character"} <= set(ch)
         assert ch["R"].shape == (28, 48)  # the model's padding (48x32) is cropped off
         rgb = np.stack([ch[c] for c in "RGB"]).astype(np.float32)
         assert np.isfinite(rgb).all() and rgb.std() > 0
-        z = ch["depth.Z"]
+        z = ch["diffusion.Z"]  # the model's joint depth (depth.Z is the depth stage's, as for every backend)
         assert np.isfinite(z).all() and (z >= 0.1 - 1e-3).all() and (z <= 1000.0 + 1e-1).all()
     header = exrio.read_exr_header(sorted((rendered / "results" / "sd" / "comp").glob("*.exr"))[0])
     assert header["backend"] == "key=chroma composite=diffusion"
-    # the classical shot of the same run has no depth
-    assert all("depth.Z" not in ch for ch in comp_layers(rendered, "so"))
+    # the classical shot of the same run has the depth stage's depth, not the model's
+    assert all("depth.Z" in ch and "diffusion.Z" not in ch for ch in comp_layers(rendered, "so"))
     assert (rendered / "results" / "sd" / "review" / "sd_contact.png").stat().st_size > 0
 
 
 def test_shot_without_environment_is_synthesised_from_its_reference(rendered):
     layers = comp_layers(rendered, "sr")
-    assert len(layers) == 5 and all("depth.Z" in ch for ch in layers)
+    assert len(layers) == 5 and all("diffusion.Z" in ch for ch in layers)
     assert not (rendered / "results" / "sr" / "ingest" / "env").exists()
     log = (rendered / "logs" / "composite" / "sr.log").read_text()
     assert "environment: synthesised; environment reference ref.png" in log
@@ -153,9 +153,9 @@ def test_interrupted_shot_resumes_at_its_unfinished_window_on_fewer_ranks(render
     assert "window 1: frames 4-8 rendered" in log and "1 rank(s)" in log
     after = comp_layers(root, "sd")
     for a, b in zip(after, before):
-        for k in ("R", "G", "B", "depth.Z"):
+        for k in ("R", "G", "B", "diffusion.Z"):
             np.testing.assert_allclose(a[k].astype(np.float32), b[k].astype(np.float32),
-                                       atol=ATOL_RANKS, rtol=ATOL_RANKS if k == "depth.Z" else 0)
+                                       atol=ATOL_RANKS, rtol=ATOL_RANKS if k == "diffusion.Z" else 0)
 
 
 def test_bad_model_directories_fail_before_any_job(rendered, models, tmp_path):

@@ -177,3 +177,63 @@ def test_environment_and_reference_rules_of_the_diffusion_backend(tmp_path):
     # the config's default backend counts too
     assert load_sheet(write_sheet(tmp_path, row("sa", env="", env_cs="") + ",,,,", header=header),
                       base_dir=tmp_path, composite_default="diffusion").loc["sa", "environment"] == ""
+
+
+# ---------------------------------------------------------------- camera, light, probe, prop hint, harmonize_params
+HZ_HEADER = HEADER + ",camera,light,light_probe,light_probe_rotation_deg,prop_hint,harmonize_params"
+
+
+def hz_row(shot="sh010", camera="", light="", probe="", rot="", hint="", params=""):
+    q = lambda s: '"' + s.replace('"', '""') + '"' if s else ""  # noqa: E731 (CSV-quote a JSON cell)
+    return f"{row(shot)},{q(camera)},{q(light)},{probe},{rot},{q(hint)},{q(params)}"
+
+
+def test_harmonize_columns_good(tmp_path):
+    make_plates(tmp_path)
+    mask = np.zeros((18, 32), np.uint8)
+    mask[5:10, 6:12] = 255
+    Image.fromarray(mask).save(tmp_path / "propmask.png")
+    Image.fromarray(np.zeros((16, 32, 3), np.uint8)).save(tmp_path / "probe.png")
+    from cinecomp import exrio as _e
+
+    _e.write_rgba(tmp_path / "probe.exr", np.ones((16, 32, 4), np.float32))
+    sheet = write_sheet(tmp_path, hz_row("a", '{"focal_mm": 33, "height_m": 1.6, "tilt_deg": -9}',
+                                         '{"azimuth_deg": 300, "elevation_deg": 35}', "probe.exr", "90",
+                                         "1003:4,2,20,15", '{"shadow_density": 0.8}'),
+                        hz_row("b", light="auto", hint="propmask.png"), header=HZ_HEADER)
+    df = load_sheet(sheet, base_dir=tmp_path)
+    assert list(df.index) == ["a", "b"]
+
+
+@pytest.mark.parametrize("cells, says", [
+    (dict(camera='{"focal_mm": NaN}'), "camera: "),
+    (dict(camera='{"height_m": 1e9}'), "height_m must be in"),
+    (dict(camera='{"focal_mm": 35'), "not valid JSON"),
+    (dict(light='{"azimuth_deg": 300}'), "only one of azimuth_deg and elevation_deg"),
+    (dict(light='{"azimuth_deg": 300, "elevation_deg": 95}'), "elevation_deg must be in"),
+    (dict(light='{"azimuth_deg": Infinity, "elevation_deg": 30}'), "light: "),
+    (dict(light='{"colour": [1, -1, 1]}'), "colour must be"),
+    (dict(light="sunny"), "not valid JSON"),
+    (dict(params='{"shadow_density": 3}'), "shadow_density must be in"),
+    (dict(params='{"shadows": 1}'), "unknown harmonize_params key"),
+    (dict(hint="1003:4,2,20"), "prop_hint"),
+    (dict(hint="1003:40,2,60,15"), "outside the"),
+    (dict(hint="999:4,2,20,15"), "999"),
+    (dict(hint="nomask.png"), "nomask.png"),
+    (dict(hint="small.png"), "the plate is 32x18"),
+    (dict(probe="notequi.exr"), "not equirectangular"),
+    (dict(probe="missing.hdr"), "light_probe"),
+    (dict(rot="90"), "light_probe is empty"),
+    (dict(probe="probe.exr", rot="nan"), "light_probe_rotation_deg"),
+])
+def test_harmonize_columns_bad(tmp_path, cells, says):
+    make_plates(tmp_path)
+    from cinecomp import exrio as _e
+
+    Image.fromarray(np.zeros((9, 16), np.uint8)).save(tmp_path / "small.png")
+    _e.write_rgba(tmp_path / "notequi.exr", np.ones((16, 20, 4), np.float32))
+    _e.write_rgba(tmp_path / "probe.exr", np.ones((16, 32, 4), np.float32))
+    sheet = write_sheet(tmp_path, hz_row("bad", **cells), hz_row("good"), header=HZ_HEADER)
+    probs, msg = problems(sheet, tmp_path)
+    assert len(probs) == 1, probs  # the good row has none, the bad one exactly this
+    assert "shot bad" in probs[0] and says in probs[0] and "fix" in probs[0], probs[0]

@@ -206,7 +206,7 @@ def _camera_rays(width, height, scene, ss=2):
     return ro, rd, fwd, (h, w)
 
 
-def _heading(scene) -> float:
+def heading(scene) -> float:
     """Demo-world azimuth (radians, atan2(x, z)) of the camera's forward axis on the ground."""
     fwd = np.subtract(scene.cam_target, scene.cam_pos)
     return float(np.arctan2(fwd[0], fwd[2]))
@@ -218,14 +218,16 @@ def to_camera_world(v, scene, point: bool = True) -> np.ndarray:
     v = np.asarray(v, np.float64)
     if point:
         v = v - np.array([scene.cam_pos[0], 0.0, scene.cam_pos[2]])
-    c, s = np.cos(_heading(scene)), np.sin(_heading(scene))
+    h = heading(scene)
+    c, s = np.cos(h), np.sin(h)
     return np.stack([v[..., 0] * c - v[..., 2] * s, v[..., 1], v[..., 0] * s + v[..., 2] * c], axis=-1)
 
 
 def from_camera_world(v, scene) -> np.ndarray:
     """Camera-frame directions (..., 3) -> demo-world directions (inverse of to_camera_world)."""
     v = np.asarray(v, np.float64)
-    c, s = np.cos(_heading(scene)), np.sin(_heading(scene))
+    h = heading(scene)
+    c, s = np.cos(h), np.sin(h)
     return np.stack([v[..., 0] * c + v[..., 2] * s, v[..., 1], -v[..., 0] * s + v[..., 2] * c], axis=-1)
 
 

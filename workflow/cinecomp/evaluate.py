@@ -32,11 +32,12 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ import numpy as np
 from . import colour, exrio, metrics
 from .atomic import atomic_path, write_text
 from .camera import light_direction
-from .demo import (BACKGROUNDS, DemoScene, background_file, from_camera_world, hdri_sun, make_demo_shot,
+from .demo import (BACKGROUNDS, DemoScene, background_file, from_camera_world, hdri_sun, heading, make_demo_shot,
                    scene_camera, scene_light)
 from .errors import CinecompError
 
@@ -97,11 +98,12 @@ def _scene(camera: dict, sun: tuple[float, float] | None = None, align_hdri: boo
     (``align_hdri``) or else with its centre column ahead of the camera."""
     scene = DemoScene(**_camera(**camera), **fields)
     if sun is not None:
-        scene = dataclasses.replace(scene, sun_dir=tuple(float(v) for v in from_camera_world(light_direction(*sun), scene)))
+        sun_dir = from_camera_world(light_direction(*sun), scene)
+        scene = dataclasses.replace(scene, sun_dir=tuple(float(v) for v in sun_dir))
     if scene.hdri:
-        heading = math.degrees(math.atan2(scene.cam_target[0] - scene.cam_pos[0], scene.cam_target[2] - scene.cam_pos[2]))
         spot = hdri_sun(scene.hdri) if align_hdri else None
-        yaw = math.degrees(math.atan2(scene.sun_dir[0], scene.sun_dir[2])) - spot[0] if spot else heading
+        ahead = math.degrees(heading(scene))
+        yaw = math.degrees(math.atan2(scene.sun_dir[0], scene.sun_dir[2])) - spot[0] if spot else ahead
         scene = dataclasses.replace(scene, hdri_yaw_deg=round(yaw % 360.0, 6))
     return scene
 
@@ -192,14 +194,10 @@ def _eval_shots() -> list[EvalShot]:
     ]
 
 
-_SHOTS_CACHE: list[EvalShot] | None = None
-
-
-def eval_shots() -> list[EvalShot]:
-    global _SHOTS_CACHE
-    if _SHOTS_CACHE is None:
-        _SHOTS_CACHE = _eval_shots()
-    return _SHOTS_CACHE
+@lru_cache(maxsize=1)
+def eval_shots() -> tuple[EvalShot, ...]:
+    """The eval set's shots (built once: aligning HDRIs reads them)."""
+    return tuple(_eval_shots())
 
 
 def _fingerprint(spec: EvalShot, size, frames) -> str:
@@ -230,13 +228,14 @@ def _render_eval_shot(args) -> dict:
     """Render one eval shot (a worker process) and return its manifest entry."""
     set_dir, spec, (w, h), frames = args
     last = FIRST + frames - 1
+    shutil.rmtree(Path(set_dir) / spec.name, ignore_errors=True)  # no frames of an older size or length
     scene = dataclasses.replace(spec.scene, contact_at=0.6 * (last - FIRST))  # as make_demo_shot does
     make_demo_shot(set_dir, spec.name, w, h, FIRST, last, plate_format="exr", env_kind="sequence", fps=FPS,
                    scene=scene)
     mid = FIRST + (frames - 1) // 2
     box = _prop_box(Path(set_dir) / spec.name / "truth" / f"{spec.name}_truth.{mid:04d}.exr")
     probe = background_file("hdri", scene.hdri)
-    heading = math.degrees(math.atan2(scene.cam_target[0] - scene.cam_pos[0], scene.cam_target[2] - scene.cam_pos[2]))
+    probe_rotation = (scene.hdri_yaw_deg - math.degrees(heading(scene))) % 360.0  # its centre column's azimuth
     return {
         "shot": spec.name, "split": spec.split, "description": spec.description, "conditions": spec.conditions,
         "width": w, "height": h, "first": FIRST, "last": last, "fps": FPS,
@@ -248,7 +247,7 @@ def _render_eval_shot(args) -> dict:
         "plate_gain": list(scene.plate_gain), "environment_source": _environment_source(scene),
         # the HDRI that lights the shot, as a set's light probe (radiance x the set's normalisation)
         "light_probe": str(probe) if probe else "",
-        "light_probe_rotation_deg": round((scene.hdri_yaw_deg - heading) % 360.0, 3) if probe else None,
+        "light_probe_rotation_deg": round(probe_rotation, 3) if probe else None,
         "fingerprint": _fingerprint(spec, (w, h), frames),
     }
 
@@ -341,7 +340,8 @@ def sheet_rows(entries: list[dict], backends: list[str], mode: str, set_rel: str
                    "fps": e["fps"], "environment": f"{set_rel}/{e['environment']}",
                    "env_colourspace": e["env_colourspace"], "version": 1, "composite_backend": b}
             if mode == "given":
-                given = {"camera": json.dumps(e["camera"]), "light": json.dumps(e["light"]), "prop_hint": e["prop_hint"]}
+                given = {"camera": json.dumps(e["camera"]), "light": json.dumps(e["light"]),
+                         "prop_hint": e["prop_hint"]}
                 row.update({k: v for k, v in given.items() if k in columns})
             rows.append(row)
     return rows
@@ -506,10 +506,6 @@ def eval_strip(out: Path, entry: dict, set_dir: Path, results: Path, backends: l
 # ------------------------------------------------------------------------------------------------
 
 
-def _selected_entries(entries: list[dict], split: str) -> list[dict]:
-    return [e for e in entries if split == "all" or e["split"] == split]
-
-
 def evaluate_mode(out: Path, entries: list[dict], backends: list[str], mode: str, cores: int) -> dict:
     """Sheet, workflow run and scores of one light mode: {backend: {shot: metrics}}."""
     set_dir = out / "set"
@@ -557,7 +553,8 @@ def summary(scores: dict[str, dict]) -> dict:
 
 def run_eval(out, backends: list[str], split: str = "report", light: str = "given", shots=None,
              frames: int | None = None, size=None, cores: int = 2) -> dict:
-    """Make the eval set, run the workflow per light mode, score. Returns {mode: {backend: {shot: metrics}}}."""
+    """Make the eval set (the shots of ``split``, or exactly ``shots``), run the workflow per light mode
+    and score. Returns {mode: {backend: {shot: metrics}}}."""
     out = Path(out).resolve()
     check_backends(backends)
     if split not in (*SPLITS, "all"):
@@ -567,7 +564,6 @@ def run_eval(out, backends: list[str], split: str = "report", light: str = "give
         raise EvalError(f"--light must be given, auto or both, got {light!r}")
     names = [s.name for s in _select(shots) if shots or split == "all" or s.split == split]
     entries = make_eval_set(out / "set", names, frames=frames, size=size)
-    entries = entries if shots else _selected_entries(entries, split)
     return {m: evaluate_mode(out, entries, backends, m, cores) for m in modes}
 
 
@@ -583,13 +579,15 @@ REAL_STILL_FRAMES = 4
 
 
 def _real_backgrounds() -> dict[str, tuple[Path, str]]:
-    """short name -> (file, colourspace) of every real background."""
-    found = {}
-    for p in sorted((SHARED_DATA / "backgrounds" / "photos").glob("*.jpg")):
-        found[p.stem.replace("skimage_", "").replace("oiio_", "").replace("pano_", "").replace("-", "").replace("_", "")
-              .lower()] = (p, "srgb_tx")
-    for p in sorted((SHARED_DATA / "backgrounds" / "hdri_equirect").glob("*.hdr")):
-        found[p.stem.replace("_1k", "").split("_")[0].lower()] = (p, "Linear Rec.709 (sRGB)")
+    """short name -> (file, colourspace) of every real background (photos, then HDRIs)."""
+    def short(stem: str) -> str:
+        for junk in ("skimage_", "oiio_", "_1k"):
+            stem = stem.replace(junk, "")
+        return "".join(ch for ch in stem.lower() if ch.isalnum())
+
+    found = {short(p.stem): (p, "srgb_tx") for p in sorted((SHARED_DATA / "backgrounds" / "photos").glob("*.jpg"))}
+    found.update({short(p.stem): (p, "Linear Rec.709 (sRGB)")
+                  for p in sorted((SHARED_DATA / "backgrounds" / "hdri_equirect").glob("*.hdr"))})
     return found
 
 
@@ -679,10 +677,8 @@ def cli(args) -> int:
             print(json.dumps({"strips": [str(p) for p in strips]}) if args.json
                   else "\n".join(f"strip: {p}" for p in strips))
             return 0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            by_mode = run_eval(args.out, backends, split=args.split, light=args.light, shots=shots,
-                               frames=args.frames, size=_size(args.size), cores=args.cores)
+        by_mode = run_eval(args.out, backends, split=args.split, light=args.light, shots=shots,
+                           frames=args.frames, size=_size(args.size), cores=args.cores)
     except CinecompError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ HARMONIZE_SPEC = {
     "colour_match": Num(0.5, 0.0, 1.0, doc="how far the plate's own colour cast is removed (grey-world on the character)"),
     "albedo": Num(ALBEDO, 0.02, 0.95, doc="assumed mean reflectance of character and prop; sets their exposure in the environment (the light stage's grey world assumes the same of the environment)"),
     "exposure_stops": Num(0.0, -10.0, 10.0, doc="extra exposure on the character, in stops"),
-    "relight": Num(1.0, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
+    "relight": Num(0.6, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
     "shadow_density": Num(1.0, 0.0, 1.0, doc="1 blocks all key light in the cast shadow"),
     "shadow_softness_deg": Num(None, 0.0, 45.0, doc="angular size of the key for the penumbra (empty: the light's softness)"),
     "contact": Num(1.0, 0.0, 2.0, doc="strength of contact darkening (occlusion of the sky near the objects)"),
@@ -175,12 +175,12 @@ def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera:
     fg_mean = np.maximum(fg_sum / a_sum, 1e-6)
     e_mean = np.maximum(e_sum / a_sum, 1e-6)
     fg_l, e_l = float(fg_mean @ LUMA), float(e_mean @ LUMA)
-    # a matte surface of albedo rho under irradiance E has radiance rho E / pi
-    stops = params["exposure_match"] * math.log2(params["albedo"] * e_l / math.pi / fg_l) + params["exposure_stops"]
-    plate_cast = (fg_mean / fg_l) ** params["colour_match"]  # grey-world on the character, partly
-    chroma = (e_mean / e_l) / plate_cast
-    chroma /= float(chroma @ LUMA)
-    return ShotGrade((2.0 ** stops * chroma).astype(np.float32), e_mean.astype(np.float32),
+    # log2 gain: exposure to albedo x light (a matte surface of albedo rho under irradiance E has
+    # radiance rho E / pi), the light's colour, and (partly) the plate's own cast removed. With both
+    # matches at 1 the result does not depend on the plate's exposure or white balance at all.
+    log_gain = (params["exposure_match"] * math.log2(params["albedo"] * e_l / math.pi / fg_l)
+                + np.log2(e_mean / e_l) - params["colour_match"] * np.log2(fg_mean / fg_l) + params["exposure_stops"])
+    return ShotGrade((2.0 ** log_gain).astype(np.float32), e_mean.astype(np.float32),
                      fit_plate_shading(np.concatenate(normals), np.concatenate(lum)))
 
 
@@ -358,17 +358,20 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
     return shadow, contact
 
 
-def environment_ratio(shadow: np.ndarray, contact: np.ndarray, light: ShotLight, params: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, 3) factor on the environment, and the key's share of an upward surface's light (3,).
-    In shadow only the ambient remains (so shadows take the sky's colour); contact removes ambient."""
+def up_shares(light: ShotLight) -> tuple[np.ndarray, np.ndarray]:
+    """The key's and the ambient's share (3,) of the light on an upward surface."""
     up = np.array([0.0, 1.0, 0.0], np.float32)
-    k = light.key(up)
-    a = light.ambient(up)
+    k, a = light.key(up), light.ambient(up)
     total = np.maximum(k + a, 1e-6)
-    key_share, amb_share = k / total, a / total
-    ratio = (1.0 - params["shadow_density"] * shadow[..., None] * key_share
-             - np.clip(params["contact"] * contact, 0, 1)[..., None] * amb_share)
-    return np.clip(ratio, 0.0, 1.0).astype(np.float32), key_share.astype(np.float32)
+    return (k / total).astype(np.float32), (a / total).astype(np.float32)
+
+
+def environment_ratio(shadow: np.ndarray, contact: np.ndarray, light: ShotLight) -> np.ndarray:
+    """(H, W, 3) factor on the environment from the applied shadow and contact (0..1): in shadow
+    only the ambient remains (so shadows take the sky's colour); contact removes ambient."""
+    key_share, amb_share = up_shares(light)
+    ratio = 1.0 - shadow[..., None] * key_share - contact[..., None] * amb_share
+    return np.clip(ratio, 0.0, 1.0).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------ frame
@@ -382,7 +385,9 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
                for o in ("character", "prop")]
     softness = params["shadow_softness_deg"] if params["shadow_softness_deg"] is not None else light.softness_deg
     shadow, contact = environment_occlusion(env_depth, objects, light, camera, softness)
-    env_ratio, key_share = environment_ratio(shadow, contact, light, params)
+    shadow = params["shadow_density"] * shadow
+    contact = np.clip(params["contact"] * contact, 0.0, 1.0)
+    env_ratio = environment_ratio(shadow, contact, light)
     env_out = env[..., :3] * env_ratio
     relit = relight_ratio(masks, light, grade, camera, params["relight"])
     fg = key[..., :3] * relit
@@ -390,7 +395,7 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     rgb = fg + wrap + (1.0 - alpha[..., None]) * env_out
     beauty = np.concatenate([rgb, np.ones_like(alpha)[..., None]], axis=-1)
     relit_layer = np.where(alpha[..., None] > 0, relit, 1.0)
-    layers = {"harmonize.shadow": shadow, "harmonize.contact": np.clip(params["contact"] * contact, 0, 1)}
+    layers = {"harmonize.shadow": shadow, "harmonize.contact": contact}
     for i, c in enumerate("RGB"):
         layers[f"harmonize.relight.{c}"] = relit_layer[..., i]
         layers[f"harmonize.wrap.{c}"] = wrap[..., i]

@@ -28,8 +28,8 @@ LIGHT_SPEC = {
     "elevation_deg": Num(None, 1.0, 90.0, doc="key height above the horizon"),
     "colour": Rgb(None, 0.0, 1e6, doc="key colour, scene-linear ACEScg (normalised to luminance 1)"),
     "intensity": Num(None, 0.0, 1e6, doc="key irradiance on a surface facing it, in the environment's scene-linear units (empty: estimated)"),
-    "softness_deg": Num(None, 0.0, 45.0, doc="angular radius of the key: 0.27 the sun, 5-20 a window or softbox"),
-    "key_to_fill": Num(None, 0.0, 1000.0, doc="key irradiance over fill irradiance; 0 = no key (overcast)"),
+    "softness_deg": Num(None, 0.0, 45.0, doc="angular radius of the key (penumbra): 0.27 the sun, 5-20 a window or softbox"),
+    "key_to_fill": Num(None, 0.0, 1000.0, doc="key over ambient irradiance on an upward-facing surface (a shadow on the ground keeps 1/(1+ratio) of the light); 0 = no key (overcast)"),
 }
 LIGHT_EXAMPLE = '{"azimuth_deg": 300, "elevation_deg": 35}'
 

@@ -105,6 +105,7 @@ def flicker(outputs, truths) -> float:
         raise ValueError(f"flicker: {len(outputs)} output frames but {len(truths)} truth frames")
     if len(outputs) < 2:
         return float("nan")
-    diffs = [np.abs((np.asarray(outputs[t], np.float64) - outputs[t - 1]) - (np.asarray(truths[t], np.float64) - truths[t - 1])).mean()
-             for t in range(1, len(outputs))]
+    out = [np.asarray(o, np.float64) for o in outputs]
+    gt = [np.asarray(g, np.float64) for g in truths]
+    diffs = [np.abs((out[t] - out[t - 1]) - (gt[t] - gt[t - 1])).mean() for t in range(1, len(out))]
     return float(np.mean(diffs))

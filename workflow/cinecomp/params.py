@@ -102,8 +102,9 @@ def parse_json_object(text: str, *, example: str) -> dict:
     return obj
 
 
-def check_params(obj: dict, spec: dict, *, what: str) -> dict:
-    """``obj`` checked against ``spec`` (name -> Num/Flag/Choice/Rgb); defaults filled for absent keys."""
+def check_params(obj: dict, spec: dict, *, what: str, fix: str = "") -> dict:
+    """``obj`` checked against ``spec`` (name -> Num/Flag/Choice/Rgb); defaults filled for absent keys.
+    ``fix`` ends the error message (default: where the README lists the keys)."""
     problems = []
     unknown = sorted(set(obj) - set(spec))
     if unknown:
@@ -118,7 +119,7 @@ def check_params(obj: dict, spec: dict, *, what: str) -> dict:
             problems.append(f"{what} {err}")
         out[name] = v
     if problems:
-        raise ValueError("; ".join(problems))
+        raise ValueError("; ".join(problems) + f" (fix: {fix or 'README lists every ' + what + ' key with its range'})")
     return out
 
 

@@ -202,7 +202,8 @@ def _check_json_cells(row: dict) -> list[str]:
         try:
             value = parse(row[col]) if row[col] else None
         except ValueError as exc:
-            out.append(f"{col}: {exc}")
+            msg = str(exc)
+            out.append(msg if msg.startswith(col) else f"{col}: {msg}")
             value = None
         if col == "prop_hint":
             row["_prop_hint"] = value
@@ -307,7 +308,7 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
     if row.get("_prop_hint") and info is not None and first is not None and last is not None:
         from .masks import check_prop_hint
 
-        out.extend(f"prop_hint: {m}" for m in check_prop_hint(
+        out.extend(m if m.startswith("prop_hint") else f"prop_hint: {m}" for m in check_prop_hint(
             row["_prop_hint"], first=first, last=last, plate_width=info.width, plate_height=info.height,
             base_dir=base_dir))
     res = row.get("resolution") or ""

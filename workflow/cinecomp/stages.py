@@ -159,7 +159,10 @@ def light(inputs, outputs, settings, log):
     probe = _equirect(inputs.probe, settings["probe_colourspace"]) if "probe" in inputs.keys() else None
     est = estimate_light(sheet_light=settings["light"], camera=camera, env_frames=env_frames, env_hdri=env_hdri,
                          probe=probe, probe_rotation_deg=settings["probe_rotation_deg"])
+    from .harmonize import ShotLight, up_shares
+
     est["camera"] = settings["camera"]
+    est["up_shares"] = dict(zip(("key", "ambient"), (v.tolist() for v in up_shares(ShotLight.from_json(est)))))
     Path(outputs[0]).parent.mkdir(parents=True, exist_ok=True)
     write_json(outputs[0], est)
     log.info("light of %s: %s", settings["shot"], est)

@@ -1,0 +1,185 @@
+"""The evaluation harness: metric maths, the eval set and its camera/light survey, one workflow run."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cinecomp import metrics
+from cinecomp.camera import Camera, light_direction
+from cinecomp.demo import pose, render_frame, scene_camera, scene_light, to_camera_world
+from cinecomp.evaluate import (PSNR_CAP, display, eval_shots, frame_metrics, make_eval_set, sheet_rows)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spec(name):
+    return next(s for s in eval_shots() if s.name == name)
+
+
+# ---------------------------------------------------------------- metrics
+def test_identical_images_score_perfectly():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, (24, 32, 3))
+    assert metrics.psnr_from_mse(metrics.region_mse(a, a)) == float("inf")
+    assert metrics.ssim(a, a) == pytest.approx(1.0)
+    assert metrics.region_mae(a, a) == 0.0
+    lin = rng.uniform(0.05, 0.8, (24, 32, 3)).astype(np.float32)
+    alpha = np.zeros((24, 32), np.float32)
+    alpha[5:15, 5:15] = 1
+    m = frame_metrics(lin, lin, lin * 1.5, alpha)  # env brighter everywhere: all of the outside is "shadow"
+    assert m["psnr_full"] == m["psnr_char"] == m["psnr_shadow"] == PSNR_CAP
+    assert m["ssim_full"] == pytest.approx(1.0) and m["ssim_char"] == pytest.approx(1.0)
+    assert m["char_err"] == 0 and m["shadow_err"] == 0
+
+
+def test_psnr_and_ssim_of_known_errors():
+    a = np.full((16, 16, 3), 0.5)
+    assert metrics.psnr_from_mse(metrics.region_mse(a + 0.1, a)) == pytest.approx(20.0)
+    noisy = a + np.random.default_rng(1).normal(0, 0.1, a.shape)
+    assert metrics.ssim(noisy, a) < 0.5
+    assert np.isnan(metrics.region_mse(a, a, np.zeros((16, 16), bool)))  # empty region: no value
+
+
+def test_shadow_region_and_known_shadow_error():
+    env = np.full((20, 30, 3), 0.4, np.float32)
+    gt = env.copy()
+    gt[12:18, 3:10] *= 0.5  # the true shadow
+    gt[2:6, 20:25] *= 0.95  # slightly darker: under the 0.9 threshold, not a shadow
+    alpha = np.zeros((20, 30), np.float32)
+    alpha[0:10, 0:4] = 1  # the character (darker truth there does not count)
+    gt[0:10, 0:4] = 0.01
+    region = metrics.shadow_region(gt, env, alpha)
+    expected = np.zeros((20, 30), bool)
+    expected[12:18, 3:10] = True
+    np.testing.assert_array_equal(region, expected)
+    m = frame_metrics(env, gt, env, alpha)  # a comp without the shadow
+    want = float(np.abs(display(env) - display(gt))[expected].mean())
+    assert m["shadow_err"] == pytest.approx(want, rel=1e-6)
+    assert want > 0.1
+
+
+def test_flicker():
+    rng = np.random.default_rng(2)
+    gts = [rng.uniform(0, 1, (8, 8, 3)) for _ in range(5)]
+    assert metrics.flicker([g + 0.2 for g in gts], gts) == pytest.approx(0.0, abs=1e-12)
+    noise = [g + (0.1 if t % 2 else -0.1) * rng.uniform(0.5, 1, g.shape) for t, g in enumerate(gts)]
+    assert metrics.flicker(noise, gts) > 0.1
+
+
+# ---------------------------------------------------------------- eval set
+def test_eval_set_manifest_split_is_fixed_and_balanced(tmp_path):
+    entries = make_eval_set(tmp_path, frames=2, size=(32, 18))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["shots"]
+    assert len(manifest) >= 12 and [e["shot"] for e in entries] == list(manifest)
+    splits = Counter(e["split"] for e in entries)
+    assert splits["tune"] == splits["report"] == len(entries) // 2
+    for cond in ("key", "direction", "camera", "plate"):  # every condition class appears in both splits
+        by_split = {sp: {e["conditions"][cond] for e in entries if e["split"] == sp} for sp in ("tune", "report")}
+        for value in {"sun", "lamp", "overcast", "front", "side", "back"} & by_split["tune"]:
+            assert value in by_split["report"], f"{cond}={value} only in tune"
+    assert {e["split"] for e in entries if e["plate_gain"] != [1.0, 1.0, 1.0]} == {"tune", "report"}
+    for e in entries:
+        assert set(e["camera"]) == {"focal_mm", "sensor_width_mm", "height_m", "tilt_deg", "roll_deg"}
+        assert (tmp_path / e["truth"].replace("####", f"{e['last']:04d}")).is_file()
+        if e["prop_hint"]:
+            frame, box = e["prop_hint"].split(":")
+            x0, y0, x1, y1 = map(int, box.split(","))
+            assert int(frame) == e["prop_frame"] and 0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 18
+    assert make_eval_set(tmp_path, ["ev01"], frames=2, size=(32, 18))[0] == manifest["ev01"]  # cached
+    rows = sheet_rows(entries[:1], ["over", "harmonize"], "auto", "set")
+    assert [r["shot"] for r in rows] == [f"{entries[0]['shot']}_over", f"{entries[0]['shot']}_harmonize"]
+    assert not any(r.get("light") or r.get("camera") for r in rows)
+
+
+@pytest.mark.parametrize("name", ["ev02", "ev06", "ev13"])  # tilted high camera, turned camera, telephoto
+def test_scene_camera_matches_the_renderer(name):
+    scene = dataclasses.replace(_spec(name).scene, contact_at=6)
+    w, h = 96, 54
+    cam = Camera.from_params(scene_camera(scene))
+    r = render_frame(6, w, h, scene, ss=1)
+    # the box's corners projected with camera.py land on the box's pixels
+    p = pose(6, scene)
+    c = np.array([[p["bx"] + sx * p["half"], p["half"] + sy * p["half"], sz * p["half"]]
+                  for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+    x, y, _ = cam.project(to_camera_world(c, scene), w, h)
+    ys, xs = np.nonzero(r["prop_mask"] > 0.5)
+    assert abs(x.min() - xs.min()) < 1.0 and abs(x.max() - (xs.max() + 1)) < 1.0
+    assert abs(y.min() - ys.min()) < 1.0 and abs(y.max() - (ys.max() + 1)) < 1.0
+    # the renderer's depth, unprojected with camera.py, puts ground pixels on the ground (y = 0)
+    ground = (r["alpha"] == 0) & (r["depth"] < 30)
+    yy, xx = np.nonzero(ground)
+    pts = cam.unproject(xx + 0.5, yy + 0.5, r["depth"][ground], w, h)
+    if scene.backdrop != "photo":
+        np.testing.assert_allclose(pts[:, 1], 0.0, atol=2e-3)
+    else:  # some pixels are on the backdrop plane
+        assert np.median(np.abs(pts[:, 1])) < 2e-3
+
+
+@pytest.mark.parametrize("name", ["ev02", "ev03", "ev06"])
+def test_scene_light_is_the_sun_direction_relative_to_the_camera(name):
+    scene = _spec(name).scene
+    light = scene_light(scene)
+    fwd = np.subtract(scene.cam_target, scene.cam_pos)
+    fwd_h = np.array([fwd[0], 0.0, fwd[2]]) / np.hypot(fwd[0], fwd[2])
+    right_h = np.cross([0.0, 1.0, 0.0], fwd_h)
+    sun = np.asarray(scene.sun_dir) / np.linalg.norm(scene.sun_dir)
+    expected = np.array([sun @ right_h, sun[1], sun @ fwd_h])
+    np.testing.assert_allclose(light_direction(light["azimuth_deg"], light["elevation_deg"]), expected, atol=1e-4)
+
+
+def test_shadow_falls_away_from_a_light_at_camera_right():
+    scene = dataclasses.replace(_spec("ev02").scene, contact_at=6)  # sun azimuth 90: camera right
+    assert scene_light(scene)["azimuth_deg"] == pytest.approx(90.0, abs=1e-3)
+    r = render_frame(6, 96, 54, scene)
+    shadow = metrics.shadow_region(r["gt_rgb"], r["env_rgb"], r["alpha"], darker=0.6)
+    assert shadow.sum() > 20
+    xs_shadow = np.nonzero(shadow)[1].mean()
+    xs_objects = np.nonzero(r["alpha"] > 0.5)[1].mean()
+    assert xs_shadow < xs_objects - 3, "a light at camera right casts shadows to the left"
+
+
+def test_lamp_light_points_from_the_character_to_the_lamp():
+    scene = dataclasses.replace(_spec("ev09").scene, contact_at=6)
+    light = scene_light(scene, frames=10)
+    mid = np.array([np.mean([pose(i, scene)["cx"] for i in range(10)]), 1.0, 0.0])
+    d = to_camera_world(np.subtract(scene.lamp_pos, mid), scene, point=False)
+    np.testing.assert_allclose(light_direction(light["azimuth_deg"], light["elevation_deg"]), d / np.linalg.norm(d),
+                               atol=1e-4)
+    assert light["key_to_fill"] > 1 and light["intensity"] > 0
+    assert scene_light(_spec("ev07").scene) == {"key_to_fill": 0.0}  # overcast: no key
+
+
+# ---------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_cli_eval_runs_the_workflow_and_scores(tmp_path):
+    cli = Path(sys.executable).with_name("cinecomp")
+    r = subprocess.run([str(cli), "eval", "--out", str(tmp_path), "--backends", "over", "--shots", "ev01",
+                        "--frames", "3", "--size", "48x28", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    scores = json.loads(r.stdout)
+    assert set(scores) == {"over"}
+    assert set(scores["over"]) == {"psnr_full", "ssim_full", "psnr_char", "ssim_char", "char_err", "psnr_shadow",
+                                   "shadow_err", "flicker"}
+    assert all(v is not None and np.isfinite(v) for v in scores["over"].values()), scores
+    assert 5 < scores["over"]["psnr_full"] < 60 and 0 < scores["over"]["ssim_full"] <= 1
+    from PIL import Image
+
+    with Image.open(tmp_path / "strips" / "ev01_given.png") as im:
+        assert im.width > 3 * 48 and im.height > 3 * 28  # plate | over | truth, three frames
+    sheet = (tmp_path / "eval_given.csv").read_text()
+    assert "ev01_over" in sheet and "azimuth_deg" in sheet
+
+
+def test_cli_eval_unknown_backend_is_a_clear_error(tmp_path):
+    cli = Path(sys.executable).with_name("cinecomp")
+    r = subprocess.run([str(cli), "eval", "--out", str(tmp_path), "--backends", "over,magic"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "unknown composite backend(s) magic" in r.stderr and "over" in r.stderr
+    assert not (tmp_path / "set").exists()

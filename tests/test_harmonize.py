@@ -1,0 +1,229 @@
+"""Camera conventions, the depth stage's maths and the harmonize compositor (E2C relight, C2E shadows)."""
+
+import numpy as np
+import pytest
+
+from cinecomp import harmonize as hz
+from cinecomp.camera import FAR, Camera, azimuth_elevation, light_direction, parse_camera
+from cinecomp.depth import card_depth, contact_pixel, contact_point, object_contacts, plate_depth, shot_depth
+
+W, H = 160, 90
+CAM = Camera(focal_mm=35, height_m=1.5, tilt_deg=-8)
+
+
+# ------------------------------------------------------------------ camera
+def test_light_direction_convention():
+    np.testing.assert_allclose(light_direction(0, 0), [0, 0, 1], atol=1e-12)  # ahead of the camera: backlight
+    np.testing.assert_allclose(light_direction(90, 0), [1, 0, 0], atol=1e-12)  # camera right
+    np.testing.assert_allclose(light_direction(180, 0), [0, 0, -1], atol=1e-12)  # behind the camera
+    np.testing.assert_allclose(light_direction(0, 90), [0, 1, 0], atol=1e-12)
+    assert azimuth_elevation(light_direction(300, 35)) == pytest.approx((300, 35))
+
+
+def test_project_unproject_round_trip_and_ground():
+    pts = np.array([[0.3, 0.0, 4.0], [-1.0, 1.2, 7.0], [2.0, 0.5, 12.0]])
+    x, y, z = CAM.project(pts, W, H)
+    np.testing.assert_allclose(CAM.unproject(x, y, z, W, H), pts, atol=1e-9)
+    ground = CAM.ground_depth(W, H)
+    xs, ys = np.floor(x[0]).astype(int), np.floor(y[0]).astype(int)
+    assert abs(ground[ys, xs] - z[0]) / z[0] < 0.05  # the ground point lies on the ground map
+    assert (ground[0] == FAR).all() or CAM.horizon_row(W, H) < 0  # sky above the horizon
+    assert (ground[-1] < 10).all()
+
+
+@pytest.mark.parametrize("text, fix", [
+    ('{"focal_mm": NaN}', "finite"), ('{"height_m": -1}', "height_m"), ('{"tilt_deg": 95}', "tilt_deg"),
+    ('{"focal": 35}', "unknown camera key"), ("[1, 2]", "JSON object"), ('{"focal_mm": 35', "not valid JSON"),
+    ("[" * 5000 + "]" * 5000, "nested too deeply"), ('{"roll_deg": "3"}', "roll_deg"),
+])
+def test_camera_cell_bad_values(text, fix):
+    with pytest.raises(ValueError, match=fix):
+        parse_camera(text)
+
+
+# ------------------------------------------------------------------ depth
+def standing_bar(x0=70, x1=80, top=30, bottom=70):
+    m = np.zeros((H, W), np.float32)
+    m[top:bottom, x0:x1] = 1.0
+    return m
+
+
+def test_contact_and_card_depth_meet_the_ground():
+    bar = standing_bar()
+    px = contact_pixel(bar)
+    assert px == pytest.approx((75.0, 70.0))
+    c = contact_point(CAM, px, W, H)
+    assert c[1] == pytest.approx(0.0, abs=1e-9)
+    card = card_depth(CAM, c, W, H)
+    ground = CAM.ground_depth(W, H)
+    assert card[69, 75] == pytest.approx(ground[69, 75], rel=0.03)  # the card stands where the feet are
+    z = shot_depth(ground, {"character": bar, "prop": np.zeros_like(bar)}, {"character": c, "prop": None}, CAM)
+    assert (z[bar > 0.5] <= ground[bar > 0.5] + 1e-4).all()
+    ys, xs = np.nonzero(bar > 0.5)
+    world = CAM.unproject(xs + 0.5, ys + 0.5, z[ys, xs], W, H)
+    assert np.ptp(world[:, 2]) < 1e-3 and world[:, 1].max() > 1.0  # one upright card, taller than a metre
+    assert contact_pixel(np.zeros((H, W))) is None
+    assert contact_point(CAM, (80.0, 1.0), W, H) is None  # above the horizon: no ground there
+
+
+def test_contacts_are_smoothed_and_filled():
+    frames = [{"character": standing_bar(70 + i, 80 + i), "prop": np.zeros((H, W))} for i in range(8)]
+    frames[3] = {"character": np.zeros((H, W)), "prop": np.zeros((H, W))}  # character missing on one frame
+    c = object_contacts(CAM, frames, W, H)
+    xs = np.array([p[0] for p in c["character"]])
+    assert c["prop"] == [None] * 8 and np.all(np.isfinite(xs)) and np.all(np.diff(xs) > -1e-6)
+
+
+def test_plate_depth_finds_z_and_keeps_edges():
+    z = np.full((4, 6), 3.0, np.float32)
+    z[:, 3:] = np.inf
+    out = plate_depth({"R": z, "Z": z}, (12, 8))
+    assert out.shape == (8, 12) and set(np.unique(out)) == {3.0, FAR}
+    assert plate_depth({"R": z}, (6, 4)) is None
+
+
+# ------------------------------------------------------------------ harmonize
+def light(az=90.0, el=40.0, key=3.0, ambient=0.6, softness=1.0):
+    sh = np.zeros((9, 3))
+    sh[0] = ambient / 0.282095  # uniform ambient irradiance: c0 * Y0 = ambient
+    return hz.ShotLight.from_json({"direction": light_direction(az, el).tolist(), "intensity": key,
+                                   "colour": [1, 1, 1], "ambient_sh": sh.tolist(), "softness_deg": softness})
+
+
+def frame_inputs(bar=None):
+    bar = standing_bar() if bar is None else bar
+    key = np.concatenate([np.stack([bar * 0.2, bar * 0.15, bar * 0.1], -1), bar[..., None]], -1)
+    env = np.full((H, W, 3), 0.5, np.float32)
+    masks = {"character": bar, "prop": np.zeros_like(bar)}
+    px = contact_pixel(bar)
+    contacts = {"character": None if px is None else contact_point(CAM, px, W, H), "prop": None}
+    return key, env, masks, contacts
+
+
+def run(l, params=None, bar=None):
+    key, env, masks, contacts = frame_inputs(bar)
+    params = params or hz.parse_harmonize_params("")
+    grade = hz.shot_grade([(key, masks)], l, CAM, params)
+    return hz.harmonize_frame(key, env, masks, CAM.ground_depth(W, H), contacts, l, grade, CAM, params)
+
+
+def shadow_side(layers, bar):
+    s = layers["harmonize.shadow"] * (bar < 0.5)
+    ys, xs = np.nonzero(s > 0.3)
+    return xs.mean(), ys.mean(), s
+
+
+@pytest.mark.parametrize("az, side", [(90, "left"), (270, "right"), (0, "towards camera"), (180, "away")])
+def test_shadow_falls_away_from_the_light(az, side):
+    bar = standing_bar()
+    _, layers = run(light(az=az, el=35), bar=bar)
+    if side == "away":  # straight behind the bar, hidden by it: dense under the matte, nothing beside it
+        assert layers["harmonize.shadow"][64:69, 72:78].min() > 0.8
+        assert (layers["harmonize.shadow"] * (bar < 0.5)).max() < 0.3
+        return
+    x, y, s = shadow_side(layers, bar)
+    assert s.max() > 0.8, "a hard key casts a dense shadow"
+    if side == "left":
+        assert x < 70
+    elif side == "right":
+        assert x > 80
+    else:
+        assert y > 70  # below the feet in the image: nearer the camera
+
+
+def test_shadow_is_attached_and_softens_with_distance():
+    bar = standing_bar()
+    _, layers = run(light(az=90, el=30, softness=4.0), bar=bar)
+    s = layers["harmonize.shadow"] * (bar < 0.5)
+    assert s[60:70, 64:70].max() > 0.8  # attached to the feet
+    cols = np.nonzero((s > 0.5).any(axis=0))[0]
+    assert cols.min() < 40 and cols.max() < 80  # a long shadow to the left (as deep as the bar is wide)
+
+    def edge_width(col):  # rows in the penumbra across the shadow's streak
+        v = s[:, col]
+        return int(((v > 0.05) & (v < 0.95)).sum())
+
+    near, far = 66, cols.min() + 2
+    assert edge_width(far) > edge_width(near)  # softer where the occluder (the head) is far from the ground
+
+
+def test_contact_darkening_is_local():
+    bar = standing_bar()
+    _, layers = run(light(az=90, el=60, key=0.0, ambient=1.0), bar=bar)  # overcast: no key
+    c = layers["harmonize.contact"]
+    assert layers["harmonize.shadow"].max() <= 1.0
+    assert c[71, 70:80].mean() > 2 * c[85, 10:30].mean() and c[71, 70:80].mean() > 0.05
+
+
+def test_moving_prop_moves_its_shadow():
+    a, b = standing_bar(40, 56, 50, 70), standing_bar(70, 86, 50, 70)
+    _, la = run(light(az=90, el=35), bar=a)
+    _, lb = run(light(az=90, el=35), bar=b)
+    xa, _, _ = shadow_side(la, a)
+    xb, _, _ = shadow_side(lb, b)
+    assert xb - xa == pytest.approx(30, abs=3)
+
+
+def test_relight_shades_towards_the_key_and_keeps_texture():
+    yy, xx = np.mgrid[0:H, 0:W]
+    disc = (((xx - 80) ** 2 + (yy - 45) ** 2) < 30 ** 2).astype(np.float32)
+    params = hz.parse_harmonize_params('{"light_wrap": 0}')
+    _, right_lit = run(light(az=90, el=10, key=5.0, ambient=0.2), params, disc)
+    ratio = right_lit["harmonize.relight.G"]
+    assert ratio[45, 100] > 1.5 * ratio[45, 60]  # the side facing the key is brighter
+    # texture: the ratio is smooth, so plate detail (here a checker) passes through unchanged
+    assert np.abs(np.diff(ratio[45, 60:100])).max() < 0.2 * ratio[45, 60:100].mean()
+
+
+def test_exposure_and_white_balance_of_the_plate_are_undone():
+    """With full matching, a plate shot brighter and bluer composites the same."""
+    params = hz.parse_harmonize_params('{"exposure_match": 1, "colour_match": 1}')
+    l = light()
+    key, env, masks, contacts = frame_inputs()
+    depth = CAM.ground_depth(W, H)
+    outs = []
+    for gain in ([1, 1, 1], [2.5, 2.0, 3.1]):
+        k = key.copy()
+        k[..., :3] *= np.array(gain, np.float32)
+        grade = hz.shot_grade([(k, masks)], l, CAM, params)
+        outs.append(hz.harmonize_frame(k, env, masks, depth, contacts, l, grade, CAM, params)[0])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_nothing_keyed_leaves_the_environment():
+    empty = np.zeros((H, W), np.float32)
+    key, env, masks, _ = frame_inputs(empty)
+    params = hz.parse_harmonize_params("")
+    grade = hz.shot_grade([(key, masks)], light(), CAM, params)
+    beauty, layers = hz.harmonize_frame(key, env, masks, CAM.ground_depth(W, H), {"character": None, "prop": None},
+                                        light(), grade, CAM, params)
+    np.testing.assert_allclose(beauty[..., :3], env)
+    assert set(layers) == set(hz.LAYERS) and beauty[..., 3].min() == 1
+
+
+def test_layers_rebuild_the_comp():
+    """The written layers are what was applied: env x (1 - shadow*keyshare - contact*ambshare), fg x relight + wrap."""
+    key, env, masks, contacts = frame_inputs()
+    params = hz.parse_harmonize_params('{"shadow_density": 0.7, "contact": 1.5}')
+    l = light()
+    grade = hz.shot_grade([(key, masks)], l, CAM, params)
+    beauty, layers = hz.harmonize_frame(key, env, masks, CAM.ground_depth(W, H), contacts, l, grade, CAM, params)
+    env_ratio = hz.environment_ratio(layers["harmonize.shadow"], layers["harmonize.contact"], l)
+    k, a = hz.up_shares(l)
+    np.testing.assert_allclose(env_ratio, np.clip(1 - layers["harmonize.shadow"][..., None] * k
+                                                  - layers["harmonize.contact"][..., None] * a, 0, 1), atol=1e-6)
+    relight = np.stack([layers[f"harmonize.relight.{c}"] for c in "RGB"], -1)
+    wrap = np.stack([layers[f"harmonize.wrap.{c}"] for c in "RGB"], -1)
+    a = key[..., 3:]
+    rebuilt = key[..., :3] * relight + wrap + (1 - a) * env * env_ratio
+    np.testing.assert_allclose(beauty[..., :3], rebuilt, atol=1e-5)
+
+
+@pytest.mark.parametrize("text, fix", [
+    ('{"shadow_density": 2}', "shadow_density"), ('{"relight": NaN}', "finite"),
+    ('{"light_wrap": Infinity}', "finite"), ('{"shadow": 1}', "unknown harmonize_params"),
+    ('{"albedo": 0}', "albedo"), ("0.5", "JSON object"),
+])
+def test_harmonize_params_bad_values(text, fix):
+    with pytest.raises(ValueError, match=fix):
+        hz.parse_harmonize_params(text)
