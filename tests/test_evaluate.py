@@ -142,6 +142,9 @@ def test_shadow_falls_away_from_a_light_at_camera_right():
     xs_shadow = np.nonzero(shadow)[1].mean()
     xs_objects = np.nonzero(r["alpha"] > 0.5)[1].mean()
     assert xs_shadow < xs_objects - 3, "a light at camera right casts shadows to the left"
+    # key_to_fill as light.py reads it: the ground in shadow keeps 1 / (1 + key_to_fill) of the light
+    ratio = (r["gt_rgb"] @ [0.2722, 0.6741, 0.0537])[shadow] / (r["env_rgb"] @ [0.2722, 0.6741, 0.0537])[shadow]
+    assert np.median(ratio) == pytest.approx(1 / (1 + scene_light(scene)["key_to_fill"]), abs=0.03)
 
 
 def test_lamp_light_points_from_the_character_to_the_lamp():

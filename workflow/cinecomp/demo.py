@@ -491,8 +491,10 @@ def render_frame(i: int, width: int, height: int, scene: DemoScene | None = None
 def scene_light(scene: DemoScene, frames: int | None = None) -> dict:
     """The sheet's ``light`` JSON of a scene, as a set survey would give it (camera.py conventions):
     direction towards the sun, or from the character's mean position (torso height) over ``frames``
-    frames (default: at contact) towards a lamp; colour normalised to luminance 1, intensity, softness
-    and key-to-fill ratio in the demo's units. Overcast (no key): only ``key_to_fill`` 0."""
+    frames (default: at contact) towards a lamp; colour normalised to luminance 1; intensity = key
+    irradiance on a surface facing it there; softness; key_to_fill = key irradiance on the ground
+    (intensity x sin(elevation)) over the fill's, so a ground shadow keeps 1 / (1 + key_to_fill) of the
+    lit ground's light (as in light.LIGHT_SPEC). Overcast (no key): only ``key_to_fill`` 0."""
     amb = scene_ambient(scene)
     if scene.key == "none":
         return {"key_to_fill": 0.0}
@@ -508,7 +510,7 @@ def scene_light(scene: DemoScene, frames: int | None = None) -> dict:
     return {"azimuth_deg": round(az, 3), "elevation_deg": round(el, 3),
             "colour": [round(float(c), 4) for c in rgb / lum], "intensity": round(lum, 4),
             "softness_deg": round(float(np.degrees(np.arctan(1.0 / scene.shadow_k))), 3),
-            "key_to_fill": round(lum / float(amb @ LUMA), 4)}
+            "key_to_fill": round(lum * np.sin(np.radians(el)) / float(amb @ LUMA), 4)}
 
 
 # ---------------------------------------------------------------- files

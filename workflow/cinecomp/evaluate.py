@@ -224,21 +224,28 @@ def _prop_box(truth_file: Path) -> list[int] | None:
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
 
 
-def _render_eval_shot(args) -> dict:
-    """Render one eval shot (a worker process) and return its manifest entry."""
+def _shot_scene(spec: EvalShot, frames: int) -> DemoScene:
+    """The scene as rendered: contact at 0.6 of the shot, as make_demo_shot sets it."""
+    return dataclasses.replace(spec.scene, contact_at=0.6 * (frames - 1))
+
+
+def _render_eval_shot(args) -> None:
+    """Render one eval shot (in a worker process)."""
     set_dir, spec, (w, h), frames = args
-    last = FIRST + frames - 1
     shutil.rmtree(Path(set_dir) / spec.name, ignore_errors=True)  # no frames of an older size or length
-    scene = dataclasses.replace(spec.scene, contact_at=0.6 * (last - FIRST))  # as make_demo_shot does
-    make_demo_shot(set_dir, spec.name, w, h, FIRST, last, plate_format="exr", env_kind="sequence", fps=FPS,
-                   scene=scene)
-    mid = FIRST + (frames - 1) // 2
-    box = _prop_box(Path(set_dir) / spec.name / "truth" / f"{spec.name}_truth.{mid:04d}.exr")
+    make_demo_shot(set_dir, spec.name, w, h, FIRST, FIRST + frames - 1, plate_format="exr", env_kind="sequence",
+                   fps=FPS, scene=_shot_scene(spec, frames))
+
+
+def _entry(set_dir: Path, spec: EvalShot, size, frames: int) -> dict:
+    """The manifest entry of a rendered eval shot (paths relative to the set directory)."""
+    scene, last, mid = _shot_scene(spec, frames), FIRST + frames - 1, FIRST + (frames - 1) // 2
+    box = _prop_box(set_dir / spec.name / "truth" / f"{spec.name}_truth.{mid:04d}.exr")
     probe = background_file("hdri", scene.hdri)
     probe_rotation = (scene.hdri_yaw_deg - math.degrees(heading(scene))) % 360.0  # its centre column's azimuth
     return {
         "shot": spec.name, "split": spec.split, "description": spec.description, "conditions": spec.conditions,
-        "width": w, "height": h, "first": FIRST, "last": last, "fps": FPS,
+        "width": size[0], "height": size[1], "first": FIRST, "last": last, "fps": FPS,
         "plate": f"{spec.name}/plate/{spec.name}_plate.####.exr", "plate_colourspace": "ACEScg",
         "environment": f"{spec.name}/env/{spec.name}_env.####.exr", "env_colourspace": "ACEScg",
         "truth": f"{spec.name}/truth/{spec.name}_truth.####.exr",
@@ -248,7 +255,7 @@ def _render_eval_shot(args) -> dict:
         # the HDRI that lights the shot, as a set's light probe (radiance x the set's normalisation)
         "light_probe": str(probe) if probe else "",
         "light_probe_rotation_deg": round(probe_rotation, 3) if probe else None,
-        "fingerprint": _fingerprint(spec, (w, h), frames),
+        "fingerprint": _fingerprint(spec, size, frames),
     }
 
 
@@ -281,20 +288,19 @@ def make_eval_set(out_dir, shots=None, frames: int | None = None, size: tuple[in
         return (entry and entry["fingerprint"] == _fingerprint(spec, size, frames)
                 and (out_dir / entry["truth"].replace("####", f"{entry['last']:04d}")).is_file())
 
-    todo = [s for s in specs if not current(s)]
-    if todo:
-        jobs = [(out_dir, s, size, frames) for s in todo]
-        n = min(len(todo), workers or os.cpu_count() or 1)
-        if n > 1:
-            with ProcessPoolExecutor(n) as pool:
-                done = list(pool.map(_render_eval_shot, jobs))
-        else:
-            done = [_render_eval_shot(j) for j in jobs]
-        manifest.update({e["shot"]: e for e in done})
-        order = [s.name for s in eval_shots()]
-        manifest = dict(sorted(manifest.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 999))
-        write_text(path, json.dumps({"set": "cinecomp eval set", "render_version": RENDER_VERSION,
-                                     "backgrounds": str(BACKGROUNDS), "shots": manifest}, indent=1) + "\n")
+    todo = [(out_dir, s, size, frames) for s in specs if not current(s)]
+    n = min(len(todo), workers or os.cpu_count() or 1)
+    if n > 1:
+        with ProcessPoolExecutor(n) as pool:
+            list(pool.map(_render_eval_shot, todo))
+    else:
+        for job in todo:
+            _render_eval_shot(job)
+    manifest.update({s.name: _entry(out_dir, s, size, frames) for s in specs})  # metadata always current
+    order = [s.name for s in eval_shots()]
+    manifest = dict(sorted(manifest.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    write_text(path, json.dumps({"set": "cinecomp eval set", "render_version": RENDER_VERSION,
+                                 "backgrounds": str(BACKGROUNDS), "shots": manifest}, indent=1) + "\n")
     return [manifest[s.name] for s in specs]
 
 
