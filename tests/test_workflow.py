@@ -123,7 +123,7 @@ def test_editing_one_row_reruns_only_that_shot(rendered, tmp_path):
     write_sheet(root, rows)
     jobs = planned_jobs(root)
     assert {s for _, s in jobs} == {"sb"}
-    assert {r for r, _ in jobs} == {"key", "composite", "assemble", "daily", "contact_sheet"}
+    assert {r for r, _ in jobs} == {"key", "masks", "depth", "composite", "assemble", "daily", "contact_sheet"}
 
 
 def test_deleting_an_intermediate_reruns_only_its_dependents(rendered, tmp_path):
