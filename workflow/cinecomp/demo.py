@@ -508,7 +508,9 @@ def scene_light(scene: DemoScene, frames: int | None = None) -> dict:
     az, el = azimuth_elevation(to_camera_world(direction, scene, point=False))
     lum = float(rgb @ LUMA)
     return {"azimuth_deg": round(az, 3), "elevation_deg": round(el, 3),
-            "colour": [round(float(c), 4) for c in rgb / lum], "intensity": round(lum, 4),
+            # the renderer's surfaces reflect albedo x irradiance; physically (light.py) radiance is
+            # albedo x E / pi, so the irradiance a survey would measure is pi times the renderer's
+            "colour": [round(float(c), 4) for c in rgb / lum], "intensity": round(np.pi * lum, 4),
             "softness_deg": round(float(np.degrees(np.arctan(1.0 / scene.shadow_k))), 3),
             "key_to_fill": round(lum * np.sin(np.radians(el)) / float(amb @ LUMA), 4)}
 

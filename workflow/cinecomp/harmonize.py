@@ -37,6 +37,7 @@ HARMONIZE_SPEC = {
     "shadow_density": Num(1.0, 0.0, 1.0, doc="1 blocks all key light in the cast shadow"),
     "shadow_softness_deg": Num(None, 0.0, 45.0, doc="angular size of the key for the penumbra (empty: the light's softness)"),
     "contact": Num(1.0, 0.0, 2.0, doc="strength of contact darkening (occlusion of the sky near the objects)"),
+    "contact_radius": Num(0.3, 0.01, 10.0, doc="distance (m) over which contact darkening fades"),
     "light_wrap": Num(0.3, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
     "light_wrap_size": Num(0.01, 0.0, 0.2, doc="width of the light wrap, as a fraction of the frame width"),
 }
@@ -254,7 +255,8 @@ def world_points(depth: np.ndarray, camera: Camera) -> np.ndarray:
 
 
 def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.ndarray, direction: np.ndarray,
-                   camera: Camera, size: tuple[int, int], softness_deg: float, offset: float = 0.0) -> np.ndarray:
+                   camera: Camera, size: tuple[int, int], softness_deg: float, offset: float = 0.0,
+                   falloff_m: float | None = None) -> np.ndarray:
     """How much of a light from ``direction`` one object blocks at each world point (H, W).
 
     The object is its camera matte on a vertical card through ``contact``, turned about the vertical
@@ -262,7 +264,8 @@ def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.nd
     is shadowed where its ray towards the light crosses the card on the matte. The matte is read
     blurred by the penumbra: the distance to the card times the light's angular size. ``offset``
     moves the card that far behind the contact (a slice of a thick object) while it still reads the
-    matte as seen on the contact's card."""
+    matte as seen on the contact's card. ``falloff_m``: occlusion fades as exp(-distance / falloff)
+    (contact darkening is an occluder's effect at close range)."""
     w, h = size
     az, el = math.atan2(direction[0], direction[2]), math.asin(float(np.clip(direction[1], -1, 1)))
     el = min(el, math.radians(MAX_SHADOW_ELEVATION))
@@ -289,7 +292,10 @@ def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.nd
     card_z = max(float((c - camera.position) @ camera.basis()[2]), 1e-3)
     sigma = s * math.tan(math.radians(max(softness_deg, MIN_SOFTNESS_DEG))) * camera.focal_px(w) / card_z
     sigma = np.where(ok, sigma, 0.0)
-    return _sample_levels(levels, u, v, sigma)
+    occ = _sample_levels(levels, u, v, sigma)
+    if falloff_m is not None:
+        occ *= np.exp(-np.maximum(s, 0.0) / falloff_m)
+    return occ
 
 
 def _sample_levels(levels, u, v, sigma) -> np.ndarray:
@@ -330,7 +336,7 @@ def _combine(occlusions) -> np.ndarray:
 
 
 def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray]], light: ShotLight,
-                          camera: Camera, softness_deg: float) -> tuple[np.ndarray, np.ndarray]:
+                          camera: Camera, softness_deg: float, contact_radius: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """(key shadow, contact) occlusion of the environment (H, W) by the objects [(matte, contact)]."""
     full_h, full_w = depth.shape
     objects = [(m, c) for m, c in objects if c is not None and (m > 0.02).any()]
@@ -363,8 +369,8 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
     for az, el in CONTACT_DIRS:
         dvec = light_direction(az, el).astype(np.float32)
         wgt = math.sin(math.radians(el))  # cosine weighting of the dome
-        occ += wgt * _combine(cast_occlusion(pts, ok, lv, c, dvec, camera, (sw, sh), CONTACT_SOFTNESS_DEG)
-                              for lv, c in small_objects)
+        occ += wgt * _combine(cast_occlusion(pts, ok, lv, c, dvec, camera, (sw, sh), CONTACT_SOFTNESS_DEG,
+                                             falloff_m=contact_radius) for lv, c in small_objects)
         weights.append(wgt)
     occ /= sum(weights)
     contact = cv2.resize(occ, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else occ
@@ -402,7 +408,7 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     objects = [(masks[o].astype(np.float32), None if contacts.get(o) is None else np.asarray(contacts[o], np.float32))
                for o in ("character", "prop")]
     softness = params["shadow_softness_deg"] if params["shadow_softness_deg"] is not None else light.softness_deg
-    shadow, contact = environment_occlusion(env_depth, objects, light, camera, softness)
+    shadow, contact = environment_occlusion(env_depth, objects, light, camera, softness, params["contact_radius"])
     shadow = params["shadow_density"] * shadow
     contact = np.clip(params["contact"] * contact, 0.0, 1.0)
     env_ratio = environment_ratio(shadow, contact, light)

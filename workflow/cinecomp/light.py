@@ -319,8 +319,12 @@ def _measure_frames(frames, camera: Camera, key_to_fill: float) -> _Measure:
     scene_lum = float(_luminance(scene_mean))
     up_irradiance = np.pi * scene_lum / ALBEDO
     ground = rgb[below].mean(0) if below.mean() >= 0.01 else scene_mean
-    # unseen sky: the radiance whose hemisphere gives the fill share of the grey-world irradiance
-    sky = rgb[~below].mean(0) if (~below).mean() >= 0.01 else scene_mean / (ALBEDO * (1.0 + key_to_fill))
+    # unseen sky: at least the radiance whose hemisphere gives the fill share of the grey-world
+    # irradiance (a dim strip of seen sky or horizon must not make the ground the main light)
+    needed = up_irradiance / (1.0 + key_to_fill) / np.pi
+    seen_sky = rgb[~below].mean(0) if (~below).mean() >= 0.01 else scene_mean
+    sky_lum = float(_luminance(seen_sky))
+    sky = seen_sky * (max(sky_lum, needed) / sky_lum) if sky_lum > 0 else np.full(3, needed)
     ambient = sh_irradiance_from_equirect(_frames_environment(rgb, camera, sky, ground))
     notes.append(f"environment_plate: grey world (albedo {ALBEDO}) gives {up_irradiance:.3g} on an upward surface")
     colour = scene_mean / scene_lum if scene_lum > 0 else np.ones(3)
