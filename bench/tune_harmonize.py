@@ -43,10 +43,11 @@ def run_candidate(results: Path, entries: list[dict], set_dir: Path, params: dic
         sid = evaluate.shot_id(e["shot"], "harmonize")
         inputs = shot_inputs(results, sid)
         camera = json.loads((Path(inputs.depth) / "contacts.json").read_text())["camera"]
-        out_dir = tmp / sid
+        out_dir = tmp / sid / "comp"
         settings = {"harmonize": params, "camera": camera, "attrs": {"shot": sid, "version": 1, "framesPerSecond": 24}}
         stages.harmonize(inputs, [str(out_dir)], settings, log)
-        out[e["shot"]] = evaluate.score_shot(evaluate.comp_frames(tmp, sid), e, set_dir)
+        frames = {int(p.name.rsplit(".", 2)[1]): p for p in sorted(out_dir.glob("*.exr"))}
+        out[e["shot"]] = evaluate.score_shot(frames, e, set_dir)
     return out
 
 
