@@ -67,7 +67,7 @@ def main() -> None:
         io = best(lambda: exrio.read_rgba(path), args.repeat) + best(lambda: exrio.write_rgba(path, rgba), args.repeat)
     t = {"harmonize_frame": best(lambda: hz.harmonize_frame(f["key"], f["env_rgb"], masks, depth, contacts, light,
                                                              grade, camera, params), args.repeat),
-         "environment_occlusion": best(lambda: hz.environment_occlusion(depth, [(masks[o], contacts[o]) for o in masks],
+         "environment_occlusion": best(lambda: hz.environment_occlusion(depth, [(masks[o], contacts[o], o == "prop") for o in masks],
                                                                          light, camera, 2.0), args.repeat),
          "relight_ratio": best(lambda: hz.relight_ratio(masks, light, grade, camera, 1.0), args.repeat)}
     if args.json:

@@ -63,6 +63,7 @@ def test_contact_and_card_depth_meet_the_ground():
     world = CAM.unproject(xs + 0.5, ys + 0.5, z[ys, xs], W, H)
     assert np.ptp(world[:, 2]) < 1e-3 and world[:, 1].max() > 1.0  # one upright card, taller than a metre
     assert contact_pixel(np.zeros((H, W))) is None
+    assert contact_pixel(standing_bar(bottom=H)) is None  # feet out of frame: no contact, no cast shadow
     assert contact_point(CAM, (80.0, 1.0), W, H) is None  # above the horizon: no ground there
 
 

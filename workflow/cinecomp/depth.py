@@ -20,10 +20,11 @@ SOLID = 0.5  # mask value counted as part of an object
 
 def contact_pixel(mask: np.ndarray) -> tuple[float, float] | None:
     """(x, y) where a soft mask touches the ground: its lowest solid row, at the centre of its
-    solid pixels in the lowest 3% of its height. None for an empty mask."""
+    solid pixels in the lowest 3% of its height. None for an empty mask, and for one the frame's
+    bottom edge cuts (a medium shot: its feet, and so its contact, are out of frame)."""
     solid = mask > SOLID
     rows = np.flatnonzero(solid.any(axis=1))
-    if rows.size == 0 or solid.sum() < 4:
+    if rows.size == 0 or solid.sum() < 4 or rows[-1] >= mask.shape[0] - 1:
         return None
     top, bottom = rows[0], rows[-1]
     band = solid[max(top, bottom - max(1, int(0.03 * (bottom - top + 1)))) : bottom + 1]

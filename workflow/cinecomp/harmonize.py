@@ -46,6 +46,10 @@ LAYERS = ("harmonize.shadow", "harmonize.contact", "harmonize.relight.R", "harmo
           "harmonize.relight.B", "harmonize.wrap.R", "harmonize.wrap.G", "harmonize.wrap.B")
 RELIGHT_WIDTH = 512  # shading is smooth: normals and shading are worked out at this width at most
 SHADOW_WIDTH = 1024  # cast shadows at this width at most (a 2K frame's shadow at half resolution)
+# A plate's mean colour is its light's colour times its surfaces' (green grass, red brick): only this
+# much of a colour estimated from the environment plate is taken as the light's (eval tune split).
+PLATE_COLOUR_TRUST = 0.5
+PENUMBRA = 0.5  # Gaussian sigma of the penumbra per (distance x tan(angular radius))
 MIN_SOFTNESS_DEG = 0.5  # even the sun's penumbra is ~0.5 degree wide
 MAX_SHADOW_ELEVATION = 87.0  # an overhead key casts its shadow straight down; keep the maths finite
 CONTACT_DIRS = [(az, el) for el in (25.0, 55.0) for az in range(0, 360, 45)]  # the sky dome, sampled
@@ -72,13 +76,15 @@ class ShotLight:
     ambient_sh: np.ndarray  # (9, 3) irradiance SH of everything else
     softness_deg: float
     confidence: float = 1.0  # in the direction: 1 given or measured, ~0.2 a guess
+    colour_trust: float = 1.0  # how much of the ambient's colour is the light's (not the scene's paint)
 
     @classmethod
     def from_json(cls, light: dict) -> "ShotLight":
         d = np.asarray(light["direction"], np.float32)
         return cls(d / np.linalg.norm(d), float(light["intensity"]) * np.asarray(light["colour"], np.float32),
                    np.asarray(light["ambient_sh"], np.float32).reshape(9, 3), float(light.get("softness_deg") or 0.0),
-                   float(light.get("confidence", 1.0)))
+                   float(light.get("confidence", 1.0)),
+                   PLATE_COLOUR_TRUST if light.get("source", {}).get("ambient") == "environment_plate" else 1.0)
 
     @property
     def shadow_trust(self) -> float:
@@ -188,7 +194,7 @@ def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera:
     # radiance rho E / pi), the light's colour, and (partly) the plate's own cast removed. With both
     # matches at 1 the result does not depend on the plate's exposure or white balance at all.
     log_gain = (params["exposure_match"] * math.log2(params["albedo"] * e_l / math.pi / fg_l)
-                + np.log2(e_mean / e_l) - params["colour_match"] * np.log2(fg_mean / fg_l) + params["exposure_stops"])
+                + light.colour_trust * np.log2(e_mean / e_l) - params["colour_match"] * np.log2(fg_mean / fg_l) + params["exposure_stops"])
     return ShotGrade((2.0 ** log_gain).astype(np.float32), e_mean.astype(np.float32),
                      fit_plate_shading(np.concatenate(normals), np.concatenate(lum)))
 
@@ -298,7 +304,8 @@ def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.nd
     u = np.where(ok, x_c / z_c * f + (w / 2 - 0.5), -1e4).astype(np.float32)
     v = np.where(ok, -y_c / z_c * f + (h / 2 - 0.5), -1e4).astype(np.float32)
     card_z = max(float((c - camera.position) @ camera.basis()[2]), 1e-3)
-    sigma = s * math.tan(math.radians(max(softness_deg, MIN_SOFTNESS_DEG))) * camera.focal_px(w) / card_z
+    # a disc source of angular radius r blurs by +-s tan(r); a Gaussian of half that sigma matches it
+    sigma = PENUMBRA * s * math.tan(math.radians(max(softness_deg, MIN_SOFTNESS_DEG))) * camera.focal_px(w) / card_z
     sigma = np.where(ok, sigma, 0.0)
     occ = _sample_levels(levels, u, v, sigma)
     if falloff_m is not None:
@@ -322,17 +329,18 @@ def _sample_levels(levels, u, v, sigma) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def card_offsets(mask: np.ndarray, contact: np.ndarray, camera: Camera) -> list[float]:
-    """Depths behind the contact of the cards that stand in for a thick object: a solid is about
-    as deep as 3/4 of its width (a person's shoulders, a crate), measured on its matte at the
-    contact's distance; one card per 0.25 m of depth, at most three."""
+def card_offsets(mask: np.ndarray, contact: np.ndarray, camera: Camera, solid: bool) -> list[float]:
+    """Depths behind the contact of the cards that stand in for a thick object: a prop is about as
+    deep as 3/4 of its width (a crate, a barrel), a character at most 0.3 m (a person), measured on
+    the matte at the contact's distance; cards 0.2 m apart for a prop, 0.1 m for a character (whose
+    thin limbs would otherwise cast one shadow per card), at most four."""
     cols = np.nonzero((mask > 0.5).any(axis=0))[0]
     if cols.size < 2:
         return [0.0]
     z = max(float((np.asarray(contact) - camera.position) @ camera.basis()[2]), 1e-3)
     width = (np.percentile(cols, 95) - np.percentile(cols, 5) + 1) * z / camera.focal_px(mask.shape[1])
-    depth = float(np.clip(0.75 * width, 0.0, 1.5))
-    n = int(min(3, 1 + math.ceil(depth / 0.25)))
+    depth = float(np.clip(0.75 * width, 0.0, 1.5 if solid else 0.3))
+    n = int(min(4, 1 + math.ceil(depth / (0.2 if solid else 0.1))))
     return [float(t) for t in np.linspace(0.0, depth, n)] if n > 1 else [0.0]
 
 
@@ -343,24 +351,25 @@ def _combine(occlusions) -> np.ndarray:
     return 1.0 - free
 
 
-def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray]], light: ShotLight,
+def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray, bool]], light: ShotLight,
                           camera: Camera, softness_deg: float, contact_radius: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """(key shadow, contact) occlusion of the environment (H, W) by the objects [(matte, contact)]."""
+    """(key shadow, contact) occlusion of the environment (H, W) by the objects [(matte, contact,
+    solid)]; a solid one (the prop) is several cards deep (``card_offsets``)."""
     full_h, full_w = depth.shape
-    objects = [(m, c) for m, c in objects if c is not None and (m > 0.02).any()]
+    objects = [(m, c, solid) for m, c, solid in objects if c is not None and (m > 0.02).any()]
     if not objects or not (depth < 0.5 * FAR).any():
         zeros = np.zeros((full_h, full_w), np.float32)
         return zeros, zeros
     if full_w > SHADOW_WIDTH:
         size = (SHADOW_WIDTH, max(1, int(round(full_h * SHADOW_WIDTH / full_w))))
         depth = cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST)
-        objects = [(cv2.resize(np.ascontiguousarray(m, np.float32), size, interpolation=cv2.INTER_AREA), c)
-                   for m, c in objects]
+        objects = [(cv2.resize(np.ascontiguousarray(m, np.float32), size, interpolation=cv2.INTER_AREA), c, solid)
+                   for m, c, solid in objects]
     h, w = depth.shape
     valid = depth < 0.5 * FAR
     points = world_points(depth, camera)
     max_sigma = 0.25 * w
-    cards = [(_blur_levels(m, max_sigma), c, card_offsets(m, c, camera)) for m, c in objects]
+    cards = [(_blur_levels(m, max_sigma), c, card_offsets(m, c, camera, solid)) for m, c, solid in objects]
     shadow = _combine(cast_occlusion(points, valid, lv, c, light.direction, camera, (w, h), softness_deg, t)
                       for lv, c, offsets in cards for t in offsets)
     # contact: the same look-up towards the sky dome at quarter resolution (it is soft anyway; the
@@ -372,7 +381,7 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
     ok = small_cam_depth < 0.5 * FAR
     occ = np.zeros((sh, sw), np.float32)
     small_objects = [(_blur_levels(cv2.resize(m.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA), 0.25 * sw), c)
-                     for m, c in objects]
+                     for m, c, _ in objects]
     weights = []
     for az, el in CONTACT_DIRS:
         dvec = light_direction(az, el).astype(np.float32)
@@ -413,8 +422,8 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     environment's depth, contacts {object: world point or None}. Returns (beauty RGBA, layers)."""
     h, w = env_depth.shape
     alpha = np.clip(key[..., 3], 0.0, 1.0).astype(np.float32)
-    objects = [(masks[o].astype(np.float32), None if contacts.get(o) is None else np.asarray(contacts[o], np.float32))
-               for o in ("character", "prop")]
+    objects = [(masks[o].astype(np.float32), None if contacts.get(o) is None else np.asarray(contacts[o], np.float32),
+                o == "prop") for o in ("character", "prop")]
     softness = params["shadow_softness_deg"] if params["shadow_softness_deg"] is not None else light.softness_deg
     shadow, contact = environment_occlusion(env_depth, objects, light, camera, softness, params["contact_radius"])
     shadow = params["shadow_density"] * light.shadow_trust * shadow
