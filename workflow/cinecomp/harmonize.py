@@ -105,10 +105,10 @@ def matte_normals(alpha: np.ndarray, camera: Camera) -> np.ndarray:
     outwards at the edges, facing the camera in the middle), scaled by the matte's thickness."""
     solid = (alpha > 0.5).astype(np.uint8)
     if not solid.any():
-        return np.broadcast_to(-camera.basis()[2], alpha.shape + (3,)).astype(np.float32)
+        return np.broadcast_to(-camera.basis()[2], alpha.shape + (3,)).astype(np.float32, copy=False)
     dist = cv2.distanceTransform(solid, cv2.DIST_L2, 3)
     sigma = float(max(1.0, 0.7 * np.percentile(dist[solid > 0], 90)))  # about a limb's half-width
-    soft = cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), sigma)
+    soft = cv2.GaussianBlur(alpha.astype(np.float32, copy=False), (0, 0), sigma)
     gy, gx = np.gradient(soft)
     k = sigma * math.sqrt(2 * math.pi)  # a blurred step's slope peaks at 1 / (sigma sqrt(2 pi))
     nx, ny = -gx * k, gy * k  # right and up (image rows grow downwards)
@@ -118,7 +118,7 @@ def matte_normals(alpha: np.ndarray, camera: Camera) -> np.ndarray:
     nz = np.sqrt(np.clip(1.0 - nx * nx - ny * ny, 0.0, 1.0))
     right, up, fwd = camera.basis()
     n = nx[..., None] * right + ny[..., None] * up - nz[..., None] * fwd
-    return n.astype(np.float32)
+    return n.astype(np.float32, copy=False)
 
 
 def object_normals(masks: dict, camera: Camera) -> np.ndarray:
@@ -133,15 +133,15 @@ def object_normals(masks: dict, camera: Camera) -> np.ndarray:
     if n is None:
         return matte_normals(np.zeros_like(masks["character"]), camera)
     length = np.linalg.norm(n, axis=-1, keepdims=True)
-    facing = -camera.basis()[2].astype(np.float32)
-    return np.where(length > 1e-3, n / np.maximum(length, 1e-3), facing).astype(np.float32)
+    facing = -camera.basis()[2].astype(np.float32, copy=False)
+    return np.where(length > 1e-3, n / np.maximum(length, 1e-3), facing).astype(np.float32, copy=False)
 
 
 def light_wrap(env: np.ndarray, alpha: np.ndarray, size_px: float, strength: float) -> np.ndarray:
     """Premultiplied light wrap: the blurred environment spilling over the matte's inner edge."""
     if strength <= 0 or size_px <= 0:
         return np.zeros_like(env)
-    a = np.clip(alpha, 0, 1).astype(np.float32)
+    a = np.clip(alpha, 0, 1).astype(np.float32, copy=False)
     h, w = a.shape
     f = max(1, int(size_px // 4))  # blur at a resolution where the wrap spans ~4 pixels, then scale back
     small = (max(1, w // f), max(1, h // f))
@@ -225,10 +225,10 @@ def relight_ratio(masks: dict, light: ShotLight, grade: ShotGrade, camera: Camer
     n = object_normals(small, camera)
     studio = np.clip(grade.plate_shading[0] + n @ grade.plate_shading[1:], 0.2, None)[..., None]
     shade = (light.key(n) + light.ambient(n)) / grade.mean_irradiance / studio
-    shade = np.clip(1.0 + strength * (shade - 1.0), 0.0, None).astype(np.float32)
+    shade = np.clip(1.0 + strength * (shade - 1.0), 0.0, None).astype(np.float32, copy=False)
     if shade.shape[:2] != (h, w):
         shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
-    return (grade.gain * shade).astype(np.float32)
+    return (grade.gain * shade).astype(np.float32, copy=False)
 
 
 def _shrink(images: dict, max_width: int) -> dict:
@@ -246,8 +246,8 @@ def _shrink(images: dict, max_width: int) -> dict:
 def _blur_levels(mask: np.ndarray, max_sigma: float) -> list[tuple[float, float, np.ndarray]]:
     """(sigma in full-res pixels, scale, image) of a matte blurred at doubling sigmas; the wide
     ones at reduced resolution (cheap at 2K)."""
-    out = [(0.0, 1.0, mask.astype(np.float32))]
-    img, scale, sigma = mask.astype(np.float32), 1.0, 1.0
+    out = [(0.0, 1.0, mask.astype(np.float32, copy=False))]
+    img, scale, sigma = mask.astype(np.float32, copy=False), 1.0, 1.0
     while sigma <= max_sigma * 2 and min(img.shape) > 4:
         if sigma >= 4 * (1.0 / scale):  # blur at half resolution once sigma spans 4 of its pixels
             img = cv2.resize(img, (max(1, img.shape[1] // 2), max(1, img.shape[0] // 2)), interpolation=cv2.INTER_AREA)
@@ -257,15 +257,17 @@ def _blur_levels(mask: np.ndarray, max_sigma: float) -> list[tuple[float, float,
     return out
 
 
-def world_points(depth: np.ndarray, camera: Camera) -> np.ndarray:
-    """(H, W, 3) float32 world points of a depth map (camera-space z)."""
+def world_points(depth: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World x, y, z planes (H, W) float32 of a depth map (camera-space z)."""
     h, w = depth.shape
     right, up, fwd = (v.astype(np.float32) for v in camera.basis())
     f = np.float32(camera.focal_px(w))
     xs = (np.arange(w, dtype=np.float32) + 0.5 - w / 2) / f
     ys = (np.arange(h, dtype=np.float32) + 0.5 - h / 2) / f
-    rays = fwd + xs[None, :, None] * right - ys[:, None, None] * up  # z-normalised: depth scales it
-    return (camera.position.astype(np.float32) + depth.astype(np.float32)[..., None] * rays).astype(np.float32)
+    z = depth.astype(np.float32)
+    pos = camera.position.astype(np.float32)
+    # ray (z-normalised, so depth scales it) = fwd + x right - y up
+    return tuple(pos[i] + z * (fwd[i] + xs[None, :] * right[i] - ys[:, None] * up[i]) for i in range(3))
 
 
 def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.ndarray, direction: np.ndarray,
@@ -289,42 +291,51 @@ def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.nd
     lateral = np.array([math.cos(phi), 0.0, -math.sin(phi)], np.float32)
     c = np.asarray(contact, np.float32)
     slice_c = c + np.array([0.0, 0.0, offset], np.float32)
-    s = ((slice_c - points) @ n_card) / float(d @ n_card)  # distance along the ray to the card
-    hit = points + s[..., None] * d
-    height = hit[..., 1]
+    px, py, pz = points
+    # per pixel, in (H, W) planes: distance s along the ray to the card, the hit's height on it
+    s = ((slice_c[0] - px) * n_card[0] + (slice_c[2] - pz) * n_card[2]) / float(d @ n_card)
+    height = py + s * d[1]
     ok = valid & (s > 0) & (height > 0)
-    # the card point's place on the camera-facing card through the contact, projected (float32 maths)
+    out = np.zeros((h, w), np.float32)
+    rows, cols = np.flatnonzero(ok.any(axis=1)), np.flatnonzero(ok.any(axis=0))
+    if rows.size == 0:
+        return out
+    win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # only where a shadow can fall
+    s, height, ok = s[win], height[win], ok[win]
+    lat = (px[win] - slice_c[0]) * lateral[0] + (pz[win] - slice_c[2]) * lateral[2] + s * float(d @ lateral)
+    # the hit's place on the camera-facing card through the contact (where the matte is), projected
     right, up, fwd = (v.astype(np.float32) for v in camera.basis())
-    lat = (hit - slice_c) @ lateral
     rel0 = (c - camera.position).astype(np.float32)
     x_c = rel0 @ right + lat * right[0] + height * right[1]
     y_c = rel0 @ up + lat * up[0] + height * up[1]
     z_c = np.maximum(rel0 @ fwd + lat * fwd[0] + height * fwd[1], 1e-3)
     f = np.float32(camera.focal_px(w))
-    u = np.where(ok, x_c / z_c * f + (w / 2 - 0.5), -1e4).astype(np.float32)
-    v = np.where(ok, -y_c / z_c * f + (h / 2 - 0.5), -1e4).astype(np.float32)
+    u = np.where(ok, x_c / z_c * f + np.float32(w / 2 - 0.5), np.float32(-1e4))
+    v = np.where(ok, -y_c / z_c * f + np.float32(h / 2 - 0.5), np.float32(-1e4))
     card_z = max(float((c - camera.position) @ camera.basis()[2]), 1e-3)
     # a disc source of angular radius r blurs by +-s tan(r); a Gaussian of half that sigma matches it
-    sigma = PENUMBRA * s * math.tan(math.radians(max(softness_deg, MIN_SOFTNESS_DEG))) * camera.focal_px(w) / card_z
-    sigma = np.where(ok, sigma, 0.0)
+    px_per_m = np.float32(PENUMBRA * math.tan(math.radians(max(softness_deg, MIN_SOFTNESS_DEG))) * f / card_z)
+    sigma = np.where(ok, s * px_per_m, np.float32(0.0))
     occ = _sample_levels(levels, u, v, sigma)
     if falloff_m is not None:
-        occ *= np.exp(-np.maximum(s, 0.0) / falloff_m)
-    return occ
+        occ *= np.exp(-np.maximum(s, 0.0) / np.float32(falloff_m))
+    out[win] = occ
+    return out
 
 
 def _sample_levels(levels, u, v, sigma) -> np.ndarray:
-    """The blurred matte at (u, v) (full-res pixel coordinates), interpolating between blur levels."""
-    sig = [lv[0] for lv in levels]
-    k = np.interp(np.log2(np.maximum(sigma, 0.5)), np.log2(np.maximum(sig, 0.5)), np.arange(len(sig)))
+    """The blurred matte at (u, v) (full-res pixel coordinates), interpolating between the two blur
+    levels around each pixel's sigma (only the levels some pixel needs are read)."""
+    sig = np.log2(np.maximum([lv[0] for lv in levels], 0.5))
+    k = np.interp(np.log2(np.maximum(sigma, 0.5)), sig, np.arange(len(sig))).astype(np.float32)
     out = np.zeros(u.shape, np.float32)
-    for i, (_, scale, img) in enumerate(levels):
+    for i in range(int(np.floor(k.min())), int(np.ceil(k.max())) + 1):
+        _, scale, img = levels[i]
         weight = np.clip(1.0 - np.abs(k - i), 0.0, 1.0)
-        if not weight.any():
-            continue
-        su = ((u + 0.5) * scale - 0.5).astype(np.float32)
-        sv = ((v + 0.5) * scale - 0.5).astype(np.float32)
-        sample = cv2.remap(img, su, sv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        su = (u + 0.5) * np.float32(scale) - 0.5
+        sv = (v + 0.5) * np.float32(scale) - 0.5
+        sample = cv2.remap(img, su.astype(np.float32, copy=False), sv.astype(np.float32, copy=False), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         out += weight * sample
     return np.clip(out, 0.0, 1.0)
 
@@ -377,10 +388,10 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
     f = 4 if min(h, w) >= 64 else 1
     sw, sh = max(1, w // f), max(1, h // f)
     small_cam_depth = cv2.resize(depth, (sw, sh), interpolation=cv2.INTER_NEAREST)
-    pts = cv2.resize(points, (sw, sh), interpolation=cv2.INTER_NEAREST)
+    pts = tuple(cv2.resize(p, (sw, sh), interpolation=cv2.INTER_NEAREST) for p in points)
     ok = small_cam_depth < 0.5 * FAR
     occ = np.zeros((sh, sw), np.float32)
-    small_objects = [(_blur_levels(cv2.resize(m.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA), 0.25 * sw), c)
+    small_objects = [(_blur_levels(cv2.resize(m.astype(np.float32, copy=False), (sw, sh), interpolation=cv2.INTER_AREA), 0.25 * sw), c)
                      for m, c, _ in objects]
     weights = []
     for az, el in CONTACT_DIRS:
@@ -391,8 +402,8 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
         weights.append(wgt)
     occ /= sum(weights)
     contact = cv2.resize(occ, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else occ
-    contact = np.where(valid, contact, 0.0).astype(np.float32)
-    shadow = shadow.astype(np.float32)
+    contact = np.where(valid, contact, 0.0).astype(np.float32, copy=False)
+    shadow = shadow.astype(np.float32, copy=False)
     if (h, w) != (full_h, full_w):
         shadow = cv2.resize(shadow, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
         contact = cv2.resize(contact, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
@@ -412,7 +423,7 @@ def environment_ratio(shadow: np.ndarray, contact: np.ndarray, light: ShotLight)
     only the ambient remains (so shadows take the sky's colour); contact removes ambient."""
     key_share, amb_share = up_shares(light)
     ratio = 1.0 - shadow[..., None] * key_share - contact[..., None] * amb_share
-    return np.clip(ratio, 0.0, 1.0).astype(np.float32)
+    return np.clip(ratio, 0.0, 1.0).astype(np.float32, copy=False)
 
 
 # ------------------------------------------------------------------------------------------ frame
@@ -421,8 +432,8 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     """One frame: key (H, W, 4) premultiplied, env (H, W, 3), masks {character, prop}, the
     environment's depth, contacts {object: world point or None}. Returns (beauty RGBA, layers)."""
     h, w = env_depth.shape
-    alpha = np.clip(key[..., 3], 0.0, 1.0).astype(np.float32)
-    objects = [(masks[o].astype(np.float32), None if contacts.get(o) is None else np.asarray(contacts[o], np.float32),
+    alpha = np.clip(key[..., 3], 0.0, 1.0).astype(np.float32, copy=False)
+    objects = [(masks[o].astype(np.float32, copy=False), None if contacts.get(o) is None else np.asarray(contacts[o], np.float32),
                 o == "prop") for o in ("character", "prop")]
     softness = params["shadow_softness_deg"] if params["shadow_softness_deg"] is not None else light.softness_deg
     shadow, contact = environment_occlusion(env_depth, objects, light, camera, softness, params["contact_radius"])
@@ -440,4 +451,4 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     for i, c in enumerate("RGB"):
         layers[f"harmonize.relight.{c}"] = relit_layer[..., i]
         layers[f"harmonize.wrap.{c}"] = wrap[..., i]
-    return beauty.astype(np.float32), {k: v.astype(np.float32) for k, v in layers.items()}
+    return beauty.astype(np.float32, copy=False), {k: v.astype(np.float32, copy=False) for k, v in layers.items()}
