@@ -39,6 +39,7 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/exr_io.py
 	$(BIN)/python bench/keyer.py
+	$(BIN)/python bench/harmonize.py
 	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/diffusion.py --json
 

@@ -230,3 +230,31 @@ def test_layers_rebuild_the_comp():
 def test_harmonize_params_bad_values(text, fix):
     with pytest.raises(ValueError, match=fix):
         hz.parse_harmonize_params(text)
+
+
+def test_light_stage_reads_a_probe(tmp_path):
+    """The light rule's stage: an .hdr probe (linear Rec.709) with a sun at azimuth 60 (probe frame),
+    rotated by 30 -> the key at azimuth 90 (camera right); light.json says where each part came from."""
+    import json
+    import logging
+    from types import SimpleNamespace
+
+    import cv2
+
+    from cinecomp import stages
+
+    h, w = 64, 128
+    probe = np.full((h, w, 3), 0.3, np.float32)
+    u = int((60 / 360 + 0.5) * w)  # column of azimuth 60
+    v = int((90 - 40) / 180 * h)  # row of elevation 40
+    probe[v - 1:v + 2, u - 1:u + 2] = 4000.0
+    cv2.imwrite(str(tmp_path / "probe.hdr"), probe[..., ::-1])
+    out = tmp_path / "light" / "light.json"
+    settings = {"light": None, "camera": {}, "env_colourspace": "", "probe_colourspace": "",
+                "probe_rotation_deg": 30.0, "shot": "t"}
+    stages.light(SimpleNamespace(probe=str(tmp_path / "probe.hdr"), keys=lambda: ["probe"]), [str(out)], settings,
+                 logging.getLogger("t"))
+    est = json.loads(out.read_text())
+    assert est["source"]["direction"] == "light_probe" and est["intensity"] > 0
+    assert est["azimuth_deg"] == pytest.approx(90, abs=4) and est["elevation_deg"] == pytest.approx(40, abs=4)
+    assert sum(est["up_shares"]["key"]) / 3 > 0.3
