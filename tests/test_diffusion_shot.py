@@ -74,6 +74,17 @@ def test_prepare_inputs_unpremultiplies_masks_and_pads(tmp_path):
         np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), a)
     # padding repeats the edge
     np.testing.assert_array_equal(arrays["environment_rgb"][:, h:], arrays["environment_rgb"][:, h - 1 : h].repeat(32 - h, 1))
+    # with the mask stage's files, the tri-mask is theirs: the prop (to be replaced) is conditioning
+    masks = []
+    for i in range(t):
+        prop = np.zeros_like(alpha)
+        prop[5:15, 12:18] = alpha[5:15, 12:18]
+        masks.append(tmp_path / f"m.{i}.exr")
+        exrio.write_exr(masks[-1], {"mask.character": alpha - prop, "mask.prop": prop, "mask.environment": 1 - alpha})
+    tracked, _ = prepare_inputs(keys, envs, "sRGB Encoded Rec.709 (sRGB)", ranks=1, mask_files=masks)
+    np.testing.assert_array_equal(tracked["tri_mask"][0, :h, :w, 1], prop)
+    np.testing.assert_allclose(tracked["tri_mask"].sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(tracked["character_rgb"], arrays["character_rgb"])
 
 
 def test_prepare_inputs_rejects_mismatched_elements(tmp_path):

@@ -142,3 +142,22 @@ def test_bad_input_stops_before_any_job_and_keeps_outputs(harmonized, tmp_path, 
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "shot ha" in out and says in out and "fix" in out, out[-3000:]
     assert before == {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*") if p.is_file()}
+
+
+def test_plate_depth_backend_uses_the_environments_z(harmonized, tmp_path):
+    """depth_backend plate: an environment with its own Z channel gives the comp's depth.Z."""
+    root = copy_run(harmonized, tmp_path / "w")
+    envz = root / "demo" / "ha" / "envz"
+    envz.mkdir()
+    for f in range(FIRST, LAST + 1):
+        env = exrio.read_layers(root / "demo" / "ha" / "env" / f"ha_env.{f:04d}.exr")
+        z = exrio.read_layers(root / "demo" / "ha" / "truth" / f"ha_truth.{f:04d}.exr")["depth.Z"] * 1.5
+        exrio.write_exr(envz / f"ha_envz.{f:04d}.exr", {**{c: env[c] for c in "RGB"}, "Z": z})
+    line = rows(root)[0].replace("demo/ha/env/ha_env.####.exr", "demo/ha/envz/ha_envz.####.exr")
+    (root / "shots.csv").write_text(f"{HEADER},depth_backend\n{line},plate\n")
+    r = snakemake(root)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ch = layers(root, "ha", 2)
+    truth = exrio.read_layers(root / "demo" / "ha" / "truth" / f"ha_truth.{FIRST + 2:04d}.exr")
+    env = (ch["mask.environment"] > 0.999) & (truth["depth.Z"] < 1000)  # the sky is clamped to 1e4
+    np.testing.assert_allclose(ch["depth.Z"][env], 1.5 * truth["depth.Z"][env], rtol=1e-5)
