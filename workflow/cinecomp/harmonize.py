@@ -30,7 +30,7 @@ LUMA = np.array([0.2722287, 0.6740818, 0.0536895], np.float32)  # ACEScg luminan
 
 HARMONIZE_SPEC = {
     "exposure_match": Num(1.0, 0.0, 1.0, doc="how far the character's exposure moves to the environment's light (0: keep the plate's)"),
-    "colour_match": Num(0.25, 0.0, 1.0, doc="how far the plate's own colour cast is removed (grey-world on the character)"),
+    "colour_match": Num(0.0, 0.0, 1.0, doc="how far the plate's own colour cast is removed (grey-world on the character)"),
     "albedo": Num(ALBEDO, 0.02, 0.95, doc="assumed mean reflectance of character and prop; sets their exposure in the environment (the light stage's grey world assumes the same of the environment)"),
     "exposure_stops": Num(0.0, -10.0, 10.0, doc="extra exposure on the character, in stops"),
     "relight": Num(0.6, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
@@ -49,6 +49,9 @@ SHADOW_WIDTH = 1024  # cast shadows at this width at most (a 2K frame's shadow a
 # A plate's mean colour is its light's colour times its surfaces' (green grass, red brick): only this
 # much of a colour estimated from the environment plate is taken as the light's (eval tune split).
 PLATE_COLOUR_TRUST = 0.5
+# Shading from normals guessed off a matte is trusted within this range of the graded plate (a flat
+# prop seen edge-on gets normals that face away from every light and would go black).
+SHADE_RANGE = (0.4, 2.5)
 PENUMBRA = 0.5  # Gaussian sigma of the penumbra per (distance x tan(angular radius))
 MIN_SOFTNESS_DEG = 0.5  # even the sun's penumbra is ~0.5 degree wide
 MAX_SHADOW_ELEVATION = 87.0  # an overhead key casts its shadow straight down; keep the maths finite
@@ -225,7 +228,7 @@ def relight_ratio(masks: dict, light: ShotLight, grade: ShotGrade, camera: Camer
     n = object_normals(small, camera)
     studio = np.clip(grade.plate_shading[0] + n @ grade.plate_shading[1:], 0.2, None)[..., None]
     shade = (light.key(n) + light.ambient(n)) / grade.mean_irradiance / studio
-    shade = np.clip(1.0 + strength * (shade - 1.0), 0.0, None).astype(np.float32, copy=False)
+    shade = np.clip(1.0 + strength * (shade - 1.0), SHADE_RANGE[0], SHADE_RANGE[1]).astype(np.float32, copy=False)
     if shade.shape[:2] != (h, w):
         shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
     return (grade.gain * shade).astype(np.float32, copy=False)
