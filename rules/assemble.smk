@@ -1,4 +1,5 @@
-# Composite + key + masks + depth -> <shot>_comp_v###.####.exr, one multi-layer EXR per frame.
+# Composite + key + masks + depth -> <shot>/v###/comp/<shot>_comp_v###.####.exr, one multi-layer EXR per
+# frame: a published version, never overwritten (common.smk skips a version that is published).
 
 
 rule assemble:
@@ -8,11 +9,11 @@ rule assemble:
         masks=f"{RESULTS}/{{shot}}/masks",
         depth=f"{RESULTS}/{{shot}}/depth",
     output:
-        directory(f"{RESULTS}/{{shot}}/comp"),
+        directory(f"{RESULTS}/{{shot}}/v{{version}}/comp"),
     log:
-        "logs/assemble/{shot}.log",
+        f"{RESULTS}/logs/assemble/{{shot}}_v{{version}}.log",
     benchmark:
-        "benchmarks/assemble/{shot}.tsv"
+        f"{RESULTS}/benchmarks/assemble/{{shot}}_v{{version}}.tsv"
     conda:
         "../envs/core.yaml"
     resources:

@@ -11,6 +11,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from cinecomp import SOFTWARE  # noqa: E402
 from cinecomp.errors import SheetError  # noqa: E402
+from cinecomp.layout import is_published, published_targets  # noqa: E402
 from cinecomp.sheet import env_files, frame_files, load_sheet  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
@@ -47,6 +48,7 @@ def check_diffusion_models():
 
 wildcard_constraints:
     shot=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    version=r"\d{3}",
 
 
 def shot_row(wildcards):
@@ -64,10 +66,10 @@ def resource(rule_name, key):
 
 
 def exr_attrs(row):
-    """Metadata every EXR of a shot carries (README "Outputs")."""
+    """Metadata every EXR of a shot carries (README "Outputs"). The version is only in the
+    published comp (assemble_settings): raising it re-renders no work file."""
     return {
         "shot": row["shot"],
-        "version": int(row["version"]),
         "framesPerSecond": float(row["fps"]),
         "software": SOFTWARE,
         "sourcePlate": row["plate"],
@@ -267,9 +269,23 @@ def composite_threads(wildcards):
     )
 
 
+def sheet_version(wildcards):
+    """The version a versioned job renders: the sheet's. A target for another version (an old one
+    named on the command line) is refused: it would be rendered with today's settings.
+    """
+    row = shot_row(wildcards)
+    if int(wildcards.version) != int(row["version"]):
+        raise WorkflowError(
+            f"shot {row['shot']}: v{wildcards.version} was requested but the sheet says "
+            f"v{int(row['version']):03d} (fix: ask for the sheet's version, or change the sheet)"
+        )
+    return int(row["version"])
+
+
 def assemble_settings(wildcards):
     row = shot_row(wildcards)
     attrs = exr_attrs(row)
+    attrs["version"] = sheet_version(wildcards)
     attrs["owner"] = config["owner"] or os.environ.get("USER", "") or "unknown"
     attrs["backend"] = (
         f"key={backend(row, 'key')} composite={backend(row, 'composite')}"
@@ -285,7 +301,7 @@ def review_settings(wildcards):
     row = shot_row(wildcards)
     return dict(
         shot=row["shot"],
-        version=int(row["version"]),
+        version=sheet_version(wildcards),
         first=int(row["first_frame"]),
         fps=float(row["fps"]),
         **config["review"],
@@ -293,11 +309,15 @@ def review_settings(wildcards):
 
 
 def all_outputs():
-    """Finals and the intermediates: a deleted intermediate is a missing target, so it and
-    only what depends on it are rebuilt (Snakemake skips missing intermediates otherwise).
+    """Per shot: the work files and the sheet's version. A deleted work folder is a missing
+    target, so it and only what depends on it are rebuilt (Snakemake skips missing intermediates
+    otherwise). A published version is left out: it is never rendered again (layout.py).
     """
-    out = []
+    out, done = [], []
     for shot, row in SHOTS.iterrows():
+        if is_published(RESULTS, shot, row["version"]):
+            done.append(f"{shot} v{int(row['version']):03d}")
+            continue
         if row["environment"]:
             out.append(f"{RESULTS}/{shot}/ingest/env")
         if backend(row, "composite") == "harmonize":
@@ -308,10 +328,15 @@ def all_outputs():
             f"{RESULTS}/{shot}/masks",
             f"{RESULTS}/{shot}/depth",
             f"{RESULTS}/{shot}/composite",
-            f"{RESULTS}/{shot}/comp",
-            f"{RESULTS}/{shot}/review/{shot}_daily.mp4",
-            f"{RESULTS}/{shot}/review/{shot}_contact.png",
+            *published_targets(RESULTS, shot, row["version"]),
         ]
+    if done:
+        print(
+            f"cinecomp: {len(done)} shot version(s) already published, not rendered again "
+            f"(raise `version` in the sheet to render changes): {', '.join(done[:20])}"
+            + (" ..." if len(done) > 20 else ""),
+            file=sys.stderr,
+        )
     return out
 
 

@@ -7,9 +7,9 @@ rule prompt_embeds:
     output:
         f"{RESULTS}/{{shot}}/diffusion/prompt_embeds.safetensors",
     log:
-        "logs/prompt_embeds/{shot}.log",
+        f"{RESULTS}/logs/prompt_embeds/{{shot}}.log",
     benchmark:
-        "benchmarks/prompt_embeds/{shot}.tsv"
+        f"{RESULTS}/benchmarks/prompt_embeds/{{shot}}.tsv"
     conda:
         "../envs/diffusion.yaml"
     resources:
@@ -27,9 +27,9 @@ rule composite:
     output:
         directory(f"{RESULTS}/{{shot}}/composite"),
     log:
-        "logs/composite/{shot}.log",
+        f"{RESULTS}/logs/composite/{{shot}}.log",
     benchmark:
-        "benchmarks/composite/{shot}.tsv"
+        f"{RESULTS}/benchmarks/composite/{{shot}}.tsv"
     conda:
         "../envs/diffusion.yaml"
     threads: composite_threads

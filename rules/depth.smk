@@ -7,9 +7,9 @@ rule depth:
     output:
         directory(f"{RESULTS}/{{shot}}/depth"),
     log:
-        "logs/depth/{shot}.log",
+        f"{RESULTS}/logs/depth/{{shot}}.log",
     benchmark:
-        "benchmarks/depth/{shot}.tsv"
+        f"{RESULTS}/benchmarks/depth/{{shot}}.tsv"
     conda:
         "../envs/core.yaml"
     resources:

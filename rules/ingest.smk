@@ -7,9 +7,9 @@ rule ingest_plate:
     output:
         directory(f"{RESULTS}/{{shot}}/ingest/plate"),
     log:
-        "logs/ingest_plate/{shot}.log",
+        f"{RESULTS}/logs/ingest_plate/{{shot}}.log",
     benchmark:
-        "benchmarks/ingest_plate/{shot}.tsv"
+        f"{RESULTS}/benchmarks/ingest_plate/{{shot}}.tsv"
     conda:
         "../envs/core.yaml"
     resources:
@@ -27,9 +27,9 @@ rule ingest_env:
     output:
         directory(f"{RESULTS}/{{shot}}/ingest/env"),
     log:
-        "logs/ingest_env/{shot}.log",
+        f"{RESULTS}/logs/ingest_env/{{shot}}.log",
     benchmark:
-        "benchmarks/ingest_env/{shot}.tsv"
+        f"{RESULTS}/benchmarks/ingest_env/{{shot}}.tsv"
     conda:
         "../envs/core.yaml"
     resources:

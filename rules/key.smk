@@ -7,9 +7,9 @@ rule key:
     output:
         directory(f"{RESULTS}/{{shot}}/key"),
     log:
-        "logs/key/{shot}.log",
+        f"{RESULTS}/logs/key/{{shot}}.log",
     benchmark:
-        "benchmarks/key/{shot}.tsv"
+        f"{RESULTS}/benchmarks/key/{{shot}}.tsv"
     conda:
         "../envs/core.yaml"
     resources:

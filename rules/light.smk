@@ -7,9 +7,9 @@ rule light:
     output:
         f"{RESULTS}/{{shot}}/light/light.json",
     log:
-        "logs/light/{shot}.log",
+        f"{RESULTS}/logs/light/{{shot}}.log",
     benchmark:
-        "benchmarks/light/{shot}.tsv"
+        f"{RESULTS}/benchmarks/light/{{shot}}.tsv"
     conda:
         "../envs/core.yaml"
     resources:

@@ -7,9 +7,9 @@ rule masks:
     output:
         directory(f"{RESULTS}/{{shot}}/masks"),
     log:
-        "logs/masks/{shot}.log",
+        f"{RESULTS}/logs/masks/{{shot}}.log",
     benchmark:
-        "benchmarks/masks/{shot}.tsv"
+        f"{RESULTS}/benchmarks/masks/{{shot}}.tsv"
     conda:
         "../envs/core.yaml"
     resources:

@@ -3,17 +3,17 @@
 
 rule daily:
     input:
-        f"{RESULTS}/{{shot}}/comp",
+        f"{RESULTS}/{{shot}}/v{{version}}/comp",
     output:
         report(
-            f"{RESULTS}/{{shot}}/review/{{shot}}_daily.mp4",
+            f"{RESULTS}/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_daily.mp4",
             category="Dailies",
-            labels={"shot": "{shot}", "type": "daily"},
+            labels={"shot": "{shot}", "version": "v{version}", "type": "daily"},
         ),
     log:
-        "logs/daily/{shot}.log",
+        f"{RESULTS}/logs/daily/{{shot}}_v{{version}}.log",
     benchmark:
-        "benchmarks/daily/{shot}.tsv"
+        f"{RESULTS}/benchmarks/daily/{{shot}}_v{{version}}.tsv"
     conda:
         "../envs/core.yaml"
     resources:
@@ -27,17 +27,21 @@ rule daily:
 
 rule contact_sheet:
     input:
-        f"{RESULTS}/{{shot}}/comp",
+        f"{RESULTS}/{{shot}}/v{{version}}/comp",
     output:
         report(
-            f"{RESULTS}/{{shot}}/review/{{shot}}_contact.png",
+            f"{RESULTS}/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_contact.png",
             category="Contact sheets",
-            labels={"shot": "{shot}", "type": "contact sheet"},
+            labels={
+                "shot": "{shot}",
+                "version": "v{version}",
+                "type": "contact sheet",
+            },
         ),
     log:
-        "logs/contact_sheet/{shot}.log",
+        f"{RESULTS}/logs/contact_sheet/{{shot}}_v{{version}}.log",
     benchmark:
-        "benchmarks/contact_sheet/{shot}.tsv"
+        f"{RESULTS}/benchmarks/contact_sheet/{{shot}}_v{{version}}.tsv"
     conda:
         "../envs/core.yaml"
     resources:

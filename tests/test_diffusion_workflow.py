@@ -26,10 +26,10 @@ HEADER = ("shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,e
 ATOL_RANKS = 1e-3  # 1 vs 2 ranks, after the half-float EXR round trip (observed ~2e-6 before it)
 
 
-def sheet(prompt="a person walks in a forest"):
+def sheet(prompt="a person walks in a forest", sd_version=1):
     return "\n".join([
         HEADER,
-        f"sd,demo/sd/plate/sd_plate.####.exr,ACEScg,{FIRST},{LAST},24,demo/sd/env/sd_env.####.exr,ACEScg,1,{prompt},"
+        f"sd,demo/sd/plate/sd_plate.####.exr,ACEScg,{FIRST},{LAST},24,demo/sd/env/sd_env.####.exr,ACEScg,{sd_version},{prompt},"
         "diffusion,,",
         f"so,demo/so/plate/so_plate.####.exr,ACEScg,{FIRST},{FIRST + 4},24,demo/so/env/so_env.####.exr,ACEScg,1,,,,",
         # no environment plate: synthesised from the prompt and an environment reference image
@@ -88,7 +88,7 @@ def planned(root: Path, *args, configs=("tiny.yaml",)) -> set[tuple[str, str]]:
 
 
 def comp_layers(root: Path, shot: str) -> list[dict]:
-    files = sorted((root / "results" / shot / "comp").glob("*.exr"))
+    files = sorted((root / "results" / shot / "v001" / "comp").glob("*.exr"))
     return [exrio.read_layers(f) for f in files]
 
 
@@ -102,18 +102,18 @@ def test_comp_has_rgb_and_joint_depth(rendered):
         assert np.isfinite(rgb).all() and rgb.std() > 0
         z = ch["diffusion.Z"]  # the model's joint depth (depth.Z is the depth stage's, as for every backend)
         assert np.isfinite(z).all() and (z >= 0.1 - 1e-3).all() and (z <= 1000.0 + 1e-1).all()
-    header = exrio.read_exr_header(sorted((rendered / "results" / "sd" / "comp").glob("*.exr"))[0])
+    header = exrio.read_exr_header(sorted((rendered / "results" / "sd" / "v001" / "comp").glob("*.exr"))[0])
     assert header["backend"] == "key=chroma composite=diffusion"
     # the classical shot of the same run has the depth stage's depth, not the model's
     assert all("depth.Z" in ch and "diffusion.Z" not in ch for ch in comp_layers(rendered, "so"))
-    assert (rendered / "results" / "sd" / "review" / "sd_contact.png").stat().st_size > 0
+    assert (rendered / "results" / "sd" / "v001" / "review" / "sd_v001_contact.png").stat().st_size > 0
 
 
 def test_shot_without_environment_is_synthesised_from_its_reference(rendered):
     layers = comp_layers(rendered, "sr")
     assert len(layers) == 5 and all("diffusion.Z" in ch for ch in layers)
     assert not (rendered / "results" / "sr" / "ingest" / "env").exists()
-    log = (rendered / "logs" / "composite" / "sr.log").read_text()
+    log = (rendered / "results" / "logs" / "composite" / "sr.log").read_text()
     assert "environment: synthesised; environment reference ref.png" in log
     shot = rendered / "results" / "sr" / "diffusion" / "shot"  # what the ranks read
     assert not (shot / "environment_rgb.npy").exists()
@@ -122,10 +122,10 @@ def test_shot_without_environment_is_synthesised_from_its_reference(rendered):
 
 
 def test_log_shows_ranks_and_windows(rendered):
-    log = (rendered / "logs" / "composite" / "sd.log").read_text()
+    log = (rendered / "results" / "logs" / "composite" / "sd.log").read_text()
     assert "2 rank(s)" in log and "DS_ACCELERATOR=cpu" in log and "--num_gpus 2" in log
     assert "window 0: frames 0-4 rendered" in log and "window 1: frames 4-8 rendered" in log
-    assert (rendered / "logs" / "prompt_embeds" / "sd.log").exists()
+    assert (rendered / "results" / "logs" / "prompt_embeds" / "sd.log").exists()
     assert not (rendered / "results" / "so" / "diffusion").exists()  # no prompt rule for a classical shot
 
 
@@ -134,7 +134,7 @@ def test_changing_ranks_reruns_nothing_and_a_prompt_edit_reruns_that_shot(render
     assert planned(rendered, configs=("tiny.yaml", "one_rank.yaml")) == set()
     root = tmp_path / "w"
     shutil.copytree(rendered, root, symlinks=True)
-    (root / "shots.csv").write_text(sheet("a person runs on a beach at night"))
+    (root / "shots.csv").write_text(sheet("a person runs on a beach at night", sd_version=2))
     assert planned(root) == {(r, "sd") for r in ("prompt_embeds", "composite", "assemble", "daily", "contact_sheet")}
 
 
@@ -142,13 +142,14 @@ def test_interrupted_shot_resumes_at_its_unfinished_window_on_fewer_ranks(render
     root = tmp_path / "w"
     shutil.copytree(rendered, root, symlinks=True)
     before = comp_layers(root, "sd")
-    # as if the job died after window 0: no composite output, window 1 never written
+    # as if the job died after window 0: no composite output, window 1 never written, nothing published
+    shutil.rmtree(root / "results" / "sd" / "v001")
     shutil.rmtree(root / "results" / "sd" / "composite")
     (root / "results" / "sd" / "diffusion" / "windows" / "window_0001.npz").unlink()
     write_config(root, "one_rank.yaml", {"ranks": 1})
     r = snakemake(root, configs=("tiny.yaml", "one_rank.yaml"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    log = (root / "logs" / "composite" / "sd.log").read_text()
+    log = (root / "results" / "logs" / "composite" / "sd.log").read_text()
     assert "window 0: frames 0-4 reused (checkpoint)" in log
     assert "window 1: frames 4-8 rendered" in log and "1 rank(s)" in log
     after = comp_layers(root, "sd")
@@ -199,7 +200,8 @@ def test_slurm_gets_gpus_for_diffusion_shots_only(rendered):
     from snakemake_executor_plugin_slurm.utils import set_gres_string
     from snakemake_executor_plugin_slurm_jobstep import get_cpu_setting
 
-    r = snakemake(rendered, "--dry-run", "--forcerun", "composite", "--default-resources", "cpus_per_task=1")
+    r = snakemake(rendered, *[f"results/{s}/composite" for s in ("sd", "sr", "so")], "--dry-run", "--forcerun",
+                  "composite", "--default-resources", "cpus_per_task=1")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     sbatch = {}
@@ -222,6 +224,7 @@ def test_killed_mid_shot_resumes_from_its_finished_windows(rendered, tmp_path):
 
     root = tmp_path / "w"
     shutil.copytree(rendered, root, symlinks=True)
+    shutil.rmtree(root / "results" / "sd" / "v001")  # not published yet
     shutil.rmtree(root / "results" / "sd" / "composite")
     shutil.rmtree(root / "results" / "sd" / "diffusion" / "windows")
     write_config(root, "many.yaml", {"window": 5, "overlap": 4, "ranks": 1, "steps": 8})  # 5 windows of 5 frames
@@ -240,6 +243,6 @@ def test_killed_mid_shot_resumes_from_its_finished_windows(rendered, tmp_path):
     assert snakemake(root, "--unlock", configs=("tiny.yaml", "many.yaml")).returncode == 0
     r = snakemake(root, "--rerun-incomplete", configs=("tiny.yaml", "many.yaml"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    log = (root / "logs" / "composite" / "sd.log").read_text()
+    log = (root / "results" / "logs" / "composite" / "sd.log").read_text()
     assert log.count("reused (checkpoint)") == len(done) and log.count("rendered") == 5 - len(done)
     assert len(comp_layers(root, "sd")) == LAST - FIRST + 1

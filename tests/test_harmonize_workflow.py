@@ -26,11 +26,12 @@ def prop_box(root: Path, shot: str, frame: int) -> str:
     return f'"{frame}:{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}"'
 
 
-def rows(root: Path, hint: str | None = None, light: str = LIGHT, camera: str = CAMERA, params: str = "") -> list[str]:
+def rows(root: Path, hint: str | None = None, light: str = LIGHT, camera: str = CAMERA, params: str = "",
+         version: int = 1) -> list[str]:
     hint = prop_box(root, "ha", FIRST + 3) if hint is None else hint
     env = "demo/{s}/env/{s}_env.####.exr"
     plate = "demo/{s}/plate/{s}_plate.####.exr"
-    return [f"ha,{plate.format(s='ha')},ACEScg,{FIRST},{LAST},24,{env.format(s='ha')},ACEScg,1,{camera},{light},{hint},{params},harmonize",
+    return [f"ha,{plate.format(s='ha')},ACEScg,{FIRST},{LAST},24,{env.format(s='ha')},ACEScg,{version},{camera},{light},{hint},{params},harmonize",
             f"hb,{plate.format(s='hb')},ACEScg,{FIRST},{LAST},24,{env.format(s='hb')},ACEScg,1,,,,,over"]
 
 
@@ -51,8 +52,8 @@ def harmonized(tmp_path_factory):
     return root
 
 
-def layers(root, shot, i=0):
-    return exrio.read_layers(comp_files(root, shot)[i])
+def layers(root, shot, i=0, version=1):
+    return exrio.read_layers(comp_files(root, shot, version)[i])
 
 
 def test_every_backend_gets_masks_and_depth(harmonized):
@@ -84,7 +85,7 @@ def test_harmonize_layers_light_and_shadow(harmonized):
     ys, xs = np.nonzero(shadow > 0.3)
     char_x = np.nonzero(ch["mask.character"] > 0.5)[1].mean()
     assert len(xs) > 5 and xs.mean() < char_x + 2
-    env = exrio.read_rgba(harmonized / "results" / "ha" / "ingest" / "env" / "ha_env_v001.1004.exr")
+    env = exrio.read_rgba(harmonized / "results" / "ha" / "ingest" / "env" / "ha_env.1004.exr")
     beauty = np.stack([ch[c] for c in "RGB"], -1).astype(np.float32)
     assert (beauty[ys, xs].sum(-1) < env[ys, xs, :3].sum(-1)).all()
 
@@ -106,7 +107,7 @@ def test_harmonize_is_closer_to_the_truth_than_over_in_the_shadow(harmonized, tm
             ch = layers(root, shot, i)
             truth = exrio.read_layers(root / "demo" / shot / "truth" / f"{shot}_truth.{f:04d}.exr")
             gt = np.stack([truth[c] for c in "RGB"], -1).astype(np.float32)
-            env = exrio.read_rgba(root / "results" / shot / "ingest" / "env" / f"{shot}_env_v001.{f:04d}.exr")[..., :3]
+            env = exrio.read_rgba(root / "results" / shot / "ingest" / "env" / f"{shot}_env.{f:04d}.exr")[..., :3]
             region = (truth["alpha.A"] < 0.05) & (gt.mean(-1) < 0.9 * env.mean(-1))
             out = np.stack([ch[c] for c in "RGB"], -1).astype(np.float32)
             e.append(np.abs(out[region] - gt[region]).mean())
@@ -122,7 +123,7 @@ def test_harmonize_is_closer_to_the_truth_than_over_in_the_shadow(harmonized, tm
 ])
 def test_an_edit_reruns_only_what_it_touches(harmonized, tmp_path, edit, expect):
     root = copy_run(harmonized, tmp_path / "w")
-    write(root, rows(root, **edit))
+    write(root, rows(root, **edit, version=2))  # a new version: v001 stays as it is
     jobs = planned_jobs(root)
     assert {s for _, s in jobs} == {"ha"} and {r for r, _ in jobs} == expect, jobs
 
@@ -153,11 +154,11 @@ def test_plate_depth_backend_uses_the_environments_z(harmonized, tmp_path):
         env = exrio.read_layers(root / "demo" / "ha" / "env" / f"ha_env.{f:04d}.exr")
         z = exrio.read_layers(root / "demo" / "ha" / "truth" / f"ha_truth.{f:04d}.exr")["depth.Z"] * 1.5
         exrio.write_exr(envz / f"ha_envz.{f:04d}.exr", {**{c: env[c] for c in "RGB"}, "Z": z})
-    line = rows(root)[0].replace("demo/ha/env/ha_env.####.exr", "demo/ha/envz/ha_envz.####.exr")
+    line = rows(root, version=2)[0].replace("demo/ha/env/ha_env.####.exr", "demo/ha/envz/ha_envz.####.exr")
     (root / "shots.csv").write_text(f"{HEADER},depth_backend\n{line},plate\n")
     r = snakemake(root)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    ch = layers(root, "ha", 2)
+    ch = layers(root, "ha", 2, version=2)
     truth = exrio.read_layers(root / "demo" / "ha" / "truth" / f"ha_truth.{FIRST + 2:04d}.exr")
     env = (ch["mask.environment"] > 0.999) & (truth["depth.Z"] < 1000)  # the sky is clamped to 1e4
     np.testing.assert_allclose(ch["depth.Z"][env], 1.5 * truth["depth.Z"][env], rtol=1e-5)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from cinecomp import exrio
 from cinecomp.errors import SheetError
 from cinecomp.sheet import check_path, load_sheet
 
+REPO_WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version"
 
 
@@ -237,3 +239,188 @@ def test_harmonize_columns_bad(tmp_path, cells, says):
     probs, msg = problems(sheet, tmp_path)
     assert len(probs) == 1, probs  # the good row has none, the bad one exactly this
     assert "shot bad" in probs[0] and says in probs[0] and "fix" in probs[0], probs[0]
+
+
+# ---------------------------------------------------------------- values that used to pass validation and fail later
+KP_HEADER = HEADER + ",key_params,resolution"
+
+
+def kp_row(shot="sh010", fps="24", params="", res="", first=1001, last=1005):
+    q = '"' + params.replace('"', '""') + '"' if params else ""
+    return f"{shot},plate/p.####.exr,ACEScg,{first},{last},{fps},env.png,srgb_tx,1,{q},{res}"
+
+
+def one_problem(tmp_path, **cells):
+    """The problems of a sheet with one bad row and one good row: exactly one, on the bad row."""
+    make_plates(tmp_path)
+    probs, msg = problems(write_sheet(tmp_path, kp_row("bad", **cells), kp_row("good"), header=KP_HEADER), tmp_path)
+    assert len(probs) == 1, probs
+    assert "row 2 (shot bad)" in probs[0] and "fix" in probs[0], probs[0]
+    return probs[0]
+
+
+@pytest.mark.parametrize("params, says", [
+    ('{"despill": NaN}', "NaN"),
+    ('{"clip_black": Infinity}', "Infinity"),
+    ('{"screen_blur": -Infinity}', "-Infinity"),
+    ('{"screen": ' + "[" * 50 + "]" * 50 + "}", "nested too deeply"),
+    ('{"screen": ' + "[" * 20_000 + "]" * 20_000 + "}", "nested too deeply"),  # RecursionError in json
+])
+def test_key_params_refuses_non_finite_and_deep_json(tmp_path, params, says):
+    p = one_problem(tmp_path, params=params)
+    assert "key_params" in p and says in p and len(p) < 400, p
+
+
+@pytest.mark.parametrize("fps", ["nan", "inf", "-inf", "1e-9", "0", "-24", "1001", "abc", ""])
+def test_fps_finite_and_bounded(tmp_path, fps):
+    p = one_problem(tmp_path, fps=fps)
+    assert f"fps {fps!r}" in p and ("1..1000" in p or "not a number" in p), p
+    assert "minimum" not in p and "required property" not in p  # no schema text on top
+
+
+def test_schema_bounds_what_the_checks_bound():
+    from cinecomp.sheet import FPS_MAX, FPS_MIN, FRAME_MAX, FRAME_MIN, load_schema
+
+    props = load_schema()["properties"]
+    assert (props["fps"]["minimum"], props["fps"]["maximum"]) == (FPS_MIN, FPS_MAX) == (1, 1000)
+    for col in ("first_frame", "last_frame"):
+        assert (props[col]["minimum"], props[col]["maximum"]) == (FRAME_MIN, FRAME_MAX)
+
+
+@pytest.mark.parametrize("first, last, says", [
+    ("1001", "10000000", "last_frame 10000000 is outside 0..9999999"),  # 1..1e9: test_huge_frame_range_answers_at_once
+    ("-5", "1005", "first_frame -5 is outside"),
+    ("1", "9000000", "is 9000000 frames, more than 100000"),
+    ("1001", "1e9", "last_frame '1e9' is not a whole number"),
+])
+def test_frame_range_bounded(tmp_path, first, last, says):
+    p = one_problem(tmp_path, first=first, last=last)
+    assert says in p, p
+
+
+def test_huge_frame_range_answers_at_once(tmp_path):
+    """1..1e9 used to build a billion-element list: in a child limited to 4 GB, it must answer in < 1 s."""
+    import resource
+
+    make_plates(tmp_path)
+    sheet = write_sheet(tmp_path, kp_row(first=1, last=1_000_000_000), header=KP_HEADER)
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from cinecomp.sheet import load_sheet\n"
+            "t = time.perf_counter()\n"
+            "try:\n    load_sheet(sys.argv[2])\nexcept Exception as exc:\n    print(exc)\n"
+            "print('seconds', time.perf_counter() - t)")
+    limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # noqa: E731
+    r = subprocess.run([sys.executable, "-c", code, str(REPO_WORKFLOW), str(sheet)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60, preexec_fn=limit)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "last_frame 1000000000 is outside" in r.stdout, r.stdout
+    assert float(r.stdout.split("seconds")[-1]) < 1.0, r.stdout
+
+
+def test_missing_frames_is_arithmetic():
+    from cinecomp.sheet import missing_frames
+
+    assert missing_frames(999, 1007, range(1001, 1006)) == [(999, 1000), (1006, 1007)]
+    assert missing_frames(1, 10 ** 12, [5, 6, 8, 10 ** 13]) == [(1, 4), (7, 7), (9, 10 ** 12)]  # instant
+    assert missing_frames(1001, 1005, [1005, 1001, 1002, 1003, 1004, 1003]) == []
+
+
+def test_plate_coverage_still_reported(tmp_path):
+    p = one_problem(tmp_path, first=1001, last=90000)
+    assert "frames 1006-90000 of 1001-90000 are missing" in p, p
+
+
+@pytest.mark.parametrize("res, says", [
+    ("abc", "is not WIDTHxHEIGHT"),
+    ("1920X1080", "lower-case x"),
+    ("1920 x 1080", "(fix: 1920x1080)"),
+    ("10x10x3", "is not WIDTHxHEIGHT"),
+    ("99999x99999", "16..16384"),
+    ("1x1", "16..16384"),
+    ("0x1080", "16..16384"),
+    ("x", "is not WIDTHxHEIGHT"),
+])
+def test_resolution_parsed_and_bounded(tmp_path, res, says):
+    p = one_problem(tmp_path, res=res)
+    assert f"resolution {res!r}" in p and says in p, p
+
+
+def test_resolution_odd_sizes_allowed(tmp_path):
+    make_plates(tmp_path)
+    df = load_sheet(write_sheet(tmp_path, kp_row(res="33x17"), kp_row("b", res="016384x16"), header=KP_HEADER),
+                    base_dir=tmp_path)
+    assert (df.loc["sh010", "width"], df.loc["sh010", "height"]) == (33, 17)
+    assert df.loc["b", "resolution"] == "16384x16" and df.loc["b", "width"] == 16384  # written canonically
+
+
+# ---------------------------------------------------------------- the CSV itself
+def test_row_with_more_cells_than_the_header(tmp_path):
+    make_plates(tmp_path)
+    sheet = write_sheet(tmp_path, "# a comment line", row() + ",oops", row("sh020"), row("sh030") + ",,")
+    probs, _ = problems(sheet, tmp_path)
+    assert len(probs) == 1, probs  # trailing empty cells (spreadsheets write them) are fine
+    assert "row 3 (shot sh010)" in probs[0] and "10 cells but the header has 9 columns" in probs[0], probs
+    assert "fix" in probs[0]
+
+
+def test_latin1_sheet_is_a_clear_error(tmp_path):
+    make_plates(tmp_path)
+    p = tmp_path / "shots.csv"
+    p.write_bytes((HEADER + ",prompt\n" + row() + ",un café\n").encode("latin-1"))
+    probs, _ = problems(p, tmp_path)
+    assert len(probs) == 1 and "not UTF-8" in probs[0] and "byte 0xe9 on line 2" in probs[0], probs
+    assert "fix: save the sheet as UTF-8" in probs[0]
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    make_plates(tmp_path)
+    p = tmp_path / "shots.csv"
+    p.write_bytes(("\ufeff" + HEADER + "\n" + row() + "\n").encode("utf-8"))
+    assert list(load_sheet(p, base_dir=tmp_path).index) == ["sh010"]
+
+
+def test_comments_and_blank_lines_skipped_only_outside_quotes(tmp_path):
+    make_plates(tmp_path)
+    prompt = "a person walks in\n# holding a crate, \"heavy\"\n\n  and sets it down"
+    cell = '"' + prompt.replace('"', '""') + '"'
+    sheet = write_sheet(tmp_path, "# a comment, with a comma and an \"unbalanced quote", "", "   ",
+                        f"{row()},{cell}", "  # indented comment", "", row("sh020") + ",plain", ",,,,,,,,,,",
+                        header="# leading comment\n" + HEADER + ",prompt")
+    df = load_sheet(sheet, base_dir=tmp_path)
+    assert list(df.index) == ["sh010", "sh020"]
+    assert df.loc["sh010", "prompt"] == prompt  # every line, its inner spaces kept
+    assert df.loc["sh020", "prompt"] == "plain"
+    # a row's number is the line of the sheet it starts on
+    probs, _ = problems(write_sheet(tmp_path, f"{row()},{cell}", row() + ",x", header=HEADER + ",prompt"),
+                        tmp_path)
+    assert any("row 6 (shot sh010)" in p and "also on row 2" in p for p in probs), probs
+
+
+def test_unclosed_quote_names_its_row(tmp_path):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row(), row("sh020") + ',"never closed', row("sh030"),
+                                    header=HEADER + ",prompt"), tmp_path)
+    assert len(probs) == 1 and "row 3" in probs[0] and "never closed" in probs[0] and "fix" in probs[0], probs
+
+
+def test_huge_cell_is_a_clear_error(tmp_path):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row() + ',"' + "x" * 200_000 + '"', header=HEADER + ",prompt"), tmp_path)
+    assert len(probs) == 1 and "row 2" in probs[0] and "longer than" in probs[0] and "fix" in probs[0], probs
+
+
+def test_header_problems(tmp_path):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row() + ",a,", header=HEADER + ",prompt,,prompt"), tmp_path)
+    assert any("column 11 of the header has no name" in p for p in probs), probs
+    assert any("prompt appear more than once" in p for p in probs), probs
+
+
+def test_every_bad_value_at_once(tmp_path):
+    make_plates(tmp_path)
+    sheet = write_sheet(tmp_path, kp_row("a", fps="nan"), kp_row("b", res="1x1"),
+                        kp_row("c", params='{"despill": NaN}'), kp_row("d", last=10_000_000), kp_row("e") + ",x",
+                        header=KP_HEADER)
+    probs, _ = problems(sheet, tmp_path)
+    assert len(probs) == 5, probs
+    for i, shot in enumerate("abcde", start=2):
+        assert any(f"row {i} (shot {shot})" in p for p in probs), (shot, probs)

@@ -28,7 +28,7 @@ TINY = [  # shot, plate format, environment kind
 FIRST, LAST = 1001, 1005
 
 
-def sheet_rows(root: Path) -> list[str]:
+def sheet_rows(root: Path, versions: dict | None = None) -> list[str]:
     rows = []
     for shot, fmt, env in TINY:
         plate = {"exr": f"demo/{shot}/plate/{shot}_plate.####.exr", "png": f"demo/{shot}/plate/{shot}_plate.####.png",
@@ -36,7 +36,7 @@ def sheet_rows(root: Path) -> list[str]:
         pcs = "ACEScg" if fmt == "exr" else "srgb_tx"
         envp, ecs = ((f"demo/{shot}/env/{shot}_env.####.exr", "ACEScg") if env == "sequence"
                      else (f"demo/{shot}/env/{shot}_env.jpg", "srgb_tx"))
-        rows.append(f"{shot},{plate},{pcs},{FIRST},{LAST},24,{envp},{ecs},1,")
+        rows.append(f"{shot},{plate},{pcs},{FIRST},{LAST},24,{envp},{ecs},{(versions or {}).get(shot, 1)},")
     return rows
 
 
@@ -86,8 +86,13 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
-def comp_files(root: Path, shot: str) -> list[Path]:
-    return sorted((root / "results" / shot / "comp").glob(f"{shot}_comp_v*.exr"))
+def comp_files(root: Path, shot: str, version: int = 1) -> list[Path]:
+    return sorted((root / "results" / shot / f"v{version:03d}" / "comp").glob(f"{shot}_comp_v*.exr"))
+
+
+def review_files(root: Path, shot: str, version: int = 1) -> list[Path]:
+    d = root / "results" / shot / f"v{version:03d}" / "review"
+    return [d / f"{shot}_v{version:03d}_daily.mp4", d / f"{shot}_v{version:03d}_contact.png"]
 
 
 def test_outputs_layers_and_metadata(rendered):
@@ -105,11 +110,11 @@ def test_outputs_layers_and_metadata(rendered):
         m = ch["mask.character"]
         np.testing.assert_allclose(m + ch["mask.environment"], 1.0, atol=1e-6)
         assert 0.01 < m.mean() < 0.9, "the character should cover part of the frame"
-        review = rendered / "results" / shot / "review"
-        assert (review / f"{shot}_daily.mp4").stat().st_size > 0
-        assert (review / f"{shot}_contact.png").stat().st_size > 0
-        assert (rendered / "logs" / "key" / f"{shot}.log").exists()
-        assert (rendered / "benchmarks" / "assemble" / f"{shot}.tsv").exists()
+        assert all(p.stat().st_size > 0 for p in review_files(rendered, shot))
+        # logs and benchmarks live with the run's results (another results folder has its own)
+        assert (rendered / "results" / "logs" / "key" / f"{shot}.log").exists()
+        assert (rendered / "results" / "benchmarks" / "assemble" / f"{shot}_v001.tsv").exists()
+    assert not (rendered / "logs").exists() and not (rendered / "benchmarks").exists()
 
 
 def test_up_to_date_run_plans_nothing(rendered):
@@ -118,16 +123,54 @@ def test_up_to_date_run_plans_nothing(rendered):
 
 def test_editing_one_row_reruns_only_that_shot(rendered, tmp_path):
     root = copy_run(rendered, tmp_path / "w")
-    rows = sheet_rows(root)
-    rows[1] += '"{""clip_black"": 0.2}"'  # sb: new key parameters
+    rows = sheet_rows(root, {"sb": 2})
+    rows[1] += '"{""clip_black"": 0.2}"'  # sb: new key parameters, as v002
     write_sheet(root, rows)
     jobs = planned_jobs(root)
     assert {s for _, s in jobs} == {"sb"}
     assert {r for r, _ in jobs} == {"key", "masks", "depth", "composite", "assemble", "daily", "contact_sheet"}
 
 
-def test_deleting_an_intermediate_reruns_only_its_dependents(rendered, tmp_path):
+def test_an_edit_without_a_new_version_renders_nothing(rendered, tmp_path):
+    """v001 is published: it is never rendered again; the run says how to render the change."""
     root = copy_run(rendered, tmp_path / "w")
+    rows = sheet_rows(root)
+    rows[1] += '"{""clip_black"": 0.2}"'
+    write_sheet(root, rows)
+    r = snakemake(root, "--dry-run")
+    assert r.returncode == 0 and "already published" in r.stderr and "sb v001" in r.stderr
+    assert planned_jobs(root) == set()
+
+
+def test_versions_sit_side_by_side_and_reverting_rerenders_nothing(rendered, tmp_path):
+    root = copy_run(rendered, tmp_path / "w")
+    v1 = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in comp_files(root, "sa") + review_files(root, "sa")}
+    write_sheet(root, sheet_rows(root, {"sa": 2}))
+    # the same settings as v002: no work file is rendered again, only v002's comp and review
+    assert planned_jobs(root) == {("assemble", "sa"), ("daily", "sa"), ("contact_sheet", "sa")}
+    r = snakemake(root)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert [f.name for f in comp_files(root, "sa", 2)] == [f"sa_comp_v002.{f:04d}.exr" for f in range(FIRST, LAST + 1)]
+    assert all(p.exists() for p in review_files(root, "sa", 2))
+    assert exrio.read_exr_header(comp_files(root, "sa", 2)[0])["shotVersion"] == 2
+    write_sheet(root, sheet_rows(root))  # back to v001
+    assert planned_jobs(root) == set()
+    assert snakemake(root).returncode == 0
+    assert v1 == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in comp_files(root, "sa") + review_files(root, "sa")}
+
+
+def test_an_old_version_named_on_the_command_line_is_refused(rendered, tmp_path):
+    root = copy_run(rendered, tmp_path / "w")
+    write_sheet(root, sheet_rows(root, {"sa": 2}))
+    r = snakemake(root, "--dry-run", "results/sa/v001/comp")
+    assert r.returncode != 0 and "the sheet says v002" in r.stdout + r.stderr
+
+
+def test_deleting_a_work_folder_reruns_only_its_dependents(rendered, tmp_path):
+    """For a version still being made (no daily and contact sheet yet)."""
+    root = copy_run(rendered, tmp_path / "w")
+    for p in review_files(root, "sa"):
+        p.unlink()
     shutil.rmtree(root / "results" / "sa" / "composite")
     assert planned_jobs(root) == {("composite", "sa"), ("assemble", "sa"), ("daily", "sa"), ("contact_sheet", "sa")}
 
@@ -141,7 +184,7 @@ def test_broken_plate_fails_alone(tiny_demo, tmp_path):
     assert not comp_files(root, "sa")
     for shot in ("sb", "sc"):
         assert len(comp_files(root, shot)) == LAST - FIRST + 1
-    log = (root / "logs" / "ingest_plate" / "sa.log").read_text()
+    log = (root / "results" / "logs" / "ingest_plate" / "sa.log").read_text()
     assert "sa_plate.1003.exr" in log
 
 
@@ -197,12 +240,14 @@ def test_lint_and_format(tiny_demo):
 def test_cli_render_uses_the_profile_and_targets(rendered, tmp_path):
     root = copy_run(rendered, tmp_path / "w")
     cli = Path(sys.executable).with_name("cinecomp")
-    r = subprocess.run([str(cli), "render", "--sheet", "shots.csv", "--shots", "sb", "--", "--dry-run"],
-                       cwd=root, capture_output=True, text=True, timeout=300)
+    dry = [str(cli), "render", "--sheet", "shots.csv", "--shots", "sb", "--", "--dry-run"]
+    r = subprocess.run(dry, cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "already published" in r.stderr and "sb v001" in r.stderr  # nothing to do
+    shutil.rmtree(root / "results" / "sb" / "v001" / "review")
+    r = subprocess.run(dry, cwd=root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "profiles/default" in r.stdout and "results/sb/comp" in r.stdout
-    shutil.rmtree(root / "results" / "sb" / "review")
+    assert "profiles/default" in r.stdout and "results/sb/v001/comp" in r.stdout
     r = subprocess.run([str(cli), "render", "--sheet", "shots.csv", "--shots", "sb"], cwd=root,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert (root / "results" / "sb" / "review" / "sb_daily.mp4").exists()
+    assert all(p.exists() for p in review_files(root, "sb"))

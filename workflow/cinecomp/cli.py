@@ -2,7 +2,7 @@
 
   cinecomp validate [--sheet shots/shots.csv]   check a shot sheet, list every problem
   cinecomp demo [--out demo]                     render the project's demo plates
-  cinecomp render [--profile default|slurm] [--shots SH010,SH020] [-- SNAKEMAKE ARGS]
+  cinecomp render [--profile default|slurm] [--sheet S] [--configfile F] [--shots SH010,SH020] [-- SNAKEMAKE ARGS]
   cinecomp colourspaces                          list the OCIO colourspaces a sheet may name
   cinecomp eval [--backends over,harmonize] [--split report] [--light given|auto|both] [--real]   score backends on the ground-truth eval set
   cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,16 +23,95 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+SHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # as schemas/shots.schema.yaml
+
+
+class UsageError(Exception):
+    """A one-line error of the command line itself (exit 2, no traceback)."""
+
+
+def shot_targets(results: str, shot: str, version: int) -> list[str]:
+    """The files and directories `render --shots` asks Snakemake for, for one shot at its version."""
+    from .layout import published_targets
+
+    return published_targets(results, shot, version)
+
+
+def split_config_args(extra: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Snakemake args after `--` without their --configfile(s) and --config/-C options:
+    (the other args, config files, KEY=VALUE entries). Snakemake keeps only the last of each option,
+    so cinecomp merges them with its own into one of each."""
+    rest, files, entries = [], [], []
+    i = 0
+    while i < len(extra):
+        name, eq, value = extra[i].partition("=")
+        i += 1
+        if name not in ("--configfile", "--configfiles", "--config", "-C"):
+            rest.append(extra[i - 1])
+            continue
+        dest = entries if name in ("--config", "-C") else files
+        if eq:  # --config=KEY=VALUE takes that one value
+            dest.append(value)
+            continue
+        while i < len(extra) and not extra[i].startswith("-"):  # like snakemake's nargs
+            dest.append(extra[i])
+            i += 1
+    return rest, files, entries
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Nested dicts merged the way snakemake merges config files."""
+    for k, v in over.items():
+        base[k] = _merge(dict(base[k]), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return base
+
+
+def load_config(files: list[str], entries=()) -> dict:
+    """The config snakemake will see: the files in order, then KEY=VALUE entries (values as text,
+    YAML for {...}/[...]). UsageError names a missing or unreadable file."""
+    import yaml
+
+    cfg: dict = {}
+    for f in files:
+        if not Path(f).is_file():
+            raise UsageError(f"config file {f} does not exist (fix: check the --configfile path)")
+        try:
+            data = yaml.safe_load(Path(f).read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UsageError(f"config file {f} cannot be read: {' '.join(str(exc).split())}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"config file {f} is not a YAML mapping of keys (fix: see config.yaml)")
+        _merge(cfg, data)
+    for e in entries:
+        key, _, value = e.partition("=")
+        try:
+            value = yaml.safe_load(value) if value.startswith(("{", "[")) else value
+        except yaml.YAMLError:
+            pass
+        _merge(cfg, {key: value})
+    return cfg
+
+
+def _composite_default(cfg: dict) -> str:
+    backends = cfg.get("backends")
+    return backends.get("composite", "over") if isinstance(backends, dict) else "over"
+
+
 def _validate(args) -> int:
     from .errors import SheetError
     from .sheet import load_sheet
 
     try:
-        import yaml
-
-        cfg = yaml.safe_load(Path(args.configfile).read_text()) if Path(args.configfile).is_file() else {}
-        df = load_sheet(args.sheet, movie_start=args.movie_start,
-                        composite_default=(cfg.get("backends") or {}).get("composite", "over"))
+        cfg = load_config([args.configfile])
+        movie_start = args.movie_start if args.movie_start is not None else cfg.get("movie_start_frame", 1001)
+        if not isinstance(movie_start, int):
+            raise UsageError(f"movie_start_frame {movie_start!r} in {args.configfile} is not a whole number")
+    except UsageError as exc:
+        print(f"cinecomp validate: {exc}", file=sys.stderr)
+        return 2
+    sheet = args.sheet or str(cfg.get("shots", "shots/shots.csv"))
+    try:
+        df = load_sheet(sheet, movie_start=movie_start, composite_default=_composite_default(cfg))
     except SheetError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -39,7 +119,7 @@ def _validate(args) -> int:
         env = row["environment"] or f"synthesised ({row['reference'] or 'prompt only'})"
         print(f"{shot}: {row['plate']} [{row['plate_colourspace']}] {row['first_frame']}-{row['last_frame']} "
               f"@ {row['fps']:g} fps -> {row['width']}x{row['height']}, env {env}, v{row['version']:03d}")
-    print(f"{args.sheet}: {len(df)} shot(s) OK")
+    print(f"{sheet}: {len(df)} shot(s) OK")
     return 0
 
 
@@ -51,15 +131,61 @@ def _demo(args) -> int:
     return 0
 
 
+def _shot_targets(ids: str, cfg: dict) -> list[str]:
+    """Targets of `--shots a,b`: ids checked against the sheet, under the configured results."""
+    from .sheet import load_sheet
+
+    shots = [s.strip() for s in ids.split(",") if s.strip()]
+    if not shots:
+        raise UsageError(f"--shots {ids!r} names no shot (fix: e.g. --shots sh010,sh020)")
+    unsafe = [s for s in shots if not SHOT_ID.fullmatch(s)]
+    if unsafe:
+        raise UsageError(f"{unsafe[0]!r} is not a valid shot id "
+                         "(fix: shot ids are letters, digits, '_' and '-', as in the sheet)")
+    sheet = str(cfg.get("shots", "shots/shots.csv"))
+    df = load_sheet(sheet, check_files=False, composite_default=_composite_default(cfg))  # SheetError: all problems
+    unknown = [s for s in shots if s not in df.index]
+    if unknown:
+        known = ", ".join(list(df.index)[:20]) + (", ..." if len(df) > 20 else "")
+        raise UsageError("; ".join(f"unknown shot {s!r}" for s in unknown) + f" in {sheet} (known: {known})")
+    from .layout import is_published
+
+    results = str(cfg.get("results", "results"))
+    done = [s for s in shots if is_published(results, s, int(df.loc[s, "version"]))]
+    if done:  # never rendered again (layout.py): asking Snakemake for them could overwrite them
+        print("cinecomp render: already published, not rendered again (raise `version` in the sheet to render "
+              "changes): " + ", ".join(f"{s} v{int(df.loc[s, 'version']):03d}" for s in done), file=sys.stderr)
+    return [t for s in shots if s not in done for t in shot_targets(results, s, int(df.loc[s, "version"]))]
+
+
 def _render(args, extra: list[str]) -> int:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(Path.cwd()), "--configfile", str(args.configfile or REPO / "config.yaml"), "--profile", str(REPO / "profiles" / args.profile)]
-    if args.shots:  # targets before options: --config would swallow them
-        cmd[3:3] = [f"results/{s}/{t}" for s in args.shots.split(",")
-                    for t in ("comp", f"review/{s}_daily.mp4", f"review/{s}_contact.png")]
-    cmd += extra
+    from .errors import SheetError
+
+    rest, files, entries = split_config_args(extra)
+    files = [str(args.configfile or REPO / "config.yaml"), *files]
+    config = {e.partition("=")[0]: e for e in entries}  # one entry per key, the last wins
     if args.sheet:
-        cmd += ["--config", f"shots={args.sheet}"]
+        config["shots"] = f"shots={args.sheet}"
+    try:
+        cfg = load_config(files, config.values())
+        sheet = str(cfg.get("shots", "shots/shots.csv"))
+        if not Path(sheet).is_file():
+            raise UsageError(f"shot sheet {sheet} does not exist (fix: --sheet PATH or --config shots=PATH)")
+        targets = _shot_targets(args.shots, cfg) if args.shots else []
+        if args.shots and not targets:
+            return 0  # every shot asked for is published
+    except UsageError as exc:
+        print(f"cinecomp render: {exc}", file=sys.stderr)
+        return 2
+    except SheetError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    # Targets before options (--config would swallow them); one --configfile and one --config.
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(Path.cwd()), "--configfile", *files, "--profile", str(REPO / "profiles" / args.profile),
+           *rest]
+    if config:
+        cmd += ["--config", *config.values()]
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd)
 
@@ -134,9 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cinecomp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate", help="check a shot sheet and list every problem")
-    v.add_argument("--sheet", default="shots/shots.csv")
-    v.add_argument("--movie-start", type=int, default=1001)
-    v.add_argument("--configfile", default=str(REPO / "config.yaml"), help="for the default composite backend")
+    v.add_argument("--sheet", default=None, help="default: the config's shots (shots/shots.csv)")
+    v.add_argument("--movie-start", type=int, default=None, help="default: the config's movie_start_frame")
+    v.add_argument("--configfile", default=str(REPO / "config.yaml"),
+                   help="for shots, movie_start_frame and the default composite backend")
     d = sub.add_parser("demo", help="render the demo plates (sh010, sh020, sh030)")
     d.add_argument("--out", default="demo")
     r = sub.add_parser("render", help="run the workflow (extra snakemake args after --)")

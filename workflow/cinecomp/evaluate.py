@@ -48,6 +48,7 @@ from .camera import light_direction
 from .demo import (BACKGROUNDS, DemoScene, background_file, from_camera_world, hdri_sun, heading, make_demo_shot,
                    scene_camera, scene_light)
 from .errors import CinecompError
+from .layout import published_targets
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -365,7 +366,9 @@ def write_sheet(path: Path, rows: list[dict]) -> None:
 
 def run_workflow(out: Path, sheet: str, results: str, shot_ids: list[str], cores: int, log: Path) -> int:
     """Snakemake on ``sheet`` in ``out`` (comps only, no dailies), output to ``log``; its return code."""
-    cmd = [sys.executable, "-m", "snakemake", *[f"{results}/{s}/comp" for s in shot_ids],
+    # the comp only: with no daily and contact sheet an eval shot is never "published", so a rerun
+    # after a code or setting change renders it again (layout.py)
+    cmd = [sys.executable, "-m", "snakemake", *[published_targets(results, s, 1)[0] for s in shot_ids],
            "--snakefile", str(REPO / "Snakefile"), "--directory", str(out), "--configfile", str(REPO / "config.yaml"),
            "--profile", str(REPO / "profiles" / "default"), "--cores", str(cores),
            "--config", f"shots={sheet}", f"results={results}"]
@@ -396,7 +399,7 @@ def read_rgb(path) -> np.ndarray:
 
 def comp_frames(results_dir: Path, sid: str) -> dict[int, Path]:
     """frame -> final comp EXR of a shot (the highest version of each frame)."""
-    files = sorted((Path(results_dir) / sid / "comp").glob(f"{sid}_comp_v[0-9][0-9][0-9].[0-9][0-9][0-9][0-9].exr"))
+    files = sorted((Path(results_dir) / sid).glob(f"v[0-9][0-9][0-9]/comp/{sid}_comp_v[0-9][0-9][0-9].[0-9][0-9][0-9][0-9].exr"))
     return {int(f.name.rsplit(".", 2)[1]): f for f in files}
 
 

@@ -1,6 +1,6 @@
 """Frame naming and image-sequence patterns.
 
-Project files follow ``<shot>_<element>_v<NNN>.<FFFF>.exr``. Plate sequences in a shot sheet may be
+Published files follow ``<shot>_<element>_v<NNN>.<FFFF>.exr``, work files ``<shot>_<element>.<FFFF>.exr``. Plate sequences in a shot sheet may be
 written ``plate.####.exr`` (one ``#`` per digit), ``plate.%04d.exr`` or ``plate.@@@@.exr``.
 """
 
@@ -16,11 +16,13 @@ _HASHES = re.compile(r"(#+|@+)")
 _PRINTF = re.compile(r"%0?(\d*)d")
 
 
-def frame_name(shot: str, element: str, version: int, frame: int, ext: str = "exr") -> str:
-    return f"{shot}_{element}_v{int(version):03d}.{int(frame):04d}.{ext}"
+def frame_name(shot: str, element: str, version: int | None, frame: int, ext: str = "exr") -> str:
+    """``<shot>_<element>_v<NNN>.<FFFF>.<ext>``; work files (version None) have no version."""
+    v = "" if version is None else f"_v{int(version):03d}"
+    return f"{shot}_{element}{v}.{int(frame):04d}.{ext}"
 
 
-def frame_path(directory, shot: str, element: str, version: int, frame: int, ext: str = "exr") -> Path:
+def frame_path(directory, shot: str, element: str, version: int | None, frame: int, ext: str = "exr") -> Path:
     return Path(directory) / frame_name(shot, element, version, frame, ext)
 
 

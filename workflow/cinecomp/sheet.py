@@ -1,17 +1,21 @@
 """The shot sheet: load, validate (every problem at once), and describe each shot.
 
-A sheet is a CSV, one row per shot (columns in README "Shot sheet"). ``load_sheet`` checks the JSON
-schema (schemas/shots.schema.yaml) row by row and then what a schema cannot: unique ids, ids and paths
-safe as file names and shell words, files that exist, frame ranges inside the plate, readable
-resolutions, known colourspaces and valid per-shot key parameters. All problems are collected and
-raised together as one ``SheetError``, each naming the row/shot and the fix.
+A sheet is a UTF-8 CSV, one row per shot (columns in README "Shot sheet"). ``load_sheet`` checks the
+JSON schema (schemas/shots.schema.yaml) row by row and then what a schema cannot: unique ids, ids and
+paths safe as file names and shell words, files that exist, frame ranges inside the plate, readable
+resolutions, known colourspaces and valid per-shot key parameters. Numbers a TD types (frames, fps,
+resolution, key_params) are parsed and bounded here, before the schema, so a bad one is one clear
+problem. All problems are collected and raised together as one ``SheetError``, each naming the row
+(the line of the sheet where the row starts), the shot, the column and the fix.
 """
 
 from __future__ import annotations
 
-import json
+import csv
+import io
 import math
 import re
+from bisect import bisect_left
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,10 +25,16 @@ import yaml
 
 from . import colour, frames
 from .errors import PlateError, SheetError
+from .params import parse_json_object
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "shots.schema.yaml"
-INT_COLUMNS = ("first_frame", "last_frame", "version")
-FLOAT_COLUMNS = ("fps",)
+# Bounds of the numbers a sheet gives (also in the schema and README "Shot sheet").
+FRAME_MIN, FRAME_MAX = 0, 9_999_999  # frame numbers
+MAX_FRAMES = 100_000  # frames per shot (over an hour at 24 fps)
+FPS_MIN, FPS_MAX = 1, 1000
+RES_MIN, RES_MAX = 16, 16384  # conformed width and height, pixels (odd sizes are fine: dailies pad them)
+MAX_JSON_DEPTH = 8  # key_params nesting (the deepest valid value, "screen": [r, g, b], is 2)
+KEY_PARAMS_EXAMPLE = '{"clip_black": 0.05}'
 # Characters that would change the meaning of a shell word or a Snakemake wildcard.
 UNSAFE_PATH_CHARS = set(";|&$`<>\"'\\!*?(){}[]\n\r\t,")
 
@@ -52,22 +62,135 @@ def resolve(value: str, base_dir: Path) -> Path:
     return p if p.is_absolute() else base_dir / p
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """The sheet as strings (no NaN: empty cells are ''), comment lines starting with '#' skipped."""
+# ------------------------------------------------------------------------------------------ reading the CSV
+def _decode(path: Path, data: bytes) -> str:
+    """UTF-8 text (a BOM is dropped). Anything else is refused, not guessed: a Latin-1 guess would
+    misread a CP1252 or Mac sheet and its accented paths would silently not match the files."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SheetError(path, [
+            f"the sheet is not UTF-8: byte 0x{data[exc.start]:02x} on line {line}, column {col} is not valid "
+            "UTF-8 (fix: save the sheet as UTF-8, e.g. Excel's 'CSV UTF-8', or convert it with "
+            "`iconv -f latin1 -t utf-8`)"]) from None
+
+
+def _records(path: Path, text: str):
+    """(line where the record starts, fields) of each CSV record. Blank lines and lines starting with
+    '#' are skipped only where a record starts, never inside a quoted cell: a quoted multi-line prompt
+    keeps all its lines. The csv module pulls the lines, so quoting follows its rules exactly."""
+    lines = io.StringIO(text, newline="")  # splits at \n, \r\n and \r only, like csv
+    state = {"line": 0, "start": None}
+
+    def feed():
+        for ln in lines:
+            state["line"] += 1
+            if state["start"] is None:  # between records
+                if not ln.strip() or ln.lstrip().startswith("#"):
+                    continue
+                state["start"] = state["line"]
+            yield ln
+
+    reader = csv.reader(feed(), skipinitialspace=True, strict=True)
+    while True:
+        state["start"] = None
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            what, fix = ("a quoted cell that starts in it is never closed" if "end of data" in str(exc)
+                         else f"it is not valid CSV ({exc})"), 'quote a cell as "...", a quote in it as ""'
+            if "field limit" in str(exc):
+                what, fix = f"a cell is longer than {csv.field_size_limit()} characters", "shorten it"
+            raise SheetError(path, [f"row {state['start']}: {what}, so nothing after it can be read "
+                                    f"(fix: {fix})"]) from None
+        yield state["start"], fields
+
+
+def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict]], list[str]]:
+    """The sheet's header, its rows as ``(row number, {column: stripped cell})`` and the problems of
+    the table itself. A row's number is the line of the sheet where it starts (the header's is 1
+    unless comments precede it). A row with more non-empty cells than the header is a problem (its
+    cells would be shifted) and is left out; missing trailing cells are empty."""
     if not path.is_file():
         raise SheetError(path, [f"shot sheet {path} does not exist (fix: create it or pass --config shots=PATH)"])
-    text = path.read_text()
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise SheetError(path, ["the sheet is empty (fix: add a header line and one row per shot; see README)"])
-    from io import StringIO
-
     try:
-        df = pd.read_csv(StringIO("\n".join(lines)), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise SheetError(path, [f"not a readable CSV ({exc}) (fix: one header line, comma-separated rows)"]) from exc
-    df.columns = [c.strip() for c in df.columns]
-    return df.apply(lambda col: col.str.strip())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SheetError(path, [f"cannot read the sheet ({exc.strerror}) (fix: check its permissions)"]) from None
+    records = list(_records(path, _decode(path, data)))
+    if not records:
+        raise SheetError(path, ["the sheet is empty (fix: add a header line and one row per shot; see README)"])
+    (header_line, header), records = records[0], records[1:]
+    header = [h.strip() for h in header]
+    while header and not header[-1]:  # a trailing comma on the header line
+        header.pop()
+    problems = [f"row {header_line}: column {i + 1} of the header has no name (fix: name it or delete it)"
+                for i, h in enumerate(header) if not h]
+    dups = sorted({h for h in header if h and header.count(h) > 1})
+    if dups:
+        problems.append(f"row {header_line}: column(s) {', '.join(dups)} appear more than once in the header "
+                        "(fix: keep one of each)")
+    rows = []
+    for line, fields in records:
+        cells = [f.strip() for f in fields]
+        if not any(cells):  # a row of empty cells, as spreadsheets write them
+            continue
+        if any(cells[len(header):]):
+            shot = cells[header.index("shot")] if "shot" in header else None
+            problems.append(f"{_where(line, shot)}: {len(cells)} cells but the header has {len(header)} columns, "
+                            "so its cells do not line up with the columns (fix: quote a cell that contains a "
+                            'comma, e.g. "a, b", or delete the extra comma)')
+            continue
+        rows.append((line, {h: cells[i] if i < len(cells) else "" for i, h in enumerate(header)}))
+    return header, rows, problems
+
+
+# ------------------------------------------------------------------------------------------ typed cells
+def _whole(text: str) -> int:
+    if not re.fullmatch(r"[+-]?[0-9]{1,18}", text):
+        raise ValueError(f"{text!r} is not a whole number (fix: e.g. 1001)")
+    return int(text)
+
+
+def _frame(text: str) -> int:
+    n = _whole(text)
+    if not FRAME_MIN <= n <= FRAME_MAX:
+        raise ValueError(f"{n} is outside {FRAME_MIN}..{FRAME_MAX} (fix: a frame number in that range, e.g. 1001)")
+    return n
+
+
+def _fps(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number (fix: e.g. 24 or 23.976)") from None
+    if not (math.isfinite(v) and FPS_MIN <= v <= FPS_MAX):
+        raise ValueError(f"{text!r} must be a finite number of frames per second in {FPS_MIN}..{FPS_MAX} "
+                         "(fix: e.g. 24 or 23.976)")
+    return v
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """'1920x1080' -> (1920, 1080); ValueError with the fix unless WIDTHxHEIGHT, both in RES_MIN..RES_MAX."""
+    m = re.fullmatch(r"([0-9]{1,9})\s*([xX×*])\s*([0-9]{1,9})", text)
+    if not m:
+        raise ValueError(f"{text!r} is not WIDTHxHEIGHT (fix: e.g. 1920x1080, or empty for the plate's size)")
+    w, h = int(m.group(1)), int(m.group(3))
+    if m.group(0) != f"{m.group(1)}x{m.group(3)}":
+        raise ValueError(f"{text!r} must be written WIDTHxHEIGHT with a lower-case x and no spaces (fix: {w}x{h})")
+    if not (RES_MIN <= w <= RES_MAX and RES_MIN <= h <= RES_MAX):
+        raise ValueError(f"{text!r}: width and height must each be {RES_MIN}..{RES_MAX} pixels "
+                         "(fix: e.g. 1920x1080, or empty for the plate's size)")
+    return w, h
+
+
+# Cells parsed and bounded in Python, before the schema, so each bad one is one clear problem.
+TYPED_CELLS = (("first_frame", _frame), ("last_frame", _frame), ("version", _whole), ("fps", _fps),
+               ("resolution", parse_resolution))
 
 
 def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: bool = True,
@@ -81,44 +204,47 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
     """
     path = Path(path)
     base_dir = Path(base_dir) if base_dir else Path.cwd()
-    df = read_table(path)
+    header, table, problems = read_table(path)
     schema = load_schema()
-    problems: list[str] = []
 
-    missing = [c for c in schema["required"] if c not in df.columns]
+    missing = [c for c in schema["required"] if c not in header]
     if missing:
-        raise SheetError(path, [f"missing column(s) {', '.join(missing)} (fix: add them to the header line; see README)"])
-    unknown = [c for c in df.columns if c not in schema["properties"]]
+        raise SheetError(path, problems + [f"missing column(s) {', '.join(missing)} "
+                                           "(fix: add them to the header line; see README)"])
+    unknown = [c for c in header if c and c not in schema["properties"]]
     if unknown:
         problems.append(f"unknown column(s) {', '.join(unknown)} (fix: remove or rename; known: {', '.join(schema['properties'])})")
-    if df.empty:
+    if not table and not problems:
         raise SheetError(path, ["the sheet has a header but no shots (fix: add one row per shot)"])
-    for col, spec in schema["properties"].items():
-        if col not in df.columns:
-            df[col] = spec.get("default", "")
 
     validator = jsonschema.Draft202012Validator(schema)
     rows = []
     seen: dict[str, int] = {}
-    for i, raw in enumerate(df.to_dict("records"), start=2):  # row 1 is the header
+    for i, raw in table:
         shot = raw.get("shot") or None
         where = _where(i, shot)
-        row: dict = dict(raw)
-        for col in INT_COLUMNS:
+        row = {col: raw.get(col, spec.get("default", "")) for col, spec in schema["properties"].items()}
+        bad = set()  # columns reported here: the schema would only repeat them
+        row["_res"] = None  # (width, height) of a valid resolution cell; the cell itself stays text
+        for col, parse in TYPED_CELLS:
+            if col == "resolution" and not row[col]:
+                continue
             try:
-                row[col] = int(raw[col])
-            except (TypeError, ValueError):
-                problems.append(f"{where}: {col} {raw[col]!r} is not a whole number (fix: e.g. 1001)")
-                row[col] = None
-        for col in FLOAT_COLUMNS:
-            try:
-                row[col] = float(raw[col])
-            except (TypeError, ValueError):
-                problems.append(f"{where}: {col} {raw[col]!r} is not a number (fix: e.g. 24 or 23.976)")
-                row[col] = None
-        typed = {k: v for k, v in row.items() if v is not None}
+                value = parse(row[col])
+            except ValueError as exc:
+                problems.append(f"{where}: {col} {exc}")
+                bad.add(col)
+                value = None
+            if col == "resolution":
+                row["_res"] = value
+                row[col] = f"{value[0]}x{value[1]}" if value else row[col]  # canonical: 01920x1080 -> 1920x1080
+            else:
+                row[col] = value
+        typed = {k: v for k, v in row.items() if v is not None and k not in bad and not k.startswith("_")}
         for err in validator.iter_errors(typed):
             col = err.path[0] if err.path else None
+            if err.validator == "required" and bad & set(re.findall(r"'([^']*)'", err.message)):
+                continue
             if col == "shot" and err.validator == "pattern":
                 problems.append(f"{where}: shot id {raw['shot']!r} is not safe as a file name and shell word "
                                 "(fix: use only letters, digits, '_' and '-', at most 64 characters)")
@@ -149,15 +275,24 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
                     problems.append(f"{where}: {col}: {msg}")
         if row["key_params"]:
             problems.extend(f"{where}: key_params: {m}" for m in _check_key_params(row["key_params"]))
-        if row.get("first_frame") is not None and row.get("last_frame") is not None and row["first_frame"] > row["last_frame"]:
-            problems.append(f"{where}: first_frame {row['first_frame']} is after last_frame {row['last_frame']} (fix: swap them)")
+        first, last = row["first_frame"], row["last_frame"]
+        row["_range"] = None  # the frame range, once it is known to be sane
+        if first is not None and last is not None:
+            if first > last:
+                problems.append(f"{where}: first_frame {first} is after last_frame {last} (fix: swap them)")
+            elif last - first + 1 > MAX_FRAMES:
+                problems.append(f"{where}: first_frame {first} to last_frame {last} is {last - first + 1} frames, "
+                                f"more than {MAX_FRAMES} (fix: check the numbers, or split the shot into rows)")
+            else:
+                row["_range"] = (first, last)
         if check_files and not row.get("_unsafe") and row["plate"]:
             problems.extend(f"{where}: {m}" for m in _check_media(row, base_dir, movie_start))
 
     if problems:
         raise SheetError(path, problems)
 
-    out = pd.DataFrame([r for _, r in rows]).drop(columns=["_unsafe", "_prop_hint"], errors="ignore")
+    out = pd.DataFrame([r for _, r in rows]).drop(columns=["_unsafe", "_prop_hint", "_res", "_range"],
+                                                  errors="ignore")
     # Paths stay as the sheet wrote them (relative ones relative to the run directory), so moving a
     # show directory does not make every shot look changed to Snakemake.
     out["plate_path"] = [str(Path(p)) for p in out["plate"]]
@@ -223,20 +358,49 @@ def _check_json_cells(row: dict) -> list[str]:
     return out
 
 
-def _check_key_params(text: str) -> list[str]:
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return [f"{text!r} is not valid JSON ({exc.msg}) (fix: e.g. {{\"clip_black\": 0.05}})"]
-    if not isinstance(params, dict):
-        return [f"{text!r} must be a JSON object (fix: e.g. {{\"clip_black\": 0.05}})"]
-    try:
-        from .keying import KeyParams
+def _depth(obj) -> int:
+    """How deeply JSON lists/objects nest (a flat object is 1); iterative, so it cannot recurse."""
+    depth, level = 0, [obj]
+    while level:
+        depth += 1
+        level = [v for o in level for v in (o.values() if isinstance(o, dict) else o) if isinstance(v, (dict, list))]
+    return depth
 
+
+def _check_key_params(text: str) -> list[str]:
+    """A JSON object (no NaN/Infinity, not deeply nested) that KeyParams accepts."""
+    from .keying import KeyParams
+
+    try:
+        params = parse_json_object(text, example=KEY_PARAMS_EXAMPLE)
+        if _depth(params) > MAX_JSON_DEPTH:
+            raise ValueError(f"{text[:40]!r}... is nested too deeply (fix: a flat object, e.g. {KEY_PARAMS_EXAMPLE})")
         KeyParams.from_dict(params)
     except (TypeError, ValueError) as exc:
-        return [f"{exc} (fix: use the parameters listed in README 'Keying')"]
+        msg = str(exc)
+        return [msg if "(fix:" in msg else f"{msg} (fix: use the parameters and ranges listed in README 'Keying')"]
     return []
+
+
+def missing_frames(first: int, last: int, have) -> list[tuple[int, int]]:
+    """The gaps ``[(a, b), ...]`` of first..last not in ``have`` (frame numbers): arithmetic on ranges,
+    never a list as long as the requested range."""
+    have = sorted(set(have))
+    gaps, nxt = [], first
+    for f in have[bisect_left(have, first):]:
+        if f > last:
+            break
+        if f > nxt:
+            gaps.append((nxt, f - 1))
+        nxt = f + 1
+    if nxt <= last:
+        gaps.append((nxt, last))
+    return gaps
+
+
+def _ranges_text(gaps: list[tuple[int, int]]) -> str:
+    s = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in gaps)
+    return s if len(s) < 80 else s[:77] + "..."
 
 
 @lru_cache(maxsize=4096)
@@ -259,7 +423,7 @@ def probe(path: Path, *, part=None, view=None, movie_start: int = 1001):
 def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
     """Plate and environment exist, the frame range is inside the plate, resolutions are readable."""
     out = []
-    first, last = row.get("first_frame"), row.get("last_frame")
+    first, last = row["_range"] or (None, None)
     part = row.get("plate_part") or None
     view = row.get("plate_view") or None
     plate = resolve(row["plate"], base_dir)
@@ -273,12 +437,12 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
         if info.kind in ("still", "hdri"):
             out.append(f"plate {plate} is a single image, not a sequence or movie "
                        "(fix: give a pattern like plate.####.exr or a movie file)")
-        elif first is not None and last is not None and first <= last:
-            have = set(info.frames)
-            lacking = [f for f in range(first, last + 1) if f not in have]
+        elif first is not None:
+            lacking = missing_frames(first, last, info.frames)
             if lacking:
-                span = f"{info.frames[0]}-{info.frames[-1]}" if info.frames else "none"
-                out.append(f"plate {plate}: frames {frames.frame_ranges(lacking)} of {first}-{last} are missing (plate has {span}; "
+                span = f"{min(info.frames)}-{max(info.frames)}" if info.frames else "none"
+                out.append(f"plate {plate}: frames {_ranges_text(lacking)} of {first}-{last} are missing "
+                           f"(plate has {span}; "
                            "fix: correct first_frame/last_frame or render the missing frames)")
     if row.get("reference") and not row.get("_unsafe"):
         ref = resolve(row["reference"], base_dir)
@@ -297,23 +461,21 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
             out.append(f"environment: {exc}")
     if einfo is not None:
         row["env_kind"] = einfo.kind
-        if einfo.kind not in ("still", "hdri") and first is not None and last is not None and first <= last:
-            have = set(einfo.frames)
-            lacking = [f for f in range(first, last + 1) if f not in have]
+        if einfo.kind not in ("still", "hdri") and first is not None:
+            lacking = missing_frames(first, last, einfo.frames)
             if lacking:
-                out.append(f"environment {env}: frames {frames.frame_ranges(lacking)} of {first}-{last} are missing "
+                out.append(f"environment {env}: frames {_ranges_text(lacking)} of {first}-{last} are missing "
                            "(fix: extend the environment sequence or use a still image)")
     if row.get("light_probe") and not row.get("_unsafe"):
         out.extend(_check_probe(resolve(row["light_probe"], base_dir), movie_start))
-    if row.get("_prop_hint") and info is not None and first is not None and last is not None:
+    if row.get("_prop_hint") and info is not None and first is not None:
         from .masks import check_prop_hint
 
         out.extend(m if m.startswith("prop_hint") else f"prop_hint: {m}" for m in check_prop_hint(
             row["_prop_hint"], first=first, last=last, plate_width=info.width, plate_height=info.height,
             base_dir=base_dir))
-    res = row.get("resolution") or ""
-    if res:
-        w, h = (int(v) for v in res.split("x"))
+    if row["_res"]:  # parsed and bounded in load_sheet
+        w, h = row["_res"]
     elif info is not None:
         w, h = info.width, info.height
     else:

@@ -16,7 +16,7 @@ from .composite import over
 from .frames import frame_path
 from .scripting import Job
 
-_FRAME = re.compile(r"^(?P<shot>.+)_(?P<element>[A-Za-z0-9]+)_v(?P<version>\d{3})\.(?P<frame>\d+)\.exr$")
+_FRAME = re.compile(r"^(?P<shot>.+)_(?P<element>[A-Za-z0-9]+)(?:_v(?P<version>\d{3}))?\.(?P<frame>\d+)\.exr$")
 
 
 def element_frames(directory) -> list[tuple[int, Path]]:
@@ -31,9 +31,10 @@ def element_frames(directory) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def _shot(settings) -> tuple[str, int]:
+def _shot(settings) -> tuple[str, int | None]:
+    """(shot, version); version None for work files (only the published comp carries one)."""
     a = settings["attrs"]
-    return a["shot"], int(a["version"])
+    return a["shot"], (int(a["version"]) if a.get("version") is not None else None)
 
 
 def ingest(inputs, outputs, settings, log):

@@ -186,7 +186,7 @@ def launch(work: Path, settings: dict, ranks: int, threads: int, log_file) -> Pa
 def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, settings: dict, log, ranks: int = 1,
                    threads: int = 1, mask_files=None) -> dict:
     """Render one shot with the diffusion backend; writes composite EXRs into ``out_dir``."""
-    shot, version = settings["attrs"]["shot"], int(settings["attrs"]["version"])
+    shot, version = settings["attrs"]["shot"], settings["attrs"].get("version")  # None: a work file
     frames = [f for f, _ in key_files]
     work = Path(work_dir).resolve()  # the launcher runs in it
     work.mkdir(parents=True, exist_ok=True)
