@@ -1,11 +1,20 @@
 """The chroma keyer on synthetic plates with a known alpha, and key_shot's files."""
 
+import importlib.util
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from cinecomp import exrio
-from cinecomp.keying import KeyParams, estimate_screen, key_frames, key_shot
+from cinecomp.errors import PlateError
+from cinecomp.keying import KEY_SPEC, KeyParams, estimate_screen, key_frames, key_shot
 from cinecomp.metrics import gradient_error, mse, psnr, sad
+
+_spec = importlib.util.spec_from_file_location("key_quality", Path(__file__).resolve().parents[1] / "bench" / "key_quality.py")
+key_quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(key_quality)  # the bench's synthetic soft-hair plate and its BEFORE defaults
 
 H, W = 72, 96
 
@@ -78,7 +87,7 @@ def test_params_from_dict():
     assert KeyParams.from_dict({"clip_black": 0.05}).clip_black == 0.05
     with pytest.raises(ValueError, match="unknown key parameter.*clipblack"):
         KeyParams.from_dict({"clipblack": 0.05})
-    with pytest.raises(ValueError, match="must be a number"):
+    with pytest.raises(ValueError, match="despill must be a finite number"):
         KeyParams.from_dict({"despill": "yes"})
     with pytest.raises(ValueError, match="whole number"):
         KeyParams.from_dict({"erode": 1.5})
@@ -112,3 +121,92 @@ def test_key_shot_writes_rgba(tmp_path):
     layers = exrio.read_layers(dst[1])
     assert set(layers) == {"R", "G", "B", "A"} and layers["A"].dtype == np.float16
     assert psnr(np.zeros(3), np.zeros(3)) == float("inf")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("despill", float("nan")), ("despill", float("inf")), ("despill", 1e9), ("clip_black", -0.1),
+    ("clip_white", 2.0), ("screen_blur", float("inf")), ("screen_blur", 1.0), ("erode", 1e9), ("erode", -1),
+    ("refine_radius", 0), ("refine_radius", 1e9), ("refine_eps", 0.0), ("temporal", float("nan")),
+    ("temporal", 1.5), ("temporal_threshold", -1), ("fg_model", 2.0), ("min_screen", 1.5)])
+def test_key_params_out_of_range_name_the_parameter_range_and_fix(name, value):
+    spec = KEY_SPEC[name]
+    with pytest.raises(ValueError) as e:
+        KeyParams.from_dict({name: value})
+    msg = str(e.value)
+    assert f"key parameter {name} must be" in msg and f"[{spec.lo}, {spec.hi}]" in msg and "(fix: " in msg
+
+
+@pytest.mark.parametrize("value", [[float("nan"), 0.3, 0.05], [0, 0, 0], [0.5, 0.3, 0.1], [0.1, 0.3], "purple",
+                                   [-0.1, 0.3, 0.05], [0.1, 0.3, float("inf")]])
+def test_screen_must_be_auto_green_blue_or_a_green_or_blue_rgb(value):
+    with pytest.raises(ValueError, match="screen must be auto, green, blue or \\[r, g, b\\]"):
+        KeyParams.from_dict({"screen": value})
+
+
+def test_every_default_is_in_its_range_and_old_boolean_screen_model_still_works():
+    for name, spec in KEY_SPEC.items():
+        assert spec.check(name, spec.default)[1] is None, name
+    assert KeyParams.from_dict({"screen_model": False}).screen_model == "off"
+    assert KeyParams.from_dict({"screen_model": True}).screen_model == "fit"
+    assert KeyParams.from_dict({"screen": [0.05, 0.3, 0.06]}).screen == [0.05, 0.3, 0.06]
+
+
+def test_screen_green_or_blue_picks_that_channel_estimated_from_the_plate():
+    # a blue screen with a large green object: auto keys the blue screen, "green" the green
+    plate, _ = synthetic(screen=(0.04, 0.08, 0.4), fg=(0.05, 0.3, 0.06))
+    plate[:, : W // 3] = (0.05, 0.3, 0.06)
+    _, _, auto = key_frames(plate[None], {})
+    _, _, green = key_frames(plate[None], {"screen": "green", "min_screen": 0})
+    _, _, blue = key_frames(plate[None], {"screen": "blue"})
+    assert np.argmax(auto["screen"]) == 2 and np.argmax(blue["screen"]) == 2
+    np.testing.assert_allclose(green["screen"], (0.05, 0.3, 0.06), atol=0.01)
+    with pytest.raises(ValueError, match="no blue screen found"):
+        key_frames(synthetic()[0][None], {"screen": "blue"})
+
+
+def photo(h=96, w=128, seed=0):
+    """A normal photo: warm, textured, with a small patch (300 px, 2.4%) of strong green."""
+    rng = np.random.default_rng(seed)
+    img = np.asarray((0.35, 0.25, 0.15), np.float32) * rng.uniform(0.3, 1.2, (h, w, 1)).astype(np.float32)
+    img = img + rng.normal(0, 0.02, (h, w, 3)).astype(np.float32)
+    img[10:25, 10:30] = (0.05, 0.35, 0.06)
+    return np.clip(img, 0, None)
+
+
+def test_a_plate_that_is_not_a_screen_fails_naming_the_shot_before_writing(tmp_path):
+    src, dst = [], []
+    for i in range(3):
+        p = tmp_path / f"s_plate_v001.{1001 + i}.exr"
+        exrio.write_rgba(p, photo(seed=i))
+        src.append(p)
+        dst.append(tmp_path / "key" / f"s_key_v001.{1001 + i}.exr")
+    with pytest.raises(PlateError) as e:
+        key_shot(src, dst, {}, attrs={"shot": "sh042"})
+    msg = str(e.value)
+    assert msg.startswith("shot sh042: ") and "screen-coloured" in msg and "min_screen 5%" in msg
+    assert "fix: check the plate is the green-screen plate" in msg
+    assert not (tmp_path / "key").exists()
+    with pytest.raises(ValueError, match="only 2.4% of the sampled plate pixels are screen-coloured"):
+        key_frames(photo()[None], {})
+    key_frames(photo()[None], {"min_screen": 0.01})  # the override lets a mostly-foreground shot through
+
+
+@pytest.mark.parametrize("hair", ["blonde", "brown"])
+def test_soft_hair_over_a_vignetted_screen(hair):
+    """bench/key_quality.py's soft-hair plate at 128x72. Measured (SAD per frame in thousands / MSE):
+    blonde 0.26/0.0055 with the old defaults, 0.11/0.0011 now; brown 0.23/0.0039 -> 0.15/0.0013."""
+    plate, true = key_quality.hair_plate(72, 128, seed=3, strands=60, hair=key_quality.HAIR[hair])
+    before = key_quality.matte_errors(key_frames(plate[None], key_quality.BEFORE)[0], true)
+    after = key_quality.matte_errors(key_frames(plate[None], {})[0], true)
+    assert after["sad"] < 0.18 and after["mse"] < 0.002
+    assert before["sad"] > 0.2 and before["mse"] > 0.003  # the old defaults fail the bound
+    assert after["corner"] < 0.005  # the vignetted corners key to 0
+
+
+def test_key_shot_keeps_the_plates_pixel_aspect(tmp_path):
+    plate, _ = synthetic()
+    src = tmp_path / "s_plate_v001.1001.exr"
+    exrio.write_rgba(src, plate, pixel_aspect=1.5)
+    report = key_shot([src], [tmp_path / "s_key_v001.1001.exr"], {}, attrs={"shot": "s"})
+    assert report["pixel_aspect"] == 1.5 and math.isclose(report["screen_coverage"], 0.86, abs_tol=0.05)
+    assert exrio.read_exr_header(tmp_path / "s_key_v001.1001.exr")["pixelAspectRatio"] == 1.5

@@ -9,11 +9,14 @@ Writing: ``write_exr(path, {"R": half, ..., "depth.Z": float32}, compression=...
 each channel's numpy dtype chooses its pixel type (float16 -> HALF, float32 -> FLOAT, uint32 -> UINT).
 Writes are atomic. ``framesPerSecond`` given as a number is stored as a Rational. Attribute names the
 OpenEXR library reserves are renamed (``version`` -> ``shotVersion``, see RESERVED_RENAMES).
+``pixel_aspect=`` writes ``pixelAspectRatio`` (anamorphic plates keep their aspect through the stages;
+``pixel_aspect(path)`` reads it back, 1.0 when absent).
 """
 
 from __future__ import annotations
 
 import fractions
+import math
 import mmap as _mmap
 import os
 import struct as _struct
@@ -53,8 +56,21 @@ def fps_rational(fps) -> fractions.Fraction:
     return fractions.Fraction(fps).limit_denominator(1001)
 
 
-def write_exr(path, channels: dict[str, np.ndarray], *, compression: str = "zip", attrs: dict | None = None) -> None:
-    """Write one scanline EXR atomically. All channels share one (H, W) shape."""
+def check_pixel_aspect(value) -> float:
+    """A pixel aspect ratio (width / height of a pixel) as a float; ValueError unless finite and > 0."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (math.isfinite(v) and 1e-3 <= v <= 1e3):
+        raise ValueError(f"pixel aspect ratio must be a finite number in [0.001, 1000], got {value!r}")
+    return v
+
+
+def write_exr(path, channels: dict[str, np.ndarray], *, compression: str = "zip", attrs: dict | None = None,
+              pixel_aspect: float | None = None) -> None:
+    """Write one scanline EXR atomically. All channels share one (H, W) shape. ``pixel_aspect``:
+    the header's pixelAspectRatio (None: 1.0, the OpenEXR default)."""
     if compression not in COMPRESSIONS:
         raise ValueError(f"unknown EXR compression {compression!r}; use one of {sorted(COMPRESSIONS)}")
     shapes = {np.asarray(a).shape for a in channels.values()}
@@ -70,7 +86,11 @@ def write_exr(path, channels: dict[str, np.ndarray], *, compression: str = "zip"
     for key, value in (attrs or {}).items():
         if key == "framesPerSecond" and not isinstance(value, fractions.Fraction):
             value = fps_rational(value)
+        elif key == "pixelAspectRatio":
+            value = check_pixel_aspect(value)
         header[RESERVED_RENAMES.get(key, key)] = value
+    if pixel_aspect is not None:
+        header["pixelAspectRatio"] = check_pixel_aspect(pixel_aspect)
     with atomic_path(path, suffix=".exr") as tmp:
         with OpenEXR.File(header, pix) as f:
             f.write(str(tmp))
@@ -111,10 +131,23 @@ def rgba_from_layers(ch: dict[str, np.ndarray]) -> np.ndarray:
     return out
 
 
-def write_rgba(path, rgba: np.ndarray, *, compression: str = "zip", attrs: dict | None = None, dtype=np.float16) -> None:
+def write_rgba(path, rgba: np.ndarray, *, compression: str = "zip", attrs: dict | None = None, dtype=np.float16,
+               pixel_aspect: float | None = None) -> None:
     """Write an (H, W, 3|4) image as R,G,B[,A] in ``dtype`` (half by default)."""
     chans = {c: rgba[..., i].astype(dtype) for i, c in enumerate("RGBA"[: rgba.shape[-1]])}
-    write_exr(path, chans, compression=compression, attrs=attrs)
+    write_exr(path, chans, compression=compression, attrs=attrs, pixel_aspect=pixel_aspect)
+
+
+def pixel_aspect(path, part=None, view=None) -> float:
+    """pixelAspectRatio of the part ``read_exr`` would read (header only); 1.0 when absent or invalid."""
+    return part_aspect(select_part(path, part, view)[0])
+
+
+def part_aspect(p: "ExrPart") -> float:
+    try:
+        return check_pixel_aspect(p.attrs.get("pixelAspectRatio", 1.0))
+    except ValueError:
+        return 1.0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -616,10 +649,17 @@ def _select_part(path, info: ExrInfo, part, view) -> ExrPart:
     names = [p.name for p in parts]
     listing = ", ".join(f"{p.index}" + (f"={p.name!r}" if p.name else "") for p in parts)
     if part is None or part == "":
-        if view:
-            for p in parts:  # multi-part stereo: one part per view, tagged with the `view` attribute
-                if p.view == view or (p.multi_view and view in p.multi_view):
-                    return p
+        # multi-part stereo: one or more parts per view, tagged with the `view` attribute; the view's
+        # colour part (R/G/B or Y of that view), not e.g. a depth-only part that comes first
+        tagged = [p for p in parts if view and (p.view == view or (p.multi_view and view in p.multi_view))]
+        for p in tagged:
+            if has_colour(path, p, view):
+                return p
+        if tagged:
+            which = ", ".join(f"{p.index}" + (f"={p.name!r}" if p.name else "") + f" ({', '.join(c.name for c in p.channels)})"
+                              for p in tagged)
+            raise PlateError(path, f"no part of view {view!r} has colour channels (R, G, B or Y); its parts: {which}",
+                             "set plate_part to the part holding that view's colour image, or pick another plate_view")
         return parts[0]
     if isinstance(part, str) and part in names:
         return parts[names.index(part)]
@@ -632,6 +672,15 @@ def _select_part(path, info: ExrInfo, part, view) -> ExrPart:
         raise PlateError(path, f"has no part {idx} (parts: {listing})",
                          "set plate_part to one of the listed names or indices")
     return parts[idx]
+
+
+def has_colour(path, p: ExrPart, view=None) -> bool:
+    """Whether part ``p`` has an R, G, B or Y channel for ``view`` (False when it lacks the view)."""
+    try:
+        names, _ = _view_channels(path, p, view)
+    except PlateError:
+        return False
+    return any(n in names for n in ("R", "G", "B", "Y"))
 
 
 def _view_of_channel(name: str, views: list[str]) -> str | None:

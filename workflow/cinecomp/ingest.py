@@ -7,6 +7,11 @@ atomic). Everything that can be checked is checked before the first file is writ
 that the source exists and is readable, that every frame of the range exists (and every EXR frame is
 structurally sound), that all frames share one size.
 
+Pixel aspect: the source's (EXR ``pixelAspectRatio``, DPX header, movie SAR) is carried through, not
+resampled: the written frames' ``pixelAspectRatio`` is the source's, adjusted for a conform that changes
+the frame's shape (``conformed_aspect``: stretching 1920x1080 at 2.0 to 3840x1080 gives square pixels,
+which is how to desqueeze at ingest); the report records both. HDRI projections are square.
+
 Environments may be a single image: a still is converted once and written for every frame; an HDRI
 (equirectangular ``.hdr``, an EXR tagged latlong, or any still with ``kind='hdri'``) is projected to a
 pinhole camera (``hdri_yaw``/``hdri_pitch``/``hdri_fov``) at the shot resolution.
@@ -141,6 +146,14 @@ def equirect_to_pinhole(img: np.ndarray, size: tuple[int, int], *, yaw: float = 
     return out
 
 
+def conformed_aspect(aspect: float, src_size, dst_size, fit: str = "stretch") -> float:
+    """Pixel aspect ratio after conforming ``src_size`` (w, h) to ``dst_size``: 'stretch' keeps the
+    picture's shape (the pixels change shape), 'fill' scales uniformly (they keep it)."""
+    if fit == "stretch":
+        aspect = aspect * (src_size[0] / src_size[1]) / (dst_size[0] / dst_size[1])
+    return 1.0 if abs(aspect - 1.0) < 1e-4 else round(float(aspect), 6)
+
+
 def _clamp_half(img: np.ndarray) -> tuple[np.ndarray, int]:
     over = np.abs(img) > HALF_MAX
     if not over.any():
@@ -208,7 +221,8 @@ def ingest(source, *, shot: str, element: str, version: int, first: int, last: i
         raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
     if compression not in COMPRESSIONS:
         raise ValueError(f"unknown EXR compression {compression!r}; use one of {sorted(COMPRESSIONS)}")
-    first, last, version = int(first), int(last), int(version)
+    first, last = int(first), int(last)
+    version = None if version is None else int(version)  # None: a work file (no version in its name)
     problem = check_colourspace(colourspace)
     if problem:
         raise PlateError(source, problem, "tag the source with a colourspace of the OCIO config", shot=shot)
@@ -237,12 +251,14 @@ def ingest(source, *, shot: str, element: str, version: int, first: int, last: i
         else:
             resolution = (info.width, info.height)
 
+    aspect = 1.0 if hdri else conformed_aspect(info.pixel_aspect, (info.width, info.height), resolution, fit)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {
         "shot": shot, "element": element, "version": version, "role": kind, "source": str(source),
         "source_kind": info.kind, "source_resolution": [info.width, info.height], "source_fps": info.fps,
         "colourspace": colourspace, "working_colourspace": WORKING_SPACE, "resolution": list(resolution),
+        "source_pixel_aspect": info.pixel_aspect, "pixel_aspect": aspect,
         "fit": fit, "first": first, "last": last, "fps": float(fps), "compression": compression,
         "software": SOFTWARE, "frames": [],
     }
@@ -269,10 +285,11 @@ def ingest(source, *, shot: str, element: str, version: int, first: int, last: i
 
     def write(frame: int, img: np.ndarray, stats: dict, src_desc: str, extra_attrs: dict) -> None:
         path = frame_path(out_dir, shot, element, version, frame)
-        attrs = {"shot": shot, "frame": int(frame), "version": version, "framesPerSecond": fps,
+        attrs = {"shot": shot, "frame": int(frame), **({} if version is None else {"version": version}),
+                 "framesPerSecond": fps,
                  "software": SOFTWARE, "sourcePlate": src_desc, "sourceColourspace": colourspace,
                  **extra_attrs}
-        write_rgba(path, img, compression=compression, attrs=attrs)
+        write_rgba(path, img, compression=compression, attrs=attrs, pixel_aspect=aspect)
         report["frames"].append({"frame": int(frame), "source": src_desc, "file": str(path), **stats})
 
     try:

@@ -44,6 +44,11 @@ class PlateInfo:
     details: dict = field(default_factory=dict)  # codec, pixel format, EXR part/view, files...
 
     @property
+    def pixel_aspect(self) -> float:
+        """Width / height of a pixel (EXR pixelAspectRatio, DPX header, movie SAR); 1.0 when unknown."""
+        return float(self.details.get("pixel_aspect", 1.0))
+
+    @property
     def is_single_image(self) -> bool:
         return self.kind in ("still", "hdri")
 
@@ -73,6 +78,9 @@ def _parse_video_stream(line: str) -> dict:
     dm = _DIMS.search(rest)
     if dm:
         out["width"], out["height"] = int(dm.group(1)), int(dm.group(2))
+    sar = re.search(r"\[SAR (\d+):(\d+)", rest)
+    if sar and int(sar.group(1)) > 0 and int(sar.group(2)) > 0:  # 0:1 = unknown
+        out["sar"] = int(sar.group(1)) / int(sar.group(2))
     for key, rx in (("fps", r"([\d.]+)k? fps"), ("tbr", r"([\d.]+)k? tbr")):
         fm = re.search(rx, rest)
         if fm:
@@ -126,7 +134,7 @@ def probe_movie(path, movie_start: int = 1001) -> PlateInfo:
     if src.get("fps") and src.get("tbr") and abs(src["tbr"] - src["fps"]) <= 0.05 * src["fps"]:
         fps = src["tbr"]  # nominal rate (29.97) rather than a variable-rate average (30.12)
     details = {"codec": src.get("codec"), "pix_fmt": src.get("pix_fmt"), "frame_count": count,
-               "stored_size": [src.get("width"), src.get("height")]}
+               "stored_size": [src.get("width"), src.get("height")], "pixel_aspect": src.get("sar", 1.0)}
     return PlateInfo("movie", dec["width"], dec["height"], list(range(movie_start, movie_start + count)),
                      fps, str(path), details)
 
@@ -295,8 +303,10 @@ def _dpx_header(path) -> dict:
     fps = struct.unpack_from(e + "f", head, 1724)[0]
     if not (np.isfinite(fps) and 0 < fps < 1000):
         fps = struct.unpack_from(e + "f", head, 1940)[0]
+    ph, pv = struct.unpack_from(e + "II", head, 1628)  # pixel aspect ratio, horizontal : vertical
+    aspect = ph / pv if 0 < ph < 0xFFFFFFFF and 0 < pv < 0xFFFFFFFF else 1.0
     return {"width": w, "height": h, "fps": float(fps) if np.isfinite(fps) and 0 < fps < 1000 else None,
-            "descriptor": head[800], "bit_depth": head[803]}
+            "descriptor": head[800], "bit_depth": head[803], "pixel_aspect": aspect if 1e-3 <= aspect <= 1e3 else 1.0}
 
 
 def _image_size(path) -> tuple[int, int, float | None]:
@@ -418,9 +428,15 @@ def read_image(path, *, part=None, view=None) -> np.ndarray:
 
 def _exr_facts(path, part, view) -> dict:
     p, chosen = exrio.select_part(path, part, view)
+    if not exrio.has_colour(path, p, view):  # caught by validation, not by the render
+        raise PlateError(path, f"part {p.index}" + (f" ({p.name!r})" if p.name else "") + " has no R, G, B or Y "
+                               f"channel{f' of view {chosen!r}' if chosen else ''} "
+                               f"(channels: {', '.join(c.name for c in p.channels)})",
+                         "pick the part/view holding the colour image (plate_part / plate_view)")
     return {"width": p.width, "height": p.height, "fps": p.fps, "part": p.index, "part_name": p.name,
             "view": chosen, "views": p.views, "channels": [c.name for c in p.channels],
-            "compression": p.compression, "latlong": p.envmap == 0}
+            "compression": p.compression, "latlong": p.envmap == 0,
+            "pixel_aspect": exrio.part_aspect(p)}
 
 
 def _check_ext(path, ext: str) -> None:
@@ -453,7 +469,8 @@ def probe(source, *, part=None, view=None, movie_start: int = 1001) -> PlateInfo
             return PlateInfo("exr_sequence", f["width"], f["height"], frames, f["fps"], src,
                              {**details, "first_file": str(first)})
         w, h, fps = _image_size(first)
-        return PlateInfo("image_sequence", w, h, frames, fps, src, {"first_file": str(first), "format": ext[1:]})
+        return PlateInfo("image_sequence", w, h, frames, fps, src, {"first_file": str(first), "format": ext[1:],
+                                                                     **_aspect(first, ext)})
     if path.is_dir():
         raise PlateError(path, "is a directory, not an image, sequence pattern or movie",
                          "give a pattern such as plate.####.exr or a movie file")
@@ -466,7 +483,12 @@ def probe(source, *, part=None, view=None, movie_start: int = 1001) -> PlateInfo
         details = {k: v for k, v in f.items() if k not in ("width", "height", "fps")}
         return PlateInfo(kind, f["width"], f["height"], [], f["fps"], src, details)
     w, h, fps = _image_size(path)
-    return PlateInfo("hdri" if ext == ".hdr" else "still", w, h, [], fps, src, {"format": ext[1:]})
+    return PlateInfo("hdri" if ext == ".hdr" else "still", w, h, [], fps, src, {"format": ext[1:], **_aspect(path, ext)})
+
+
+def _aspect(path, ext: str) -> dict:
+    """{'pixel_aspect': ...} of a non-EXR image whose header states it (DPX), else {} (square)."""
+    return {"pixel_aspect": _dpx_header(path)["pixel_aspect"]} if ext == ".dpx" else {}
 
 
 def frame_file(source, frame: int) -> Path:

@@ -5,6 +5,8 @@ ignored) and show them through an OCIO display/view (``colour.to_display_8bit``;
 ``sRGB - Display`` / ``ACES 2.0 - SDR 100 nits (Rec.709)``).
 
 Daily (``make_daily``)
+    * Non-square pixels (the comp's ``pixelAspectRatio``, e.g. 2.0 anamorphic) are desqueezed first:
+      the width is scaled by the aspect (linear filter; area when narrowing), the height is kept.
     * Frames shorter than ``min_height`` (default 360 px) are scaled up by the smallest *integer*
       factor that reaches it, nearest neighbour (128x72 -> 640x360, x5): every comp pixel becomes a
       clean k x k block, nothing is interpolated or invented, and the burn-ins get enough pixels to be
@@ -21,7 +23,7 @@ Daily (``make_daily``)
 Contact sheet (``make_contact_sheet``)
     * Up to ``max_frames`` frames sampled evenly (always the first and last), in a grid of
       ``columns``, each thumbnail ``thumb_width`` wide and labelled with its frame number under it,
-      a title line on top; written atomically as PNG.
+      a title line on top; written atomically as PNG. Thumbnails are desqueezed like the daily.
 
 A missing or unreadable input frame raises ``PlateError`` naming the file (before ffmpeg starts when
 a file is missing).
@@ -37,6 +39,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
@@ -219,11 +222,20 @@ def burn_in(img: np.ndarray, *, top_left: str = "", top_right: str = "", bottom_
     return np.asarray(pil).copy(), boxes
 
 
+def desqueeze(img: np.ndarray, pixel_aspect: float) -> np.ndarray:
+    """Scale the width of an (H, W, 3) image by the pixel aspect ratio (1.0: unchanged)."""
+    h, w = img.shape[:2]
+    new_w = max(1, round(w * pixel_aspect))
+    if new_w == w:
+        return img
+    return cv2.resize(img, (new_w, h), interpolation=cv2.INTER_AREA if new_w < w else cv2.INTER_LINEAR)
+
+
 def daily_frame(display_img: np.ndarray, *, shot: str, version, frame: int,
-                min_height: int | None = DEFAULT_MIN_HEIGHT) -> tuple[np.ndarray, dict]:
-    """One daily frame: upscale (integer, nearest), pad to even, burn in. Returns (image, boxes)."""
+                min_height: int | None = DEFAULT_MIN_HEIGHT, pixel_aspect: float = 1.0) -> tuple[np.ndarray, dict]:
+    """One daily frame: desqueeze, upscale (integer, nearest), pad to even, burn in. Returns (image, boxes)."""
     k = scale_factor(display_img.shape[0], min_height)
-    img = pad_even(upscale(display_img, k))
+    img = pad_even(upscale(desqueeze(display_img, pixel_aspect), k))
     return burn_in(img, top_left=f"{shot}  {version_label(version)}", bottom_right=f"{int(frame):04d}")
 
 
@@ -270,26 +282,30 @@ def ffmpeg_command(out_path, width: int, height: int, *, fps, title: str, commen
 
 def make_daily(frame_files, out_mp4, *, shot: str, version, first_frame: int | None, fps=24,
                display: str = colour.DEFAULT_DISPLAY, view: str | None = None,
-               min_height: int | None = DEFAULT_MIN_HEIGHT) -> dict:
+               min_height: int | None = DEFAULT_MIN_HEIGHT, pixel_aspect: float | None = None) -> dict:
     """Encode the comp frames into an H.264 MP4 daily with burn-ins (see the module docstring).
 
     ``first_frame``: number of the first file's frame (None: take the numbers from the file names).
-    Returns a summary: path, frames, first/last frame, source and daily size, scale, fps, codec,
-    display/view, burn-in boxes of the first frame, ffmpeg command.
+    ``pixel_aspect``: desqueeze factor (None: the first frame's pixelAspectRatio).
+    Returns a summary: path, frames, first/last frame, source and daily size, pixel aspect, scale, fps,
+    codec, display/view, burn-in boxes of the first frame, ffmpeg command.
     """
     files = check_inputs(frame_files)
     numbers = frame_numbers(files, first_frame)
     display, view = check_display_view(display, view)
     vlabel = version_label(version)
     out_mp4 = Path(out_mp4)
+    aspect = exrio.check_pixel_aspect(exrio.pixel_aspect(files[0]) if pixel_aspect is None else pixel_aspect)
 
     first = read_display(files[0], display=display, view=view)
     src_h, src_w = first.shape[:2]
-    img0, boxes0 = daily_frame(first, shot=shot, version=vlabel, frame=numbers[0], min_height=min_height)
+    img0, boxes0 = daily_frame(first, shot=shot, version=vlabel, frame=numbers[0], min_height=min_height,
+                               pixel_aspect=aspect)
     out_h, out_w = img0.shape[:2]
     title = f"{shot} {vlabel}"
     comment = (f"cinecomp daily: frames {numbers[0]}-{numbers[-1]}, {display} / {view}, "
-               f"x{scale_factor(src_h, min_height)} nearest upscale")
+               + (f"desqueezed x{aspect:g}, " if aspect != 1.0 else "")
+               + f"x{scale_factor(src_h, min_height)} nearest upscale")
 
     with atomic_path(out_mp4, suffix=".mp4") as tmp, tempfile.TemporaryFile() as errlog:
         cmd = ffmpeg_command(tmp, out_w, out_h, fps=fps, title=title, comment=comment, display=display)
@@ -303,7 +319,8 @@ def make_daily(frame_files, out_mp4, *, shot: str, version, first_frame: int | N
                     if disp.shape[:2] != (src_h, src_w):
                         raise PlateError(path, f"frame is {disp.shape[1]}x{disp.shape[0]}, the first frame "
                                                f"({files[0].name}) is {src_w}x{src_h}", _FIX)
-                    img, _ = daily_frame(disp, shot=shot, version=vlabel, frame=frame, min_height=min_height)
+                    img, _ = daily_frame(disp, shot=shot, version=vlabel, frame=frame, min_height=min_height,
+                                         pixel_aspect=aspect)
                 try:
                     proc.stdin.write(np.ascontiguousarray(img).tobytes())
                 except BrokenPipeError:
@@ -323,7 +340,8 @@ def make_daily(frame_files, out_mp4, *, shot: str, version, first_frame: int | N
             raise RuntimeError(f"{out_mp4}: ffmpeg failed (exit {rc}): {tail.strip()}\ncommand: {' '.join(cmd)}")
     return {
         "path": str(out_mp4), "frames": len(files), "first_frame": numbers[0], "last_frame": numbers[-1],
-        "source_size": (src_w, src_h), "size": (out_w, out_h), "scale": scale_factor(src_h, min_height),
+        "source_size": (src_w, src_h), "size": (out_w, out_h), "pixel_aspect": aspect,
+        "scale": scale_factor(src_h, min_height),
         "fps": float(fps), "codec": "h264", "pix_fmt": "yuv420p", "crf": CRF, "display": display, "view": view,
         "title": title, "burn_in": boxes0, "command": [*cmd[:-1], str(out_mp4)],
     }
@@ -345,9 +363,11 @@ def sample_indices(n: int, max_frames: int) -> list[int]:
 
 def make_contact_sheet(frame_files, out_png, *, shot: str, version, columns: int = 6, max_frames: int = 24,
                        thumb_width: int = 320, first_frame: int | None = None,
-                       display: str = colour.DEFAULT_DISPLAY, view: str | None = None) -> dict:
+                       display: str = colour.DEFAULT_DISPLAY, view: str | None = None,
+                       pixel_aspect: float | None = None) -> dict:
     """A PNG grid of evenly sampled frames (display-transformed), each labelled with its frame number
     under it, and a title line. Frame numbers: ``first_frame + i`` or, when None, from the file names.
+    Thumbnails are desqueezed by ``pixel_aspect`` (None: the first frame's pixelAspectRatio).
 
     Returns path, size, the frames shown, columns/rows, thumbnail size and every thumbnail's box
     (``cells``: [(frame, (x0, y0, x1, y1))], x1/y1 exclusive).
@@ -359,6 +379,7 @@ def make_contact_sheet(frame_files, out_png, *, shot: str, version, columns: int
     display, view = check_display_view(display, view)
     vlabel = version_label(version)
     picks = sample_indices(len(files), max_frames)
+    aspect = exrio.check_pixel_aspect(exrio.pixel_aspect(files[0]) if pixel_aspect is None else pixel_aspect)
 
     thumbs, src_size = [], None
     for i in picks:
@@ -371,7 +392,7 @@ def make_contact_sheet(frame_files, out_png, *, shot: str, version, columns: int
                                        f"{src_size[0]}x{src_size[1]}", _FIX)
         thumbs.append(img)
     tw = int(thumb_width)
-    th = max(1, round(tw * src_size[1] / src_size[0]))
+    th = max(1, round(tw * src_size[1] / (src_size[0] * aspect)))
 
     label_size = max(12, tw // 16)
     title_size = max(14, round(label_size * 1.3))
@@ -415,7 +436,7 @@ def make_contact_sheet(frame_files, out_png, *, shot: str, version, columns: int
     return {
         "path": str(out_png), "size": (width, height), "frames": [numbers[i] for i in picks],
         "total_frames": len(files), "columns": cols, "rows": rows, "thumb_size": (tw, th),
-        "source_size": src_size, "display": display, "view": view, "title": title, "cells": cells,
+        "source_size": src_size, "pixel_aspect": aspect, "display": display, "view": view, "title": title, "cells": cells,
     }
 
 
