@@ -200,7 +200,7 @@ def test_slurm_gets_gpus_for_diffusion_shots_only(rendered):
     from snakemake_executor_plugin_slurm.utils import set_gres_string
     from snakemake_executor_plugin_slurm_jobstep import get_cpu_setting
 
-    r = snakemake(rendered, *[f"results/{s}/composite" for s in ("sd", "sr", "so")], "--dry-run", "--forcerun",
+    r = snakemake(rendered, "--dry-run", *[f"results/{s}/composite" for s in ("sd", "sr", "so")], "--forcerun",
                   "composite", "--default-resources", "cpus_per_task=1")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out

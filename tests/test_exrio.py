@@ -489,3 +489,33 @@ def test_shared_damaged_or_deep_file_is_a_plate_error_in_a_child_process(path):
     assert r.returncode == 3, f"rc={r.returncode} (negative = killed by a signal)\n{r.stdout}\n{r.stderr[-2000:]}"
     assert "PLATEERROR" in r.stdout and str(path) in r.stdout
     assert "fix:" in r.stdout
+
+
+def test_pixel_aspect_is_written_and_read_back(tmp_path):
+    exrio.write_rgba(tmp_path / "a.exr", np.ones((4, 6, 4), np.float32), pixel_aspect=1.5)
+    assert exrio.pixel_aspect(tmp_path / "a.exr") == 1.5 and read_exr(tmp_path / "a.exr")[1]["pixelAspectRatio"] == 1.5
+    exrio.write_exr(tmp_path / "b.exr", {"R": np.ones((4, 6), np.float16)}, attrs={"pixelAspectRatio": 2})
+    assert exrio.pixel_aspect(tmp_path / "b.exr") == 2.0  # an int attribute is stored as the float it must be
+    exrio.write_rgba(tmp_path / "c.exr", np.ones((4, 6, 4), np.float32))
+    assert exrio.pixel_aspect(tmp_path / "c.exr") == 1.0
+    for bad in (0, -1, float("nan"), float("inf"), "wide"):
+        with pytest.raises(ValueError, match="pixel aspect ratio must be a finite number"):
+            exrio.write_rgba(tmp_path / "d.exr", np.ones((4, 6, 4), np.float32), pixel_aspect=bad)
+
+
+def stereo_with_depth_parts(path):
+    """Multi-part stereo file whose first part of each view is depth only; only 'left' has colour."""
+    r = ramp()
+    OpenEXR.File([OpenEXR.Part(_hdr(view="left"), {"Z": r * 0 + 9}, name="depth.left"),
+                  OpenEXR.Part(_hdr(view="left"), {"R": r, "G": r, "B": r}, name="rgba.left"),
+                  OpenEXR.Part(_hdr(view="right"), {"Z": r * 0 + 9}, name="depth.right")]).write(str(path))
+    return r
+
+
+def test_view_picks_its_colour_part_not_a_depth_part_that_comes_first(tmp_path):
+    r = stereo_with_depth_parts(tmp_path / "st.exr")
+    assert read_exr_rgba(tmp_path / "st.exr", view="left")[0, 0, 0] == r[0, 0]
+    assert select_part(tmp_path / "st.exr", view="left")[0].name == "rgba.left"
+    with pytest.raises(PlateError, match=r"no part of view 'right' has colour channels .*2='depth.right' \(Z\)") as e:
+        read_exr_rgba(tmp_path / "st.exr", view="right")
+    assert "st.exr" in str(e.value) and "plate_part" in e.value.fix

@@ -303,3 +303,28 @@ def test_movie_shorter_than_the_range(tmp_path):
 
 def test_empty_range(tmp_path):
     _refused(tmp_path, exr_seq(tmp_path / "src"), "frame range 1003-1001 is empty", first=1003, last=1001)
+
+
+def test_anamorphic_plate_keeps_its_pixel_aspect(tmp_path):
+    src = exr_seq(tmp_path / "src", pixelAspectRatio=1.5)
+    report = run(src, tmp_path / "out")
+    assert report["source_pixel_aspect"] == report["pixel_aspect"] == 1.5
+    assert all(exrio.pixel_aspect(f) == 1.5 for f in written(tmp_path / "out"))
+    # conforming to W x 1.5 wide desqueezes at ingest (square pixels); 'fill' scales uniformly (kept)
+    wide = run(src, tmp_path / "wide", resolution=(W * 3 // 2, H))
+    assert wide["pixel_aspect"] == 1.0 and exrio.pixel_aspect(written(tmp_path / "wide")[0]) == 1.0
+    assert run(src, tmp_path / "fill", resolution=(2 * W, H), fit="fill")["pixel_aspect"] == 1.5
+    assert ingest_mod.conformed_aspect(2.0, (1920, 1080), (1920, 540)) == 1.0
+
+
+def test_shared_display_window_samples_keep_their_pixel_aspect(shared_data, tmp_path):
+    files = sorted((shared_data / "exr" / "openexr-images" / "DisplayWindow").glob("t*.exr"))
+    odd = [f for f in files if exrio.pixel_aspect(f) != 1.0]
+    if not odd:
+        pytest.skip("no DisplayWindow sample with non-square pixels in the shared data (t09-t12 are absent)")
+    for f in odd:
+        (tmp_path / f.stem).mkdir()
+        (tmp_path / f.stem / "p.0001.exr").symlink_to(f)
+        report = run(tmp_path / f.stem / "p.####.exr", tmp_path / f.stem / "out", first=1, last=1)
+        assert report["pixel_aspect"] == exrio.pixel_aspect(f) != 1.0
+        assert exrio.pixel_aspect(written(tmp_path / f.stem / "out")[0]) == exrio.pixel_aspect(f)

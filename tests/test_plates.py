@@ -256,3 +256,30 @@ def test_damaged_images(tmp_path):
     (tmp_path / "bad.exr").write_bytes(b"v/1\x01" + b"\0" * 100)
     with pytest.raises(PlateError, match="bad.exr"):
         probe(tmp_path / "bad.exr")
+
+
+def test_probe_refuses_a_view_or_part_without_colour(tmp_path):
+    """Validation probes the plate: a view (or part) with no colour image fails there, not in the render."""
+    r = np.ones((6, 8), np.float32)
+    hdr = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    OpenEXR.File([OpenEXR.Part({**hdr, "view": "left"}, {"Z": r}, name="depth.left"),
+                  OpenEXR.Part({**hdr, "view": "left"}, {"R": r, "G": r, "B": r}, name="rgba.left"),
+                  OpenEXR.Part({**hdr, "view": "right"}, {"Z": r}, name="depth.right")]).write(str(tmp_path / "st.0001.exr"))
+    assert probe(tmp_path / "st.####.exr", view="left").details["part_name"] == "rgba.left"
+    with pytest.raises(PlateError, match="no part of view 'right' has colour channels") as e:
+        probe(tmp_path / "st.####.exr", view="right")
+    assert "st.0001.exr" in str(e.value) and "plate_view" in e.value.fix
+    with pytest.raises(PlateError, match=r"part 0 \('depth.left'\) has no R, G, B or Y channel of view 'left'"):
+        probe(tmp_path / "st.####.exr", part="depth.left")
+
+
+def test_probe_reports_the_pixel_aspect(tmp_path):
+    exrio.write_rgba(tmp_path / "ana.1001.exr", np.ones((H, W, 4), np.float32), pixel_aspect=1.5)
+    assert probe(tmp_path / "ana.####.exr").pixel_aspect == 1.5
+    src = ("-f", "lavfi", "-i", f"color=c=green:s={W}x{H}:r=24", "-vf", "setsar=3/2")
+    ffmpeg(*src, "-frames:v", 1, "-c:v", "dpx", tmp_path / "scan.1001.dpx")
+    assert probe(tmp_path / "scan.####.dpx").pixel_aspect == 1.5
+    ffmpeg(*src, "-frames:v", 3, "-c:v", "libx264", "-pix_fmt", "yuv420p", tmp_path / "ana.mp4")
+    assert probe(tmp_path / "ana.mp4").pixel_aspect == 1.5
+    cv2.imwrite(str(tmp_path / "sq.png"), np.zeros((H, W, 3), np.uint8))
+    assert probe(tmp_path / "sq.png").pixel_aspect == 1.0

@@ -14,7 +14,7 @@ from cinecomp.errors import PlateError
 H, W = 72, 128
 
 
-def make_frames(directory, n, h=H, w=W, first=1001, shot="sh010", version=3):
+def make_frames(directory, n, h=H, w=W, first=1001, shot="sh010", version=3, pixel_aspect=None):
     """Tiny comp frames: smooth colour gradients (scene-linear, kept below display white) that move."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     files = []
@@ -25,7 +25,7 @@ def make_frames(directory, n, h=H, w=W, first=1001, shot="sh010", version=3):
         ch = {"R": r, "G": g, "B": b, "A": np.ones((h, w))}
         ch = {k: v.astype(np.float16) for k, v in ch.items()}
         path = directory / f"{shot}_comp_v{version:03d}.{first + i:04d}.exr"
-        exrio.write_exr(path, ch, compression="zip")
+        exrio.write_exr(path, ch, compression="zip", pixel_aspect=pixel_aspect)
         files.append(path)
     return files
 
@@ -204,3 +204,21 @@ def test_first_frame_must_match_file_names(frames, tmp_path):
 def test_unknown_view_is_a_clear_error(frames, tmp_path):
     with pytest.raises(ValueError, match="unknown view 'Filmic'.*sRGB - Display"):
         review.make_daily(frames, tmp_path / "d.mp4", shot="sh010", version=3, first_frame=1001, view="Filmic")
+
+
+def test_daily_and_contact_sheet_desqueeze_anamorphic_frames(tmp_path):
+    files = make_frames(tmp_path / "comp", 2, h=72, w=32, pixel_aspect=2.0)
+    for f in files:  # a dark left quarter: after desqueezing it is 16 of 64 columns
+        ch = exrio.read_layers(f)
+        for c in "RGB":
+            ch[c][:, :8] = 0.0
+        exrio.write_exr(f, ch, pixel_aspect=2.0)
+    info = review.make_daily(files, tmp_path / "d.mp4", shot="sh010", version=1, first_frame=1001, min_height=None)
+    assert info["pixel_aspect"] == 2.0 and info["size"] == (64, 72) and probe(tmp_path / "d.mp4")["size"] == (64, 72)
+    row = first_frame_rgb(tmp_path / "d.mp4", (64, 72))[36].astype(int).sum(-1)  # between the burn-ins
+    assert row[:14].max() < 30 and row[18:].min() > 60
+    sheet = review.make_contact_sheet(files, tmp_path / "c.png", shot="sh010", version=1, thumb_width=64)
+    assert sheet["pixel_aspect"] == 2.0 and sheet["thumb_size"] == (64, 72)  # 32x72 shown 64x72
+    square = review.make_daily(files, tmp_path / "s.mp4", shot="sh010", version=1, first_frame=1001,
+                               min_height=None, pixel_aspect=1.0)
+    assert square["size"] == (32, 72)
