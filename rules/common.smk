@@ -68,8 +68,11 @@ def resource(rule_name, key):
 def exr_attrs(row):
     """Metadata every EXR of a shot carries (README "Outputs"). The version is only in the
     published comp (assemble_settings): raising it re-renders no work file."""
+    aspect = row.get("pixel_aspect", 1.0)
+    aspect = 1.0 if aspect != aspect else float(aspect)  # NaN: a shot without a probed plate
     return {
         "shot": row["shot"],
+        **({"pixelAspectRatio": aspect} if aspect != 1.0 else {}),  # square pixels: no key, no rerun
         "framesPerSecond": float(row["fps"]),
         "software": SOFTWARE,
         "sourcePlate": row["plate"],

@@ -264,7 +264,8 @@ def test_probe_refuses_a_view_or_part_without_colour(tmp_path):
     hdr = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     OpenEXR.File([OpenEXR.Part({**hdr, "view": "left"}, {"Z": r}, name="depth.left"),
                   OpenEXR.Part({**hdr, "view": "left"}, {"R": r, "G": r, "B": r}, name="rgba.left"),
-                  OpenEXR.Part({**hdr, "view": "right"}, {"Z": r}, name="depth.right")]).write(str(tmp_path / "st.0001.exr"))
+                  OpenEXR.Part({**hdr, "view": "right"}, {"Z": r}, name="depth.right")]).write(
+        str(tmp_path / "st.0001.exr"))
     assert probe(tmp_path / "st.####.exr", view="left").details["part_name"] == "rgba.left"
     with pytest.raises(PlateError, match="no part of view 'right' has colour channels") as e:
         probe(tmp_path / "st.####.exr", view="right")

@@ -57,7 +57,7 @@ def fps_rational(fps) -> fractions.Fraction:
 
 
 def check_pixel_aspect(value) -> float:
-    """A pixel aspect ratio (width / height of a pixel) as a float; ValueError unless finite and > 0."""
+    """A pixel aspect ratio (width / height of a pixel) as a float; ValueError unless in [0.001, 1000]."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -656,8 +656,8 @@ def _select_part(path, info: ExrInfo, part, view) -> ExrPart:
             if has_colour(path, p, view):
                 return p
         if tagged:
-            which = ", ".join(f"{p.index}" + (f"={p.name!r}" if p.name else "") + f" ({', '.join(c.name for c in p.channels)})"
-                              for p in tagged)
+            which = ", ".join(f"{p.index}" + (f"={p.name!r}" if p.name else "")
+                              + f" ({', '.join(c.name for c in p.channels)})" for p in tagged)
             raise PlateError(path, f"no part of view {view!r} has colour channels (R, G, B or Y); its parts: {which}",
                              "set plate_part to the part holding that view's colour image, or pick another plate_view")
         return parts[0]

@@ -483,7 +483,8 @@ def probe(source, *, part=None, view=None, movie_start: int = 1001) -> PlateInfo
         details = {k: v for k, v in f.items() if k not in ("width", "height", "fps")}
         return PlateInfo(kind, f["width"], f["height"], [], f["fps"], src, details)
     w, h, fps = _image_size(path)
-    return PlateInfo("hdri" if ext == ".hdr" else "still", w, h, [], fps, src, {"format": ext[1:], **_aspect(path, ext)})
+    details = {"format": ext[1:], **_aspect(path, ext)}
+    return PlateInfo("hdri" if ext == ".hdr" else "still", w, h, [], fps, src, details)
 
 
 def _aspect(path, ext: str) -> dict:

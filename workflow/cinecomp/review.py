@@ -436,7 +436,8 @@ def make_contact_sheet(frame_files, out_png, *, shot: str, version, columns: int
     return {
         "path": str(out_png), "size": (width, height), "frames": [numbers[i] for i in picks],
         "total_frames": len(files), "columns": cols, "rows": rows, "thumb_size": (tw, th),
-        "source_size": src_size, "pixel_aspect": aspect, "display": display, "view": view, "title": title, "cells": cells,
+        "source_size": src_size, "pixel_aspect": aspect, "display": display, "view": view, "title": title,
+        "cells": cells,
     }
 
 

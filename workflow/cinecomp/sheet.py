@@ -481,6 +481,10 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
     else:
         w = h = None
     row["width"], row["height"] = w, h
+    if info is not None and w:  # the plate's pixel aspect after the conform (README "Outputs")
+        from .ingest import conformed_aspect
+
+        row["pixel_aspect"] = conformed_aspect(info.pixel_aspect, (info.width, info.height), (w, h))
     return out
 
 
