@@ -68,11 +68,12 @@ def resource(rule_name, key):
 def exr_attrs(row):
     """Metadata every EXR of a shot carries (README "Outputs"). The version is only in the
     published comp (assemble_settings): raising it re-renders no work file."""
+    # the plate's pixel aspect; NaN for a shot without a probed plate; square pixels add no key
     aspect = row.get("pixel_aspect", 1.0)
-    aspect = 1.0 if aspect != aspect else float(aspect)  # NaN: a shot without a probed plate
+    square = aspect != aspect or float(aspect) == 1.0
     return {
         "shot": row["shot"],
-        **({"pixelAspectRatio": aspect} if aspect != 1.0 else {}),  # square pixels: no key, no rerun
+        **({} if square else {"pixelAspectRatio": float(aspect)}),
         "framesPerSecond": float(row["fps"]),
         "software": SOFTWARE,
         "sourcePlate": row["plate"],
