@@ -343,19 +343,59 @@ def _sample_levels(levels, u, v, sigma) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def card_offsets(mask: np.ndarray, contact: np.ndarray, camera: Camera, solid: bool) -> list[float]:
-    """Depths behind the contact of the cards that stand in for a thick object: a prop is about as
-    deep as 3/4 of its width (a crate, a barrel), a character at most 0.3 m (a person), measured on
-    the matte at the contact's distance; cards 0.2 m apart for a prop, 0.1 m for a character (whose
-    thin limbs would otherwise cast one shadow per card), at most four."""
+def object_depth(mask: np.ndarray, contact: np.ndarray, camera: Camera, solid: bool) -> float:
+    """How deep (m) an object is behind its contact: a prop about 3/4 of its width (a crate, a
+    barrel), a character at most 0.3 m (a person), measured on its matte at the contact's distance."""
     cols = np.nonzero((mask > 0.5).any(axis=0))[0]
     if cols.size < 2:
-        return [0.0]
+        return 0.0
     z = max(float((np.asarray(contact) - camera.position) @ camera.basis()[2]), 1e-3)
     width = (np.percentile(cols, 95) - np.percentile(cols, 5) + 1) * z / camera.focal_px(mask.shape[1])
-    depth = float(np.clip(0.75 * width, 0.0, 1.5 if solid else 0.3))
-    n = int(min(4, 1 + math.ceil(depth / (0.2 if solid else 0.1))))
-    return [float(t) for t in np.linspace(0.0, depth, n)] if n > 1 else [0.0]
+    return float(np.clip(0.75 * width, 0.0, 1.5 if solid else 0.3))
+
+
+def sweep(occ: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+    """The union of ``occ`` translated by t * shift (pixels) for every t in [0, 1]: the shadow of a
+    card swept through the object's depth (its shadow on the ground moves as rigidly as the card).
+    A max-filter along the line in log2(length) doubling steps."""
+    length = math.hypot(*shift)
+    if length < 1.0:
+        return occ
+    n = math.ceil(math.log2(length))
+    step = np.array(shift, np.float64) / 2 ** n
+    out = occ
+    h, w = occ.shape
+    for _ in range(n):
+        moved = cv2.warpAffine(out, np.float32([[1, 0, step[0]], [0, 1, step[1]]]), (w, h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        out = np.maximum(out, moved)
+        step *= 2
+    return out
+
+
+def depth_shift(contact: np.ndarray, depth: float, camera: Camera, size: tuple[int, int]) -> tuple[float, float]:
+    """Image displacement (pixels) of a ground point moved ``depth`` metres away from the camera."""
+    c = np.asarray(contact, np.float64)
+    x, y, _ = camera.project(np.stack([c, c + [0.0, 0.0, depth]]), *size)
+    return float(x[1] - x[0]), float(y[1] - y[0])
+
+
+def _solid_shadow(points, valid, mask, contact, solid: bool, direction, camera: Camera, size, softness_deg: float,
+                  max_sigma: float) -> np.ndarray:
+    """The shadow of an object with depth: its card cast from slices through that depth (0.1 m apart
+    for a character, 0.2 m for a prop, at most four), each swept to the next so thin parts cast no
+    stripes."""
+    levels = _blur_levels(mask, max_sigma)
+    depth = object_depth(mask, contact, camera, solid)
+    n = int(min(4, 1 + math.ceil(depth / (0.2 if solid else 0.1)))) if depth > 0 else 1
+    gap = depth / (n - 1) if n > 1 else 0.0
+    occ = []
+    for t in (np.linspace(0.0, depth, n) if n > 1 else [0.0]):
+        o = cast_occlusion(points, valid, levels, contact, direction, camera, size, softness_deg, float(t))
+        if t < depth:  # the last slice is the object's back
+            o = sweep(o, depth_shift(np.asarray(contact) + [0.0, 0.0, t], gap, camera, size))
+        occ.append(o)
+    return _combine(occ)
 
 
 def _combine(occlusions) -> np.ndarray:
@@ -368,7 +408,7 @@ def _combine(occlusions) -> np.ndarray:
 def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray, bool]], light: ShotLight,
                           camera: Camera, softness_deg: float, contact_radius: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """(key shadow, contact) occlusion of the environment (H, W) by the objects [(matte, contact,
-    solid)]; a solid one (the prop) is several cards deep (``card_offsets``)."""
+    solid)]; each object's card is swept through its depth (``object_depth``, ``sweep``)."""
     full_h, full_w = depth.shape
     objects = [(m, c, solid) for m, c, solid in objects if c is not None and (m > 0.02).any()]
     if not objects or not (depth < 0.5 * FAR).any():
@@ -383,9 +423,8 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
     valid = depth < 0.5 * FAR
     points = world_points(depth, camera)
     max_sigma = 0.25 * w
-    cards = [(_blur_levels(m, max_sigma), c, card_offsets(m, c, camera, solid)) for m, c, solid in objects]
-    shadow = _combine(cast_occlusion(points, valid, lv, c, light.direction, camera, (w, h), softness_deg, t)
-                      for lv, c, offsets in cards for t in offsets)
+    shadow = _combine(_solid_shadow(points, valid, m, c, solid, light.direction, camera, (w, h), softness_deg, max_sigma)
+                      for m, c, solid in objects)
     # contact: the same look-up towards the sky dome at quarter resolution (it is soft anyway; the
     # camera's focal length in pixels scales with the width, so the same Camera serves)
     f = 4 if min(h, w) >= 64 else 1
