@@ -31,7 +31,6 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from . import exrio
-from .assemble import MASK_LAYERS
 from .frames import frame_ranges
 from .plates import read_image
 
