@@ -125,6 +125,20 @@ def test_check_pipeline_dir(tiny, tmp_path):
     assert any(f"{bad / 'model_index.json'}: model_index.json" in p for p in check_pipeline_dir(bad))
 
 
+def test_unknown_scheduler_is_an_error_not_euler(tiny, tmp_path):
+    """A scheduler cinecomp does not sample with stops the plan (and the loaders) naming the file."""
+    from cinecomp.diffusion.configs import scheduler_class
+    from cinecomp.diffusion.errors import CheckpointError
+
+    bad = tmp_path / "sched"
+    shutil.copytree(tiny["pipeline"], bad)
+    assert scheduler_class(bad / "scheduler").__name__ == "FlowMatchEulerDiscreteScheduler"
+    _edit_json(bad / "scheduler" / "scheduler_config.json", _class_name="DDIMScheduler")
+    assert any("scheduler 'DDIMScheduler' is not one cinecomp samples with" in p for p in check_pipeline_dir(bad))
+    with pytest.raises(CheckpointError, match="scheduler_config.json.*DDIMScheduler"):
+        scheduler_class(bad / "scheduler")
+
+
 def test_check_text_encoder_dir(tiny, tmp_path):
     assert check_text_encoder_dir(tiny["text_encoder"], None, text_dim=32) == []
     [p] = check_text_encoder_dir(tiny["text_encoder"], None, text_dim=4096)

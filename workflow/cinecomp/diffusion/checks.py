@@ -10,6 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from .configs import SCHEDULERS
 from .errors import CheckpointError
 
 TINY_HINT = "`cinecomp models tiny --out DIR` writes a tiny random set for plumbing tests"
@@ -50,7 +51,10 @@ def check_pipeline_dir(pipeline_dir: str | Path, ranks: int = 1) -> list[str]:
                         f"(fix: {WAN_HINT})")
     tcfg = _json(root / "transformer" / "config.json", "transformer config", problems)
     vcfg = _json(root / "vae" / "config.json", "VAE config", problems)
-    _json(root / "scheduler" / "scheduler_config.json", "scheduler config", problems)
+    scfg = _json(root / "scheduler" / "scheduler_config.json", "scheduler config", problems)
+    if scfg is not None and scfg.get("_class_name") not in SCHEDULERS:
+        problems.append(f"{root / 'scheduler' / 'scheduler_config.json'}: scheduler {scfg.get('_class_name')!r} is not "
+                        f"one cinecomp samples with (fix: use one of {', '.join(SCHEDULERS)})")
     for sub in ("transformer", "vae"):
         if (root / sub).is_dir() and not _has_weights(root / sub):
             problems.append(f"{root / sub}: no weights (diffusion_pytorch_model.safetensors) (fix: copy the "

@@ -176,3 +176,27 @@ def make_tiny_wan(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         wan = WanTransformer3DModel(**TINY_WAN_TRANSFORMER).eval()
     wan.save_pretrained(str(out))
     return out
+
+
+# The flow-matching schedulers the pipeline samples with (Wan ships UniPC; the tiny models use Euler).
+SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler")
+
+
+def scheduler_class(scheduler_dir):
+    """The diffusers scheduler class named by ``scheduler_dir/scheduler_config.json``. Any other class
+    is an error naming the file: a silent fallback would sample with a different solver."""
+    import json
+
+    import diffusers
+
+    from .errors import CheckpointError
+
+    cfg = Path(scheduler_dir) / "scheduler_config.json"
+    if not cfg.is_file():
+        raise CheckpointError(cfg, "scheduler config is missing", "copy the pipeline's scheduler/ folder completely")
+    name = json.loads(cfg.read_text()).get("_class_name")
+    if name not in SCHEDULERS:
+        raise CheckpointError(cfg, f"scheduler {name!r} is not one cinecomp samples with",
+                              f"use one of {', '.join(SCHEDULERS)}")
+    return getattr(diffusers, name)
+

@@ -292,8 +292,7 @@ def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequenc
     import deepspeed.comm as dist
     from deepspeed.accelerator import get_accelerator
     from diffusers import AutoencoderKLWan
-    from diffusers.schedulers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
-
+    from .configs import scheduler_class
     from .pipeline import CinecompPipeline
     from .transformer import CinecompTransformer3DModel
 
@@ -309,13 +308,7 @@ def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequenc
     else:
         raise DiffusionInputError(f"zero_stage must be 0 or 3 for inference, got {zero_stage}")
     vae = AutoencoderKLWan.from_pretrained(root / "vae").eval().to(device)
-    sched_cfg = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
-    sched_cls = (
-        UniPCMultistepScheduler
-        if sched_cfg.get("_class_name") == "UniPCMultistepScheduler"
-        else FlowMatchEulerDiscreteScheduler
-    )
-    scheduler = sched_cls.from_pretrained(root / "scheduler")
+    scheduler = scheduler_class(root / "scheduler").from_pretrained(root / "scheduler")
     pipe = CinecompPipeline(transformer=transformer, vae=vae, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=dist.get_rank() != 0)
     pipe._ds_engine = engine

@@ -176,11 +176,9 @@ def build_pipeline_from_wan(wan_pipeline_dir: str | os.PathLike, out_dir: str | 
     (the text encoder is not: prompts are encoded once by :mod:`cinecomp.diffusion.prompts`).  With
     ``out_dir`` the pipeline is saved there (atomically) for ``CinecompPipeline.from_pretrained``.
     """
-    import json
-
     from diffusers import AutoencoderKLWan
-    from diffusers.schedulers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
+    from .configs import scheduler_class
     from .pipeline import CinecompPipeline
 
     root = Path(wan_pipeline_dir).expanduser()
@@ -190,11 +188,7 @@ def build_pipeline_from_wan(wan_pipeline_dir: str | os.PathLike, out_dir: str | 
     vae_cfg = read_config(root / "vae", "Wan VAE")
     if vae_cfg.get("_class_name", "AutoencoderKLWan") != "AutoencoderKLWan":
         raise CheckpointError(root / "vae", f"has _class_name={vae_cfg.get('_class_name')}, not AutoencoderKLWan")
-    sched_file = root / "scheduler" / "scheduler_config.json"
-    if not sched_file.is_file():
-        raise CheckpointError(sched_file, "scheduler config is missing", "re-download the Wan pipeline")
-    sched_name = json.loads(sched_file.read_text()).get("_class_name")
-    sched_cls = {"UniPCMultistepScheduler": UniPCMultistepScheduler}.get(sched_name, FlowMatchEulerDiscreteScheduler)
+    sched_cls = scheduler_class(root / "scheduler")
     transformer = init_from_wan(root / "transformer", latent_channels=int(vae_cfg.get("z_dim", 16)))
     try:
         vae = AutoencoderKLWan.from_pretrained(root / "vae", local_files_only=True).eval()
