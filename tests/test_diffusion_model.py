@@ -249,3 +249,24 @@ def test_peft_lora_changes_output_and_disable_delete_restore_exactly():
     m.delete_adapters("shot")
     assert torch.equal(run(), base)
     assert not any("lora_" in name for name, _ in m.named_parameters())
+
+
+def test_reference_keeps_its_aspect_ratio_padded_not_stretched():
+    """A 2:1 reference into a 1:1 shot: scaled to fit, centred, mid-grey padding outside its region."""
+    import torch
+
+    from cinecomp.diffusion.conditioning import fit_reference
+
+    img = torch.zeros(20, 40, 3)
+    yy, xx = torch.meshgrid(torch.arange(20), torch.arange(40), indexing="ij")
+    img[((yy - 9.5) ** 2 + (xx - 19.5) ** 2) < 64] = 1.0  # a disc of radius 8
+    out, region = fit_reference(img, None, 32, 32)
+    assert out.shape == (32, 32, 3) and region.shape == (32, 32)
+    rows = torch.nonzero(region.any(dim=1)).flatten()
+    assert (rows.min(), rows.max()) == (8, 23)  # 16 rows of image centred, 8 of padding above and below
+    assert torch.all(out[:8] == 0.5) and torch.all(region[:8] == 0) and torch.all(region[8:24] == 1)
+    ys, xs = torch.nonzero(out[..., 0] > 0.5, as_tuple=True)
+    height, width = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    assert abs(int(height) - int(width)) <= 1  # still a disc, not an ellipse
+    same, same_region = fit_reference(img[:, :20], torch.ones(20, 20), 20, 20)  # same size: untouched
+    assert torch.equal(same, img[:, :20]) and torch.all(same_region == 1)

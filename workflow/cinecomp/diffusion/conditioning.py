@@ -87,6 +87,28 @@ def unfold_masks(folded: torch.Tensor, num_masks: int = 3, temporal: int = 4, sp
     return x[:, :, temporal - 1 :]
 
 
+def fit_reference(image: torch.Tensor, region: torch.Tensor | None, height: int, width: int):
+    """A reference image (H, W, 3) in [0, 1] fitted into the shot's (height, width) keeping its
+    aspect ratio: scaled to fit, centred, padded with mid grey (0 in the model's [-1, 1]). The
+    returned region (height, width) is the given one (or all of the image) where the image is and 0
+    in the padding, so the reference's role covers only its own pixels."""
+    ih, iw = image.shape[:2]
+    if region is None:
+        region = torch.ones(ih, iw)
+    scale = min(height / ih, width / iw)
+    th, tw = max(1, min(height, round(ih * scale))), max(1, min(width, round(iw * scale)))
+    if (th, tw) != (ih, iw):
+        image = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None], size=(th, tw), mode="bilinear",
+                                                align_corners=False)[0].permute(1, 2, 0)
+        region = torch.nn.functional.interpolate(region[None, None].float(), size=(th, tw), mode="nearest")[0, 0]
+    y0, x0 = (height - th) // 2, (width - tw) // 2
+    out = torch.full((height, width, 3), 0.5, dtype=image.dtype)
+    out_region = torch.zeros(height, width)
+    out[y0:y0 + th, x0:x0 + tw] = image
+    out_region[y0:y0 + th, x0:x0 + tw] = region
+    return out, out_region
+
+
 def reference_mask(
     role: str, height: int, width: int, region: torch.Tensor | None = None, temporal: int = 4, spatial: int = 8
 ) -> torch.Tensor:

@@ -31,6 +31,7 @@ from .conditioning import (
     as_reference,
     decode_depth,
     encode_depth,
+    fit_reference,
     fold_masks,
     reference_mask,
 )
@@ -221,12 +222,8 @@ class CinecompPipeline(DiffusionPipeline):
                         raise DiffusionInputError(
                             f"reference_images[{k}].mask is {tuple(region.shape)}, its image is {tuple(img.shape[:2])}"
                         )
-                if img.shape[:2] != (h, w):  # references may come at any size: resize to the shot's
-                    img = torch.nn.functional.interpolate(
-                        img.permute(2, 0, 1)[None], size=(h, w), mode="bilinear", align_corners=False
-                    )[0].permute(1, 2, 0)
-                    if region is not None:
-                        region = torch.nn.functional.interpolate(region[None, None], size=(h, w), mode="nearest")[0, 0]
+                if img.shape[:2] != (h, w):  # any size: fitted to the shot's keeping its aspect (padded)
+                    img, region = fit_reference(img, region, h, w)
                 images.append(img.clamp(0.0, 1.0).permute(2, 0, 1)[:, None] * 2.0 - 1.0)  # (3, 1, H, W)
                 region = None if region is None else region.clamp(0.0, 1.0)
                 ref_masks.append(

@@ -112,7 +112,7 @@ def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
 
 
 def reference_arrays(path, role: str, source_colourspace: str, model_colourspace: str) -> dict:
-    """A reference image in the model's encoding, for the shot directory (any size: the pipeline resizes it)."""
+    """A reference image in the model's encoding, for the shot directory (any size: the pipeline fits it, keeping its aspect)."""
     from ..plates import read_frame
 
     rgb = read_frame(path, 0)[..., :3]
