@@ -191,6 +191,7 @@ def prompt_settings(wildcards):
     return dict(
         prompt=row["prompt"],
         negative_prompt=d["negative_prompt"],
+        unconditional="encoded",  # "" is encoded, not zeros (caches made before this rerun)
         text_encoder=d["text_encoder"],
         tokenizer=d["tokenizer"],
         text_encoder_id=model_id(d["text_encoder"]),

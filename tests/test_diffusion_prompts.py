@@ -1,5 +1,6 @@
 """Prompt embeddings: a tiny random UMT5 + a locally built tokenizer, cached to safetensors."""
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -55,3 +56,21 @@ def test_prompt_errors_name_the_path(tiny, tmp_path):
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="not a cinecomp prompt embedding cache"):
         P.load_prompt_embeds(bad)
+
+
+def test_unconditional_embedding_is_the_encoding_of_the_empty_prompt(tiny, tmp_path):
+    """Wan's unconditional embedding is "" encoded (its end-of-sequence token), not zeros: the prompt
+    rule's stage caches it and the composite's shot arrays use it for an empty negative prompt."""
+    import logging
+
+    from cinecomp import stages
+    from cinecomp.diffusion.shot import prompt_arrays
+
+    cache = tmp_path / "prompt_embeds.safetensors"
+    settings = {"prompt": "a person walks", "negative_prompt": "", "text_encoder": str(tiny["text_encoder"]),
+                "tokenizer": "", "max_sequence_length": 16}
+    stages.prompt_embeds(None, [str(cache)], settings, logging.getLogger("t"))
+    arrays = prompt_arrays(cache, "a person walks", "")
+    neg = arrays["negative_prompt_embeds"]
+    assert neg.shape == arrays["prompt_embeds"].shape
+    assert np.abs(neg[0, 0]).sum() > 0 and not neg[0, 1:].any()  # one real token (</s>), then padding

@@ -172,7 +172,9 @@ def light(inputs, outputs, settings, log):
 def prompt_embeds(inputs, outputs, settings, log):
     from .diffusion.prompts import encode_prompts
 
-    prompts = [settings["prompt"]] + ([settings["negative_prompt"]] if settings["negative_prompt"] else [])
+    # the negative prompt is always encoded: an empty one is Wan's unconditional embedding, the
+    # encoding of "" (its end-of-sequence token), not zeros
+    prompts = [settings["prompt"], settings["negative_prompt"]]
     encode_prompts(settings["text_encoder"], prompts, outputs[0], tokenizer_dir=settings["tokenizer"] or None,
                    max_sequence_length=settings["max_sequence_length"])
     log.info("prompt embeddings of %s cached in %s", prompts, outputs[0])

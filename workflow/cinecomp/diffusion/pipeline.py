@@ -274,8 +274,9 @@ class CinecompPipeline(DiffusionPipeline):
                 (environment synthesis), ``prop`` (prop replacement), ``character``.
             prompt_embeds: (1, L, text_dim) or (L, text_dim) cached UMT5 embeddings
                 (:func:`cinecomp.diffusion.prompts.load_prompt_embeds`).
-            negative_prompt_embeds: the unconditional embeddings for classifier-free guidance; zeros
-                (Wan's padding value) when omitted.
+            negative_prompt_embeds: the unconditional embeddings for classifier-free guidance: the
+                encoding of the negative prompt, "" for Wan's unconditional (the workflow always passes
+                it); zeros when omitted, which only API callers without a text encoder should rely on.
             guidance_scale: CFG weight; <= 1 disables guidance (one transformer call per step).
             generator / seed: the noise source; the same seed gives the same frames.
             replace_prop: remove the prop region from plate and environment before encoding (default:

@@ -147,9 +147,7 @@ def prompt_arrays(prompt_file, prompt: str, negative_prompt: str) -> dict:
     cache = load_prompt_embeds(prompt_file)
     out = {}
     for name, text in (("prompt_embeds", prompt), ("negative_prompt_embeds", negative_prompt)):
-        if name == "negative_prompt_embeds" and not text:
-            continue  # zeros: Wan's unconditional embedding
-        if text not in cache:
+        if text not in cache:  # an empty negative prompt too: Wan encodes "", it does not use zeros
             raise DiffusionInputError(f"{prompt_file}: has no embedding of {text!r} (fix: delete it so the "
                                       "prompt_embeds rule runs again)")
         out[name] = cache[text].float().numpy()
