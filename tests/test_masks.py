@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from cinecomp import demo, exrio, masks
+from cinecomp.assemble import MASK_LAYERS
 from cinecomp.frames import frame_path
 from cinecomp.keying import key_shot
 
@@ -47,9 +48,9 @@ def run(shot, tmp_path, hint, plate_size=(W, H), base_dir=None):
 def check_trimask(shot, layers):
     for f, key in shot["keys"]:
         m = layers[f]
-        assert all(m[n].dtype == np.float32 for n in masks.MASK_LAYERS)
+        assert all(m[n].dtype == np.float32 for n in MASK_LAYERS)
         alpha = exrio.read_layers(key)["A"].astype(np.float32)
-        np.testing.assert_allclose(sum(m[n] for n in masks.MASK_LAYERS), 1.0, atol=1e-5)
+        np.testing.assert_allclose(sum(m[n] for n in MASK_LAYERS), 1.0, atol=1e-5)
         np.testing.assert_allclose(m["mask.character"] + m["mask.prop"], alpha, atol=1e-5)
         assert m["mask.prop"].min() >= 0 and m["mask.character"].min() >= -1e-6
 
