@@ -7,8 +7,9 @@ Per frame:
        and white balance matched in scene-linear, directional shading from the key with normals from
        the matte's shape, and light wrap of the environment at the edges;
   C2E  every object casts a shadow along the key onto the environment (ground plane or the plate's
-       own depth): each object is a card standing at its contact point, turned to face the light, and
-       each environment point looks towards the light through it (a shadow map gathered per pixel);
+       own depth): each object is a card standing at its contact point, turned to face the light and
+       swept through the object's depth, and each environment point looks towards the light through
+       it (a shadow map gathered per pixel);
        the penumbra widens with the distance from the occluder. Contact darkening is the same look-up
        averaged over the sky dome, so it is strong where feet and prop meet the ground and fades away.
 Everything applied is returned as layers (``harmonize.*``) for a compositor to dial.
