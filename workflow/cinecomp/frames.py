@@ -90,3 +90,12 @@ def frame_ranges(nums: list[int]) -> str:
         parts.append(f"{start}-{prev}" if start != prev else str(start))
     s = ",".join(parts)
     return s if len(s) < 80 else s[:77] + "..."
+
+
+def sample_indices(n: int, max_frames: int) -> list[int]:
+    """Up to ``max_frames`` evenly spaced indices of range(n), first and last included."""
+    if n <= max_frames:
+        return list(range(n))
+    if max_frames == 1:
+        return [0]
+    return sorted({round(i * (n - 1) / (max_frames - 1)) for i in range(max_frames)})

@@ -24,10 +24,11 @@ import cv2
 import numpy as np
 
 from .camera import FAR, Camera, light_direction
-from .light import ALBEDO, sh_basis
+from . import light as light_module
+from .light import ALBEDO, sh_eval
 from .params import Num, check_params, parse_json_object
 
-LUMA = np.array([0.2722287, 0.6740818, 0.0536895], np.float32)  # ACEScg luminance
+LUMA = light_module.LUMA.astype(np.float32)  # ACEScg luminance
 
 HARMONIZE_SPEC = {
     "exposure_match": Num(1.0, 0.0, 1.0, doc="how far the character's exposure moves to the environment's light (0: keep the plate's)"),
@@ -100,7 +101,7 @@ class ShotLight:
         return np.clip(n @ self.direction, 0.0, None)[..., None] * self.key_rgb
 
     def ambient(self, n: np.ndarray) -> np.ndarray:
-        return np.clip(sh_basis(n) @ self.ambient_sh, 0.0, None)
+        return np.clip(sh_eval(self.ambient_sh, n), 0.0, None)
 
 
 # ------------------------------------------------------------------------------------------ E2C

@@ -47,6 +47,7 @@ from PIL.PngImagePlugin import PngInfo
 from . import colour, exrio
 from .atomic import atomic_path
 from .errors import PlateError
+from .frames import sample_indices
 
 DEFAULT_MIN_HEIGHT = 360
 FFMPEG_THREADS = 2
@@ -350,15 +351,6 @@ def make_daily(frame_files, out_mp4, *, shot: str, version, first_frame: int | N
 # ----------------------------------------------------------------------------------------------------
 # Contact sheet
 # ----------------------------------------------------------------------------------------------------
-
-
-def sample_indices(n: int, max_frames: int) -> list[int]:
-    """Up to ``max_frames`` evenly spaced indices of range(n), first and last included."""
-    if n <= max_frames:
-        return list(range(n))
-    if max_frames == 1:
-        return [0]
-    return sorted({round(i * (n - 1) / (max_frames - 1)) for i in range(max_frames)})
 
 
 def make_contact_sheet(frame_files, out_png, *, shot: str, version, columns: int = 6, max_frames: int = 24,

@@ -5,6 +5,7 @@ Called by the thin scripts in scripts/ through scripting.run; settings are the r
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import numpy as np
 from . import assemble as assemble_mod
 from . import exrio
 from .composite import over
-from .frames import frame_path
+from .atomic import write_text
+from .frames import frame_path, sample_indices
 from .scripting import Job
 
 _FRAME = re.compile(r"^(?P<shot>.+)_(?P<element>[A-Za-z0-9]+)(?:_v(?P<version>\d{3}))?\.(?P<frame>\d+)\.exr$")
@@ -70,6 +72,16 @@ def key(inputs, outputs, settings, log):
     log.info("keyed %d frames: %s", len(out_files), {k: v for k, v in report.items() if k != "frames"})
 
 
+def read_trimask(path) -> dict[str, np.ndarray]:
+    """{character, prop} of a masks-stage frame."""
+    layers = exrio.read_layers(path)
+    return {o: layers[f"mask.{o}"] for o in ("character", "prop")}
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=1))
+
+
 def masks(inputs, outputs, settings, log):
     from .masks import parse_prop_hint, track_masks
 
@@ -92,14 +104,8 @@ def depth(inputs, outputs, settings, log):
     shot, version = _shot(settings)
     camera = Camera.from_params(settings["camera"])
     mask_files = element_frames(inputs.masks)
-    first = exrio.read_layers(mask_files[0][1])
-    h, w = first["mask.character"].shape
-
-    def read_masks(path):
-        layers = exrio.read_layers(path)
-        return {o: layers[f"mask.{o}"] for o in depth_mod.OBJECTS}
-
-    contacts = depth_mod.object_contacts(camera, (read_masks(p) for _, p in mask_files), w, h)
+    h, w = read_trimask(mask_files[0][1])["character"].shape
+    contacts = depth_mod.object_contacts(camera, (read_trimask(p) for _, p in mask_files), w, h)
     ground = camera.ground_depth(w, h)
     env_src = None
     if settings["backend"] == "plate":
@@ -117,7 +123,7 @@ def depth(inputs, outputs, settings, log):
                 raise ValueError(f"shot {shot}: depth backend 'plate' but {frame_file(env_src, frame)} has no Z channel "
                                  "(fix: use depth_backend ground, or give an environment with a Z/depth.Z channel)")
         c = {o: None if contacts[o][i] is None else np.asarray(contacts[o][i]) for o in depth_mod.OBJECTS}
-        z = depth_mod.shot_depth(env_z, read_masks(path), c, camera)
+        z = depth_mod.shot_depth(env_z, read_trimask(path), c, camera)
         exrio.write_exr(frame_path(out_dir, shot, "depth", version, frame),
                         {"depth.Z": z, "environment.Z": env_z.astype(np.float32)}, compression="zip",
                         attrs={**settings["attrs"], "frame": frame})
@@ -125,15 +131,6 @@ def depth(inputs, outputs, settings, log):
                      **{o: [None if p is None else [float(x) for x in p] for p in contacts[o]] for o in depth_mod.OBJECTS}}
     write_json(out_dir / "contacts.json", contacts_json)
     log.info("depth (%s) of %d frames; camera %s", settings["backend"], len(mask_files), camera)
-
-
-def write_json(path, obj) -> None:
-    import json
-
-    from .atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=1))
 
 
 def _equirect(path, colourspace: str | None) -> np.ndarray:
@@ -154,8 +151,7 @@ def light(inputs, outputs, settings, log):
     env_frames = None
     if "env" in inputs.keys():
         files = [p for _, p in element_frames(inputs.env)]
-        picks = sorted({round(i * (len(files) - 1) / 4) for i in range(5)})  # one estimate from 5 frames
-        env_frames = [exrio.read_rgba(files[i])[..., :3] for i in picks]
+        env_frames = [exrio.read_rgba(files[i])[..., :3] for i in sample_indices(len(files), 5)]  # one estimate
     env_hdri = _equirect(inputs.env_hdri, settings["env_colourspace"]) if "env_hdri" in inputs.keys() else None
     probe = _equirect(inputs.probe, settings["probe_colourspace"]) if "probe" in inputs.keys() else None
     est = estimate_light(sheet_light=settings["light"], camera=camera, env_frames=env_frames, env_hdri=env_hdri,
@@ -213,8 +209,6 @@ def composite(inputs, outputs, settings, log, job=None):
 
 
 def harmonize(inputs, outputs, settings, log):
-    import json
-
     from . import harmonize as hz
     from .camera import Camera
 
@@ -229,12 +223,8 @@ def harmonize(inputs, outputs, settings, log):
             if frame not in files:
                 raise FileNotFoundError(f"shot {shot}: {what} frame {frame} missing (fix: rerun its rule)")
 
-    def read_masks(frame):
-        layers = exrio.read_layers(masks[frame])
-        return {o: layers[f"mask.{o}"] for o in ("character", "prop")}
-
-    picks = sorted({keys[round(i * (len(keys) - 1) / 5)][0] for i in range(6)})  # per-shot grade from 6 frames
-    grade = hz.shot_grade([(exrio.read_rgba(dict(keys)[f]), read_masks(f)) for f in picks], light, camera, params)
+    picks = [keys[i] for i in sample_indices(len(keys), 6)]  # the per-shot grade from 6 frames
+    grade = hz.shot_grade([(exrio.read_rgba(p), read_trimask(masks[f])) for f, p in picks], light, camera, params)
     log.info("shot %s: gain %s, plate shading %s, light %s", shot, grade.gain, grade.plate_shading, light)
     out_dir = Path(outputs[0])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -242,7 +232,7 @@ def harmonize(inputs, outputs, settings, log):
         contact = {o: contacts[o][i] for o in ("character", "prop")}
         env_z = exrio.read_layers(depths[frame])["environment.Z"]
         beauty, layers = hz.harmonize_frame(exrio.read_rgba(key_file), exrio.read_rgba(envs[frame])[..., :3],
-                                            read_masks(frame), env_z, contact, light, grade, camera, params)
+                                            read_trimask(masks[frame]), env_z, contact, light, grade, camera, params)
         chans = {c: beauty[..., k].astype(np.float16) for k, c in enumerate("RGBA")}
         chans.update({k: v.astype(np.float16) for k, v in layers.items()})
         exrio.write_exr(frame_path(out_dir, shot, "harmonize", version, frame), chans,
