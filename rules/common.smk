@@ -11,7 +11,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from cinecomp import SOFTWARE  # noqa: E402
 from cinecomp.errors import SheetError  # noqa: E402
-from cinecomp.layout import is_published, published_targets  # noqa: E402
+from cinecomp.layout import cost_report, is_published, published_targets  # noqa: E402
 from cinecomp.sheet import env_files, frame_files, load_sheet  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
@@ -24,7 +24,10 @@ try:
     )
 except SheetError as exc:
     raise WorkflowError(str(exc))
-validate(SHOTS, "../schemas/shots.schema.yaml")
+# load_sheet has validated every row against schemas/shots.schema.yaml and filled its defaults.
+# Jobs look rows up in plain dicts: a pandas .loc per input/param function was a third of the
+# planning time of a 1000-shot sheet (bench/plan.py).
+ROWS = SHOTS.to_dict("index")
 
 RESULTS = config["results"]
 
@@ -32,7 +35,7 @@ RESULTS = config["results"]
 def check_diffusion_models():
     """Model directories of the `diffusion` backend, checked before any job runs."""
     shots = [
-        s for s, row in SHOTS.iterrows() if backend(row, "composite") == "diffusion"
+        s for s, row in ROWS.items() if backend(row, "composite") == "diffusion"
     ]
     if not shots:
         return
@@ -52,7 +55,18 @@ wildcard_constraints:
 
 
 def shot_row(wildcards):
-    return SHOTS.loc[wildcards.shot]
+    return ROWS[wildcards.shot]
+
+
+@functools.cache
+def shot_frame_files(shot):
+    return frame_files(ROWS[shot])
+
+
+@functools.cache
+def shot_env_files(shot):
+    return env_files(ROWS[shot])
+
 
 
 def backend(row, stage):
@@ -62,7 +76,10 @@ def backend(row, stage):
 def resource(rule_name, key):
     res = config["resources"]
     own = res.get(rule_name, {})
-    return own[key] if key in own else res["default"][key]
+    value = own[key] if key in own else res["default"][key]
+    if key == "mem_mb":  # a retried job (--retries, profiles/slurm) asks for more memory each attempt
+        return lambda wildcards, attempt: value * attempt
+    return value
 
 
 def exr_attrs(row):
@@ -146,7 +163,7 @@ def depth_inputs(wildcards):
     row = shot_row(wildcards)
     inputs = dict(masks=f"{RESULTS}/{wildcards.shot}/masks")
     if backend(row, "depth") == "plate":
-        inputs["env"] = env_files(row)
+        inputs["env"] = shot_env_files(wildcards.shot)
     return inputs
 
 
@@ -253,15 +270,17 @@ def composite_resource(key):
     one GPU per rank (SLURM: --gpus=N --cpus-per-gpu=M); locally the ranks run on CPU cores.
     """
 
-    def get(wildcards):
+    def get(wildcards, attempt):
         if backend(shot_row(wildcards), "composite") != "diffusion":
             classical = {"gpu": 0, "cpus_per_gpu": 0, "cpus_per_task": 1}
-            return classical[key] if key in classical else resource("composite", key)
-        if key == "gpu":
-            return config["diffusion"]["ranks"]
-        if key == "cpus_per_task":
-            return 0  # SLURM: --cpus-per-gpu instead
-        return resource("composite_diffusion", key)
+            value = classical[key] if key in classical else resource("composite", key)
+        elif key == "gpu":
+            value = config["diffusion"]["ranks"]
+        elif key == "cpus_per_task":
+            value = 0  # SLURM: --cpus-per-gpu instead
+        else:
+            value = resource("composite_diffusion", key)
+        return value(wildcards, attempt) if callable(value) else value
 
     return get
 
@@ -313,13 +332,38 @@ def review_settings(wildcards):
     )
 
 
+# Rules whose jobs a shot's cost table sums (rules/review.smk, `cost`).
+COST_RULES = [
+    "ingest_plate",
+    "ingest_env",
+    "key",
+    "masks",
+    "depth",
+    "light",
+    "prompt_embeds",
+    "composite",
+    "assemble",
+    "daily",
+    "contact_sheet",
+]
+
+
+def cost_settings(wildcards):
+    return dict(
+        results=RESULTS,
+        shot=wildcards.shot,
+        version=sheet_version(wildcards),
+        rules=COST_RULES,
+    )
+
+
 def all_outputs():
     """Per shot: the work files and the sheet's version. A deleted work folder is a missing
     target, so it and only what depends on it are rebuilt (Snakemake skips missing intermediates
     otherwise). A published version is left out: it is never rendered again (layout.py).
     """
     out, done = [], []
-    for shot, row in SHOTS.iterrows():
+    for shot, row in ROWS.items():
         if is_published(RESULTS, shot, row["version"]):
             done.append(f"{shot} v{int(row['version']):03d}")
             continue
@@ -334,6 +378,7 @@ def all_outputs():
             f"{RESULTS}/{shot}/depth",
             f"{RESULTS}/{shot}/composite",
             *published_targets(RESULTS, shot, row["version"]),
+            cost_report(RESULTS, shot, row["version"]),
         ]
     if done:
         print(

@@ -3,7 +3,7 @@
 
 rule ingest_plate:
     input:
-        lambda wc: frame_files(shot_row(wc)),
+        lambda wc: shot_frame_files(wc.shot),
     output:
         directory(f"{RESULTS}/{{shot}}/ingest/plate"),
     log:
@@ -23,7 +23,7 @@ rule ingest_plate:
 
 rule ingest_env:
     input:
-        lambda wc: env_files(shot_row(wc)),
+        lambda wc: shot_env_files(wc.shot),
     output:
         directory(f"{RESULTS}/{{shot}}/ingest/env"),
     log:

@@ -51,3 +51,32 @@ rule contact_sheet:
         settings=review_settings,
     script:
         "../scripts/contact_sheet.py"
+
+
+# Per-shot cost for `snakemake --report` (a table per shot: wall time, CPU-hours, GPU-hours, peak
+# memory per rule), from the rules' benchmark files and, on SLURM, sacct. It runs on the controller
+# (a local rule) after the shot's last jobs; `cinecomp status --json` gives the same numbers.
+localrules:
+    cost,
+
+
+rule cost:
+    input:
+        daily=f"{RESULTS}/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_daily.mp4",
+        contact=f"{RESULTS}/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_contact.png",
+    output:
+        report(
+            f"{RESULTS}/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_cost.html",
+            category="Cost",
+            labels={"shot": "{shot}", "version": "v{version}", "type": "cost"},
+        ),
+    log:
+        f"{RESULTS}/logs/cost/{{shot}}_v{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cost/{{shot}}_v{{version}}.tsv"
+    conda:
+        "../envs/core.yaml"
+    params:
+        settings=cost_settings,
+    script:
+        "../scripts/cost.py"

@@ -3,6 +3,8 @@
   cinecomp validate [--sheet shots/shots.csv]   check a shot sheet, list every problem
   cinecomp demo [--out demo]                     render the project's demo plates
   cinecomp render [--profile default|slurm] [--sheet S] [--configfile F] [--shots SH010,SH020] [-- SNAKEMAKE ARGS]
+  cinecomp submit [--begin 22:00] [--time 10:00:00] [--shots ...]   the controller as a SLURM job (overnight)
+  cinecomp status [--json] [--shots ...]         per shot done/failed/running/pending/stale, and its cost
   cinecomp colourspaces                          list the OCIO colourspaces a sheet may name
   cinecomp eval [--backends over,harmonize] [--split report] [--light given|auto|both] [--real]   score backends on the ground-truth eval set
   cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
@@ -32,9 +34,9 @@ class UsageError(Exception):
 
 def shot_targets(results: str, shot: str, version: int) -> list[str]:
     """The files and directories `render --shots` asks Snakemake for, for one shot at its version."""
-    from .layout import published_targets
+    from .layout import cost_report, published_targets
 
-    return published_targets(results, shot, version)
+    return [*published_targets(results, shot, version), cost_report(results, shot, version)]
 
 
 def split_config_args(extra: list[str]) -> tuple[list[str], list[str], list[str]]:
@@ -158,21 +160,36 @@ def _shot_targets(ids: str, cfg: dict) -> list[str]:
     return [t for s in shots if s not in done for t in shot_targets(results, s, int(df.loc[s, "version"]))]
 
 
-def _render(args, extra: list[str]) -> int:
-    from .errors import SheetError
-
+def render_command(args, extra: list[str], profile: str) -> tuple[list[str] | None, dict]:
+    """The snakemake command of `render`/`submit` (None: every shot asked for is published) and the
+    config it will see. UsageError/SheetError on bad input."""
     rest, files, entries = split_config_args(extra)
     files = [str(args.configfile or REPO / "config.yaml"), *files]
     config = {e.partition("=")[0]: e for e in entries}  # one entry per key, the last wins
     if args.sheet:
         config["shots"] = f"shots={args.sheet}"
+    cfg = load_config(files, config.values())
+    sheet = str(cfg.get("shots", "shots/shots.csv"))
+    if not Path(sheet).is_file():
+        raise UsageError(f"shot sheet {sheet} does not exist (fix: --sheet PATH or --config shots=PATH)")
+    targets = _shot_targets(args.shots, cfg) if args.shots else []
+    if args.shots and not targets:
+        return None, cfg  # every shot asked for is published
+    # Targets before options (--config would swallow them); one --configfile and one --config.
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(Path.cwd()), "--configfile", *files, "--profile", str(REPO / "profiles" / profile),
+           *rest]
+    if config:
+        cmd += ["--config", *config.values()]
+    return cmd, cfg
+
+
+def _render(args, extra: list[str]) -> int:
+    from .errors import SheetError
+
     try:
-        cfg = load_config(files, config.values())
-        sheet = str(cfg.get("shots", "shots/shots.csv"))
-        if not Path(sheet).is_file():
-            raise UsageError(f"shot sheet {sheet} does not exist (fix: --sheet PATH or --config shots=PATH)")
-        targets = _shot_targets(args.shots, cfg) if args.shots else []
-        if args.shots and not targets:
+        cmd, _ = render_command(args, extra, args.profile)
+        if cmd is None:
             return 0  # every shot asked for is published
     except UsageError as exc:
         print(f"cinecomp render: {exc}", file=sys.stderr)
@@ -180,12 +197,6 @@ def _render(args, extra: list[str]) -> int:
     except SheetError as exc:
         print(exc, file=sys.stderr)
         return 1
-    # Targets before options (--config would swallow them); one --configfile and one --config.
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(Path.cwd()), "--configfile", *files, "--profile", str(REPO / "profiles" / args.profile),
-           *rest]
-    if config:
-        cmd += ["--config", *config.values()]
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd)
 
@@ -271,6 +282,21 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--sheet", default=None)
     r.add_argument("--configfile", default=None, help="config file (default: the repository config.yaml)")
     r.add_argument("--shots", default=None, help="comma-separated shot ids to (re)render; default: all")
+    sb = sub.add_parser("submit", help="submit the Snakemake controller itself as a SLURM job (overnight)")
+    sb.add_argument("--begin", default=None, help="start time: 22:00 (the next), 2026-12-24T22:00, now+30m")
+    sb.add_argument("--time", default="12:00:00", help="the controller's time limit (SLURM format, e.g. 10:00:00)")
+    sb.add_argument("--shots", default=None, help="comma-separated shot ids; default: all")
+    sb.add_argument("--sheet", default=None)
+    sb.add_argument("--configfile", default=None, help="config file (default: the repository config.yaml)")
+    sb.add_argument("--log-dir", default=None, help="controller log directory (default: <results>/logs/controller)")
+    sb.add_argument("--partition", default=None, help="partition of the controller job (default: the cluster's)")
+    sb.add_argument("--mem-mb", type=int, default=4000, help="memory of the controller job")
+    st = sub.add_parser("status", help="per shot: done / failed / running / pending / stale, and its cost")
+    st.add_argument("--json", action="store_true", help="print JSON (states, failures, per-rule cost)")
+    st.add_argument("--shots", default=None, help="comma-separated shot ids; default: all")
+    st.add_argument("--sheet", default=None)
+    st.add_argument("--configfile", default=None, help="config file (default: the repository config.yaml)")
+    st.add_argument("--no-sacct", action="store_true", help="do not ask SLURM's accounting even where it exists")
     sub.add_parser("colourspaces", help="list colourspace names and aliases a sheet may use")
     e = sub.add_parser("eval", help="render the ground-truth eval set, composite it per backend, print metrics")
     e.add_argument("--out", default="eval", help="eval directory: set/, sheets, results_<light>/, strips/")
@@ -309,6 +335,14 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args)
     if args.cmd == "render":
         return _render(args, extra)
+    if args.cmd == "submit":
+        from .slurm import submit
+
+        return submit(args, extra)
+    if args.cmd == "status":
+        from .status import cli as status_cli
+
+        return status_cli(args, extra)
     if args.cmd == "models":
         return _models(args)
     if args.cmd == "eval":

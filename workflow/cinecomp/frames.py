@@ -50,7 +50,25 @@ def expand(pattern, frame: int) -> Path:
 
 
 def sequence_files(pattern, first: int, last: int) -> list[Path]:
-    return [expand(pattern, f) for f in range(int(first), int(last) + 1)]
+    return [Path(s) for s in sequence_names(pattern, first, last)]
+
+
+def sequence_names(pattern, first: int, last: int) -> list[str]:
+    """The files of frames first..last of a sequence pattern, as strings, as ``expand`` names them
+    (the pattern parsed once: planning a 1000-shot sheet lists every plate frame)."""
+    s, frames = str(pattern), range(int(first), int(last) + 1)
+    name = Path(s).name
+    m = _HASHES.search(name)
+    if m:
+        width = len(m.group(1))
+        head, tail = s.rsplit(m.group(1), 1)
+        return [f"{head}{f:0{width}d}{tail}" for f in frames]
+    m = _PRINTF.search(name)
+    if m:
+        token, at = m.group(0), s.rfind(m.group(0))
+        head, tail = s[:at], s[at + len(token):]
+        return [head + (token % f) + tail for f in frames]
+    return [str(Path(s)) for _ in frames]
 
 
 def sequence_glob(pattern) -> str:

@@ -27,6 +27,11 @@ def published_targets(results, shot: str, version: int) -> list[str]:
     return [f"{d}/comp", f"{d}/review/{shot}_{v}_daily.mp4", f"{d}/review/{shot}_{v}_contact.png"]
 
 
+def cost_report(results, shot: str, version: int) -> str:
+    """The version's cost table (rules/review.smk `cost`): made once the version is published, not part of it."""
+    return f"{version_dir(results, shot, version)}/review/{shot}_v{int(version):03d}_cost.html"
+
+
 def is_published(results, shot: str, version: int) -> bool:
     """True once the version's daily and contact sheet exist."""
     return all(Path(p).is_file() for p in published_targets(results, shot, version)[1:])

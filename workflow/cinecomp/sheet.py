@@ -507,7 +507,7 @@ def frame_files(row, movie_start: int = 1001) -> list[str]:
     p = row["plate_path"]
     if frames.is_movie(p) or not frames.is_sequence(p):
         return [p]
-    return [str(f) for f in frames.sequence_files(p, row["first_frame"], row["last_frame"])]
+    return frames.sequence_names(p, row["first_frame"], row["last_frame"])
 
 
 def env_files(row) -> list[str]:
@@ -516,4 +516,4 @@ def env_files(row) -> list[str]:
         return []
     if frames.is_movie(p) or not frames.is_sequence(p):
         return [p]
-    return [str(f) for f in frames.sequence_files(p, row["first_frame"], row["last_frame"])]
+    return frames.sequence_names(p, row["first_frame"], row["last_frame"])
