@@ -17,6 +17,7 @@ pytest.importorskip("deepspeed")
 from cinecomp.diffusion import distributed as D  # noqa: E402
 from cinecomp.diffusion.configs import make_tiny_models  # noqa: E402
 from cinecomp.diffusion.pipeline import CinecompPipeline  # noqa: E402
+from cinecomp.diffusion.transformer import CinecompTransformer3DModel  # noqa: E402
 from cinecomp.diffusion.windows import plan_windows, render_windows  # noqa: E402
 
 ATOL_FRAMES = 1e-4
@@ -103,3 +104,33 @@ def test_two_ranks_match_one(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with np.load(bf16 / "shot.npz") as out:
         np.testing.assert_allclose(out["frames"], frames1, atol=ATOL_BF16, rtol=0)
+        meta_bf16 = json.loads(str(out["meta"]))
+    # ZeRO-3 as the ranks build it: every partition and buffer on the device the engine reports, the
+    # _keep_in_fp32_modules (RoPE's tables too) in float32 as diffusers keeps them, the rest bf16
+    assert meta_bf16["device"] == "cpu" and meta_bf16["misplaced"] == []
+    check_precision(meta_bf16["placement"], "bfloat16")
+    assert meta["misplaced"] == [] and {d for _, d in meta["placement"].values()} == {"float32"}
+
+
+def check_precision(placement: dict, low: str) -> None:
+    keep = CinecompTransformer3DModel._keep_in_fp32_modules
+    kept = {n: d for n, (_, d) in placement.items() if D.keeps_fp32(n, keep)}
+    rest = {n: d for n, (_, d) in placement.items() if not D.keeps_fp32(n, keep)}
+    assert kept and set(kept.values()) == {"float32"}, kept
+    assert {"rope.freqs_cos", "rope.freqs_sin", "condition_embedder.time_embedder.linear_1.weight", "scale_shift_table",
+            "blocks.0.scale_shift_table", "blocks.0.norm2.weight"} <= set(kept)
+    assert set(rest.values()) == {low}, {n: d for n, d in rest.items() if d != low}
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_one_rank_loading_keeps_fp32_modules_and_moves_every_table(tmp_path, dtype):
+    """The 1-rank path loads with torch_dtype the way diffusers does (not ``.to(device, dtype)``, which
+    cast RoPE, the time embedding, norms and modulation tables to bf16), and every tensor the forward touches --
+    RoPE's tables included -- moves to the device (the meta device stands in for a GPU here)."""
+    tiny = make_tiny_models(tmp_path / "tiny", seed=0)
+    model = D.load_transformer(tiny["pipeline"] / "transformer", getattr(torch, dtype), "cpu")
+    check_precision(D.tensor_placement(model), dtype)
+    assert D.misplaced(model, torch.device("cpu")) == []
+    moved = D.load_transformer(tiny["pipeline"] / "transformer", getattr(torch, dtype), "meta")
+    assert D.misplaced(moved, torch.device("meta")) == []
+    assert D.misplaced(model, torch.device("meta"))  # the check does see a tensor on another device

@@ -47,7 +47,8 @@ def _inputs(seed=0, frames=2):
 def test_config_fields_and_widths():
     m = CinecompTransformer3DModel(**TINY_TRANSFORMER)
     cfg = m.config
-    assert cfg.in_channels == 5 * Z + 768 and cfg.out_channels == 2 * Z and cfg.mask_channels == 768
+    assert cfg.in_channels == 5 * Z + 768 + 3 and cfg.out_channels == 2 * Z and cfg.mask_channels == 768
+    assert cfg.presence_channels == 3
     assert m.patch_embedding.in_channels == cfg.in_channels
     wan_cfg = WanTransformer3DModel(**TINY_WAN_TRANSFORMER).config
     for key in ("num_attention_heads", "attention_head_dim", "text_dim", "freq_dim", "ffn_dim", "num_layers", "eps"):
@@ -203,7 +204,7 @@ def test_pipeline_from_a_wan_pipeline_directory(tmp_path):
     (wan / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
     build_pipeline_from_wan(wan, tmp_path / "cinecomp")
     pipe = CinecompPipeline.from_pretrained(tmp_path / "cinecomp")
-    assert pipe.transformer.config.in_channels == 5 * Z + 768
+    assert pipe.transformer.config.in_channels == 5 * Z + 768 + 3
     shutil.rmtree(wan / "vae")
     with pytest.raises(CheckpointError, match=f"{wan}.*no vae/"):
         build_pipeline_from_wan(wan)

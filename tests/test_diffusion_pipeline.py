@@ -67,7 +67,19 @@ def test_pipeline_shapes_finite_and_seeded(pipe, shot):
     other_seed = run(pipe, shot, seed=4)
     assert not np.allclose(out.frames, other_seed.frames)
     gen = run(pipe, shot, seed=None, generator=torch.Generator().manual_seed(3))
-    assert np.array_equal(out.frames, gen.frames)
+    gen_again = run(pipe, shot, seed=None, generator=torch.Generator().manual_seed(3))
+    assert np.array_equal(gen.frames, gen_again.frames)
+
+
+def test_noise_is_indexed_by_absolute_frame(pipe):
+    """A window's noise does not depend on where it starts: the noise of shot latent frame k is the same
+    whether a window starting at frame 0 or at frame 8 (latent frame 2) draws it."""
+    whole = pipe.initial_noise((1, 2 * Z, 6, 4, 4), seed=5)
+    later = pipe.initial_noise((1, 2 * Z, 3, 4, 4), seed=5, frame_offset=8)
+    assert torch.equal(whole[:, :, 2:5], later)
+    assert not torch.equal(whole[:, :, :3], later)
+    with pytest.raises(DiffusionInputError, match="multiple of 4"):
+        pipe.initial_noise((1, 2 * Z, 3, 4, 4), seed=5, frame_offset=6)
 
 
 def test_classifier_free_guidance_changes_output(pipe, shot):
@@ -171,9 +183,12 @@ def test_sampler_reaches_the_clean_latents_given_the_exact_velocity(tiny, shot, 
 
     def oracle(hidden_states, timestep, encoder_hidden_states, attention_kwargs=None, return_dict=True):
         xt = hidden_states[:, : 2 * Z].float()
-        sigma = (timestep.float() / 1000.0).view(-1, 1, 1, 1, 1)
-        seen.append(float(sigma))
-        target = torch.cat([torch.zeros_like(xt[:, :, : xt.shape[2] - x0.shape[2]]), x0], dim=2)
+        t = timestep.float() if timestep.ndim == 1 else timestep.float().amax(dim=1)  # per token: refs at 0
+        if timestep.ndim == 2:  # reference frames' tokens at timestep 0, the shot's at t
+            assert (timestep[:, : timestep.shape[1] // xt.shape[2]] == 0).all()
+        sigma = (t / 1000.0).view(-1, 1, 1, 1, 1)
+        seen.append(float(sigma[0]))
+        target = torch.cat([torch.zeros_like(xt[:1, :, : xt.shape[2] - x0.shape[2]]), x0], dim=2)
         v = (xt - target) / sigma
         v[:, :, : xt.shape[2] - x0.shape[2]] = 0.0  # reference frames: held clean by the pipeline
         return (v,)
@@ -186,3 +201,48 @@ def test_sampler_reaches_the_clean_latents_given_the_exact_velocity(tiny, shot, 
     # sigma is off by up to 5e-4 and its velocity slightly wrong
     np.testing.assert_allclose(out.numpy(), x0.numpy(), atol=2e-4 if scheduler == "euler" else 1e-2)
     assert seen[0] > seen[-1] > 0  # from noise towards data
+
+
+def test_absent_inputs_are_flagged_not_zero_latents(pipe, shot):
+    """A missing character depth or environment is marked absent by its presence flag (a zero latent
+    alone would look like a grey plate to the model); reference frames flag all three absent."""
+    full = pipe.prepare_conditioning(shot["character_rgb"], shot["tri_mask"], shot["character_depth"],
+                                     shot["environment_rgb"])
+    assert full.presence.shape == (1, 3, 2, H // 8, W // 8) and bool((full.presence == 1).all())
+    bare = pipe.prepare_conditioning(shot["character_rgb"], shot["tri_mask"])
+    assert bare.presence[0, :, 0, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    assert float(bare.cond[:, Z:].abs().max()) == 0.0  # the absent slots hold zeros...
+    # ...and the model sees the difference: the flags are input channels of the patch embedding
+    with_ref = pipe.prepare_conditioning(shot["character_rgb"], shot["tri_mask"],
+                                         reference_images=[np.full((H, W, 3), 0.5, np.float32)])
+    assert with_ref.presence.shape[2] == 3 and with_ref.presence[0, :, 0].abs().max() == 0
+    x = torch.zeros(1, 2 * Z, 2, H // 8, W // 8)
+    packed = pipe.transformer.pack_inputs(x, bare.cond, bare.masks, bare.presence)
+    assert packed.shape[1] == pipe.transformer.config.in_channels
+    assert packed[0, -3:, 0, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    t = torch.tensor([500.0])
+    out_absent = pipe.transformer(packed, t, shot["prompt_embeds"]).sample
+    present = pipe.transformer.pack_inputs(x, bare.cond, bare.masks, torch.ones_like(bare.presence))
+    assert not torch.allclose(out_absent, pipe.transformer(present, t, shot["prompt_embeds"]).sample)
+
+
+def test_batched_guidance_equals_two_passes(pipe, shot):
+    """CFG as one batch of two (one parameter gather per step under ZeRO-3) gives the frames of the
+    conditional and unconditional passes run one after the other."""
+    calls = []
+    forward = pipe.transformer.forward
+
+    def counting(*a, **k):
+        calls.append(k["hidden_states"].shape[0])
+        return forward(*a, **k)
+
+    pipe.transformer.forward = counting
+    try:
+        batched = run(pipe, shot)
+        n_batched = list(calls)
+        calls.clear()
+        sequential = run(pipe, shot, batch_guidance=False)
+    finally:
+        pipe.transformer.forward = forward
+    assert n_batched == [2, 2] and calls == [1, 1, 1, 1]  # 2 steps
+    np.testing.assert_allclose(batched.frames, sequential.frames, atol=1e-5)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from .configs import SCHEDULERS
-from .errors import CheckpointError
+from .errors import CheckpointError, DiffusionInputError
 
 TINY_HINT = "`cinecomp models tiny --out DIR` writes a tiny random set for plumbing tests"
 WAN_HINT = "`cinecomp models from-wan --wan WAN21_DIFFUSERS_DIR --out DIR` builds one from Wan 2.1"
@@ -130,8 +130,13 @@ def check_diffusion_config(d: dict) -> list[str]:
     problems = []
     if (d["window"] - 1) % 4:
         problems.append(f"diffusion.window={d['window']} must be 4n+1 (e.g. 81, 41, 21)")
-    if d["overlap"] >= d["window"]:
-        problems.append(f"diffusion.overlap={d['overlap']} must be less than diffusion.window={d['window']}")
+    else:
+        from .windows import check_overlap
+
+        try:
+            check_overlap(d["window"], d["overlap"])
+        except DiffusionInputError as exc:
+            problems.append(f"diffusion.{exc}")
     cs_problem = check_colourspace(d["model_colourspace"])
     if cs_problem:
         problems.append(f"diffusion.model_colourspace: {cs_problem}")
@@ -165,3 +170,18 @@ def model_fingerprint(model_dir: str | Path) -> str:
         st = f.stat()
         h.update(f.read_bytes() if f.suffix == ".json" else f"{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
+
+
+ENGINE_MODULES = ("pipeline.py", "transformer.py", "conditioning.py", "windows.py", "distributed.py", "_io.py")
+
+
+def engine_version() -> str:
+    """The version of the code that turns a window's inputs into pixels: a hash of the engine's source
+    files.  Part of every window's key, so a window rendered by other code (a fix, another sampling
+    convention) is rendered again rather than blended with new ones."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in ENGINE_MODULES:
+        h.update(name.encode())
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]

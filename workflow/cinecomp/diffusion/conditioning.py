@@ -8,6 +8,8 @@ Channel layout of the transformer input (``z`` = VAE latent channels, 16 for Wan
     [ character-depth latent  z ]  character depth, encoded like the depth video, -1 (far) off the character
     [ environment latent      z ]  environment plate; zeros when the shot has none (environment synthesis)
     [ folded tri-mask       768 ]  3 masks x (4 frames x 8 x 8 pixels) folded into one latent cell
+    [ presence flags          3 ]  1 where the plate / character depth / environment slot holds an input,
+                                   0 where it is absent (a zero latent alone would read as a grey plate)
 
 Tri-mask folding: the character/prop/environment masks are kept at pixel resolution and folded
 losslessly into the latent grid.  Wan's VAE is causal in time: latent frame 0 sees pixel frame 0 alone,
@@ -27,7 +29,14 @@ reference frame's noisy-RGB slot carries the clean reference latent at every ste
 its noisy-depth, plate, character-depth and environment slots are zero, and its tri-mask slots say what
 the reference is *for*: the mask channel of its role (character, prop or environment) is one -- over the
 region given by ``Reference.mask`` if there is one, else everywhere -- and the other two are zero.
-The reference frames are trimmed from the output after denoising.
+Reference frames carry presence flags 0 (no plate, depth or environment there) and are clean: they are
+sampled at timestep 0 per token while the shot's frames run the schedule.  The reference frames are
+trimmed from the output after denoising.
+
+Context frames (long shots): a window's first frames repeat the previous window's last ones; their
+noisy RGB and depth slots carry the clean latents of what the previous window made, at timestep 0 per
+token like references, so the new window continues the content (an environment it synthesised, a
+shadow, a relit colour) instead of sampling it afresh.
 
 * Environment synthesis: no environment plate -> the environment slot is zero, an ``environment``
   reference image shows the model what the environment looks like.
@@ -47,6 +56,8 @@ import torch
 from .errors import DiffusionInputError
 
 MASK_NAMES = ("character", "prop", "environment")
+PRESENCE_NAMES = ("plate", "character_depth", "environment")  # one flag channel each
+PRESENCE_CHANNELS = len(PRESENCE_NAMES)
 REFERENCE_ROLES = MASK_NAMES
 DEFAULT_DEPTH_NEAR = 0.1
 DEFAULT_DEPTH_FAR = 1000.0

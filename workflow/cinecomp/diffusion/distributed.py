@@ -80,13 +80,15 @@ def block_numel(config) -> int:
     return 8 * dim * dim + 2 * dim * int(config["ffn_dim"])
 
 
-def zero3_config(dtype: torch.dtype = torch.float32, block: int | None = None) -> dict:
-    """A ZeRO stage-3 inference config (no optimizer; every parameter partitioned).
+def zero3_config(dtype: torch.dtype = torch.float32, block: int | None = None, persist: int | None = None) -> dict:
+    """A ZeRO stage-3 inference config (no optimizer; the weight matrices partitioned).
 
     With ``block`` (elements of one transformer block) at most about two blocks are gathered at a time
     (the one running and the one prefetched), so a rank's peak parameter memory is its shard plus
-    two blocks, not the whole model (DeepSpeed's defaults allow 1e9 live elements)."""
-    zero = {"stage": 3, "stage3_param_persistence_threshold": 0}  # partition even tiny parameters
+    two blocks, not the whole model (DeepSpeed's defaults allow 1e9 live elements).  Parameters with
+    fewer than ``persist`` elements (biases, norms, modulation tables: vectors, not matrices) stay whole
+    on every rank instead of being gathered one by one on every call; 0 partitions everything."""
+    zero = {"stage": 3, "stage3_param_persistence_threshold": int(persist or 0)}
     if block:
         zero.update(stage3_prefetch_bucket_size=int(block), stage3_max_live_parameters=int(2 * block),
                     stage3_max_reuse_distance=int(block))
@@ -95,10 +97,55 @@ def zero3_config(dtype: torch.dtype = torch.float32, block: int | None = None) -
     return {
         "train_micro_batch_size_per_gpu": 1,
         "zero_optimization": zero,
+        # zero.Init builds the partitions in this precision (its dtype= argument is ignored on CPU
+        # accelerators in DeepSpeed 0.19); the keep-in-fp32 modules are made float32 after
         "fp16": {"enabled": dtype == torch.float16},
         "bf16": {"enabled": dtype == torch.bfloat16},
         "wall_clock_breakdown": False,
     }
+
+
+def persistence_threshold(config) -> int:
+    """Elements below which a parameter stays whole on every rank: every vector of a block (biases,
+    norms, its (1, 6, d) modulation table), never a weight matrix (d x d and larger)."""
+    dim = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
+    return max(6 * dim, int(config["ffn_dim"])) + 1
+
+
+def keeps_fp32(name: str, keep: list[str] | tuple[str, ...] | None) -> bool:
+    """diffusers' rule for ``_keep_in_fp32_modules``: a tensor whose dotted name has one of them as a part."""
+    parts = name.split(".")
+    return any(k in parts for k in keep or ())
+
+
+def rank_device() -> torch.device:
+    """The device this rank computes on (DeepSpeed's accelerator; ``cpu`` on CPU ranks)."""
+    from deepspeed.accelerator import get_accelerator
+
+    return torch.device("cpu") if is_cpu_accelerator() else torch.device(get_accelerator().current_device_name())
+
+
+def tensor_placement(module) -> dict:
+    """Every parameter (a ZeRO-3 parameter's partition) and buffer of ``module`` with its device and dtype."""
+    out = {}
+    for name, p in module.named_parameters():
+        t = getattr(p, "ds_tensor", None)
+        t = p if t is None else t
+        out[name] = (str(t.device), str(t.dtype).replace("torch.", ""))
+    for name, b in module.named_buffers():
+        out[name] = (str(b.device), str(b.dtype).replace("torch.", ""))
+    return out
+
+
+def misplaced(module, device: torch.device) -> list[str]:
+    """Names of the tensors of ``module`` that are not on ``device`` (compares the device type and index)."""
+    want = torch.device(device)
+    bad = []
+    for name, (dev, _) in tensor_placement(module).items():
+        d = torch.device(dev)
+        if d.type != want.type or (want.index is not None and d.index != want.index):
+            bad.append(f"{name} on {dev}")
+    return bad
 
 
 # ------------------------------------------------------------------------- ZeRO-3 loading
@@ -125,12 +172,23 @@ def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None 
     config = read_config(model_dir, "cinecomp transformer")
     weights = model_dir / "diffusion_pytorch_model.safetensors"
     shards = model_dir / "diffusion_pytorch_model.safetensors.index.json"
-    ds_config = ds_config or zero3_config(dtype, block=block_numel(config))
+    ds_config = ds_config or zero3_config(dtype, block=block_numel(config), persist=persistence_threshold(config))
+    device = rank_device()
     with deepspeed.zero.Init(config_dict_or_path=ds_config):
         model = CinecompTransformer3DModel.from_config(config)
     cfg = model.config
-    # zero.Init casts every float tensor it sees created; RoPE's float64 tables are rebuilt outside it
-    model.rope = WanRotaryPosEmbed(cfg.attention_head_dim, cfg.patch_size, cfg.rope_max_seq_len)
+    # as diffusers' from_pretrained(torch_dtype=...): the _keep_in_fp32_modules stay float32 (zero.Init
+    # made every partition ``dtype``; DeepSpeed gathers partitions of different dtypes separately)
+    keep = model._keep_in_fp32_modules
+    for name, p in model.named_parameters():
+        if keeps_fp32(name, keep) and p.ds_tensor.dtype != torch.float32:
+            p.ds_tensor.data = p.ds_tensor.data.float()
+            p.data = torch.empty(0, dtype=torch.float32, device=p.data.device)
+    # zero.Init casts every float tensor created under it, and DeepSpeed moves no buffer of a zero.Init
+    # model: RoPE's tables are rebuilt outside it and put on the rank's device, in float32 (rope is a
+    # keep-in-fp32 module: diffusers' from_pretrained gives the same)
+    model.rope = WanRotaryPosEmbed(cfg.attention_head_dim, cfg.patch_size, cfg.rope_max_seq_len).to(
+        device, torch.float32)
 
     rank = dist.get_rank()
     if shards.is_file():
@@ -163,6 +221,16 @@ def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None 
     engine, *_ = deepspeed.initialize(model=model, config=ds_config)
     engine.eval()
     return engine.module, engine
+
+
+def load_transformer(model_dir: str | os.PathLike, dtype: torch.dtype, device: torch.device | str):
+    """The whole transformer on one device, loaded diffusers' way: ``torch_dtype`` at load (its
+    ``_keep_in_fp32_modules``, RoPE's tables among them, stay float32), then moved -- not cast -- to
+    ``device``."""
+    from .transformer import CinecompTransformer3DModel
+
+    model = CinecompTransformer3DModel.from_pretrained(model_dir, torch_dtype=dtype)
+    return model.eval().to(device)
 
 
 # ----------------------------------------------------------------------------------- Ulysses
@@ -236,6 +304,7 @@ class SequenceParallel:
             self._old_processors[i] = block.attn1.processor
             block.attn1.set_processor(UlyssesAttnProcessor(group))
         self.handles.append(transformer.rope.register_forward_hook(self._shard_rope))
+        self.handles.append(transformer.condition_embedder.register_forward_hook(self._shard_timesteps))
         self.handles.append(transformer.blocks[0].register_forward_pre_hook(self._shard_tokens))
         for head in (transformer.proj_out, transformer.depth_proj_out):
             self.handles.append(head.register_forward_hook(self._gather_tokens))
@@ -255,10 +324,17 @@ class SequenceParallel:
         s = self._split(cos.shape[1])
         return cos[:, s], sin[:, s]
 
+    def _shard_timesteps(self, module, args, output):
+        """Per-token timesteps (clean reference / context frames at 0): each rank keeps its tokens' rows
+        of the time embedding (B, tokens, d) and modulation (B, tokens, 6d), as it keeps their RoPE rows."""
+        temb, timestep_proj, *rest = output
+        if temb.ndim != 3:
+            return output
+        s = self._split(temb.shape[1])
+        return (temb[:, s], timestep_proj[:, s], *rest)
+
     def _shard_tokens(self, module, args):
         hidden_states, encoder_hidden_states, temb, rotary_emb = args
-        if temb.ndim == 4:
-            raise DiffusionInputError("per-token timesteps are not supported with sequence parallelism")
         return (
             hidden_states[:, self._split(hidden_states.shape[1])].contiguous(),
             encoder_hidden_states,
@@ -283,28 +359,27 @@ class SequenceParallel:
 
 
 def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequence_parallel: bool = True,
-                   dtype: torch.dtype | None = None):
+                   dtype: torch.dtype | None = None, ds_config: dict | None = None):
     """A CinecompPipeline for this rank: ZeRO-3 transformer (or replicated with ``zero_stage=0``),
     replicated VAE and scheduler, Ulysses hooks when more than one rank.
 
-    On GPUs the transformer runs in bfloat16 (``dtype`` default) and the VAE in float32 on the rank's
-    device; on CPU ranks everything is float32."""
+    On GPUs the transformer runs in bfloat16 (``dtype`` default; its ``_keep_in_fp32_modules`` -- RoPE,
+    time embedding, modulation tables, norms -- in float32 as diffusers keeps them) and the VAE in float32
+    on the rank's device; on CPU ranks everything is float32 unless ``dtype`` says otherwise."""
     import deepspeed.comm as dist
-    from deepspeed.accelerator import get_accelerator
     from diffusers import AutoencoderKLWan
     from .configs import scheduler_class
     from .pipeline import CinecompPipeline
-    from .transformer import CinecompTransformer3DModel
 
     root = Path(pipeline_dir)
     cpu = is_cpu_accelerator()
-    device = torch.device("cpu") if cpu else torch.device(get_accelerator().current_device_name())
+    device = rank_device()
     dtype = dtype or (torch.float32 if cpu else torch.bfloat16)
     engine = None
     if zero_stage == 3:
-        transformer, engine = load_transformer_zero3(root / "transformer", dtype=dtype)
+        transformer, engine = load_transformer_zero3(root / "transformer", dtype=dtype, ds_config=ds_config)
     elif zero_stage == 0:
-        transformer = CinecompTransformer3DModel.from_pretrained(root / "transformer").eval().to(device, dtype)
+        transformer = load_transformer(root / "transformer", dtype, device)
     else:
         raise DiffusionInputError(f"zero_stage must be 0 or 3 for inference, got {zero_stage}")
     vae = AutoencoderKLWan.from_pretrained(root / "vae").eval().to(device)
@@ -374,7 +449,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="transformer precision; auto = bfloat16 on GPUs, float32 on CPU ranks")
     parser.add_argument("--no-sequence-parallel", action="store_true")
     parser.add_argument("--window", type=int, default=0, help="temporal window (4n+1) for long shots; 0 = one pass")
-    parser.add_argument("--overlap", type=int, default=16)
+    parser.add_argument("--overlap", type=int, default=17, help="frames (4m+1) a window shares with the one before")
+    parser.add_argument("--independent-windows", action="store_true",
+                        help="with --window: no context from the previous window (each window sampled afresh)")
+    parser.add_argument("--sequential-cfg", action="store_true",
+                        help="conditional and unconditional passes one after the other, not as one batch")
+    parser.add_argument("--persistence-threshold", type=int, default=None,
+                        help="ZeRO-3: parameters with fewer elements stay whole on every rank "
+                        "(default: every vector of a block, no matrix; 0 partitions everything)")
     parser.add_argument("--no-blend", action="store_true",
                         help="with --window: write only the window files and windows.json (read them with "
                         "cinecomp.diffusion.windows.iter_blended), never the whole shot in memory")
@@ -387,9 +469,19 @@ def main(argv: list[str] | None = None) -> int:
 
     rss_before_model = _rss_now_mb()  # the runtime (torch, DeepSpeed, diffusers, gloo) before any model is built
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    pipe = build_pipeline(args.pipeline, args.zero_stage, not args.no_sequence_parallel, dtype)
+    ds_config = None
+    if args.persistence_threshold is not None and args.zero_stage == 3:
+        from ._io import read_config
+
+        root = Path(args.pipeline) / "transformer"
+        resolved = dtype or (torch.float32 if is_cpu_accelerator() else torch.bfloat16)
+        ds_config = zero3_config(resolved, block=block_numel(read_config(root, "cinecomp transformer")),
+                                 persist=args.persistence_threshold)
+    pipe = build_pipeline(args.pipeline, args.zero_stage, not args.no_sequence_parallel, dtype, ds_config)
     shot = _load_shot(Path(args.shot))
-    call = dict(shot, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+    call = dict(shot, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+                batch_guidance=not args.sequential_cfg)
+    gathers = _count_gathers()
     out = Path(args.out)
     if args.window:
         from .windows import render_windows
@@ -399,12 +491,14 @@ def main(argv: list[str] | None = None) -> int:
                 state = "reused (checkpoint)" if reused else "rendered"
                 print(f"window {win.index}: frames {win.start}-{win.stop - 1} {state}", flush=True)
 
-        from .checks import model_fingerprint
+        from .checks import engine_version, model_fingerprint
 
-        key_extra = model_fingerprint(args.pipeline)
+        # what a window's pixels depend on besides its inputs: the weights, their precision, this code
+        key_extra = f"{model_fingerprint(args.pipeline)}:{pipe.transformer.dtype}:{engine_version()}"
         t0 = time.perf_counter()
         blended = render_windows(pipe, call, out, args.window, args.overlap, report, write=rank == 0,
-                                 key_extra=key_extra, blend=not args.no_blend)
+                                 key_extra=key_extra, blend=not args.no_blend,
+                                 context=not args.independent_windows, agree=_from_rank0 if world > 1 else None)
         render_seconds = time.perf_counter() - t0
         frames, depth = blended if blended is not None else (None, None)
         out_file = out / ("run.json" if args.no_blend else "shot.npz")
@@ -433,6 +527,11 @@ def main(argv: list[str] | None = None) -> int:
             "local_param_numel": local_parameter_numel(pipe.transformer),
             "total_param_numel": total_parameter_numel(pipe.transformer),
             "tokens_per_rank": sp.tokens_per_rank if sp else None,
+            "device": str(rank_device()),
+            "misplaced": misplaced(pipe.transformer, rank_device()),
+            "placement": tensor_placement(pipe.transformer),
+            "param_gathers": gathers["calls"],
+            "gathered_numel": gathers["numel"],
             "render_seconds": render_seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "peak_rss_mb_per_rank": [float(t[0]) for t in rss_parts],
@@ -447,6 +546,31 @@ def main(argv: list[str] | None = None) -> int:
                     np.savez(fh, frames=frames, depth=depth, meta=np.array(json.dumps(meta)))
     dist.barrier()
     return 0
+
+
+def _from_rank0(todo):
+    """Rank 0's list (of windows to render), broadcast to every rank."""
+    import deepspeed.comm as dist
+
+    box = [todo]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _count_gathers() -> dict:
+    """Count this rank's ZeRO-3 parameter all-gathers (calls, and elements gathered) from now on."""
+    from deepspeed.runtime.zero import partition_parameters as pp
+
+    counts = {"calls": 0, "numel": 0}
+    original = pp._dist_allgather_fn
+
+    def counted(input_tensor, output_tensor, group=None):
+        counts["calls"] += 1
+        counts["numel"] += int(output_tensor.numel())
+        return original(input_tensor, output_tensor, group=group)
+
+    pp._dist_allgather_fn = counted
+    return counts
 
 
 def _rss_now_mb() -> float:

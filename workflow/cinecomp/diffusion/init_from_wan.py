@@ -2,7 +2,8 @@
 
 * every Wan weight is copied under the same name;
 * ``patch_embedding.weight`` is widened: its first ``z`` input channels (the noisy RGB latent) are
-  Wan's, every new channel (noisy depth, plate, character depth, environment, folded tri-mask) is zero;
+  Wan's, every new channel (noisy depth, plate, character depth, environment, folded tri-mask, presence
+  flags) is zero;
 * the depth head ``depth_proj_out`` starts as a copy of Wan's ``proj_out``.
 
 With zero new channels the widened model computes exactly Wan's hidden states whatever the
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ._io import atomic_dir, load_weights, read_config
-from .conditioning import folded_mask_channels
+from .conditioning import PRESENCE_CHANNELS, folded_mask_channels
 from .errors import CheckpointError
 from .transformer import WAN_CONFIG_FIELDS, CinecompTransformer3DModel
 
@@ -71,8 +72,9 @@ def cinecomp_config_from_wan(
         cond_channels=3 * z_in,
         num_masks=num_masks,
         mask_fold=tuple(mask_fold),
+        presence_channels=PRESENCE_CHANNELS,
     )
-    cfg["in_channels"] = 5 * z_in + folded_mask_channels(num_masks, *mask_fold)
+    cfg["in_channels"] = 5 * z_in + folded_mask_channels(num_masks, *mask_fold) + PRESENCE_CHANNELS
     cfg["out_channels"] = 2 * z_in
     return cfg
 

@@ -49,6 +49,22 @@ class CinecompPipelineOutput(BaseOutput):
     latents: torch.Tensor | None = None
 
 
+@dataclass
+class Conditioning:
+    """The encoded conditioning of one window: ``cond`` (1, 3z, R+n+1, h, w) plate / character depth /
+    environment latents, ``masks`` (1, 768, R+n+1, h, w) folded tri-mask, ``presence`` (1, 3, R+n+1, h, w)
+    flags, ``references`` (1, z, R, h, w) clean reference latents or None."""
+
+    cond: torch.Tensor
+    masks: torch.Tensor
+    presence: torch.Tensor
+    references: torch.Tensor | None
+
+    @property
+    def num_references(self) -> int:
+        return 0 if self.references is None else self.references.shape[2]
+
+
 def _as_tensor(x, name: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         t = x.detach().to("cpu", torch.float32)
@@ -147,11 +163,10 @@ class CinecompPipeline(DiffusionPipeline):
         reference_images: Sequence | None = None,
         replace_prop: bool | None = None,
         depth_range: tuple[float, float] = (DEFAULT_DEPTH_NEAR, DEFAULT_DEPTH_FAR),
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> "Conditioning":
         """Encode every conditioning input (see :mod:`cinecomp.diffusion.conditioning` for the layout).
 
-        Returns ``(cond_latents (1, 3z, R+n+1, h, w), folded_masks (1, 768, R+n+1, h, w),
-        reference_latents (1, z, R, h, w) or None)``; the first R latent frames are the references.
+        Returns a :class:`Conditioning`; its first R latent frames are the references.
         """
         self.check_components()
         plate = _as_tensor(character_rgb, "character_rgb")
@@ -207,6 +222,8 @@ class CinecompPipeline(DiffusionPipeline):
         folded = fold_masks(
             masks.permute(3, 0, 1, 2).unsqueeze(0), self.vae_scale_factor_temporal, self.vae_scale_factor_spatial
         )
+        given = torch.tensor([1.0, float(character_depth is not None), float(env is not None)])
+        presence = given.view(1, -1, 1, 1, 1).expand(1, len(given), *cond.shape[2:]).clone()
 
         ref_lat = None
         if refs:
@@ -236,7 +253,43 @@ class CinecompPipeline(DiffusionPipeline):
             r = ref_lat.shape[2]
             cond = torch.cat([torch.zeros(1, cond.shape[1], r, *cond.shape[3:]), cond.cpu()], dim=2)
             folded = torch.cat([torch.cat(ref_masks, dim=2), folded], dim=2)
-        return cond.cpu(), folded, ref_lat
+            presence = torch.cat([torch.zeros(1, presence.shape[1], r, *presence.shape[3:]), presence], dim=2)
+        return Conditioning(cond.cpu(), folded, presence, ref_lat)
+
+    def encode_context(self, frames, depth, depth_range, height: int, width: int) -> torch.Tensor:
+        """Clean latents ``(1, 2z, m+1, h, w)`` (RGB then depth) of a window's context: the previous
+        window's last ``4m+1`` frames (T, H, W, 3) and depth (T, H, W)."""
+        rgb = _as_tensor(frames, "context_frames")
+        self._check_video(rgb, "context_frames", 3)
+        t = rgb.shape[0]
+        check_frame_count(t, self.vae_scale_factor_temporal)
+        if tuple(rgb.shape[1:3]) != (height, width):
+            raise DiffusionInputError(f"context_frames are {tuple(rgb.shape[1:3])}, the shot's frames "
+                                      f"{(height, width)}")
+        d = _as_tensor(depth, "context_depth")
+        self._check_video(d, "context_depth", None, rgb.shape[:3])
+        enc = encode_depth(d, *depth_range)
+        videos = torch.cat([rgb.clamp(0.0, 1.0).permute(3, 0, 1, 2).unsqueeze(0) * 2.0 - 1.0,
+                            enc.unsqueeze(0).unsqueeze(0).expand(1, 3, *enc.shape)], dim=0)
+        lat = self.encode_video(videos)  # (2, z, m+1, h, w)
+        return torch.cat([lat[:1], lat[1:]], dim=1).cpu()
+
+    def initial_noise(self, shape, seed: int, frame_offset: int = 0) -> torch.Tensor:
+        """Noise ``shape`` = (1, C, F, h, w) drawn per latent frame from ``(seed, absolute latent frame)``:
+        latent frame k of a window starting at pixel frame ``frame_offset`` (a multiple of the VAE's
+        temporal factor) is the shot's latent frame ``frame_offset / 4 + k``, so a frame's noise does not
+        depend on which window renders it."""
+        temporal = self.vae_scale_factor_temporal
+        if frame_offset % temporal:
+            raise DiffusionInputError(f"frame_offset={frame_offset} must be a multiple of {temporal} "
+                                      "(windows start on latent-frame boundaries)")
+        base = frame_offset // temporal
+        frames = []
+        for k in range(shape[2]):
+            state = np.random.SeedSequence([int(seed), base + k]).generate_state(2, np.uint32)
+            g = torch.Generator("cpu").manual_seed(int(state[0]) << 32 | int(state[1]))
+            frames.append(torch.randn((shape[0], shape[1], *shape[3:]), generator=g, dtype=torch.float32))
+        return torch.stack(frames, dim=2)
 
     # -------------------------------------------------------------------------------- call
     @torch.no_grad()
@@ -256,6 +309,10 @@ class CinecompPipeline(DiffusionPipeline):
         replace_prop: bool | None = None,
         depth_range: tuple[float, float] = (DEFAULT_DEPTH_NEAR, DEFAULT_DEPTH_FAR),
         latents: torch.Tensor | None = None,
+        context_frames=None,
+        context_depth=None,
+        frame_offset: int = 0,
+        batch_guidance: bool = True,
         output_type: str = "np",
         return_dict: bool = True,
         attention_kwargs: dict[str, Any] | None = None,
@@ -266,7 +323,7 @@ class CinecompPipeline(DiffusionPipeline):
                 values outside are clipped), T = 4n+1, H and W multiples of 16.
             tri_mask: (T, H, W, 3) character, prop and environment masks in [0, 1].
             character_depth: (T, H, W) depth of the character in scene units (used under the character
-                mask), or None.
+                mask), or None (flagged absent to the model).
             environment_rgb: (T, H, W, 3) or a still (H, W, 3) environment plate in [0, 1], or None to
                 synthesise the environment (from the prompt and any ``environment`` reference image).
             reference_images: images (H, W, 3) in [0, 1] -- a :class:`Reference` (image, role, mask), an
@@ -278,11 +335,19 @@ class CinecompPipeline(DiffusionPipeline):
                 encoding of the negative prompt, "" for Wan's unconditional (the workflow always passes
                 it); zeros when omitted, which only API callers without a text encoder should rely on.
             guidance_scale: CFG weight; <= 1 disables guidance (one transformer call per step).
-            generator / seed: the noise source; the same seed gives the same frames.
+            generator / seed: the noise source; the same seed gives the same frames.  With ``seed`` the
+                noise is drawn per latent frame from (seed, absolute latent frame), see ``frame_offset``.
             replace_prop: remove the prop region from plate and environment before encoding (default:
                 when a ``prop`` reference is given).
             depth_range: (near, far) of the log-depth encoding, scene units.
             latents: initial noise (1, 2z, n+1, H/8, W/8) instead of drawing it.
+            context_frames / context_depth: (4m+1, H, W, 3) / (4m+1, H, W): what the previous window made
+                of this window's first 4m+1 frames; held clean (timestep 0 per token) so this window
+                continues it.  ``context_depth`` defaults to far everywhere.
+            frame_offset: the shot frame this window starts at (a multiple of 4), for the noise.
+            batch_guidance: run the conditional and unconditional passes as one batch of two (one
+                parameter gather per step under ZeRO-3); False runs them one after the other (half the
+                activation memory).
             output_type: ``"np"`` (numpy), ``"pt"`` (torch) or ``"latent"`` (no decoding).
         """
         if prompt_embeds is None:
@@ -314,56 +379,85 @@ class CinecompPipeline(DiffusionPipeline):
                 if negative_prompt_embeds is None
                 else _prep_embeds(negative_prompt_embeds, "negative_prompt_embeds")
             )
+            prompt_embeds, negative_prompt_embeds = _same_length(prompt_embeds, negative_prompt_embeds)
 
-        cond, folded, ref_lat = self.prepare_conditioning(
+        c = self.prepare_conditioning(
             character_rgb, tri_mask, character_depth, environment_rgb, reference_images, replace_prop, depth_range
         )
-        num_refs = 0 if ref_lat is None else ref_lat.shape[2]
+        num_refs = c.num_references
         z = self.transformer.config.rgb_channels
-        shape = (1, 2 * z, *cond.shape[2:])
+        shape = (1, 2 * z, c.cond.shape[2] - num_refs, *c.cond.shape[3:])
         if latents is None:
-            if generator is None and seed is not None:
-                generator = torch.Generator("cpu").manual_seed(int(seed))
-            latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
-        else:
-            want = (1, 2 * z, cond.shape[2] - num_refs, *cond.shape[3:])
-            if tuple(latents.shape) != want:
-                raise DiffusionInputError(f"latents must have shape {want}, got {tuple(latents.shape)}")
-            latents = torch.cat([torch.zeros(1, 2 * z, num_refs, *cond.shape[3:]), latents.float().cpu()], dim=2)
+            if seed is not None:
+                latents = self.initial_noise(shape, seed, frame_offset)
+            else:
+                latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise DiffusionInputError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        latents = torch.cat([torch.zeros(1, 2 * z, num_refs, *shape[3:]), latents.float().cpu()], dim=2)
+
+        # clean leading latent frames: references (RGB slot, no depth), then the context
+        clean = []
+        if num_refs:
+            clean.append(torch.cat([c.references.cpu(), torch.zeros_like(c.references.cpu())], dim=1))
+        if context_frames is not None:
+            h, w = np.shape(context_frames)[1:3]
+            if context_depth is None:
+                context_depth = np.full(np.shape(context_frames)[:3], np.inf, np.float32)
+            ctx = self.encode_context(context_frames, context_depth, depth_range, h, w)
+            if ctx.shape[2] >= shape[2] or tuple(ctx.shape[3:]) != tuple(shape[3:]):
+                raise DiffusionInputError(
+                    f"context of {np.shape(context_frames)[0]} frames leaves no frame to render in a window of "
+                    f"{np.shape(character_rgb)[0]} (or is another size): the overlap must be shorter than the window")
+            clean.append(ctx)
+        clean = torch.cat(clean, dim=2).to(device) if clean else None
+        num_clean = 0 if clean is None else clean.shape[2]
+
+        batch = 2 if do_cfg and batch_guidance else 1
+        embeds = torch.cat([prompt_embeds, negative_prompt_embeds]) if batch == 2 else prompt_embeds
         latents = latents.to(device)
-        cond_in = cond.to(device, tdtype)
-        mask_in = folded.to(device, tdtype)
-        if ref_lat is not None:
-            ref_lat = ref_lat.to(device)
+        cond_in = torch.cat([c.cond, c.masks, c.presence], dim=1).to(device, tdtype)
+
+        p_t, p_h, p_w = self.transformer.config.patch_size
+        tokens_per_frame = (shape[3] // p_h) * (shape[4] // p_w)
+        clean_tokens = num_clean // p_t * tokens_per_frame
+        total_tokens = latents.shape[2] // p_t * tokens_per_frame
+
+        def timesteps_for(t, n):
+            """(n,) or, with clean frames, (n, tokens): timestep 0 on the clean frames' tokens."""
+            if not num_clean:
+                return t.expand(n).to(device)
+            ts = t.to(device).expand(n, total_tokens).clone()
+            ts[:, :clean_tokens] = 0
+            return ts
+
+        def predict(x, t, embeds_):
+            n = embeds_.shape[0]
+            model_input = torch.cat([x.to(tdtype), cond_in], dim=1).expand(n, -1, -1, -1, -1)
+            return self.transformer(hidden_states=model_input, timestep=timesteps_for(t, n),
+                                    encoder_hidden_states=embeds_, attention_kwargs=attention_kwargs,
+                                    return_dict=False)[0].float()
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for t in timesteps:
-                if num_refs:  # reference frames: the clean reference latent in the RGB slot, no depth
-                    latents[:, :z, :num_refs] = ref_lat
-                    latents[:, z:, :num_refs] = 0.0
-                model_input = torch.cat([latents.to(tdtype), cond_in, mask_in], dim=1)
-                timestep = t.expand(1).to(device)
-                noise_pred = self.transformer(
-                    hidden_states=model_input,
-                    timestep=timestep,
-                    encoder_hidden_states=prompt_embeds,
-                    attention_kwargs=attention_kwargs,
-                    return_dict=False,
-                )[0].float()
-                if do_cfg:
-                    noise_uncond = self.transformer(
-                        hidden_states=model_input,
-                        timestep=timestep,
-                        encoder_hidden_states=negative_prompt_embeds,
-                        attention_kwargs=attention_kwargs,
-                        return_dict=False,
-                    )[0].float()
-                    noise_pred = noise_uncond + guidance_scale * (noise_pred - noise_uncond)
+                if num_clean:
+                    latents[:, :, :num_clean] = clean
+                if not do_cfg:
+                    noise_pred = predict(latents, t, embeds)
+                elif batch == 2:
+                    both = predict(latents, t, embeds)
+                    noise_pred = both[1:] + guidance_scale * (both[:1] - both[1:])
+                else:
+                    cond_pred = predict(latents, t, prompt_embeds)
+                    uncond_pred = predict(latents, t, negative_prompt_embeds)
+                    noise_pred = uncond_pred + guidance_scale * (cond_pred - uncond_pred)
                 latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
                 progress_bar.update()
+        if num_clean:
+            latents[:, :, :num_clean] = clean  # the context stays what it was given
 
         latents = latents[:, :, num_refs:]  # trim the reference frames
         self.maybe_free_model_hooks()
@@ -379,3 +473,10 @@ class CinecompPipeline(DiffusionPipeline):
         if not return_dict:
             return frames, depth, latents
         return CinecompPipelineOutput(frames=frames, depth=depth, latents=latents)
+
+
+def _same_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (1, L, D) embeddings padded with zeros to one length (Wan pads every prompt with zeros)."""
+    n = max(a.shape[1], b.shape[1])
+    pad = lambda e: torch.nn.functional.pad(e, (0, 0, 0, n - e.shape[1])) if e.shape[1] < n else e  # noqa: E731
+    return pad(a), pad(b)

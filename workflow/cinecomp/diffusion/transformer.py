@@ -5,7 +5,7 @@ adaptive output norm) with two changes:
 
 * the patch embedding takes the conditioning by channel concatenation (see
   :mod:`cinecomp.diffusion.conditioning` for the layout): ``in_channels = rgb_channels +
-  depth_channels + cond_channels + mask_channels``;
+  depth_channels + cond_channels + mask_channels + presence_channels``;
 * a second output head, ``depth_proj_out``, predicts the depth-latent velocity next to Wan's
   ``proj_out`` (RGB velocity).  Both share the final adaptive norm.  The output is
   ``cat([rgb_velocity, depth_velocity], dim=1)`` with ``out_channels = rgb_channels + depth_channels``.
@@ -74,6 +74,9 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         mask_fold (`tuple[int, int]`, defaults to ``(4, 8)``): the VAE's temporal and spatial
             compression; every mask is folded from pixel to latent resolution by it.
         mask_channels (`int`, *optional*): ``num_masks * t * s * s`` (768); checked when given.
+        presence_channels (`int`, defaults to 3): one flag per conditioning latent (character plate,
+            character depth, environment), 1 where that input is given and 0 where it is absent, so an
+            absent input is not mistaken for a grey plate (its latent slot is zero either way).
     """
 
     _supports_gradient_checkpointing = True
@@ -108,6 +111,7 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         num_masks: int = 3,
         mask_fold: tuple[int, ...] = (4, 8),
         mask_channels: int | None = None,
+        presence_channels: int = 3,
     ) -> None:
         super().__init__()
 
@@ -117,11 +121,11 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
                 f"mask_channels={mask_channels} does not match num_masks={num_masks} folded by {tuple(mask_fold)} "
                 f"(= {derived_mask})"
             )
-        derived_in = rgb_channels + depth_channels + cond_channels + derived_mask
+        derived_in = rgb_channels + depth_channels + cond_channels + derived_mask + presence_channels
         if in_channels is not None and in_channels != derived_in:
             raise ValueError(
                 f"in_channels={in_channels} does not match rgb {rgb_channels} + depth {depth_channels} + "
-                f"cond {cond_channels} + mask {derived_mask} = {derived_in}"
+                f"cond {cond_channels} + mask {derived_mask} + presence {presence_channels} = {derived_in}"
             )
         derived_out = rgb_channels + depth_channels
         if out_channels is not None and out_channels != derived_out:
@@ -172,18 +176,24 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         noisy: torch.Tensor,
         cond_latents: torch.Tensor,
         folded_masks: torch.Tensor,
+        presence: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``cat([noisy RGB+depth (2z), cond latents (3z), folded tri-mask (768)], dim=1)`` with checks."""
+        """``cat([noisy RGB+depth (2z), cond latents (3z), folded tri-mask (768), presence flags (3)], dim=1)``
+        with checks; ``presence`` defaults to every conditioning input present."""
         cfg = self.config
+        if presence is None:
+            presence = torch.ones(noisy.shape[0], cfg.presence_channels, *noisy.shape[2:], dtype=noisy.dtype,
+                                  device=noisy.device)
         expected = {
             "noisy RGB + depth latents": (noisy, cfg.rgb_channels + cfg.depth_channels),
             "conditioning latents": (cond_latents, cfg.cond_channels),
             "folded masks": (folded_masks, cfg.mask_channels),
+            "presence flags": (presence, cfg.presence_channels),
         }
         for name, (t, c) in expected.items():
             if t.shape[1] != c:
                 raise ValueError(f"{name} have {t.shape[1]} channels, the transformer expects {c}")
-        return torch.cat([noisy, cond_latents.to(noisy.dtype), folded_masks.to(noisy.dtype)], dim=1)
+        return torch.cat([noisy, *(t.to(noisy.dtype) for t in (cond_latents, folded_masks, presence))], dim=1)
 
     def embed_tokens(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Patchify ``(B, C, F, H, W)`` into tokens ``(B, F*H*W/prod(patch), inner_dim)``."""

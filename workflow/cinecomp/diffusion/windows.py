@@ -1,18 +1,27 @@
-"""Long shots: overlapping temporal windows of 4n+1 frames, blended in the overlap, resumable.
+"""Long shots: overlapping temporal windows of 4n+1 frames, each continuing the one before, resumable.
 
-A shot longer than one window (81 frames for Wan 2.1) is cut into windows of exactly ``window``
-frames that overlap by at least ``overlap`` frames; the last window is aligned to the shot's end (so
-it may overlap its neighbour by more).  A shot shorter than a window is one window of the smallest
-4n+1 length that holds it, padded by holding its last frame (the padding is dropped afterwards).
+A shot longer than one window (81 frames for Wan 2.1) is cut into windows of ``window`` frames that
+start on latent-frame boundaries (multiples of 4) and overlap by ``overlap`` = 4m+1 frames (the last
+window is as long as the rest of the shot needs, rounded up to 4n+1, its tail held).  A shot shorter
+than a window is one window of the smallest 4n+1 length that holds it, padded by holding its last
+frame (the padding is dropped afterwards).
 
-Each window is rendered on its own and written as one checkpoint file (``window_0003.npz``: frames,
-depth, and a key naming the window, the inputs and the settings).  A rerun skips every window whose
-file exists with the same key, so an interrupted shot resumes at its first unfinished window; a
-changed input or setting invalidates just the windows it touches.
+Windows are rendered in order; each one after the first gets the previous window's output for the
+frames they share as *context* (``context_frames`` / ``context_depth``: held clean at timestep 0, see
+:mod:`cinecomp.diffusion.conditioning`), so an environment the model synthesised, a shadow or a relit
+colour carries across the boundary instead of being sampled afresh.  The noise is drawn per absolute
+latent frame (``frame_offset``), so a frame's noise does not depend on which window renders it.
 
-Blending: inside an overlap the earlier window's weight falls linearly while the later one's rises
-(the two sum to one), RGB is blended linearly and depth in log space (a cross-fade between two depth
-estimates of the same surface should be a geometric, not arithmetic, mean).
+Each window is written as one checkpoint file (``window_0003.npz``: frames, depth, and a key naming the
+window, its inputs, the settings and the key of the window before it, whose output is its context).  A
+rerun skips every window whose file exists with the same key, so an interrupted shot resumes at its
+first unfinished window; a changed input or setting invalidates the windows it touches and every
+window after them.  In a distributed run rank 0 decides which windows are finished and tells the others
+(``agree``), so all ranks render the same windows.
+
+Blending: inside an overlap the earlier window's weight falls linearly while the later one's rises (the
+two sum to one; a frame is in at most two windows), RGB is blended linearly and depth in log space (a
+cross-fade between two depth estimates of the same surface should be a geometric, not arithmetic, mean).
 """
 
 from __future__ import annotations
@@ -51,24 +60,45 @@ def _check_4n1(n: int, what: str, temporal: int = 4) -> None:
         raise DiffusionInputError(f"{what}={n} must be {temporal}n+1 (e.g. 81, 41, 21)")
 
 
-def plan_windows(num_frames: int, window: int = 81, overlap: int = 16, temporal: int = 4) -> list[Window]:
-    """Windows of ``window`` frames covering ``num_frames``, consecutive ones sharing >= ``overlap`` frames."""
+def _round_up_4n1(n: int, temporal: int = 4) -> int:
+    return (max(n, 1) - 1 + temporal - 1) // temporal * temporal + 1
+
+
+def check_overlap(window: int, overlap: int, temporal: int = 4) -> None:
+    """``overlap`` must be 4m+1 (a whole number of latent frames of context) and leave each frame in at
+    most two windows (``overlap <= window - overlap``)."""
     _check_4n1(window, "window", temporal)
+    if overlap < 1 or (overlap - 1) % temporal:
+        lo = max(1, (overlap - 1) // temporal * temporal + 1)
+        raise DiffusionInputError(
+            f"overlap={overlap} must be {temporal}m+1 (1, 5, 9, 13, 17, ...): the frames a window shares with "
+            f"the one before are its context, a whole number of latent frames (fix: use {lo} or {lo + temporal})")
+    if overlap > window - overlap:
+        most = ((window - 1) // 2 - 1) // temporal * temporal + 1
+        raise DiffusionInputError(
+            f"overlap={overlap} is more than half of window={window}: a frame would be in three windows "
+            f"(fix: overlap at most {most})")
+
+
+def plan_windows(num_frames: int, window: int = 81, overlap: int = 17, temporal: int = 4) -> list[Window]:
+    """Windows of ``window`` frames starting at multiples of ``temporal``, consecutive ones sharing
+    ``overlap`` frames; the last one only as long (4n+1) as the rest of the shot needs."""
+    check_overlap(window, overlap, temporal)
     if num_frames < 1:
         raise DiffusionInputError(f"a shot needs at least one frame, got {num_frames}")
-    if not 0 <= overlap < window:
-        raise DiffusionInputError(f"overlap={overlap} must be at least 0 and less than window={window}")
-    if num_frames <= window:
-        length = (num_frames - 1 + temporal - 1) // temporal * temporal + 1
-        return [Window(0, 0, num_frames, length)]
-    stride = window - overlap
-    starts = list(range(0, num_frames - window, stride))
-    starts.append(num_frames - window)
-    return [Window(i, s, s + window, window) for i, s in enumerate(starts)]
+    stride = window - overlap  # a multiple of temporal: window and overlap are both 4k+1
+    plan, start = [], 0
+    while True:
+        length = min(window, _round_up_4n1(num_frames - start, temporal))
+        plan.append(Window(len(plan), start, min(num_frames, start + length), length))
+        if start + window >= num_frames:
+            return plan
+        start += stride
 
 
 def blend_weights(plan: list[Window], index: int) -> np.ndarray:
-    """Per-frame weights of window ``index`` over its ``stop - start`` real frames."""
+    """Per-frame weights of window ``index`` over its ``stop - start`` real frames: a linear ramp over
+    each overlap with a neighbour (the two ramps sum to one), one elsewhere."""
     win = plan[index]
     n = win.stop - win.start
     w = np.ones(n, np.float64)
@@ -150,8 +180,10 @@ def _digest(value, h) -> None:
         raise DiffusionInputError(f"cannot key a window on a {type(value).__name__}; pass a seed instead")
 
 
-def window_key(win: Window, window_inputs: dict) -> str:
-    h = hashlib.sha256(json.dumps([win.start, win.stop, win.length]).encode())
+def window_key(win: Window, window_inputs: dict, previous_key: str = "") -> str:
+    """The identity of a window's output: its place, its inputs and settings, and the key of the window
+    whose output is its context (so a change upstream invalidates every later window)."""
+    h = hashlib.sha256(json.dumps([win.start, win.stop, win.length, previous_key]).encode())
     _digest(window_inputs, h)
     return h.hexdigest()
 
@@ -234,53 +266,79 @@ def render_windows(
     inputs: dict,
     out_dir: str | os.PathLike,
     window: int = 81,
-    overlap: int = 16,
+    overlap: int = 17,
     on_window: Callable[[Window, bool], None] | None = None,
     write: bool = True,
     key_extra: str = "",
     blend: bool = True,
     meta: dict | None = None,
+    context: bool = True,
+    agree: Callable[[list[int] | None], list[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Render a shot of any length through ``render(**window_inputs)`` (e.g. a CinecompPipeline).
 
     ``inputs`` are the pipeline's keyword arguments; the per-frame ones (``character_rgb``,
     ``tri_mask``, ``character_depth``, ``environment_rgb`` with a time axis) are cut per window, the
-    rest (prompt embeddings, references, seed, steps...) are passed to every window.  ``render`` must
-    return an object with ``.frames`` (T, H, W, 3) and ``.depth`` (T, H, W).  Finished windows found
-    in ``out_dir`` with a matching key are reused; ``on_window(window, reused)`` is called for each.
-    ``write=False`` renders without writing checkpoints (other ranks of a distributed run);
-    ``key_extra`` (e.g. the model's fingerprint) is part of every window's key.  Once every window
-    is finished, ``windows.json`` (plan, keys, ``meta``) is written beside them.  ``blend=False``
-    keeps no window in memory and returns None: read the result with :func:`iter_blended`.
+    rest (prompt embeddings, references, seed, steps...) are passed to every window, with
+    ``frame_offset`` (the window's first frame) and, from the second window on with ``context``,
+    ``context_frames`` / ``context_depth`` (the previous window's output for the shared frames).
+    ``render`` must return an object with ``.frames`` (T, H, W, 3) and ``.depth`` (T, H, W).  Finished
+    windows found in ``out_dir`` with a matching key are reused; ``on_window(window, reused)`` is
+    called for each.  ``write=False`` renders without writing checkpoints (other ranks of a
+    distributed run); ``agree(todo)`` makes the ranks agree on the windows to render (rank 0 passes
+    its list and gets it back, the others pass None and get rank 0's).  ``key_extra`` (model
+    fingerprint, precision, code version) is part of every window's key.  Once every window is finished,
+    ``windows.json`` (plan, keys, ``meta``) is written beside them.  ``blend=False`` keeps no whole
+    window in memory and returns None: read the result with :func:`iter_blended`.
     Returns the blended ``(frames, depth)`` of the whole shot.
     """
     num_frames = len(inputs["character_rgb"])
     plan = plan_windows(num_frames, window, overlap)
-    # Decide what is finished before rendering anything: in a distributed run every rank must make
-    # the same decisions, and nothing is written until all ranks have made them.
-    todo = []
-    frames, depth, keys = {}, {}, {}
+    keys, previous = {}, ""
     for win in plan:
-        key = window_key(win, {"inputs": slice_window(inputs, win), "extra": key_extra})
-        keys[win.index] = key
-        done = load_finished(window_path(out_dir, win), key, arrays=blend)
-        if done is None:
-            todo.append(win)
-        else:
-            if blend:
-                frames[win.index], depth[win.index] = done["frames"], done["depth"]
+        keys[win.index] = previous = window_key(win, {"inputs": slice_window(inputs, win), "extra": key_extra,
+                                                       "context": context}, previous if context else "")
+    # What is finished is decided before rendering anything: in a distributed run every rank must make
+    # the same decisions (rank 0's, through ``agree``), and nothing is written until all ranks have them.
+    todo = None
+    if write or agree is None:
+        todo = [w.index for w in plan if load_finished(window_path(out_dir, w), keys[w.index], arrays=False) is None]
+    if agree is not None:
+        todo = list(agree(todo if write else None))
+    frames, depth = {}, {}
+    tail = None  # (index, frames, depth) of the last window rendered or read: the next one's context
+    for win in plan:
+        if win.index not in todo:
+            if blend or (context and win.index + 1 in todo):
+                done = load_finished(window_path(out_dir, win), keys[win.index])
+                if done is None:
+                    raise DiffusionInputError(f"{window_path(out_dir, win)}: finished window vanished or "
+                                              "changed during the run (fix: rerun the shot)")
+                tail = (win.index, done["frames"], done["depth"])
+                if blend:
+                    frames[win.index], depth[win.index] = done["frames"], done["depth"]
             if on_window is not None:
                 on_window(win, True)
-    for win in todo:
-        result = render(**slice_window(inputs, win))  # sliced again: only one window's inputs in memory
+            continue
+        args = slice_window(inputs, win)  # only one window's inputs in memory
+        args["frame_offset"] = win.start
+        if context and win.index > 0:
+            prev = plan[win.index - 1]
+            if tail is None or tail[0] != prev.index:
+                raise DiffusionInputError(f"window {win.index} needs window {prev.index}'s output as context")
+            a = win.start - prev.start
+            args["context_frames"] = tail[1][a : a + overlap]
+            args["context_depth"] = tail[2][a : a + overlap]
+        result = render(**args)
         f, d = np.asarray(result.frames, np.float32), np.asarray(result.depth, np.float32)
+        del result, args
         if write:
             with atomic_path(window_path(out_dir, win)) as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(fh, frames=f, depth=d, key=np.array(keys[win.index]))
         if blend:
             frames[win.index], depth[win.index] = f, d
-        del result, f, d
+        tail = (win.index, f, d)
         if on_window is not None:
             on_window(win, False)
     if write:
