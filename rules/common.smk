@@ -49,6 +49,65 @@ def check_diffusion_models():
         )
 
 
+def check_perception_models():
+    """Learned perception backends (sam2, matanyone, model): every shot's model files checked
+    before any job runs; each problem names the shots, the backend and the path."""
+    from cinecomp.masks import POINTS_NEED_SAM2
+    from cinecomp.perception import LEARNED, check_backend
+
+    used, problems = {}, []
+    for s, row in ROWS.items():
+        for stage, learned in LEARNED.items():
+            b = backend(row, stage)
+            if b in learned:
+                used.setdefault((stage, b), []).append(s)
+        if backend(row, "masks") != "sam2" and ":points:" in (row["prop_hint"] or ""):
+            problems.append(f"shot {s}: masks backend {backend(row, 'masks')}: {POINTS_NEED_SAM2}")
+        if backend(row, "depth") == "model" and not row["environment"]:
+            problems.append(
+                f"shot {s}: depth backend model: it predicts the environment plate's depth, and the "
+                "shot has none (fix: give an environment, or use depth_backend ground)"
+            )
+        if backend(row, "key") == "matanyone" and '"sam2"' in (row["key_params"] or ""):
+            used.setdefault(("masks", "sam2"), []).append(f"{s} (matanyone_first_mask)")
+    for (stage, b), shots in used.items():
+        for p in check_backend(stage, b, config["perception"]):
+            problems.append(f"shot(s) {', '.join(shots)}: {stage} backend {b}: {p}")
+    if problems:
+        raise WorkflowError(
+            "learned perception backends cannot run:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+def perception_settings(row, stage):
+    """config.yaml's perception settings of a shot's learned backend, with the files' identity (a
+    replaced checkpoint reruns the shot); None for a classical backend."""
+    from cinecomp.perception import LEARNED, model_id as perception_model_id
+
+    b = backend(row, stage)
+    key = LEARNED[stage].get(b)
+    if key is None:
+        return None
+    p = config["perception"]
+    out = dict(p[key], device=p["device"], model_id=perception_model_id(stage, b, p))
+    if key == "matanyone" and '"sam2"' in (row["key_params"] or ""):
+        out["sam2"] = dict(p["sam2"], device=p["device"])
+    return out
+
+
+def perception_gpu(stage):
+    """GPUs of a shot's job for `stage`: perception.gpus for a learned backend, else none."""
+
+    def get(wildcards):
+        from cinecomp.perception import LEARNED
+
+        learned = backend(shot_row(wildcards), stage) in LEARNED[stage]
+        return config["perception"]["gpus"] if learned else 0
+
+    return get
+
+
 wildcard_constraints:
     shot=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     version=r"\d{3}",
@@ -66,7 +125,6 @@ def shot_frame_files(shot):
 @functools.cache
 def shot_env_files(shot):
     return env_files(ROWS[shot])
-
 
 
 def backend(row, stage):
@@ -132,6 +190,7 @@ def key_settings(wildcards):
     return dict(
         backend=backend(row, "key"),
         params=json.loads(row["key_params"]) if row["key_params"] else {},
+        model=perception_settings(row, "key"),
         attrs=exr_attrs(row),
     )
 
@@ -155,6 +214,7 @@ def masks_settings(wildcards):
         backend=backend(row, "masks"),
         prop_hint=row["prop_hint"],
         plate_size=[int(row["plate_width"]), int(row["plate_height"])],
+        model=perception_settings(row, "masks"),
         attrs=exr_attrs(row),
     )
 
@@ -164,6 +224,8 @@ def depth_inputs(wildcards):
     inputs = dict(masks=f"{RESULTS}/{wildcards.shot}/masks")
     if backend(row, "depth") == "plate":
         inputs["env"] = shot_env_files(wildcards.shot)
+    if backend(row, "depth") == "model":
+        inputs["env"] = f"{RESULTS}/{wildcards.shot}/ingest/env"
     return inputs
 
 
@@ -173,6 +235,7 @@ def depth_settings(wildcards):
         backend=backend(row, "depth"),
         camera=camera_params(row),
         env_source=row["env_path"],
+        model=perception_settings(row, "depth"),
         attrs=exr_attrs(row),
     )
 
@@ -391,3 +454,4 @@ def all_outputs():
 
 
 check_diffusion_models()
+check_perception_models()

@@ -1,4 +1,5 @@
 # Tri-mask (+ the environment's own Z) -> depth per frame and where each object meets the ground.
+# Backends: ground | plate (the environment's Z) | model (a depth model on the environment, perception.depth_model).
 
 
 rule depth:
@@ -15,6 +16,7 @@ rule depth:
     resources:
         mem_mb=resource("depth", "mem_mb"),
         runtime=resource("depth", "runtime"),
+        gpu=perception_gpu("depth"),
     params:
         settings=depth_settings,
     script:

@@ -1,4 +1,5 @@
 # Ingested plate -> alpha + despilled premultiplied foreground (R,G,B,A per frame).
+# Backends: chroma (colour difference) | matanyone (MatAnyone video matting, perception.matanyone).
 
 
 rule key:
@@ -15,6 +16,7 @@ rule key:
     resources:
         mem_mb=resource("key", "mem_mb"),
         runtime=resource("key", "runtime"),
+        gpu=perception_gpu("key"),
     params:
         settings=key_settings,
     script:

@@ -1,4 +1,5 @@
 # Key -> tri-mask per frame: mask.character, mask.prop, mask.environment (soft, summing to one).
+# Backends: track (optical flow, no weights) | sam2 (SAM 2 video predictor, perception.sam2).
 
 
 rule masks:
@@ -15,6 +16,7 @@ rule masks:
     resources:
         mem_mb=resource("masks", "mem_mb"),
         runtime=resource("masks", "runtime"),
+        gpu=perception_gpu("masks"),
     params:
         settings=masks_settings,
     script:

@@ -10,6 +10,8 @@
   cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
   cinecomp models from-wan --wan DIR --out DIR   build the diffusion pipeline from a Wan 2.1 diffusers dir
   cinecomp models check [--pipeline DIR]         check model directories as the workflow will
+  cinecomp models check --perception [--configfile F]   check the learned perception backends' files
+  cinecomp models tiny-perception --out DIR      random SAM 2 / MatAnyone / depth models (plumbing tests)
   cinecomp models bake-lora --pipeline DIR --lora FILE --out DIR   merge a LoRA fine-tune for the workflow
 """
 
@@ -252,6 +254,20 @@ def _models(args) -> int:
     except CinecompError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.action == "tiny-perception":
+        import yaml
+
+        from .perception_tiny import make_all
+
+        perception = make_all(args.out, sam2_image_size=args.sam2_image_size, seed=args.seed)
+        cfg = Path(args.out) / "perception.yaml"
+        cfg.write_text("# random-weight perception models: tests the plumbing, not pictures\n"
+                       + yaml.safe_dump({"perception": perception}))
+        print(f"random perception models in {args.out}; select them with:\n"
+              f"  cinecomp render -- --configfile {REPO / 'config.yaml'} {cfg}")
+        return 0
+    if args.perception:
+        return _check_perception(args.configfile)
     problems = check_pipeline_dir(args.pipeline, args.ranks)
     if args.text_encoder:
         problems += check_text_encoder_dir(args.text_encoder, None, transformer_text_dim(args.pipeline))
@@ -259,6 +275,27 @@ def _models(args) -> int:
         print(f"problem: {p}", file=sys.stderr)
     if not problems:
         print(f"{args.pipeline}: OK for {args.ranks} rank(s)")
+    return 1 if problems else 0
+
+
+def _check_perception(configfile: str) -> int:
+    """Every learned perception backend's files of ``configfile`` (with config.yaml's defaults)."""
+    from .perception import LEARNED, check_backend
+
+    try:
+        cfg = load_config([str(REPO / "config.yaml"), configfile] if configfile else [str(REPO / "config.yaml")])
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problems = []
+    for stage, learned in LEARNED.items():
+        for b in learned:
+            found = check_backend(stage, b, cfg.get("perception") or {})
+            problems += [f"{stage} backend {b}: {p}" for p in found]
+            if not found:
+                print(f"{stage} backend {b}: OK")
+    for p in problems:
+        print(f"problem: {p}", file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -310,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--frames", type=int, default=None, help="frames per shot (default 12)")
     e.add_argument("--size", default=None, help="eval frame size WIDTHxHEIGHT (default 160x90)")
     e.add_argument("--cores", type=int, default=2)
-    m = sub.add_parser("models", help="make or check the diffusion backend's model directories")
+    m = sub.add_parser("models", help="make or check the model files (diffusion, perception backends)")
     msub = m.add_subparsers(dest="action", required=True)
     t = msub.add_parser("tiny", help="tiny random pipeline + text encoder (tests; not for pictures)")
     t.add_argument("--out", required=True)
@@ -323,7 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--lora", required=True, help="LoRA .safetensors file or its directory")
     b.add_argument("--scale", type=float, default=1.0)
     b.add_argument("--out", required=True)
+    tp = msub.add_parser("tiny-perception", help="random SAM 2, MatAnyone and depth models (tests; not for pictures)")
+    tp.add_argument("--out", required=True)
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--sam2-image-size", type=int, default=256, help="SAM 2 input size (1024: the real one)")
     c = msub.add_parser("check", help="check a pipeline (and text encoder) directory")
+    c.add_argument("--perception", action="store_true",
+                   help="check the learned perception backends' files (SAM 2, MatAnyone, depth model) instead")
+    c.add_argument("--configfile", default=None, help="with --perception: a config merged over config.yaml")
     c.add_argument("--pipeline", default="models/cinecomp")
     c.add_argument("--text-encoder", default=None)
     c.add_argument("--ranks", type=int, default=1)

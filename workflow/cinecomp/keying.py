@@ -35,7 +35,7 @@ import numpy as np
 
 from . import exrio
 from .errors import PlateError
-from .params import Flag, Num, Rgb, check_params
+from .params import Choice, Flag, Num, Rgb, check_params
 
 # A pixel is screen-coloured when its colour difference is at least SCREEN_HUE x the screen's share of
 # its dominant channel (its hue matches the screen's at any brightness) and at least SCREEN_LEVEL x the
@@ -103,6 +103,15 @@ KEY_SPEC = {
     "erode": Num(0, 0, 100, integer=True, doc="shrink the matte by this many pixels (a disc min filter)"),
     "min_screen": Num(0.05, 0.0, 1.0, doc="least fraction of the sampled frames' pixels that must be "
                                           "screen-coloured (0: no check)"),
+    # key backend `matanyone` only (matanyone_key.py)
+    "matanyone_combine": Choice("edges", ("edges", "matanyone"),
+                                doc="matanyone: MatAnyone's alpha in a band around the edges (hair), the chroma "
+                                    "key's elsewhere (edges), or MatAnyone's everywhere"),
+    "matanyone_edge": Num(8, 0, 200, integer=True, doc="matanyone: width of that edge band, pixels"),
+    "matanyone_first_mask": Choice("chroma", ("chroma", "sam2"),
+                                   doc="matanyone: the first frame's mask from the chroma key, or SAM 2 prompted "
+                                       "with the chroma key's box"),
+    "matanyone_warmup": Num(10, 0, 100, integer=True, doc="matanyone: repeats of the first frame before the shot"),
 }
 KEY_FIX = "README 'Keying' lists every key parameter with its range, e.g. {\"clip_black\": 0.05}"
 
@@ -127,6 +136,10 @@ class KeyParams:
     temporal_threshold: float = _d("temporal_threshold")
     erode: int = _d("erode")
     min_screen: float = _d("min_screen")
+    matanyone_combine: str = _d("matanyone_combine")
+    matanyone_edge: int = _d("matanyone_edge")
+    matanyone_first_mask: str = _d("matanyone_first_mask")
+    matanyone_warmup: int = _d("matanyone_warmup")
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -330,6 +343,14 @@ class ChromaKeyer:
             static = (np.abs(rgb - self.prev[0]).max(-1) < p.temporal_threshold) & (np.abs(alpha - self.prev[1]) < 0.1)
             alpha = np.where(static, (1 - p.temporal) * alpha + p.temporal * self.prev[1], alpha)
         self.prev = (rgb, raw)
+        self.d_map = d_map
+        return alpha.astype(np.float32), self.unmix(rgb, alpha)
+
+    def unmix(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """Premultiplied despilled foreground of ``rgb`` for ``alpha``, with the screen map of the frame
+        last keyed (another backend's alpha gets the same unmix as the chroma key's)."""
+        p, d_map = self.p, self.d_map
+        rgb = np.nan_to_num(rgb[..., :3].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         # unmix the local screen colour, then despill
         local_screen = self.screen[None, None, :] * (d_map / self.d_screen)[..., None]
         fg = rgb - (1.0 - alpha)[..., None] * local_screen
@@ -337,7 +358,7 @@ class ChromaKeyer:
         excess = np.maximum(fg[..., self.main] - limit, 0.0)
         fg[..., self.main] -= p.despill * excess
         fg = np.clip(fg, 0.0, None) * (alpha > 0)[..., None]
-        return alpha.astype(np.float32), fg.astype(np.float32)
+        return fg.astype(np.float32)
 
 
 def key_frames(rgb: np.ndarray, params: KeyParams | dict | None = None):

@@ -37,7 +37,10 @@ from .plates import read_image
 MASK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".dpx", ".hdr")
 EXAMPLE = "1010:40,50,90,100"
 HINT_FIX = (f"use frame:x0,y0,x1,y1 (a box in plate pixels, x right, y down) like {EXAMPLE}, "
-            "or a mask image path, optionally frame:path like 1010:masks/box.png")
+            "a mask image path, optionally frame:path like 1010:masks/box.png, or (masks backend sam2) "
+            "clicks frame:points:x,y;x,y with ! before a click on what is not the prop, like 1010:points:60,80;!20,30")
+POINTS_NEED_SAM2 = ("prop_hint clicks (frame:points:...) prompt the sam2 masks backend; the track backend "
+                    "needs a box or a mask image (fix: set masks_backend to sam2, or give a box)")
 WORK_WIDTH = 960  # tracking resolution cap (pixels); the masks are written at the key's resolution
 LUMA = np.array([0.2722, 0.6741, 0.0537], np.float32)  # ACEScg luminance weights
 
@@ -72,6 +75,8 @@ def parse_prop_hint(text: str) -> dict | None:
         frame = int(head)
     if rest.lower().endswith(MASK_EXTENSIONS):
         return {"frame": frame, "mask": rest}
+    if frame is not None and rest.lower().startswith("points:"):
+        return {"frame": frame, **_parse_points(text, rest[len("points:"):])}
     parts = rest.split(",")
     if frame is None or len(parts) != 4:
         raise ValueError(f"prop_hint {text!r} is neither a box nor a mask image "
@@ -84,6 +89,26 @@ def parse_prop_hint(text: str) -> dict | None:
         raise ValueError(f"prop_hint {text!r}: the box needs x1 > x0 and y1 > y0 (left, top, right, bottom) "
                          f"(fix: {HINT_FIX})")
     return {"frame": frame, "box": [x0, y0, x1, y1]}
+
+
+def _parse_points(text: str, spec: str) -> dict:
+    """'x,y;!x,y' -> {'points': [[x, y], ...], 'labels': [1, 0, ...]} (1: on the prop, 0: not)."""
+    points, labels = [], []
+    for click in (c.strip() for c in spec.split(";")):
+        if not click:
+            continue
+        neg = click.startswith("!")
+        xy = click[1:].split(",") if neg else click.split(",")
+        if len(xy) != 2:
+            raise ValueError(f"prop_hint {text!r}: click {click!r} is not x,y (fix: {HINT_FIX})")
+        try:
+            points.append([_number(v) for v in xy])
+        except ValueError as exc:
+            raise ValueError(f"prop_hint {text!r}: {exc} (fix: {HINT_FIX})") from None
+        labels.append(0 if neg else 1)
+    if 1 not in labels:
+        raise ValueError(f"prop_hint {text!r} has no click on the prop (fix: {HINT_FIX})")
+    return {"points": points, "labels": labels}
 
 
 def _mask_file(hint: dict, base_dir) -> Path:
@@ -113,6 +138,12 @@ def check_prop_hint(hint: dict, *, first: int, last: int, plate_width: int, plat
     if frame is not None and not first <= frame <= last:
         problems.append(f"prop_hint frame {frame} is outside the shot's frames {first}-{last} "
                         "(fix: give a frame of the shot)")
+    if "points" in hint:
+        outside = [p for p in hint["points"] if not (0 <= p[0] <= plate_width and 0 <= p[1] <= plate_height)]
+        if outside:
+            problems.append(f"prop_hint clicks {outside} lie outside the {plate_width}x{plate_height} plate "
+                            f"(fix: clicks in plate pixels within 0,0,{plate_width},{plate_height})")
+        return problems
     if "box" in hint:
         x0, y0, x1, y1 = hint["box"]
         if min(x1, plate_width) <= max(x0, 0) or min(y1, plate_height) <= max(y0, 0):
@@ -374,6 +405,8 @@ def _seed(hint: dict, plate_size, fg, alpha, bins, base_dir) -> np.ndarray:
     """p on the hint frame at the working resolution of ``alpha``."""
     h, w = alpha.shape
     sx, sy = w / plate_size[0], h / plate_size[1]
+    if "points" in hint:
+        raise ValueError(POINTS_NEED_SAM2)
     if "box" in hint:
         x0, y0, x1, y1 = hint["box"]
         return seed_from_box([x0 * sx, y0 * sy, x1 * sx, y1 * sy], fg, alpha, bins)

@@ -62,13 +62,20 @@ def key(inputs, outputs, settings, log):
     from .keying import key_shot
 
     shot, version = _shot(settings)
-    if settings["backend"] != "chroma":
-        raise ValueError(f"shot {shot}: key backend {settings['backend']!r} is not available (fix: use 'chroma')")
+    if settings["backend"] not in ("chroma", "matanyone"):
+        raise ValueError(f"shot {shot}: key backend {settings['backend']!r} is not available "
+                         "(fix: use 'chroma' or 'matanyone')")
     plates = element_frames(inputs[0])
     out_dir = Path(outputs[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     out_files = [frame_path(out_dir, shot, "key", version, f) for f, _ in plates]
-    report = key_shot([p for _, p in plates], out_files, settings["params"], attrs=settings["attrs"])
+    if settings["backend"] == "matanyone":
+        from .matanyone_key import matanyone_key_shot
+
+        report = matanyone_key_shot([p for _, p in plates], out_files, settings["params"],
+                                    settings=settings["model"], attrs=settings["attrs"], log=log)
+    else:
+        report = key_shot([p for _, p in plates], out_files, settings["params"], attrs=settings["attrs"])
     log.info("keyed %d frames: %s", len(out_files), {k: v for k, v in report.items() if k != "frames"})
 
 
@@ -86,14 +93,22 @@ def masks(inputs, outputs, settings, log):
     from .masks import parse_prop_hint, track_masks
 
     shot, version = _shot(settings)
-    if settings["backend"] != "track":
-        raise ValueError(f"shot {shot}: masks backend {settings['backend']!r} is not available (fix: use 'track')")
+    if settings["backend"] not in ("track", "sam2"):
+        raise ValueError(f"shot {shot}: masks backend {settings['backend']!r} is not available "
+                         "(fix: use 'track' or 'sam2')")
     keys = element_frames(inputs[0])
     out_dir = Path(outputs[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     out_files = [frame_path(out_dir, shot, "masks", version, f) for f, _ in keys]
-    report = track_masks(keys, out_files, hint=parse_prop_hint(settings["prop_hint"]),
-                         plate_size=tuple(settings["plate_size"]), base_dir=Path.cwd(), attrs=settings["attrs"], log=log)
+    hint = parse_prop_hint(settings["prop_hint"])
+    if settings["backend"] == "sam2":
+        from .sam2_masks import sam2_masks
+
+        report = sam2_masks(keys, out_files, hint=hint, plate_size=tuple(settings["plate_size"]),
+                            settings=settings["model"], base_dir=Path.cwd(), attrs=settings["attrs"], log=log)
+    else:
+        report = track_masks(keys, out_files, hint=hint, plate_size=tuple(settings["plate_size"]),
+                             base_dir=Path.cwd(), attrs=settings["attrs"], log=log)
     log.info("masks of %d frames: %s", len(keys), {k: v for k, v in report.items() if k != "frames"})
 
 
@@ -107,15 +122,24 @@ def depth(inputs, outputs, settings, log):
     h, w = read_trimask(mask_files[0][1])["character"].shape
     contacts = depth_mod.object_contacts(camera, (read_trimask(p) for _, p in mask_files), w, h)
     ground = camera.ground_depth(w, h)
-    env_src = None
+    env_src = run = None
     if settings["backend"] == "plate":
         from .plates import frame_file
 
         env_src = settings["env_source"]
+    if settings["backend"] == "model":
+        from .depth_model import DepthRun
+
+        run, envs = DepthRun(ground, settings["model"]), dict(element_frames(inputs.env))
     out_dir = Path(outputs[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, (frame, path) in enumerate(mask_files):
         env_z = ground
+        if run is not None:
+            if frame not in envs:
+                raise FileNotFoundError(f"shot {shot}: environment frame {frame} missing in {inputs.env} "
+                                        "(fix: rerun ingest_env)")
+            env_z = run.depth(exrio.read_rgba(envs[frame]))
         if env_src is not None:
             layers, _ = exrio.read_exr(frame_file(env_src, frame))
             env_z = depth_mod.plate_depth(layers, (w, h))
@@ -130,7 +154,8 @@ def depth(inputs, outputs, settings, log):
     contacts_json = {"frames": [f for f, _ in mask_files], "camera": settings["camera"],
                      **{o: [None if p is None else [float(x) for x in p] for p in contacts[o]] for o in depth_mod.OBJECTS}}
     write_json(out_dir / "contacts.json", contacts_json)
-    log.info("depth (%s) of %d frames; camera %s", settings["backend"], len(mask_files), camera)
+    log.info("depth (%s) of %d frames; camera %s%s", settings["backend"], len(mask_files), camera,
+             f"; model {run.report()}" if run is not None else "")
 
 
 def _equirect(path, colourspace: str | None) -> np.ndarray:

@@ -1,0 +1,271 @@
+"""Learned perception backends (sam2 masks, matanyone key, model depth) with random-weight models
+built from the packages' own configs and loaded from local files, as real weights would be."""
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cinecomp import demo, exrio, perception
+from cinecomp.assemble import MASK_LAYERS
+from cinecomp.camera import FAR, Camera
+from cinecomp.frames import frame_path
+from cinecomp.keying import key_shot
+
+W, H, FIRST, LAST = 64, 36, 1001, 1005
+HINT = 1003
+HAS_MATANYONE = any(importlib.util.find_spec(m) for m in ("matanyone2", "matanyone"))
+NO_MATANYONE = "MatAnyone is not installed (pip install --no-deps matanyone2-runtime==0.2.0; `make venv` does)"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Random SAM 2.1 hiera-t (the sam2 package's config at a 256 input), a tiny Depth Anything and,
+    where installed, MatAnyone's network, saved to local files."""
+    from cinecomp import perception_tiny
+
+    root = tmp_path_factory.mktemp("models")
+    out = {"sam2": perception_tiny.make_sam2(root / "sam2", image_size=256),
+           "depth_model": {**perception_tiny.make_depth_model(root), "input_size": 56}}
+    if HAS_MATANYONE:
+        out["matanyone"] = perception_tiny.make_matanyone(root / "matanyone")
+    return out
+
+
+@pytest.fixture(scope="module")
+def shot(tmp_path_factory):
+    """A demo shot whose character pushes a box, keyed by the chroma keyer."""
+    root = tmp_path_factory.mktemp("shot")
+    scene = dataclasses.replace(demo.SHOT_SCENES["sh010"], push_speed=0.12)
+    demo.make_demo_shot(root, "sh", W, H, FIRST, LAST, scene=scene)
+    frames = list(range(FIRST, LAST + 1))
+    keys = [frame_path(root / "key", "sh", "key", None, f) for f in frames]
+    plates = [root / "sh" / "plate" / f"sh_plate.{f:04d}.exr" for f in frames]
+    key_shot(plates, keys, {}, attrs={"shot": "sh"})
+    truth = {f: exrio.read_layers(root / "sh" / "truth" / f"sh_truth.{f:04d}.exr") for f in frames}
+    return {"root": root, "frames": frames, "keys": list(zip(frames, keys)), "plates": plates, "truth": truth}
+
+
+def prop_box(truth, margin=2):
+    ys, xs = np.nonzero(truth["mask.prop"] > 0.5)
+    return [int(xs.min()) - margin, int(ys.min()) - margin, int(xs.max()) + 1 + margin, int(ys.max()) + 1 + margin]
+
+
+# ------------------------------------------------------------------------------------------------
+# SAM 2
+# ------------------------------------------------------------------------------------------------
+
+
+def run_sam2(shot, models, out_dir, hint):
+    from cinecomp.sam2_masks import sam2_masks
+
+    outs = [frame_path(out_dir, "sh", "masks", None, f) for f in shot["frames"]]
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    report = sam2_masks(shot["keys"], outs, hint=hint, plate_size=(W, H), settings={**models["sam2"], "device": "cpu"},
+                        base_dir=shot["root"], attrs={"shot": "sh"}, log=logging.getLogger("test"))
+    return report, {f: exrio.read_layers(o) for f, o in zip(shot["frames"], outs)}
+
+
+def check_trimask(shot, layers):
+    for f, key in shot["keys"]:
+        m = layers[f]
+        alpha = exrio.read_layers(key)["A"].astype(np.float32)
+        assert all(m[n].dtype == np.float32 for n in MASK_LAYERS)
+        np.testing.assert_allclose(sum(m[n] for n in MASK_LAYERS), 1.0, atol=1e-5)
+        np.testing.assert_allclose(m["mask.character"] + m["mask.prop"], alpha, atol=1e-5)  # masks agree with alpha
+        assert m["mask.prop"].min() >= 0 and m["mask.character"].min() >= -1e-6
+
+
+def test_sam2_box_prompt_gives_one_trimask_per_frame_inside_the_key(shot, models, tmp_path, monkeypatch):
+    from cinecomp import sam2_masks
+
+    seen = []  # the predictor reads frames on demand, one at a time (streamed)
+    get = sam2_masks.KeyFrames.__getitem__
+    monkeypatch.setattr(sam2_masks.KeyFrames, "__getitem__", lambda self, i: seen.append(i) or get(self, i))
+    box = prop_box(shot["truth"][HINT])
+    report, layers = run_sam2(shot, models, tmp_path, {"frame": HINT, "box": box})
+    assert sorted(layers) == shot["frames"]
+    check_trimask(shot, layers)
+    assert report["backend"] == "sam2" and report["frames"] == len(shot["frames"])
+    p = report["prompts"]
+    assert p["prop_frame_index"] == HINT - FIRST and p["character_frame_indices"] == [0, HINT - FIRST]
+    assert "forwards and backwards" in report["tracking"]
+    assert set(seen) == set(range(len(shot["frames"])))
+    hdr = exrio.read_exr_header(frame_path(tmp_path, "sh", "masks", None, FIRST))
+    assert hdr["shot"] == "sh" and hdr["frame"] == FIRST
+
+
+def test_sam2_clicks_and_mask_prompts(shot, models, tmp_path):
+    from PIL import Image
+
+    box = prop_box(shot["truth"][HINT], margin=0)
+    centre = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]
+    report, layers = run_sam2(shot, models, tmp_path / "points",
+                              {"frame": HINT, "points": [centre, [2, 2]], "labels": [1, 0]})
+    check_trimask(shot, layers)
+    assert report["prompts"]["prop"] == "2 click(s)"
+    Image.fromarray(((shot["truth"][HINT]["mask.prop"] > 0.5) * 255).astype(np.uint8)).save(shot["root"] / "hint.png")
+    report, layers = run_sam2(shot, models, tmp_path / "mask", {"frame": HINT, "mask": "hint.png"})
+    check_trimask(shot, layers)
+    assert report["prompts"]["prop"].startswith("mask")
+
+
+def test_sam2_memory_is_trimmed_behind_the_current_frame():
+    from cinecomp.sam2_masks import _trim_memory
+
+    state = {"output_dict_per_obj": {0: {"non_cond_frame_outputs": {t: {} for t in range(40)}}}}
+    _trim_memory(None, state, current=39, anchor=0, reverse=False, keep=8)
+    assert sorted(state["output_dict_per_obj"][0]["non_cond_frame_outputs"]) == list(range(0, 9)) + list(range(31, 40))
+
+
+# ------------------------------------------------------------------------------------------------
+# Depth model
+# ------------------------------------------------------------------------------------------------
+
+
+def test_fit_scale_shift_ignores_objects_on_the_ground():
+    from cinecomp.depth_model import fit_scale_shift
+
+    rng = np.random.default_rng(0)
+    target = rng.uniform(0.05, 1.0, (40, 60)).astype(np.float32)
+    pred = (target - 0.1) / 3.0
+    pred[10:20, 10:30] += 0.5  # a standing object: outliers
+    s, t = fit_scale_shift(pred, target, np.ones_like(pred))
+    assert s == pytest.approx(3.0, rel=1e-3) and t == pytest.approx(0.1, abs=1e-3)
+
+
+def test_aligner_matches_the_ground_and_smooths_over_time():
+    from cinecomp.depth_model import DepthAligner
+
+    cam = Camera.from_params({"height_m": 1.6, "tilt_deg": -10})
+    ground = cam.ground_depth(W, H)
+    disparity = 1.0 / ground
+    aligner = DepthAligner(ground, "relative", temporal=0.0)
+    z = aligner(disparity * 7.0 + 0.3)  # a relative model: any scale and shift
+    on = ground < FAR / 2
+    np.testing.assert_allclose(z[on], ground[on], rtol=1e-3)
+    # the model's own scale drifting +-20% from frame to frame is absorbed by the per-frame fit
+    smooth = DepthAligner(ground, "relative", temporal=0.6)
+    for s in [1.0, 1.2, 0.8, 1.2]:
+        np.testing.assert_allclose(smooth(disparity * s)[on], ground[on], rtol=1e-3)
+    # per-pixel noise the fit cannot absorb flickers less once smoothed
+    rng = np.random.default_rng(1)
+    noise = [1 + 0.012 * rng.standard_normal(ground.shape) for _ in range(6)]
+    raw = DepthAligner(ground, "relative", temporal=0.0)
+    smooth = DepthAligner(ground, "relative", temporal=0.6)
+
+    def flicker(aligner):
+        zs = [aligner(disparity * n)[on] for n in noise]
+        return float(np.mean([np.abs(np.log(zs[i + 1] / zs[i])).mean() for i in range(len(zs) - 1)]))
+
+    assert flicker(smooth) < 0.6 * flicker(raw)
+
+
+def test_depth_model_loads_from_a_local_directory_and_aligns(shot, models):
+    from cinecomp.depth_model import DepthRun
+
+    cam = Camera.from_params({})
+    ground = cam.ground_depth(W, H)
+    run = DepthRun(ground, {**models["depth_model"], "device": "cpu"})
+    envs = [exrio.read_rgba(shot["root"] / "sh" / "env" / f"sh_env.{f:04d}.exr") for f in shot["frames"]]
+    zs = [run.depth(e) for e in envs]
+    rep = run.report()
+    assert rep["model"] == "DepthAnythingForDepthEstimation" and rep["kind"] == "relative"
+    for z in zs:
+        assert z.shape == (H, W) and z.dtype == np.float32 and np.isfinite(z).all()
+        assert 0 < z.min() and z.max() <= FAR
+    assert len(run.aligner.fits) == len(zs)
+
+
+# ------------------------------------------------------------------------------------------------
+# MatAnyone
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HAS_MATANYONE, reason=NO_MATANYONE)
+def test_matanyone_network_from_the_package_config_keys_like_the_chroma_backend(shot, models, tmp_path):
+    from cinecomp.matanyone_key import matanyone_key_shot
+
+    frames = shot["frames"][:3]
+    outs = [frame_path(tmp_path, "sh", "key", None, f) for f in frames]
+    report = matanyone_key_shot(shot["plates"][:3], outs, {"matanyone_warmup": 1},
+                                settings={**models["matanyone"], "device": "cpu"}, attrs={"shot": "sh"})
+    assert report["backend"] == "matanyone" and report["frames"] == 3
+    for f, out in zip(frames, outs):
+        chroma = exrio.read_layers(dict(shot["keys"])[f])
+        ch = exrio.read_layers(out)
+        assert set(ch) == set(chroma) == {"R", "G", "B", "A"}
+        a = ch["A"].astype(np.float32)
+        assert 0 <= a.min() and a.max() <= 1
+        assert np.isfinite(np.stack([ch[c] for c in "RGB"])).all()
+    hdr = exrio.read_exr_header(outs[0])
+    assert hdr["frame"] == FIRST and "keyScreen" in hdr
+
+
+def test_edge_combination_keeps_the_chroma_key_away_from_edges():
+    from cinecomp.keying import KeyParams
+    from cinecomp.matanyone_key import combine
+
+    alpha_c = np.zeros((40, 60), np.float32)
+    alpha_c[10:30, 20:40] = 1.0
+    alpha_m = np.full_like(alpha_c, 0.1)  # MatAnyone's errors away from the edges are not taken...
+    alpha_m[10:30, 20:40] = 0.9
+    alpha_m[9, 20:40] = 0.5  # ...its softer edge is
+    out = combine(alpha_m, alpha_c, KeyParams.from_dict({"matanyone_edge": 3}))
+    assert out[20, 30] == 1.0 and out[0, 0] == 0.0  # interior and far screen: chroma
+    assert out[9, 30] == pytest.approx(0.5, abs=0.05)  # at the edge: MatAnyone's
+    everywhere = combine(alpha_m, alpha_c, KeyParams.from_dict({"matanyone_combine": "matanyone"}))
+    assert (everywhere == alpha_m).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks before any job
+# ------------------------------------------------------------------------------------------------
+
+
+def test_checks_accept_the_models_and_name_bad_paths(models, tmp_path):
+    p = {"sam2": models["sam2"], "depth_model": models["depth_model"], "matanyone": models.get("matanyone", {})}
+    assert perception.check_backend("masks", "sam2", p) == []
+    assert perception.check_backend("depth", "model", p) == []
+    assert perception.check_backend("masks", "track", p) == []
+    missing = perception.check_backend("masks", "sam2", {"sam2": {"config": models["sam2"]["config"],
+                                                                   "checkpoint": str(tmp_path / "nope.pt")}})
+    assert len(missing) == 1 and "nope.pt" in missing[0] and "does not exist" in missing[0]
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    bad = perception.check_backend("masks", "sam2", {"sam2": {**models["sam2"], "checkpoint": str(junk)}})
+    assert "junk.pt" in bad[0] and "weights_only" in bad[0]
+    # the checkpoint of the tiny model with the package's small (hiera-s) config: not that model
+    wrong = perception.check_backend("masks", "sam2", {"sam2": {**models["sam2"],
+                                                                "config": "configs/sam2.1/sam2.1_hiera_s.yaml"}})
+    assert "not a checkpoint of the SAM 2 model" in wrong[0] and models["sam2"]["checkpoint"] in wrong[0]
+    # a depth directory whose weights belong to another config
+    other = tmp_path / "other_depth"
+    shutil.copytree(models["depth_model"]["path"], other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["fusion_hidden_size"] = 24
+    (other / "config.json").write_text(json.dumps(cfg))
+    bad = perception.check_backend("depth", "model", {"depth_model": {"path": str(other)}})
+    assert len(bad) == 1 and str(other) in bad[0]
+    nodir = perception.check_backend("depth", "model", {"depth_model": {"path": str(tmp_path / "none")}})
+    assert "does not exist" in nodir[0]
+    if HAS_MATANYONE:
+        assert perception.check_backend("key", "matanyone", p) == []
+        bad = perception.check_backend("key", "matanyone", {"matanyone": {"checkpoint": models["sam2"]["checkpoint"]}})
+        assert "not a checkpoint of the" in bad[0] and models["sam2"]["checkpoint"] in bad[0]
+
+
+def test_cli_models_check_perception(models, tmp_path):
+    import yaml
+
+    from cinecomp.cli import main
+
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(yaml.safe_dump({"perception": {"sam2": models["sam2"], "depth_model": models["depth_model"],
+                                                  "matanyone": {"checkpoint": str(tmp_path / "m.pth")}}}))
+    assert main(["models", "check", "--perception", "--configfile", str(cfg)]) == 1  # matanyone path missing

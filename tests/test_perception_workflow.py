@@ -1,0 +1,91 @@
+"""Learned perception backends chosen per shot in the sheet, through the workflow to the final EXR,
+and their model files checked before any job runs."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import yaml
+
+from cinecomp import exrio
+from test_workflow import REPO, comp_files, snakemake
+
+pytestmark = pytest.mark.slow
+
+FIRST, LAST = 1001, 1004
+W, H = 64, 36
+HAS_MATANYONE = any(importlib.util.find_spec(m) for m in ("matanyone2", "matanyone"))
+HEADER = ("shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version,"
+          "prop_hint,key_backend,masks_backend,depth_backend,composite_backend,key_params")
+
+
+def row(shot, hint="", key="", masks="", depth="", composite="over"):
+    return (f"{shot},demo/{shot}/plate/{shot}_plate.####.exr,ACEScg,{FIRST},{LAST},24,"
+            f"demo/{shot}/env/{shot}_env.####.exr,ACEScg,1,{hint},{key},{masks},{depth},{composite},"
+            '"{""matanyone_warmup"": 1}"')
+
+
+def prop_hint(root, shot, frame):
+    prop = exrio.read_layers(root / "demo" / shot / "truth" / f"{shot}_truth.{frame:04d}.exr")["mask.prop"]
+    ys, xs = np.nonzero(prop > 0.5)
+    return f'"{frame}:{xs.min() - 1},{ys.min() - 1},{xs.max() + 2},{ys.max() + 2}"'
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    from cinecomp import perception_tiny
+    from cinecomp.demo import make_demo_shot
+
+    root = tmp_path_factory.mktemp("learned")
+    make_demo_shot(root / "demo", "pa", W, H, FIRST, LAST)
+    perception = {"sam2": perception_tiny.make_sam2(root / "models" / "sam2", image_size=256),
+                  "depth_model": {**perception_tiny.make_depth_model(root / "models"), "input_size": 56},
+                  "device": "cpu"}
+    if HAS_MATANYONE:
+        perception["matanyone"] = perception_tiny.make_matanyone(root / "models" / "matanyone")
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())  # the repository's config, models swapped
+    cfg["perception"].update(perception)
+    (root / "perception.yaml").write_text(yaml.safe_dump(cfg))
+    key = "matanyone" if HAS_MATANYONE else ""
+    (root / "shots.csv").write_text("\n".join([
+        HEADER, row("pa", prop_hint(root, "pa", FIRST + 2), key=key, masks="sam2", depth="model",
+                    composite="harmonize")]) + "\n")
+    r = snakemake(root, "--configfile", str(root / "perception.yaml"))
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-6000:]
+    return root
+
+
+def test_sam2_masks_and_model_depth_reach_the_final_exr(learned):
+    comps = comp_files(learned, "pa", 1)
+    assert len(comps) == LAST - FIRST + 1
+    for i, f in enumerate(range(FIRST, LAST + 1)):
+        ch = exrio.read_layers(comps[i])
+        masks = exrio.read_layers(learned / "results" / "pa" / "masks" / f"pa_masks.{f:04d}.exr")
+        for n in ("mask.character", "mask.prop", "mask.environment"):
+            np.testing.assert_allclose(ch[n], masks[n], atol=1e-6)
+        key = exrio.read_layers(learned / "results" / "pa" / "key" / f"pa_key.{f:04d}.exr")
+        np.testing.assert_allclose(ch["mask.character"] + ch["mask.prop"], key["A"].astype(np.float32), atol=2e-3)
+        assert np.isfinite(ch["depth.Z"]).all()
+    log = (learned / "results" / "logs" / "depth" / "pa.log").read_text()
+    assert "DepthAnythingForDepthEstimation" in log
+    assert "SAM 2" in (learned / "results" / "logs" / "masks" / "pa.log").read_text()
+    if HAS_MATANYONE:
+        assert "matanyone" in (learned / "results" / "logs" / "key" / "pa.log").read_text()
+
+
+def test_bad_model_paths_stop_the_run_before_any_job(learned, tmp_path):
+    import shutil
+
+    shutil.copytree(learned / "demo", tmp_path / "demo")
+    shutil.copy(learned / "shots.csv", tmp_path / "shots.csv")
+    cfg = yaml.safe_load((learned / "perception.yaml").read_text())
+    cfg["perception"]["sam2"]["checkpoint"] = str(tmp_path / "missing.pt")
+    (tmp_path / "bad.yaml").write_text("not: [a checkpoint")
+    cfg["perception"]["depth_model"]["path"] = str(tmp_path / "bad.yaml")
+    (tmp_path / "perception.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake(tmp_path, "--dry-run", "--configfile", str(tmp_path / "perception.yaml"))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert f"shot(s) pa: masks backend sam2: {tmp_path / 'missing.pt'}: SAM 2 checkpoint does not exist" in out
+    assert f"shot(s) pa: depth backend model: {tmp_path / 'bad.yaml'}: depth model directory does not exist" in out
+    assert not (tmp_path / "results").exists()
