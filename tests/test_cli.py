@@ -75,7 +75,8 @@ def test_shots_targets_under_the_configured_results(show, monkeypatch, how):
 
 def test_shot_targets_today():
     assert cli.shot_targets("R", "sh010", 1) == ["R/sh010/v001/comp", "R/sh010/v001/review/sh010_v001_daily.mp4",
-                                                  "R/sh010/v001/review/sh010_v001_contact.png"]
+                                                  "R/sh010/v001/review/sh010_v001_contact.png",
+                                                  "R/sh010/v001/review/sh010_v001_cost.html"]
 
 
 @pytest.mark.parametrize("shots, says", [

@@ -135,7 +135,7 @@ def test_changing_ranks_reruns_nothing_and_a_prompt_edit_reruns_that_shot(render
     root = tmp_path / "w"
     shutil.copytree(rendered, root, symlinks=True)
     (root / "shots.csv").write_text(sheet("a person runs on a beach at night", sd_version=2))
-    assert planned(root) == {(r, "sd") for r in ("prompt_embeds", "composite", "assemble", "daily", "contact_sheet")}
+    assert planned(root) == {(r, "sd") for r in ("prompt_embeds", "composite", "assemble", "daily", "contact_sheet", "cost")}
 
 
 def test_interrupted_shot_resumes_at_its_unfinished_window_on_fewer_ranks(rendered, tmp_path):

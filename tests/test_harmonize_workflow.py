@@ -116,10 +116,10 @@ def test_harmonize_is_closer_to_the_truth_than_over_in_the_shadow(harmonized, tm
 
 
 @pytest.mark.parametrize("edit, expect", [
-    (dict(params='"{""shadow_density"": 0.5}"'), {"composite", "assemble", "daily", "contact_sheet"}),
-    (dict(light='"{""azimuth_deg"": 200, ""elevation_deg"": 30}"'), {"light", "composite", "assemble", "daily", "contact_sheet"}),
-    (dict(hint='""'), {"masks", "depth", "composite", "assemble", "daily", "contact_sheet"}),
-    (dict(camera='"{""focal_mm"": 35}"'), {"depth", "light", "composite", "assemble", "daily", "contact_sheet"}),
+    (dict(params='"{""shadow_density"": 0.5}"'), {"composite", "assemble", "daily", "contact_sheet", "cost"}),
+    (dict(light='"{""azimuth_deg"": 200, ""elevation_deg"": 30}"'), {"light", "composite", "assemble", "daily", "contact_sheet", "cost"}),
+    (dict(hint='""'), {"masks", "depth", "composite", "assemble", "daily", "contact_sheet", "cost"}),
+    (dict(camera='"{""focal_mm"": 35}"'), {"depth", "light", "composite", "assemble", "daily", "contact_sheet", "cost"}),
 ])
 def test_an_edit_reruns_only_what_it_touches(harmonized, tmp_path, edit, expect):
     root = copy_run(harmonized, tmp_path / "w")

@@ -128,7 +128,7 @@ def test_editing_one_row_reruns_only_that_shot(rendered, tmp_path):
     write_sheet(root, rows)
     jobs = planned_jobs(root)
     assert {s for _, s in jobs} == {"sb"}
-    assert {r for r, _ in jobs} == {"key", "masks", "depth", "composite", "assemble", "daily", "contact_sheet"}
+    assert {r for r, _ in jobs} == {"key", "masks", "depth", "composite", "assemble", "daily", "contact_sheet", "cost"}
 
 
 def test_an_edit_without_a_new_version_renders_nothing(rendered, tmp_path):
@@ -147,7 +147,7 @@ def test_versions_sit_side_by_side_and_reverting_rerenders_nothing(rendered, tmp
     v1 = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in comp_files(root, "sa") + review_files(root, "sa")}
     write_sheet(root, sheet_rows(root, {"sa": 2}))
     # the same settings as v002: no work file is rendered again, only v002's comp and review
-    assert planned_jobs(root) == {("assemble", "sa"), ("daily", "sa"), ("contact_sheet", "sa")}
+    assert planned_jobs(root) == {("assemble", "sa"), ("daily", "sa"), ("contact_sheet", "sa"), ("cost", "sa")}
     r = snakemake(root)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert [f.name for f in comp_files(root, "sa", 2)] == [f"sa_comp_v002.{f:04d}.exr" for f in range(FIRST, LAST + 1)]
@@ -172,7 +172,8 @@ def test_deleting_a_work_folder_reruns_only_its_dependents(rendered, tmp_path):
     for p in review_files(root, "sa"):
         p.unlink()
     shutil.rmtree(root / "results" / "sa" / "composite")
-    assert planned_jobs(root) == {("composite", "sa"), ("assemble", "sa"), ("daily", "sa"), ("contact_sheet", "sa")}
+    assert planned_jobs(root) == {("composite", "sa"), ("assemble", "sa"), ("daily", "sa"), ("contact_sheet", "sa"),
+                                  ("cost", "sa")}
 
 
 def test_broken_plate_fails_alone(tiny_demo, tmp_path):

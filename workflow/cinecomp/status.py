@@ -59,7 +59,7 @@ def summary(cmd_base: list[str], targets: list[str], cwd: Path) -> dict[str, dic
 
 
 def snakemake_errors(workdir: Path) -> list[dict]:
-    """Jobs that failed, from Snakemake's run logs, oldest first: {rule, wildcards, log, when}."""
+    """Jobs that failed, from Snakemake's run logs, oldest first: {rule, outputs, wildcards, log, when}."""
     found = []
     logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
     for path in logs:
@@ -68,8 +68,10 @@ def snakemake_errors(workdir: Path) -> list[dict]:
             block = m.group(2)
             wc = re.search(r"^\s+wildcards: (.*)$", block, re.M)
             log = re.search(r"^\s+log: (\S+)", block, re.M)
+            outputs = re.search(r"^\s+output: (.*)$", block, re.M)
             wildcards = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
             found.append(dict(rule=m.group(1), wildcards=wildcards, log=log.group(1) if log else "",
+                              outputs=outputs.group(1).split(", ") if outputs else [],
                               when=path.stat().st_mtime, run_log=str(path)))
     return found
 
@@ -224,8 +226,8 @@ def shot_status(shot: str, version: int, results: str, files: dict[str, dict], e
         reason = None
         if j and j["state"] in FAILED_STATES:
             reason = f"SLURM job {j['jobid']} {j['state']}"
-        errs = [e for e in errors if e["rule"] == rule and e["wildcards"].get("shot") == shot
-                and e["when"] >= newest_output]
+        errs = [e for e in errors if e["rule"] == rule and e["when"] >= newest_output
+                and (e["wildcards"].get("shot") == shot or any(o in mine for o in e["outputs"]))]
         if errs and not reason:
             reason = "failed (Snakemake log " + errs[-1]["run_log"] + ")"
         if reason:

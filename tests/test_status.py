@@ -1,0 +1,108 @@
+"""`cinecomp status` on local runs (no SLURM): pending before any run, done / failed (log and last error)
+/ stale / running after, exit 1 when anything failed; the cost per rule in --json and as a table per
+shot in `snakemake --report`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_workflow import FIRST, LAST, TINY, sheet_rows, snakemake, write_sheet
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def status(root: Path, *args) -> tuple[int, dict, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    r = subprocess.run([sys.executable, "-m", "cinecomp.cli", "status", "--sheet", "shots.csv", "--no-sacct", *args],
+                       cwd=root, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    if "--json" in args:
+        return r.returncode, {s["shot"]: s for s in json.loads(r.stdout)["shots"]}, r.stdout
+    return r.returncode, {}, r.stdout
+
+
+@pytest.fixture(scope="module")
+def run_with_a_failure(tmp_path_factory):
+    """The tiny demo shots plus `sx`, whose plate is not a green screen: its key job fails."""
+    from cinecomp.demo import make_demo_shot
+
+    root = tmp_path_factory.mktemp("status")
+    for shot, fmt, env in TINY[:2]:
+        make_demo_shot(root / "demo", shot, 48, 28, FIRST, LAST, plate_format=fmt, env_kind=env)
+    rows = sheet_rows(root)[:2]
+    rows.append(f"sx,demo/sa/env/sa_env.####.exr,ACEScg,{FIRST},{LAST},24,demo/sa/env/sa_env.####.exr,ACEScg,1,")
+    write_sheet(root, rows)
+    rc, before, _ = status(root, "--json")
+    r = snakemake(root, "--keep-going")
+    assert r.returncode != 0
+    return root, rc, before
+
+
+def test_never_run_shots_are_pending(run_with_a_failure):
+    _, rc, before = run_with_a_failure
+    assert rc == 0 and {s["state"] for s in before.values()} == {"pending"}
+    assert "key" in before["sa"]["to_run"] and before["sa"]["cost"]["rules"] == {}
+
+
+def test_done_and_failed_with_log_and_error(run_with_a_failure):
+    root, _, _ = run_with_a_failure
+    rc, st, _ = status(root, "--json")
+    assert rc == 1
+    assert st["sa"]["state"] == st["sb"]["state"] == "done"
+    assert st["sx"]["state"] == "failed"
+    f = st["sx"]["failures"][0]
+    assert f["rule"] == "key" and f["log"] == str(root / "results" / "logs" / "key" / "sx.log")
+    assert "screen" in f["error"], f  # the key stage's own message: not a green or blue screen
+    rc, _, table = status(root)
+    assert rc == 1 and "sx" in table and "failed" in table and "logs/key/sx.log" in table
+
+
+def test_cost_per_rule_from_benchmarks_and_in_the_report(run_with_a_failure):
+    root, _, _ = run_with_a_failure
+    _, st, _ = status(root, "--json")
+    cost = st["sa"]["cost"]
+    assert {"ingest_plate", "key", "masks", "depth", "light", "composite", "assemble", "daily",
+            "contact_sheet"} <= set(cost["rules"])
+    for c in cost["rules"].values():
+        assert c["source"] == "benchmark" and c["wall_s"] > 0 and c["peak_mem_mb"] > 0 and c["gpu_hours"] == 0
+    assert cost["total"]["cpu_hours"] > 0
+    html = (root / "results" / "sa" / "v001" / "review" / "sa_v001_cost.html").read_text()
+    assert "<table>" in html and "composite" in html and "CPU-hours" in html
+    # published versions are not in `all`: the report names them (sx, failed, has no daily to show)
+    r = snakemake(root, "--report", "report.html", *[f"results/{s}/v001/review/{s}_v001_cost.html" for s in ("sa", "sb")])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "sa_v001_cost.html" in (root / "report.html").read_text(errors="replace")
+
+
+def test_stale_after_an_edit_without_a_new_version(run_with_a_failure, tmp_path):
+    root = tmp_path / "w"
+    shutil.copytree(run_with_a_failure[0], root, symlinks=True)
+    rows = (root / "shots.csv").read_text().splitlines()
+    rows[2] += '"{""clip_black"": 0.2}"'  # sb: new key parameters, still v001
+    (root / "shots.csv").write_text("\n".join(rows) + "\n")
+    _, st, _ = status(root, "--json", "--shots", "sa,sb")
+    assert st["sa"]["state"] == "done"
+    assert st["sb"]["state"] == "stale" and any(s.startswith("key:") for s in st["sb"]["stale"]), st["sb"]
+
+
+def test_running_locally(run_with_a_failure, tmp_path):
+    import base64
+
+    root = tmp_path / "w"
+    shutil.copytree(run_with_a_failure[0], root, symlinks=True)
+    shutil.rmtree(root / "results" / "sx", ignore_errors=True)
+    (root / ".snakemake" / "locks").mkdir(parents=True, exist_ok=True)
+    (root / ".snakemake" / "locks" / "0.input.lock").write_text("")
+    marker = base64.urlsafe_b64encode(b"results/sx/ingest/plate").decode()
+    (root / ".snakemake" / "incomplete").mkdir(parents=True, exist_ok=True)
+    (root / ".snakemake" / "incomplete" / marker).write_text("")
+    _, st, _ = status(root, "--json", "--shots", "sx")
+    assert st["sx"]["state"] == "running" and st["sx"]["jobs"] == {"ingest_plate": "running"}
