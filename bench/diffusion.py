@@ -93,6 +93,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,8 +104,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 SIZE = 64  # frames are SIZE x SIZE: 8x8 latents, 4x4 tokens per latent frame
-WINDOW = 9  # 3 latent frames => 48 tokens per window (divisible by 2 ranks)
-OVERLAP = 2  # the "k" of the overlap runs (~22% of the window, like Wan's usual 16 of 81)
+WINDOW = 17  # 5 latent frames => 80 tokens per window (divisible by 2 ranks)
+OVERLAP = 5  # the "k" of the overlap runs (4m+1: the context a window takes from the one before)
+MIN_OVERLAP = 1  # the smallest overlap (one latent frame of context): the baseline of the overlap cost
 STEPS = 2
 GUIDANCE = 4.0
 SEED = 1
@@ -168,7 +170,7 @@ def write_shot(path: Path, frames: int, size: int, text_dim: int, seed: int = 0,
 
 def run_ranks(
     ranks: int, threads: int, pipeline: Path, shot: Path, out: Path, overlap: int, timeout: float = 600,
-    stream: bool = False, extra_env: dict | None = None,
+    stream: bool = False, extra_env: dict | None = None, extra_args: list[str] | None = None,
 ) -> dict:
     """One launcher run; returns rank 0's meta plus frames (unless ``stream``: the workflow's --no-blend
     path, which leaves the frames in the window files), wall seconds."""
@@ -180,7 +182,7 @@ def run_ranks(
         "--pipeline", str(pipeline), "--shot", str(shot), "--out", str(out),
         "--steps", str(STEPS), "--guidance", str(GUIDANCE), "--seed", str(SEED),
         "--window", str(WINDOW), "--overlap", str(overlap), "--zero-stage", "3",
-    ] + (["--no-blend"] if stream else [])  # fmt: skip
+    ] + (["--no-blend"] if stream else []) + list(extra_args or [])  # fmt: skip
     env = {**D.launch_env(ranks, cpu=True, threads_per_rank=threads), **(extra_env or {})}
     load = os.getloadavg()[0]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -211,7 +213,20 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="shorter shots (17 and 68 frames instead of 33 and 132)")
     ap.add_argument("--keep", type=Path, default=None, help="work in this directory and keep it")
     ap.add_argument("--repeat", type=int, default=1, help="launch each run this many times, keep the fastest render")
+    ap.add_argument("--only", choices=("all", "cfg", "seams"), default="all",
+                    help="cfg: only the guidance-batching runs; seams: only the window-seam measurement")
     args = ap.parse_args()
+    if args.only == "seams":
+        print_seams(measure_seams(), args.json)
+        return
+    if args.only == "cfg":
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = args.keep or Path(tmp_name)
+            tmp.mkdir(parents=True, exist_ok=True)
+            build_bench_pipeline(tmp / "bench_pipeline", seed=0)
+            write_shot(tmp / "shot.npz", 17 if args.quick else 33, SIZE, bench_transformer_config()["text_dim"])
+            print_cfg(measure_cfg(tmp, tmp / "bench_pipeline", tmp / "shot.npz", args.repeat), args.json)
+        return
 
     frames_1x = 17 if args.quick else 33
     frames_4x = 4 * frames_1x
@@ -237,7 +252,7 @@ def main() -> None:
             ("Bm", 2, 1, shot_1x, OVERLAP, frames_1x, False, trim),
             ("A1", 1, 2, shot_1x_dir, OVERLAP, frames_1x, True, None),
             ("C", 1, 2, shot_4x_dir, OVERLAP, frames_4x, True, None),
-            ("D", 1, 2, shot_4x_dir, 0, frames_4x, True, None),
+            ("D", 1, 2, shot_4x_dir, MIN_OVERLAP, frames_4x, True, None),
         ]
         for name, ranks, threads, shot, overlap, n, stream, extra_env in plan:
             print(f"run {name}: {ranks} rank(s) x {threads} thread(s), {n} frames, overlap {overlap} ...", flush=True)
@@ -330,9 +345,13 @@ def main() -> None:
     print(f"  peak_mem_ratio_4x_len {figures['peak_mem_ratio_4x_len']:.3f}   C/A1 peak RSS (goal <= 1.2), the "
           f"workflow's streaming path ({frames_4x} vs {frames_1x} frames)")
     print(f"  window_overlap_cost   {figures['window_overlap_cost']:.3f}   C/D render seconds "
-          f"(overlap {OVERLAP} vs 0); "
+          f"(overlap {OVERLAP} vs {MIN_OVERLAP}); "
           f"rendered frames windows x window / frames: {rendered['C']:.2f} vs {rendered['D']:.2f} "
           f"=> arithmetic {figures['window_overlap_frames_ratio']:.3f}")  # fmt: skip
+    cfg_runs = measure_cfg(tmp_cfg := Path(tempfile.mkdtemp()), None, None, args.repeat, frames=frames_1x)
+    shutil.rmtree(tmp_cfg, ignore_errors=True)
+    figures["cfg"] = print_cfg(cfg_runs, False)
+    figures["seams"] = print_seams(measure_seams(), False)
     print()
     print(ESTIMATE)
     if figures["disturbed_runs"]:
@@ -341,6 +360,118 @@ def main() -> None:
     print(f"bench took {figures['bench_seconds']:.0f} s")
     if args.json:
         print(json.dumps(figures))
+
+
+# ------------------------------------------------------------------------------------- CFG batching
+
+CFG_RUNS = [  # name, what, launcher arguments (2 ranks x 1 thread, ZeRO-3 + Ulysses, the 1x shot)
+    ("old", "sequential CFG, every parameter partitioned (before)", ["--sequential-cfg", "--persistence-threshold", "0"]),
+    ("seq", "sequential CFG, vectors kept whole", ["--sequential-cfg"]),
+    ("p0", "batched CFG, every parameter partitioned", ["--persistence-threshold", "0"]),
+    ("new", "batched CFG, vectors kept whole (now)", []),
+]
+
+
+def measure_cfg(tmp: Path, pipeline: Path | None, shot: Path | None, repeat: int = 1, frames: int = 33) -> dict:
+    """The four CFG / persistence variants on 2 ranks: gathers, gathered elements, render seconds."""
+    if pipeline is None:
+        pipeline = tmp / "bench_pipeline"
+        build_bench_pipeline(pipeline, seed=0)
+    if shot is None:
+        shot = tmp / "shot.npz"
+        write_shot(shot, frames, SIZE, bench_transformer_config()["text_dim"])
+    runs = {}
+    for name, what, extra in CFG_RUNS:
+        print(f"run cfg/{name}: {what} ...", flush=True)
+        tries = [run_ranks(2, 1, pipeline, shot, tmp / f"cfg_{name}_{i}", OVERLAP, extra_args=extra)
+                 for i in range(max(1, repeat))]
+        runs[name] = min(tries, key=lambda t: t["render_seconds"])
+        runs[name]["what"] = what
+    return runs
+
+
+def print_cfg(runs: dict, as_json: bool) -> dict:
+    import numpy as np
+
+    old, new = runs["old"], runs["new"]
+    figures = {
+        "gathers_ratio_new_vs_old": new["param_gathers"] / old["param_gathers"],
+        "gathered_numel_ratio_new_vs_old": new["gathered_numel"] / old["gathered_numel"],
+        "render_seconds_ratio_new_vs_old": new["render_seconds"] / old["render_seconds"],
+        "gathers": {k: r["param_gathers"] for k, r in runs.items()},
+        "gathered_numel": {k: r["gathered_numel"] for k, r in runs.items()},
+        "render_seconds": {k: r["render_seconds"] for k, r in runs.items()},
+        "frames_maxdiff_new_vs_old": float(np.abs(new["frames"] - old["frames"]).max()),
+    }
+    print()
+    print("CFG batching and parameter persistence (2 ranks x 1 thread, ZeRO-3 + Ulysses; rank 0's all-gathers):")
+    print(f"{'run':>4} {'gathers':>8} {'gathered M elem':>15} {'render s':>9}  what")
+    for k, r in runs.items():
+        print(f"{k:>4} {r['param_gathers']:8d} {r['gathered_numel'] / 1e6:15.1f} {r['render_seconds']:9.2f}  {r['what']}")
+    print(f"  gathers new/old {figures['gathers_ratio_new_vs_old']:.3f}, gathered elements new/old "
+          f"{figures['gathered_numel_ratio_new_vs_old']:.3f}, render seconds new/old "
+          f"{figures['render_seconds_ratio_new_vs_old']:.3f}; frames max |new - old| "
+          f"{figures['frames_maxdiff_new_vs_old']:.1e}")
+    if as_json:
+        print(json.dumps(figures))
+    return figures
+
+
+# ----------------------------------------------------------------------------------------- seams
+
+
+def measure_seams(frames: int = 41, window: int = 17, overlap: int = 5, size: int = 32) -> dict:
+    """A shot three windows long through the colour-holding oracle (cinecomp.diffusion.oracle): the
+    largest frame-to-frame change across window boundaries vs inside windows, with context (now) and
+    with independent windows (before)."""
+    import numpy as np
+    import torch
+
+    from cinecomp.diffusion.configs import TINY_LATENT_CHANNELS, make_tiny_models
+    from cinecomp.diffusion.oracle import PoolVAE, colour_oracle
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.diffusion.windows import plan_windows, render_windows
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        make_tiny_models(tmp / "tiny", seed=0)
+        tiny = CinecompPipeline.from_pretrained(tmp / "tiny")
+        transformer = tiny.transformer
+        transformer.forward = colour_oracle(2 * TINY_LATENT_CHANNELS)
+        pipe = CinecompPipeline(transformer=transformer, vae=PoolVAE(TINY_LATENT_CHANNELS), scheduler=tiny.scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        plan = plan_windows(frames, window, overlap)
+        mask = np.zeros((frames, size, size, 3), np.float32)
+        mask[..., 2] = 1.0
+        for seed in range(5):
+            inputs = dict(character_rgb=np.zeros((frames, size, size, 3), np.float32), tri_mask=mask,
+                          prompt_embeds=torch.zeros(1, 4, 32), num_inference_steps=4, guidance_scale=1.0, seed=seed)
+            for context in (True, False):
+                f, _ = render_windows(pipe, inputs, tmp / f"w_{seed}_{context}", window, overlap, context=context)
+                step = np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3))
+                boundary = np.zeros(len(step), bool)
+                for a, b in zip(plan, plan[1:]):
+                    boundary[b.start - 1 : a.stop] = True
+                key = "context" if context else "independent"
+                out.setdefault(key, []).append((float(step[boundary].max()), float(step[~boundary].max())))
+    out["windows"] = len(plan)
+    return out
+
+
+def print_seams(out: dict, as_json: bool) -> dict:
+    figures = {"windows": out["windows"]}
+    print()
+    print(f"window seams: {out['windows']} windows, colour-holding oracle + exact PoolVAE, 5 seeds; largest mean "
+          "|frame i+1 - frame i| across boundaries vs inside windows:")
+    for key in ("context", "independent"):
+        seam = max(s for s, _ in out[key])
+        inside = max(i for _, i in out[key])
+        figures[key] = {"seam": seam, "inside": inside}
+        print(f"  {key:12s} seam {seam:.2e}  inside {inside:.2e}")
+    if as_json:
+        print(json.dumps(figures))
+    return figures
 
 
 ESTIMATE = """estimate: 14B Wan 2.1 base, one 81-frame 1280x720 window, bf16, ZeRO-3 + Ulysses (see the docstring)

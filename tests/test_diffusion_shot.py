@@ -166,5 +166,8 @@ def test_check_diffusion_config_lists_every_problem(tiny):
     assert check_diffusion_config(good) == []
     problems = "\n".join(check_diffusion_config(dict(good, window=6, overlap=6, model_colourspace="sRGB-ish")))
     assert "diffusion.window=6 must be 4n+1" in problems
-    assert "diffusion.overlap=6 must be less than diffusion.window=6" in problems
+    problems += "\n".join(check_diffusion_config(dict(good, window=9, overlap=3)))
+    assert "diffusion.overlap=3 must be 4m+1" in problems and "fix: use 1 or 5" in problems
+    problems += "\n".join(check_diffusion_config(dict(good, window=9, overlap=5)))
+    assert "diffusion.overlap=5 is more than half of window=9" in problems
     assert "diffusion.model_colourspace: unknown colourspace 'sRGB-ish'" in problems

@@ -227,7 +227,7 @@ def test_killed_mid_shot_resumes_from_its_finished_windows(rendered, tmp_path):
     shutil.rmtree(root / "results" / "sd" / "v001")  # not published yet
     shutil.rmtree(root / "results" / "sd" / "composite")
     shutil.rmtree(root / "results" / "sd" / "diffusion" / "windows")
-    write_config(root, "many.yaml", {"window": 5, "overlap": 4, "ranks": 1, "steps": 8})  # 5 windows of 5 frames
+    write_config(root, "many.yaml", {"window": 5, "overlap": 1, "ranks": 1, "steps": 12})  # 2 windows of 5 frames
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
            str(REPO / "config.yaml"), str(root / "tiny.yaml"), str(root / "many.yaml"), "--directory", str(root),
            "--cores", "2", "--config", "shots=shots.csv"]
@@ -239,10 +239,10 @@ def test_killed_mid_shot_resumes_from_its_finished_windows(rendered, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = sorted(p.name for p in first.parent.glob("window_*.npz"))
-    assert "window_0000.npz" in done and len(done) < 5, done  # killed part-way
+    assert "window_0000.npz" in done and len(done) < 2, done  # killed part-way
     assert snakemake(root, "--unlock", configs=("tiny.yaml", "many.yaml")).returncode == 0
     r = snakemake(root, "--rerun-incomplete", configs=("tiny.yaml", "many.yaml"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     log = (root / "results" / "logs" / "composite" / "sd.log").read_text()
-    assert log.count("reused (checkpoint)") == len(done) and log.count("rendered") == 5 - len(done)
+    assert log.count("reused (checkpoint)") == len(done) and log.count("rendered") == 2 - len(done)
     assert len(comp_layers(root, "sd")) == LAST - FIRST + 1
