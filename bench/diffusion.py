@@ -44,7 +44,7 @@ Estimate, 14B Wan 2.1 base, one 81-frame 1280x720 window (bf16, ZeRO-3 + Ulysses
 An estimate from layer shapes, not a measurement.  Wan 2.1 14B: 40 layers, 40 heads x 128 = d 5120,
 ffn 13824, text_dim 4096.  Per block: self-attn 4d^2 = 104.9 M, cross-attn 4d^2 = 104.9 M, FFN
 2 d ffn = 141.6 M => 351.4 M/block x 40 = 14.06 B (+ embeddings; our wider patch embedding adds
-(848-16) x 5120 x 4 = 17 M and the depth head 0.3 M: ~14.1 B).  Parameters: 14.1e9 x 2 B = 28.2 GB.
+(851-16) x 5120 x 4 = 17 M and the depth head 0.3 M: ~14.1 B).  Parameters: 14.1e9 x 2 B = 28.2 GB.
 
 Tokens: 81 frames -> 21 latent frames; 720/8/2 = 45, 1280/8/2 = 80 => 21 x 45 x 80 = 75,600.
 FLOPs per transformer call (2 FLOPs per multiply-add):

@@ -384,6 +384,10 @@ def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequenc
         raise DiffusionInputError(f"zero_stage must be 0 or 3 for inference, got {zero_stage}")
     vae = AutoencoderKLWan.from_pretrained(root / "vae").eval().to(device)
     scheduler = scheduler_class(root / "scheduler").from_pretrained(root / "scheduler")
+    stray = misplaced(transformer, device)
+    if stray:  # caught here, not at the first attention call of a GPU shot
+        raise RuntimeError(f"{len(stray)} transformer tensor(s) are not on this rank's device {device}: "
+                           + ", ".join(stray[:5]))
     pipe = CinecompPipeline(transformer=transformer, vae=vae, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=dist.get_rank() != 0)
     pipe._ds_engine = engine
