@@ -34,9 +34,7 @@ RESULTS = config["results"]
 
 def check_diffusion_models():
     """Model directories of the `diffusion` backend, checked before any job runs."""
-    shots = [
-        s for s, row in ROWS.items() if backend(row, "composite") == "diffusion"
-    ]
+    shots = [s for s, row in ROWS.items() if backend(row, "composite") == "diffusion"]
     if not shots:
         return
     from cinecomp.diffusion.checks import check_diffusion_config
@@ -135,7 +133,8 @@ def resource(rule_name, key):
     res = config["resources"]
     own = res.get(rule_name, {})
     value = own[key] if key in own else res["default"][key]
-    if key == "mem_mb":  # a retried job (--retries, profiles/slurm) asks for more memory each attempt
+    # a retried job (--retries, profiles/slurm) asks for more memory each attempt
+    if key == "mem_mb":
         return lambda wildcards, attempt: value * attempt
     return value
 
