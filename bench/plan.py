@@ -51,6 +51,7 @@ rule all:
         expand(R + "/{{shot}}/v001/comp", shot=SHOTS),
         expand(R + "/{{shot}}/v001/review/{{shot}}_v001_daily.mp4", shot=SHOTS),
         expand(R + "/{{shot}}/v001/review/{{shot}}_v001_contact.png", shot=SHOTS),
+        expand(R + "/{{shot}}/v001/review/{{shot}}_v001_cost.html", shot=SHOTS),
 
 
 
@@ -140,6 +141,16 @@ rule contact_sheet:
     output: R + "/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_contact.png"
     log: R + "/logs/contact_sheet/{{shot}}_v{{version}}.log"
     benchmark: R + "/benchmarks/contact_sheet/{{shot}}_v{{version}}.tsv"
+    shell: "true"
+
+
+rule cost:
+    input:
+        R + "/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_daily.mp4",
+        R + "/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_contact.png",
+    output: R + "/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_cost.html"
+    log: R + "/logs/cost/{{shot}}_v{{version}}.log"
+    benchmark: R + "/benchmarks/cost/{{shot}}_v{{version}}.tsv"
     shell: "true"
 '''
 
