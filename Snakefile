@@ -17,6 +17,7 @@ include: "rules/light.smk"
 include: "rules/composite.smk"
 include: "rules/assemble.smk"
 include: "rules/review.smk"
+include: "rules/curate.smk"  # only the target `curate` (never rule all)
 
 
 rule all:

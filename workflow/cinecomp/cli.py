@@ -6,6 +6,7 @@
   cinecomp submit [--begin 22:00] [--time 10:00:00] [--shots ...]   the controller as a SLURM job (overnight)
   cinecomp status [--json] [--shots ...]         per shot done/failed/running/pending/stale, and its cost
   cinecomp colourspaces                          list the OCIO colourspaces a sheet may name
+  cinecomp curate --clips clips.csv --out DIR    training pairs from clips (README "Curation")
   cinecomp eval [--backends over,harmonize] [--split report] [--light given|auto|both] [--real]   score backends on the ground-truth eval set
   cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
   cinecomp models from-wan --wan DIR --out DIR   build the diffusion pipeline from a Wan 2.1 diffusers dir
@@ -335,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--configfile", default=None, help="config file (default: the repository config.yaml)")
     st.add_argument("--no-sacct", action="store_true", help="do not ask SLURM's accounting even where it exists")
     sub.add_parser("colourspaces", help="list colourspace names and aliases a sheet may use")
+    cu = sub.add_parser("curate", help="curate training pairs (shards, manifest, contact sheets) from a clips sheet")
+    cu.add_argument("--clips", required=True, help="clips sheet CSV: clip[,id,prompt,fps,first,last,camera,light,box]")
+    cu.add_argument("--out", required=True, help="dataset directory: index.json, shards, manifest.csv, clips/<id>/")
+    cu.add_argument("--configfile", default=None, help="config merged over config.yaml (curate:, perception:)")
+    cu.add_argument("--settings", default=None, help='curate settings as JSON, e.g. \'{"window": 17, "width": 320}\'')
     e = sub.add_parser("eval", help="render the ground-truth eval set, composite it per backend, print metrics")
     e.add_argument("--out", default="eval", help="eval directory: set/, sheets, results_<light>/, strips/")
     e.add_argument("--backends", default="over,harmonize", help="comma-separated composite backends")
@@ -391,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         return _models(args)
     if args.cmd == "eval":
         return _eval(args)
+    if args.cmd == "curate":
+        from .curate import cli as curate_cli
+
+        return curate_cli(args)
     return _colourspaces(args)
 
 

@@ -66,6 +66,8 @@ CURATE_SPEC = {
     "max_motion": Num(0.04, 0.0, 10.0, doc="largest character speed (fraction of the width per frame)"),
     "min_sharpness": Num(0.15, 0.0, 1000.0, doc="least character sharpness (Laplacian variance over the plate's)"),
     "min_light_confidence": Num(0.1, 0.0, 1.0, doc="least confidence of the light estimate"),
+    "min_travel": Num(2.0, 0.0, 100.0, doc="background model: least extent of the character's path over the clip, "
+                      "in its widths (less: the median plate shows it)"),
 }
 CURATE_FIX = "README 'Curation' lists every setting, e.g. {\"window\": 17, \"width\": 320}"
 
@@ -81,7 +83,15 @@ class CurateError(CinecompError):
 
 def check_settings(settings: dict | None) -> dict:
     """Curation settings with defaults, each checked (ValueError naming the fix)."""
-    s = check_params(dict(settings or {}), CURATE_SPEC, what="curate setting", fix=CURATE_FIX)
+    raw = {}
+    for k, v in dict(settings or {}).items():  # snakemake --config gives nested numbers as strings
+        if isinstance(v, str):
+            try:
+                v = float(v) if any(c in v for c in ".eE") else int(v)
+            except ValueError:
+                pass
+        raw[k] = v
+    s = check_params(raw, CURATE_SPEC, what="curate setting", fix=CURATE_FIX)
     if (s["window"] - 1) % 4:
         raise ValueError(f"curate setting window={s['window']}: samples need 4n+1 frames, e.g. 9 or 17 "
                          f"(fix: {CURATE_FIX})")
@@ -367,9 +377,25 @@ def check_window(m: dict, settings: dict, still: bool) -> list[str]:
         why.append(f"character moves too fast ({m['char_motion']:.3f} of the width a frame > {s['max_motion']:g})")
     if m["sharpness"] < s["min_sharpness"]:
         why.append(f"character blurred (sharpness {m['sharpness']:.2f} < {s['min_sharpness']:g})")
+    if still and m["travel"] < s["min_travel"]:
+        why.append(f"character stays in place (its path spans {m['travel']:.1f} of its widths < {s['min_travel']:g}): "
+                   "the background model's clean plate shows it (fix: configure perception.sam2 and give a box, or "
+                   "a clip where the person crosses the frame)")
     if m["light_confidence"] < s["min_light_confidence"]:
         why.append(f"light estimate unsure (confidence {m['light_confidence']:.2f} < {s['min_light_confidence']:g})")
     return why
+
+
+def travel(char: np.ndarray) -> float:
+    """Horizontal extent of the union of the character's masks over the clip, in its mean width: the
+    median of a background model is clean only where the character is absent most of the time."""
+    cols = char.any(axis=1)  # (T, W)
+    present = cols.any(axis=1)
+    if not present.any():
+        return 0.0
+    widths = cols[present].sum(axis=1)
+    span = np.flatnonzero(cols.any(axis=0))
+    return float((span[-1] - span[0] + 1) / max(float(np.median(widths)), 1.0))
 
 
 def _mask_metrics(char: np.ndarray) -> dict:
@@ -541,18 +567,20 @@ def curate_frames(clip: Clip, frames: np.ndarray, numbers: list[int], out_dir, s
               "depth": pri["depth_from"], "camera_drift_px": round(pri["camera_motion"]["drift"], 3),
               "light_confidence": round(float(pri["light"]["confidence"]), 3), "plate_unseen": round(pri["unseen"], 4)}
     t = int(settings["window"])
+    path_span = travel(pri["character"] | pri["prop"])
+    common["travel"] = round(path_span, 3)
     for k, s in enumerate(window_starts(len(frames), settings)):
         sl = slice(s, s + t)
         char = pri["character"][sl] | pri["prop"][sl]
         m = {**_mask_metrics(pri["character"][sl]), "camera_drift_px": pri["camera_motion"]["drift"],
              "char_motion": flow_motion(frames[sl], char) / frames.shape[2],
              "sharpness": sharpness(frames[sl], char, pri["plate"]),
-             "light_confidence": float(pri["light"]["confidence"])}
+             "light_confidence": float(pri["light"]["confidence"]), "travel": path_span}
         why = check_window(m, settings, still=pri["masks_from"] != "sam2")
         key = f"{clip.id}_w{k:03d}"
         row = {**common, "window": k, "key": key, "first_frame": numbers[s], "last_frame": numbers[s + t - 1],
                "status": "rejected" if why else "accepted", "reasons": "; ".join(why),
-               **{n: round(float(v), 4) for n, v in m.items() if n not in ("camera_drift_px", "light_confidence")}}
+               **{n: round(float(v), 4) for n, v in m.items() if n not in ("camera_drift_px", "light_confidence", "travel")}}
         pair = make_pair(frames, pri, sl, rng) if not why or len(sheet) < 6 else None
         if not why:
             meta = {"prompt": clip.prompt, "clip": clip.id, "source": source, "first_frame": numbers[s],
@@ -720,7 +748,10 @@ def gather(clip_dirs: list, out_dir) -> dict:
         rel = os.path.relpath(d, out_dir)
         for s in index.get("shards", []):
             shards.append({**s, "file": str(Path(rel) / s["file"])})
-        frames.append(pd.read_csv(d / MANIFEST))
+        m = pd.read_csv(d / MANIFEST, dtype={"shard": str}, keep_default_na=False)
+        if "shard" in m:
+            m["shard"] = [str(Path(rel) / f) if f else "" for f in m["shard"]]
+        frames.append(m)
     manifest = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     with atomic_path(out_dir / MANIFEST) as tmp:
         manifest.to_csv(tmp, index=False)
@@ -793,3 +824,37 @@ def cli(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Snakemake stages (rules/curate.smk, scripts/curate.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def clip_from_json(d: dict) -> Clip:
+    """A clip of the rule's params, its file probed again (cheap) for the frame list."""
+    from .plates import probe
+
+    clip = Clip(**{k: d.get(k) for k in ("id", "source", "row", "prompt", "fps", "first", "last", "camera",
+                                           "light", "box", "colourspace")})
+    clip.camera, clip.prompt, clip.colourspace = clip.camera or {}, clip.prompt or "", clip.colourspace or ""
+    if not clip.synthetic:
+        clip.info = probe(clip.source)
+    return clip
+
+
+def curate_stage(inputs, outputs, settings, log):
+    """Rule curate_clip: one clip into its directory."""
+    clip = clip_from_json(settings["clip"])
+    rows = curate_clip(clip, outputs[0], check_settings(settings["settings"]), settings.get("perception"))
+    ok = sum(r["status"] == "accepted" for r in rows)
+    log.info("clip %s: %d window(s) accepted, %d rejected", clip.id, ok, len(rows) - ok)
+    for r in rows:
+        if r["status"] != "accepted":
+            log.info("  %s: %s", r.get("key") or clip.id, r["reasons"])
+
+
+def gather_stage(inputs, outputs, settings, log):
+    """Rule curate: the per-clip directories into one index.json and manifest.csv."""
+    counts = gather(list(inputs), Path(outputs["index"]).parent)
+    log.info("curated: %s", counts)
