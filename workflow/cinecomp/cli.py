@@ -8,6 +8,7 @@
   cinecomp colourspaces                          list the OCIO colourspaces a sheet may name
   cinecomp curate --clips clips.csv --out DIR    training pairs from clips (README "Curation")
   cinecomp eval [--backends over,harmonize] [--split report] [--light given|auto|both] [--real]   score backends on the ground-truth eval set
+  cinecomp train --config train.yaml [--ranks N] [--resume]   train the compositing model on curated shards
   cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
   cinecomp models from-wan --wan DIR --out DIR   build the diffusion pipeline from a Wan 2.1 diffusers dir
   cinecomp models check [--pipeline DIR]         check model directories as the workflow will
@@ -120,6 +121,17 @@ def _validate(args) -> int:
     except SheetError as exc:
         print(exc, file=sys.stderr)
         return 1
+    from .perception import LEARNED, check_shots
+
+    backends = cfg.get("backends") if isinstance(cfg.get("backends"), dict) else {}
+    rows = df.to_dict("index")
+    if any(row.get(f"{st}_backend") in LEARNED[st] or backends.get(st) in LEARNED[st]
+           for row in rows.values() for st in LEARNED):
+        problems = check_shots(rows, backends, cfg.get("perception") or {})
+        if problems:
+            print(f"{sheet}: the learned perception backends cannot run:\n"
+                  + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+            return 1
     for shot, row in df.iterrows():
         env = row["environment"] or f"synthesised ({row['reference'] or 'prompt only'})"
         print(f"{shot}: {row['plate']} [{row['plate_colourspace']}] {row['first_frame']}-{row['last_frame']} "
@@ -202,6 +214,19 @@ def _render(args, extra: list[str]) -> int:
         return 1
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd)
+
+
+def _train(args) -> int:
+    from .train import TrainConfigError, launch
+
+    if args.ranks < 1:
+        print("error: --ranks must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return launch(args.config, ranks=args.ranks, resume=args.resume)
+    except TrainConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _eval(args) -> int:
@@ -336,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--configfile", default=None, help="config file (default: the repository config.yaml)")
     st.add_argument("--no-sacct", action="store_true", help="do not ask SLURM's accounting even where it exists")
     sub.add_parser("colourspaces", help="list colourspace names and aliases a sheet may use")
+    tr = sub.add_parser("train", help="train the compositing model on curated shards (DeepSpeed; README 'Training')")
+    tr.add_argument("--config", required=True, help="train.yaml: data.shards, model.pipeline/text_encoder, out.dir, ...")
+    tr.add_argument("--ranks", type=int, default=1, help="DeepSpeed ranks (GPUs; CPU processes without CUDA)")
+    tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out.dir")
     cu = sub.add_parser("curate", help="curate training pairs (shards, manifest, contact sheets) from a clips sheet")
     cu.add_argument("--clips", required=True, help="clips sheet CSV: clip[,id,prompt,fps,first,last,camera,light,box]")
     cu.add_argument("--out", required=True, help="dataset directory: index.json, shards, manifest.csv, clips/<id>/")
@@ -353,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--frames", type=int, default=None, help="frames per shot (default 12)")
     e.add_argument("--size", default=None, help="eval frame size WIDTHxHEIGHT (default 160x90)")
     e.add_argument("--cores", type=int, default=2)
+    e.add_argument("--configfile", action="append", default=[],
+                   help="extra config file after config.yaml (repeatable), e.g. a trained model's diffusion section")
     m = sub.add_parser("models", help="make or check the model files (diffusion, perception backends)")
     msub = m.add_subparsers(dest="action", required=True)
     t = msub.add_parser("tiny", help="tiny random pipeline + text encoder (tests; not for pictures)")
@@ -401,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         from .curate import cli as curate_cli
 
         return curate_cli(args)
+    if args.cmd == "train":
+        return _train(args)
     return _colourspaces(args)
 
 

@@ -364,13 +364,15 @@ def write_sheet(path: Path, rows: list[dict]) -> None:
     write_text(path, buf.getvalue())
 
 
-def run_workflow(out: Path, sheet: str, results: str, shot_ids: list[str], cores: int, log: Path) -> int:
-    """Snakemake on ``sheet`` in ``out`` (comps only, no dailies), output to ``log``; its return code."""
+def run_workflow(out: Path, sheet: str, results: str, shot_ids: list[str], cores: int, log: Path,
+                 configfiles: tuple = ()) -> int:
+    """Snakemake on ``sheet`` in ``out`` (comps only, no dailies), output to ``log``; its return code.
+    ``configfiles`` come after the repository's config.yaml (e.g. a trained model's diffusion section)."""
     # the comp only: with no daily and contact sheet an eval shot is never "published", so a rerun
     # after a code or setting change renders it again (layout.py)
     cmd = [sys.executable, "-m", "snakemake", *[published_targets(results, s, 1)[0] for s in shot_ids],
            "--snakefile", str(REPO / "Snakefile"), "--directory", str(out), "--configfile", str(REPO / "config.yaml"),
-           "--profile", str(REPO / "profiles" / "default"), "--cores", str(cores),
+           *[str(Path(c).resolve()) for c in configfiles], "--profile", str(REPO / "profiles" / "default"), "--cores", str(cores),
            "--config", f"shots={sheet}", f"results={results}"]
     log.parent.mkdir(parents=True, exist_ok=True)
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
@@ -515,7 +517,8 @@ def eval_strip(out: Path, entry: dict, set_dir: Path, results: Path, backends: l
 # ------------------------------------------------------------------------------------------------
 
 
-def evaluate_mode(out: Path, entries: list[dict], backends: list[str], mode: str, cores: int) -> dict:
+def evaluate_mode(out: Path, entries: list[dict], backends: list[str], mode: str, cores: int,
+                  configfiles: tuple = ()) -> dict:
     """Sheet, workflow run and scores of one light mode: {backend: {shot: metrics}}."""
     set_dir = out / "set"
     if mode == "given" and not {"camera", "light", "prop_hint"} <= sheet_columns():
@@ -525,7 +528,8 @@ def evaluate_mode(out: Path, entries: list[dict], backends: list[str], mode: str
     sheet = f"eval_{mode}.csv"
     write_sheet(out / sheet, rows)
     results = f"results_{mode}"
-    run_workflow(out, sheet, results, [r["shot"] for r in rows], cores, out / "logs" / f"eval_{mode}.log")
+    run_workflow(out, sheet, results, [r["shot"] for r in rows], cores, out / "logs" / f"eval_{mode}.log",
+                 configfiles)
     scores: dict[str, dict] = {b: {} for b in backends}
     for e in entries:
         for b in backends:
@@ -561,9 +565,10 @@ def summary(scores: dict[str, dict]) -> dict:
 
 
 def run_eval(out, backends: list[str], split: str = "report", light: str = "given", shots=None,
-             frames: int | None = None, size=None, cores: int = 2) -> dict:
+             frames: int | None = None, size=None, cores: int = 2, configfiles: tuple = ()) -> dict:
     """Make the eval set (the shots of ``split``, or exactly ``shots``), run the workflow per light mode
-    and score. Returns {mode: {backend: {shot: metrics}}}."""
+    and score (``configfiles``: extra Snakemake config files, e.g. a trained model's). Returns
+    {mode: {backend: {shot: metrics}}}."""
     out = Path(out).resolve()
     check_backends(backends)
     if split not in (*SPLITS, "all"):
@@ -573,7 +578,7 @@ def run_eval(out, backends: list[str], split: str = "report", light: str = "give
         raise EvalError(f"--light must be given, auto or both, got {light!r}")
     names = [s.name for s in _select(shots) if shots or split == "all" or s.split == split]
     entries = make_eval_set(out / "set", names, frames=frames, size=size)
-    return {m: evaluate_mode(out, entries, backends, m, cores) for m in modes}
+    return {m: evaluate_mode(out, entries, backends, m, cores, configfiles) for m in modes}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -687,7 +692,8 @@ def cli(args) -> int:
                   else "\n".join(f"strip: {p}" for p in strips))
             return 0
         by_mode = run_eval(args.out, backends, split=args.split, light=args.light, shots=shots,
-                           frames=args.frames, size=_size(args.size), cores=args.cores)
+                           frames=args.frames, size=_size(args.size), cores=args.cores,
+                           configfiles=tuple(getattr(args, "configfile", None) or ()))
     except CinecompError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

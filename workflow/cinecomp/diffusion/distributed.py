@@ -594,8 +594,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_command(num_ranks: int, script_args: list[str], master_port: int | None = None) -> list[str]:
-    """The DeepSpeed launcher command running :func:`main` on ``num_ranks`` local ranks."""
+def launch_command(num_ranks: int, script_args: list[str], master_port: int | None = None,
+                   module: str = "cinecomp.diffusion.distributed") -> list[str]:
+    """The DeepSpeed launcher command running ``module`` (default: :func:`main`) on ``num_ranks`` local ranks."""
     exe = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or shutil.which("deepspeed")
     if exe is None:
         raise RuntimeError("the deepspeed launcher is not installed in this environment")
@@ -606,7 +607,7 @@ def launch_command(num_ranks: int, script_args: list[str], master_port: int | No
         "--master_port",
         str(master_port or free_port()),
         "--module",
-        "cinecomp.diffusion.distributed",
+        module,
         *script_args,
     ]
 

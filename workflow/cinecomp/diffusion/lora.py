@@ -2,6 +2,9 @@
 
 * :func:`add_lora` -- a new trainable adapter (training);
 * :func:`save_lora` -- an adapter to ``<dir>/pytorch_lora_weights.safetensors`` (config in the metadata);
+* :func:`save_trained_modules` -- the modules a fine-tune trains fully (patch embedding, depth head) to
+  ``<dir>/trained_modules.safetensors``; :func:`load_lora`, :func:`unload_lora` and :func:`bake_lora`
+  carry them with the adapter (the scale applies to the adapter only: trained modules are swapped in);
 * :func:`load_lora` -- a saved adapter (ours, a diffusers Wan LoRA with ``transformer.`` keys, or an
   original-format Wan LoRA with ``diffusion_model.`` keys) from a local file or directory, at a scale;
 * :func:`set_lora_scales` -- which adapters are active, with what weight;
@@ -25,6 +28,9 @@ from ._io import atomic_dir
 from .errors import CheckpointError
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+# modules a fine-tune trains fully (the widened patch embedding's new input channels, the depth head):
+# a LoRA cannot express them, so they are saved beside the adapter and loaded / baked with it
+TRAINED_MODULES_NAME = "trained_modules.safetensors"
 # attention projections and the feed-forward of every Wan block (what Wan LoRAs usually target)
 DEFAULT_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
 
@@ -157,6 +163,7 @@ def load_lora(model, path: str | os.PathLike, adapter_name: str | None = None, s
         ) from exc
     _scales(transformer)[adapter_name] = float(scale)
     set_lora_scales(transformer, _scales(transformer))
+    _load_trained_modules(transformer, file, adapter_name)
     return adapter_name
 
 
@@ -178,6 +185,7 @@ def unload_lora(model, adapter_name: str | None = None) -> None:
     scales = _scales(transformer)
     if adapter_name is not None and adapter_name not in names:
         raise ValueError(f"no LoRA adapter named {adapter_name!r} (loaded: {names})")
+    _restore_trained_modules(transformer, adapter_name)
     if adapter_name is None or names == [adapter_name]:
         if names:
             transformer.unload_lora()
@@ -187,6 +195,58 @@ def unload_lora(model, adapter_name: str | None = None) -> None:
     scales.pop(adapter_name, None)
     if scales:
         set_lora_scales(transformer, dict(scales))
+
+
+def save_trained_modules(model, out_dir: str | os.PathLike, modules=("patch_embedding", "depth_proj_out")) -> Path:
+    """The full weights of ``modules`` (trained next to the adapter) to ``out_dir/trained_modules.safetensors``."""
+    from safetensors.torch import save_file
+
+    from ..atomic import atomic_path
+
+    transformer = _transformer(model)
+    state = {}
+    for name in modules:
+        for pname, p in getattr(transformer, name).named_parameters():
+            state[f"{name}.{pname}"] = p.detach().float().cpu().contiguous()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with atomic_path(Path(out_dir) / TRAINED_MODULES_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"modules": json.dumps(list(modules))})
+    return Path(out_dir) / TRAINED_MODULES_NAME
+
+
+def _load_trained_modules(transformer, lora_file: Path, adapter_name: str) -> None:
+    """Load the adapter's fully trained modules (if it has them), keeping the originals for unload_lora."""
+    from safetensors.torch import load_file
+
+    file = lora_file.parent / TRAINED_MODULES_NAME
+    if not file.is_file():
+        return
+    try:
+        state = load_file(str(file))
+    except Exception as exc:
+        raise CheckpointError(file, f"cannot read the trained modules ({exc})", "re-export the fine-tune")
+    params = dict(transformer.named_parameters())
+    bad = [k for k, v in state.items() if k not in params or tuple(params[k].shape) != tuple(v.shape)]
+    if bad:
+        raise CheckpointError(file, f"{len(bad)} trained weight(s) do not fit this transformer, e.g. {bad[0]}",
+                              "use a fine-tune of this model")
+    saved = transformer.__dict__.setdefault("_cinecomp_replaced", {})
+    with torch.no_grad():
+        originals = {}
+        for k, v in state.items():
+            originals[k] = params[k].detach().clone()
+            params[k].copy_(v.to(params[k].dtype))
+    saved[adapter_name] = originals
+
+
+def _restore_trained_modules(transformer, adapter_name: str | None) -> None:
+    saved = transformer.__dict__.get("_cinecomp_replaced", {})
+    names = list(saved) if adapter_name is None else [adapter_name]
+    params = dict(transformer.named_parameters())
+    with torch.no_grad():
+        for name in reversed(names):
+            for k, v in saved.pop(name, {}).items():
+                params[k].copy_(v)
 
 
 @torch.no_grad()
@@ -208,8 +268,9 @@ def bake_lora(pipeline_dir: str | os.PathLike, lora_path: str | os.PathLike, out
     pipe = CinecompPipeline.from_pretrained(str(pipeline_dir))
     name = load_lora(pipe.transformer, lora_path, scale=scale)
     fuse_lora(pipe.transformer, [name])
-    pipe.transformer.unload_lora()  # drops the PEFT layers; the fused weights stay
+    pipe.transformer.unload_lora()  # drops the PEFT layers; the fused weights (and trained modules) stay
     _scales(pipe.transformer).clear()
+    pipe.transformer.__dict__.pop("_cinecomp_replaced", None)
     with atomic_dir(out_dir) as tmp:
         pipe.save_pretrained(str(tmp))
     return Path(out_dir)

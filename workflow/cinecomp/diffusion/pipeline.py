@@ -73,7 +73,7 @@ def _as_tensor(x, name: str) -> torch.Tensor:
             t = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
         except (TypeError, ValueError) as exc:
             raise DiffusionInputError(f"{name} is not an array of numbers ({exc})") from None
-    if not torch.isfinite(t).all() and name != "character_depth":
+    if "depth" not in name and not torch.isfinite(t).all():  # depth may be inf (sky, unknown)
         raise DiffusionInputError(f"{name} contains NaN or infinite values")
     return t
 

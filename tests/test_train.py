@@ -1,0 +1,200 @@
+"""Training on tiny data: the loss falls, a resumed run repeats the trajectory, the LoRA fine-tune
+(adapter + fully trained patch embedding and depth head) survives save -> bake -> load, 2 ranks run,
+and a bad config or an empty dataset is refused before any step."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("deepspeed")
+
+from cinecomp.dataset import DatasetError, ShardWriter, check_sample, iter_samples, read_index  # noqa: E402
+from cinecomp.train import TrainConfigError, launch, load_config  # noqa: E402
+
+T, H, W = 5, 32, 32
+
+
+def synthetic_sample(rng):
+    """A flat environment, a box character and its shadow: enough structure for the loss to learn."""
+    env = np.ones((T, H, W, 3), np.float32) * rng.uniform(0.3, 0.7, 3).astype(np.float32)
+    mask = np.zeros((T, H, W, 3), np.float32)
+    y0, x0 = rng.integers(4, 12, 2)
+    mask[:, y0 : y0 + 16, x0 : x0 + 10, 0] = 1
+    mask[..., 2] = 1 - mask[..., 0]
+    effect = np.zeros((T, H, W), np.float32)
+    effect[:, y0 + 14 : y0 + 18, x0 + 8 : x0 + 16] = 1
+    char = mask[..., :1] * rng.uniform(0.2, 0.9, 3).astype(np.float32)
+    target = env * (1 - 0.5 * effect[..., None]) * (1 - mask[..., :1]) + char * 0.8
+    depth = np.where(mask[..., 0] > 0, 3.0, np.inf).astype(np.float32)
+    return dict(target_rgb=target, target_depth=depth, character_rgb=char, environment_rgb=env, tri_mask=mask,
+                effect_mask=effect, meta={"prompt": "a person stands in a room", "clip": "synthetic",
+                                          "source": "synthetic"})
+
+
+def write_dataset(path, n, seed=0):
+    rng = np.random.default_rng(seed)
+    with ShardWriter(path, samples_per_shard=2) as writer:
+        for i in range(n):
+            writer.write(f"s{i:03d}", synthetic_sample(rng))
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from cinecomp.diffusion.configs import make_tiny_models
+
+    root = tmp_path_factory.mktemp("train")
+    tiny = make_tiny_models(root / "tiny", seed=0)
+    write_dataset(root / "data", 4)
+    return root, tiny
+
+
+def write_config(path, root, tiny, out, **train):
+    cfg = {"data": {"shards": str(root / "data")},
+           "model": {"pipeline": str(tiny["pipeline"]), "text_encoder": str(tiny["text_encoder"])},
+           "out": {"dir": str(out)},
+           "train": {"steps": 6, "lr": 0.003, "batch": 2, "max_sequence_length": 16, **train}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def history(out):
+    import pandas as pd
+
+    return pd.read_csv(out / "loss.csv")
+
+
+@pytest.fixture(scope="module")
+def trained(setup):
+    """6 steps in one go, and 3 + 3 with a resume in between."""
+    root, tiny = setup
+    whole = root / "whole"
+    assert launch(write_config(root / "whole.yaml", root, tiny, whole), ranks=1) == 0
+    half = root / "half"
+    assert launch(write_config(root / "half.yaml", root, tiny, half, steps=3), ranks=1) == 0
+    assert launch(write_config(root / "resumed.yaml", root, tiny, half), ranks=1, resume=True) == 0
+    return root, tiny, whole, half
+
+
+@pytest.mark.slow
+def test_loss_falls_and_a_resumed_run_repeats_the_trajectory(trained):
+    root, tiny, whole, half = trained
+    summary = json.loads((whole / "summary.json").read_text())
+    assert summary["steps"] == 6
+    assert summary["probe_loss_end"] < 0.8 * summary["probe_loss_start"], summary
+    a, b = history(whole), history(half)
+    assert list(a["step"]) == list(b["step"]) == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)  # steps 4-6 after the resume too
+    assert (whole / "loss.png").is_file() and (whole / "MODEL_CARD.md").is_file()
+    assert sorted(p.name for p in (whole / "lora").iterdir()) == ["pytorch_lora_weights.safetensors",
+                                                                  "trained_modules.safetensors"]
+
+
+@pytest.mark.slow
+def test_lora_round_trip_train_save_bake_load_same_output(trained, tmp_path):
+    """The fine-tune's adapter and its fully trained modules (new input channels, depth head) load
+    together, and baking keeps both: the baked pipeline gives the loaded adapter's output.  Without the
+    trained modules (what baking used to keep) the output differs."""
+    from cinecomp.diffusion import lora
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.diffusion.transformer import CinecompTransformer3DModel
+
+    root, tiny, whole, _ = trained
+    g = torch.Generator().manual_seed(0)
+    m = CinecompTransformer3DModel.from_pretrained(tiny["pipeline"] / "transformer")
+    x = torch.randn(1, m.config.in_channels, 2, 4, 4, generator=g)
+    t, text = torch.tensor([400.0]), torch.randn(1, 16, 32, generator=g)
+
+    def out(model):
+        with torch.no_grad():
+            return model(x, t, text).sample
+
+    base = out(m)
+    lora.load_lora(m, whole / "lora", adapter_name="show")
+    loaded = out(m)
+    assert not torch.allclose(loaded, base, atol=1e-5)
+    lora.unload_lora(m)
+    np.testing.assert_allclose(out(m).numpy(), base.numpy(), atol=1e-6)  # trained modules restored too
+
+    baked_dir = lora.bake_lora(tiny["pipeline"], whole / "lora", tmp_path / "baked")
+    baked = CinecompPipeline.from_pretrained(baked_dir).transformer
+    np.testing.assert_allclose(out(baked).numpy(), loaded.numpy(), atol=1e-5)
+
+    adapter_only = tmp_path / "adapter_only"
+    adapter_only.mkdir()
+    (adapter_only / lora.LORA_WEIGHT_NAME).write_bytes((whole / "lora" / lora.LORA_WEIGHT_NAME).read_bytes())
+    lora.load_lora(m, adapter_only, adapter_name="partial")
+    assert not torch.allclose(out(m), loaded, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_ranks_train(setup):
+    root, tiny = setup
+    out = root / "two"
+    assert launch(write_config(root / "two.yaml", root, tiny, out, steps=2, batch=1), ranks=2) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ranks"] == 2 and np.isfinite(history(out)["loss"]).all()
+
+
+def test_dataset_round_trip_and_bad_samples(tmp_path):
+    rng = np.random.default_rng(1)
+    sample = synthetic_sample(rng)
+    write_dataset(tmp_path / "d", 3)
+    keys = [k for k, _ in iter_samples(read_index(tmp_path / "d"))]
+    assert keys == ["s000", "s001", "s002"]
+    for _, s in iter_samples(read_index(tmp_path / "d")):
+        check_sample(s)
+        assert np.isposinf(s["target_depth"]).any() and s["meta"]["prompt"]
+    with pytest.raises(DatasetError, match="4n\\+1 frames"):
+        check_sample({**sample, "target_rgb": sample["target_rgb"][:4]})
+    with pytest.raises(DatasetError, match="missing effect_mask"):
+        check_sample({k: v for k, v in sample.items() if k != "effect_mask"})
+    bad = dict(sample, tri_mask=sample["tri_mask"].copy())
+    bad["tri_mask"][0, 0, 0, 0] = np.nan
+    with pytest.raises(DatasetError, match="tri_mask has NaN"):
+        check_sample(bad)
+    (tmp_path / "d" / "shard-000000.tar").write_bytes(b"not a tar")
+    with pytest.raises(DatasetError, match="damaged shard"):
+        list(iter_samples(read_index(tmp_path / "d")))
+
+
+@pytest.mark.parametrize("edit, says", [
+    ({"train": {"lr": float("nan")}}, "lr must be a finite number"),
+    ({"train": {"steps": 0}}, "steps must be in [1"),
+    ({"train": {"mode": "qlora"}}, "mode must be one of lora, full"),
+    ({"train": {"lr": 1e-4, "epochs": 3}}, "unknown train key(s) epochs"),
+    ({"loss": {"effect": -1}}, "effect must be in [0.0"),
+    ({"optimizer": {}}, "unknown section(s) optimizer"),
+    ({"model": {"pipeline": "/nonexistent/pipeline", "text_encoder": "/nonexistent/te"}}, "/nonexistent/pipeline"),
+    ({"data": {"shards": "/nonexistent/shards"}}, "no readable shard index"),
+])
+def test_bad_training_configs_are_refused_before_any_step(setup, tmp_path, edit, says):
+    root, tiny = setup
+    path = write_config(tmp_path / "bad.yaml", root, tiny, tmp_path / "out")
+    cfg = yaml.safe_load(path.read_text())
+    for section, values in edit.items():
+        cfg.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(TrainConfigError) as exc:
+        load_config(path)
+    assert says in str(exc.value)
+    assert not (tmp_path / "out").exists()  # nothing ran
+    proc = subprocess.run([sys.executable, "-m", "cinecomp.cli", "train", "--config", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and says in proc.stderr
+
+
+def test_a_dataset_with_no_accepted_samples_is_a_clear_error(setup, tmp_path):
+    root, tiny = setup
+    ShardWriter(tmp_path / "empty").close()  # curation accepted nothing
+    path = write_config(tmp_path / "t.yaml", root, tiny, tmp_path / "out")
+    cfg = yaml.safe_load(path.read_text())
+    cfg["data"]["shards"] = str(tmp_path / "empty")
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(TrainConfigError, match="no accepted samples"):
+        load_config(path)
