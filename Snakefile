@@ -18,6 +18,7 @@ include: "rules/composite.smk"
 include: "rules/assemble.smk"
 include: "rules/review.smk"
 include: "rules/curate.smk"  # only the target `curate` (never rule all)
+include: "rules/train.smk"  # only the target `train` (never rule all)
 
 
 rule all:

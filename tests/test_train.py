@@ -198,3 +198,23 @@ def test_a_dataset_with_no_accepted_samples_is_a_clear_error(setup, tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(TrainConfigError, match="no accepted samples"):
         load_config(path)
+
+
+def test_the_train_target_plans_one_job_and_checks_the_config_first(setup, tmp_path):
+    """`snakemake train --config train=train.yaml` is one job writing the model card; rule all never
+    contains it; a bad training config stops the planning with the config's own message."""
+    from pathlib import Path
+
+    root, tiny = setup
+    repo = Path(__file__).resolve().parents[1]
+    good = write_config(tmp_path / "t.yaml", root, tiny, tmp_path / "out")
+    cmd = [sys.executable, "-m", "snakemake", "train", "-n", "--snakefile", str(repo / "Snakefile"),
+           "--directory", str(repo), "--config", f"train={good}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "rule train:" in proc.stdout and "MODEL_CARD.md" in proc.stdout
+    cfg = yaml.safe_load(good.read_text())
+    cfg["train"]["lr"] = -1
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(cmd[:-1] + [f"train={tmp_path / 'bad.yaml'}"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "lr must be in" in proc.stdout + proc.stderr
