@@ -10,11 +10,12 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements-torch.txt requirements.txt requirements-deepspeed.txt pyproject.toml
+$(STAMP): requirements-torch.txt requirements.txt requirements-deepspeed.txt requirements-perception.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-torch.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-build-isolation -r requirements-deepspeed.txt
+	SAM2_BUILD_CUDA=0 $(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -r requirements-perception.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -42,6 +43,7 @@ bench: venv
 	$(BIN)/python bench/harmonize.py
 	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/diffusion.py --json
+	$(BIN)/python bench/perception.py
 
 clean:
 	rm -rf results results-diffusion models/tiny logs benchmarks demo .snakemake report.html

@@ -50,27 +50,9 @@ def check_diffusion_models():
 def check_perception_models():
     """Learned perception backends (sam2, matanyone, model): every shot's model files checked
     before any job runs; each problem names the shots, the backend and the path."""
-    from cinecomp.masks import POINTS_NEED_SAM2
-    from cinecomp.perception import LEARNED, check_backend
+    from cinecomp.perception import check_shots
 
-    used, problems = {}, []
-    for s, row in ROWS.items():
-        for stage, learned in LEARNED.items():
-            b = backend(row, stage)
-            if b in learned:
-                used.setdefault((stage, b), []).append(s)
-        if backend(row, "masks") != "sam2" and ":points:" in (row["prop_hint"] or ""):
-            problems.append(f"shot {s}: masks backend {backend(row, 'masks')}: {POINTS_NEED_SAM2}")
-        if backend(row, "depth") == "model" and not row["environment"]:
-            problems.append(
-                f"shot {s}: depth backend model: it predicts the environment plate's depth, and the "
-                "shot has none (fix: give an environment, or use depth_backend ground)"
-            )
-        if backend(row, "key") == "matanyone" and '"sam2"' in (row["key_params"] or ""):
-            used.setdefault(("masks", "sam2"), []).append(f"{s} (matanyone_first_mask)")
-    for (stage, b), shots in used.items():
-        for p in check_backend(stage, b, config["perception"]):
-            problems.append(f"shot(s) {', '.join(shots)}: {stage} backend {b}: {p}")
+    problems = check_shots(ROWS, config["backends"], config["perception"])
     if problems:
         raise WorkflowError(
             "learned perception backends cannot run:\n"
@@ -79,19 +61,9 @@ def check_perception_models():
 
 
 def perception_settings(row, stage):
-    """config.yaml's perception settings of a shot's learned backend, with the files' identity (a
-    replaced checkpoint reruns the shot); None for a classical backend."""
-    from cinecomp.perception import LEARNED, model_id as perception_model_id
+    from cinecomp.perception import shot_settings
 
-    b = backend(row, stage)
-    key = LEARNED[stage].get(b)
-    if key is None:
-        return None
-    p = config["perception"]
-    out = dict(p[key], device=p["device"], model_id=perception_model_id(stage, b, p))
-    if key == "matanyone" and '"sam2"' in (row["key_params"] or ""):
-        out["sam2"] = dict(p["sam2"], device=p["device"])
-    return out
+    return shot_settings(row, stage, backend(row, stage), config["perception"])
 
 
 def perception_gpu(stage):
@@ -102,6 +74,19 @@ def perception_gpu(stage):
 
         learned = backend(shot_row(wildcards), stage) in LEARNED[stage]
         return config["perception"]["gpus"] if learned else 0
+
+    return get
+
+
+def stage_env(stage):
+    """--sdm conda: envs/perception.yaml (torch, sam2, transformers) for a learned backend's job,
+    envs/core.yaml for the classical ones (paths relative to rules/)."""
+
+    def get(wildcards):
+        from cinecomp.perception import LEARNED
+
+        learned = backend(shot_row(wildcards), stage) in LEARNED[stage]
+        return "../envs/perception.yaml" if learned else "../envs/core.yaml"
 
     return get
 

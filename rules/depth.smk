@@ -12,7 +12,7 @@ rule depth:
     benchmark:
         f"{RESULTS}/benchmarks/depth/{{shot}}.tsv"
     conda:
-        "../envs/core.yaml"
+        stage_env("depth")
     resources:
         mem_mb=resource("depth", "mem_mb"),
         runtime=resource("depth", "runtime"),

@@ -12,7 +12,7 @@ rule key:
     benchmark:
         f"{RESULTS}/benchmarks/key/{{shot}}.tsv"
     conda:
-        "../envs/core.yaml"
+        stage_env("key")
     resources:
         mem_mb=resource("key", "mem_mb"),
         runtime=resource("key", "runtime"),

@@ -12,7 +12,7 @@ rule masks:
     benchmark:
         f"{RESULTS}/benchmarks/masks/{{shot}}.tsv"
     conda:
-        "../envs/core.yaml"
+        stage_env("masks")
     resources:
         mem_mb=resource("masks", "mem_mb"),
         runtime=resource("masks", "runtime"),

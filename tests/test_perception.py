@@ -23,7 +23,7 @@ HAS_MATANYONE = any(importlib.util.find_spec(m) for m in ("matanyone2", "matanyo
 NO_MATANYONE = "MatAnyone is not installed (pip install --no-deps matanyone2-runtime==0.2.0; `make venv` does)"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """Random SAM 2.1 hiera-t (the sam2 package's config at a 256 input), a tiny Depth Anything and,
     where installed, MatAnyone's network, saved to local files."""
@@ -93,7 +93,7 @@ def test_sam2_box_prompt_gives_one_trimask_per_frame_inside_the_key(shot, models
     check_trimask(shot, layers)
     assert report["backend"] == "sam2" and report["frames"] == len(shot["frames"])
     p = report["prompts"]
-    assert p["prop_frame_index"] == HINT - FIRST and p["character_frame_indices"] == [0, HINT - FIRST]
+    assert p["prop_frame_index"] == HINT - FIRST and p["character_frame_indices"] == [HINT - FIRST]
     assert "forwards and backwards" in report["tracking"]
     assert set(seen) == set(range(len(shot["frames"])))
     hdr = exrio.read_exr_header(frame_path(tmp_path, "sh", "masks", None, FIRST))
@@ -269,3 +269,40 @@ def test_cli_models_check_perception(models, tmp_path):
     cfg.write_text(yaml.safe_dump({"perception": {"sam2": models["sam2"], "depth_model": models["depth_model"],
                                                   "matanyone": {"checkpoint": str(tmp_path / "m.pth")}}}))
     assert main(["models", "check", "--perception", "--configfile", str(cfg)]) == 1  # matanyone path missing
+
+
+def test_cli_validate_names_shot_backend_and_path(shot, models, tmp_path, capsys):
+    import yaml
+
+    from cinecomp.cli import REPO, main
+
+    plate = shot["root"] / "sh" / "plate" / "sh_plate.####.exr"
+    env = shot["root"] / "sh" / "env" / "sh_env.####.exr"
+    sheet = tmp_path / "shots.csv"
+    sheet.write_text("shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version,"
+                     f"masks_backend,depth_backend\nsx,{plate},ACEScg,{FIRST},{LAST},24,{env},ACEScg,1,sam2,model\n"
+                     f"sy,{plate},ACEScg,{FIRST},{LAST},24,{env},ACEScg,1,,model\n")
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["perception"]["sam2"] = models["sam2"]
+    cfg["perception"]["depth_model"]["path"] = str(tmp_path / "no_depth_model")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["validate", "--sheet", str(sheet), "--configfile", str(tmp_path / "c.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert f"shot(s) sx, sy: depth backend model: {tmp_path / 'no_depth_model'}: depth model directory does not exist" in err
+    assert "masks backend sam2" not in err  # that one is fine
+    cfg["perception"]["depth_model"] = models["depth_model"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["validate", "--sheet", str(sheet), "--configfile", str(tmp_path / "c.yaml")]) == 0
+
+
+@pytest.mark.skipif(not HAS_MATANYONE, reason=NO_MATANYONE)
+def test_matanyone_first_mask_from_sam2(shot, models):
+    from cinecomp.keying import KeyParams
+    from cinecomp.matanyone_key import first_mask
+
+    rgb = exrio.read_rgba(shot["plates"][0])[..., :3]
+    alpha = exrio.read_layers(shot["keys"][0][1])["A"].astype(np.float32)
+    params = KeyParams.from_dict({"matanyone_first_mask": "sam2"})
+    m = first_mask(rgb, alpha, params, {**models["sam2"], "device": "cpu"})
+    assert m.shape == (H, W) and set(np.unique(m)) <= {0.0, 1.0}
+    assert (first_mask(rgb, alpha, KeyParams(), None) == (alpha > 0.5)).all()

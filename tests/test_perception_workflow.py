@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from cinecomp import exrio
+from test_perception import models  # noqa: F401 (the session's random-weight models)
 from test_workflow import REPO, comp_files, snakemake
 
 pytestmark = pytest.mark.slow
@@ -32,17 +33,12 @@ def prop_hint(root, shot, frame):
 
 
 @pytest.fixture(scope="module")
-def learned(tmp_path_factory):
-    from cinecomp import perception_tiny
+def learned(tmp_path_factory, models):  # noqa: F811
     from cinecomp.demo import make_demo_shot
 
     root = tmp_path_factory.mktemp("learned")
     make_demo_shot(root / "demo", "pa", W, H, FIRST, LAST)
-    perception = {"sam2": perception_tiny.make_sam2(root / "models" / "sam2", image_size=256),
-                  "depth_model": {**perception_tiny.make_depth_model(root / "models"), "input_size": 56},
-                  "device": "cpu"}
-    if HAS_MATANYONE:
-        perception["matanyone"] = perception_tiny.make_matanyone(root / "models" / "matanyone")
+    perception = {**models, "device": "cpu"}
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())  # the repository's config, models swapped
     cfg["perception"].update(perception)
     (root / "perception.yaml").write_text(yaml.safe_dump(cfg))
@@ -83,9 +79,34 @@ def test_bad_model_paths_stop_the_run_before_any_job(learned, tmp_path):
     (tmp_path / "bad.yaml").write_text("not: [a checkpoint")
     cfg["perception"]["depth_model"]["path"] = str(tmp_path / "bad.yaml")
     (tmp_path / "perception.yaml").write_text(yaml.safe_dump(cfg))
+    with open(tmp_path / "shots.csv", "a") as f:  # clicks are a SAM 2 prompt: the track backend refuses them
+        f.write(row("pa2", '"1002:points:30,20"', masks="track").replace("demo/pa2/", "demo/pa/") + "\n")
     r = snakemake(tmp_path, "--dry-run", "--configfile", str(tmp_path / "perception.yaml"))
     out = r.stdout + r.stderr
     assert r.returncode != 0
     assert f"shot(s) pa: masks backend sam2: {tmp_path / 'missing.pt'}: SAM 2 checkpoint does not exist" in out
     assert f"shot(s) pa: depth backend model: {tmp_path / 'bad.yaml'}: depth model directory does not exist" in out
+    assert "shot pa2: masks backend track: prop_hint clicks" in out
     assert not (tmp_path / "results").exists()
+
+
+def test_learned_backend_jobs_ask_for_gpus_when_configured(learned, tmp_path):
+    import shutil
+
+    shutil.copytree(learned / "demo", tmp_path / "demo")
+    with open(tmp_path / "shots.csv", "w") as f:
+        f.write((learned / "shots.csv").read_text())
+        f.write(row("pc").replace("demo/pc/", "demo/pa/") + "\n")  # classical backends
+    cfg = yaml.safe_load((learned / "perception.yaml").read_text())
+    cfg["perception"]["gpus"] = 2
+    (tmp_path / "perception.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake(tmp_path, "--dry-run", "--configfile", str(tmp_path / "perception.yaml"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    gpus = {}
+    for block in (r.stdout + r.stderr).split("\nrule ")[1:]:
+        name = block.split(":", 1)[0]
+        shot = block.split("wildcards: shot=", 1)[1].split()[0].rstrip(",") if "wildcards: shot=" in block else None
+        if name in ("key", "masks", "depth") and shot:
+            gpus[(name, shot)] = "gpu=2" in block
+    learned = {"masks", "depth"} | ({"key"} if HAS_MATANYONE else set())
+    assert gpus == {(n, s): s == "pa" and n in learned for n in ("key", "masks", "depth") for s in ("pa", "pc")}, gpus

@@ -126,6 +126,8 @@ def first_mask(rgb: np.ndarray, alpha_c: np.ndarray, params: KeyParams, sam2_set
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     image = SAM2ImagePredictor(predictor)
+    s = int(predictor.image_size)  # the backbone's feature sizes (the class assumes a 1024 input)
+    image._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
     with torch.inference_mode():
         image.set_image((_display(rgb) * 255).astype(np.uint8))
         m, _, _ = image.predict(box=np.array(box), multimask_output=False)

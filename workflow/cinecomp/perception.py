@@ -316,3 +316,54 @@ def model_id(stage: str, backend: str, perception: dict) -> str | None:
     s = perception.get(key) or {}
     paths = [sam2_config_file(s[k]) if (key, k) == ("sam2", "config") else s[k] for k in PATHS[key] if s.get(k)]
     return fingerprint(*paths)
+
+
+def _first_mask_sam2(row) -> bool:
+    """Does the shot's matanyone key take its first mask from SAM 2 (key_params)?"""
+    import json
+
+    try:
+        params = json.loads(row.get("key_params") or "{}")
+    except ValueError:
+        return False
+    return isinstance(params, dict) and params.get("matanyone_first_mask") == "sam2"
+
+
+def check_shots(rows: dict, backends: dict, perception: dict) -> list[str]:
+    """Every problem of the sheet's learned perception backends, before any job: each names the
+    shot(s), the backend and the path. ``rows``: shot -> sheet row; ``backends``: config defaults."""
+    from .masks import POINTS_NEED_SAM2
+
+    def backend(row, stage):
+        return row.get(f"{stage}_backend") or backends.get(stage)
+
+    used, problems = {}, []
+    for s, row in rows.items():
+        for stage, learned in LEARNED.items():
+            b = backend(row, stage)
+            if b in learned:
+                used.setdefault((stage, b), []).append(s)
+        if backend(row, "masks") != "sam2" and ":points:" in (row.get("prop_hint") or ""):
+            problems.append(f"shot {s}: masks backend {backend(row, 'masks')}: {POINTS_NEED_SAM2}")
+        if backend(row, "depth") == "model" and not row.get("environment"):
+            problems.append(f"shot {s}: depth backend model: it predicts the environment plate's depth, and the "
+                            "shot has none (fix: give an environment, or use depth_backend ground)")
+        if backend(row, "key") == "matanyone" and _first_mask_sam2(row):
+            used.setdefault(("masks", "sam2"), []).append(f"{s} (matanyone_first_mask)")
+    for (stage, b), shots in used.items():
+        problems += [f"shot(s) {', '.join(shots)}: {stage} backend {b}: {p}"
+                     for p in check_backend(stage, b, perception or {})]
+    return problems
+
+
+def shot_settings(row, stage: str, backend: str, perception: dict) -> dict | None:
+    """The job's settings of a learned backend (perception section + device + the files' identity, so a
+    replaced checkpoint reruns the shot); None for a classical backend."""
+    key = LEARNED[stage].get(backend)
+    if key is None:
+        return None
+    out = dict(perception[key], device=perception["device"], model_id=model_id(stage, backend, perception))
+    if key == "matanyone" and _first_mask_sam2(row):
+        out["sam2"] = dict(perception["sam2"], device=perception["device"])
+    return out
+

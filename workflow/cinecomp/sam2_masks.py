@@ -1,10 +1,11 @@
 """Tri-mask stage, learned backend ``sam2``: SAM 2's video predictor separates prop and character.
 
-Prompts (in the predictor's two objects):
-  character  the key's solid foreground (alpha > 0.5) on the first frame that has one; on the hint
-             frame also the key minus the prop's box or mask;
-  prop       the sheet's ``prop_hint`` on its frame: a box, clicks (``frame:points:x,y;!x,y``) or a
-             mask image, in plate pixels (scaled to the key's resolution).
+Prompts (in the predictor's two objects), both on the hint frame (the shot's first frame when the
+hint names none), so they exclude each other:
+  prop       the sheet's ``prop_hint``: a box, clicks (``frame:points:x,y;!x,y``) or a mask image, in
+             plate pixels (scaled to the key's resolution);
+  character  the key's solid foreground (alpha > 0.5) there, minus the prop as SAM 2 segments it from
+             that prompt (on the first keyed frame instead when nothing of the key is left).
 Propagation runs forwards from the prop's prompt frame to the end, then backwards to the start. A
 pixel's prop share is p = s_prop / max(s_prop + s_char, 1) (s: the predictor's sigmoid scores), and
 the tri-mask is made inside the key as in the ``track`` backend (masks.trimask: character + prop =
@@ -39,11 +40,9 @@ CHARACTER, PROP = 1, 2  # object ids
 def load_predictor(config, checkpoint, device="auto"):
     """SAM 2 video predictor from a local model config YAML (or a config name of the sam2 package)
     and a local checkpoint, with the package's own builder (build_sam2_video_predictor)."""
-    import torch  # noqa: F401
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    import sam2
     from sam2.build_sam import build_sam2_video_predictor
 
     from .perception import resolve_device, sam2_config_file
@@ -61,7 +60,6 @@ def load_predictor(config, checkpoint, device="auto"):
             from hydra import initialize_config_module
 
             initialize_config_module("sam2", version_base="1.2")
-    del sam2
     return predictor
 
 
@@ -110,23 +108,20 @@ def _scaled_box(box, sx, sy):
 
 
 def prompt(predictor, state, frames: KeyFrames, hint: dict, h0: int, plate_size, base_dir) -> dict:
-    """Adds the character and prop prompts; returns what was prompted (for the report)."""
+    """Adds the prop and character prompts; returns what was prompted (for the report)."""
     import cv2
 
     alpha0 = frames.key(h0)[0]
     h, w = alpha0.shape
     sx, sy = w / plate_size[0], h / plate_size[1]
-    prop_region = None
     if "box" in hint:
-        box = _scaled_box(hint["box"], sx, sy)
-        predictor.add_new_points_or_box(state, frame_idx=h0, obj_id=PROP, box=box)
-        prop_region = np.zeros((h, w), bool)
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        prop_region[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
+        _, ids, logits = predictor.add_new_points_or_box(state, frame_idx=h0, obj_id=PROP,
+                                                         box=_scaled_box(hint["box"], sx, sy))
         what = f"box {hint['box']}"
     elif "points" in hint:
         pts = [[x * sx, y * sy] for x, y in hint["points"]]
-        predictor.add_new_points_or_box(state, frame_idx=h0, obj_id=PROP, points=pts, labels=hint["labels"])
+        _, ids, logits = predictor.add_new_points_or_box(state, frame_idx=h0, obj_id=PROP, points=pts,
+                                                         labels=hint["labels"])
         what = f"{len(pts)} click(s)"
     else:
         path = _mask_file(hint, base_dir)
@@ -134,24 +129,30 @@ def prompt(predictor, state, frames: KeyFrames, hint: dict, h0: int, plate_size,
         if mask.shape != (plate_size[1], plate_size[0]):
             raise ValueError(f"prop_hint mask {path} is {mask.shape[1]}x{mask.shape[0]}, the plate is "
                              f"{plate_size[0]}x{plate_size[1]} (fix: paint the mask at the plate's resolution)")
-        prop_region = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST) > 0
-        predictor.add_new_mask(state, frame_idx=h0, obj_id=PROP, mask=prop_region)
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        _, ids, logits = predictor.add_new_mask(state, frame_idx=h0, obj_id=PROP, mask=mask)
         what = f"mask {path}"
-    # the character: the key's solid foreground on the first frame that has one (minus the prop there)
-    first = next((i for i in range(len(frames)) if (frames.key(i)[0] > 0.5).any()), None)
-    char_frames = []
-    for i in sorted({first, h0} - {None}):
-        solid = frames.key(i)[0] > 0.5
-        if i == h0:
-            if prop_region is None:
-                if i != first:
-                    continue  # clicks give no region to take out of the key
-            else:
-                solid &= ~prop_region
-        if solid.any():
-            predictor.add_new_mask(state, frame_idx=i, obj_id=CHARACTER, mask=solid)
-            char_frames.append(i)
-    return {"prop": what, "prop_frame_index": h0, "character_frame_indices": char_frames}
+    # the prop as SAM 2 sees it on its frame: the character is the rest of the key there, so the two
+    # prompts exclude each other
+    prop_region = (logits[list(ids).index(PROP), 0] > 0).cpu().numpy()
+    if "box" in hint:  # the prop is inside its box (a margin of 10% for a loose box)
+        x0, y0, x1, y1 = _scaled_box(hint["box"], sx, sy)
+        mx, my = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
+        inside = np.zeros_like(prop_region)
+        inside[max(int(y0 - my), 0):max(int(np.ceil(y1 + my)), 0), max(int(x0 - mx), 0):max(int(np.ceil(x1 + mx)), 0)] = True
+        prop_region &= inside
+    if "mask" in hint:
+        prop_region |= mask
+    prop_region = cv2.dilate(prop_region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    char_frame, solid = h0, (alpha0 > 0.5) & ~prop_region
+    if not solid.any():  # no character beside the prop there: its first keyed frame (may hold the prop)
+        char_frame = next((i for i in range(len(frames)) if (frames.key(i)[0] > 0.5).any()), None)
+        solid = frames.key(char_frame)[0] > 0.5 if char_frame is not None else None
+    if char_frame is not None:
+        predictor.add_new_mask(state, frame_idx=char_frame, obj_id=CHARACTER, mask=solid)
+    return {"prop": what, "prop_frame_index": h0,
+            "character_frame_indices": [] if char_frame is None else [char_frame],
+            "prop_prompt_area": round(float(prop_region.mean()), 6)}
 
 
 def prop_share(logits) -> np.ndarray:
