@@ -777,9 +777,7 @@ def load_settings(configfile=None, overrides: dict | None = None) -> tuple[dict,
             data = yaml.safe_load(f.read_text()) or {}
             for k, v in data.items():
                 cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
-    settings = {**(cfg.get("curate") or {}), **(overrides or {})}
-    settings.pop("clips", None)
-    settings.pop("out", None)
+    settings = {**((cfg.get("curate") or {}).get("settings") or {}), **(overrides or {})}
     return check_settings(settings), dict(cfg.get("perception") or {})
 
 

@@ -42,16 +42,22 @@ def _grey(rgb: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ motion
 def camera_motion(frames: np.ndarray, samples: int = 12) -> dict:
-    """Global motion in pixels: ``drift`` (largest shift of a sampled frame against the first) and
-    ``per_frame`` (median frame-to-frame shift), by phase correlation (robust to a moving person
-    covering part of the frame)."""
+    """Global motion in pixels: ``drift`` (largest median optical flow of a sampled frame against the
+    first) and ``per_frame`` (median frame-to-frame one). The median over the frame ignores a person
+    covering less than half of it; a flat region reads as still."""
     t = len(frames)
     idx = np.unique(np.linspace(0, t - 1, min(samples, t)).round().astype(int))
-    win = cv2.createHanningWindow(frames.shape[2:0:-1], cv2.CV_32F)
-    g0 = _grey(frames[0])
-    drift = [float(np.hypot(*cv2.phaseCorrelate(g0, _grey(frames[i]), win)[0])) for i in idx[1:]]
-    steps = [float(np.hypot(*cv2.phaseCorrelate(_grey(frames[i]), _grey(frames[i + 1]), win)[0]))
-             for i in idx[:-1] if i + 1 < t]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+
+    def u8(i):
+        return (np.clip(_grey(frames[i]), 0, 1) * 255).astype(np.uint8)
+
+    def shift(a, b):
+        flow = dis.calc(u8(a), u8(b), None)
+        return float(np.hypot(*np.median(flow.reshape(-1, 2), axis=0)))
+
+    drift = [shift(idx[0], i) for i in idx[1:]]
+    steps = [shift(i, i + 1) for i in idx[:-1] if i + 1 < t]
     return {"drift": max(drift, default=0.0), "per_frame": float(np.median(steps)) if steps else 0.0}
 
 
@@ -164,7 +170,11 @@ def background_masks(frames: np.ndarray, threshold: float = 0.1, samples: int = 
     char, prop, shadow = (np.zeros((t, h, w), bool) for _ in range(3))
     for i in range(t):
         changed, sh = _changes(frames[i], plate, threshold)
-        char[i], prop[i] = split_objects(_clean(changed, size))
+        c, p = split_objects(_clean(changed, size))
+        # darker-only pixels with the character's colour-changed part above them in their column are
+        # the character (dark trousers on a light floor); the rest of them, beside it, its shadow
+        legs = sh & (np.maximum.accumulate(c, axis=0) > 0)
+        char[i], prop[i] = split_objects(_clean(c | p | legs, size))
         shadow[i] = sh & ~char[i] & ~prop[i]
     # second pass: the median of what each sampled frame shows of the environment
     k = np.ones((2 * size + 1,) * 2, np.uint8)
@@ -177,15 +187,15 @@ def background_masks(frames: np.ndarray, threshold: float = 0.1, samples: int = 
 
 
 def inpaint(rgb: np.ndarray, hole: np.ndarray, radius: int = 5) -> np.ndarray:
-    """OpenCV Telea inpainting of a scene-linear image, per channel in a log encoding (float32, which
-    Telea takes one channel at a time), so highlights stay sane."""
+    """OpenCV Telea inpainting of a scene-linear image, in an 8-bit gamma encoding scaled to the image's
+    range (only the hole takes the 8-bit values; the rest is kept as it was)."""
     if not hole.any():
         return rgb
-    enc = np.log2(np.clip(rgb, 0, None) + 1e-3).astype(np.float32)
-    m = hole.astype(np.uint8)
-    out = np.stack([cv2.inpaint(np.ascontiguousarray(enc[..., c]), m, radius, cv2.INPAINT_TELEA)
-                    for c in range(3)], -1)
-    back = np.clip(2.0 ** out - 1e-3, 0, None)
+    enc = np.clip(rgb, 0, None) ** (1 / 2.2)
+    top = max(float(np.percentile(enc[~hole], 99.5)) if (~hole).any() else 1.0, 1e-4) * 1.1
+    u8 = (np.clip(enc / top, 0, 1) * 255 + 0.5).astype(np.uint8)
+    out = cv2.inpaint(u8, hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    back = (out.astype(np.float32) / 255 * top) ** 2.2
     return np.where(hole[..., None], back, rgb).astype(np.float32)
 
 
@@ -292,6 +302,12 @@ def effect_mask(target: np.ndarray, env: np.ndarray, alpha: np.ndarray, threshol
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two masks after moving ``a`` onto ``b``'s centroid (a walking character is not unstable)."""
+    if a.any() and b.any():
+        ya, xa = np.nonzero(a)
+        yb, xb = np.nonzero(b)
+        m = np.float32([[1, 0, xb.mean() - xa.mean()], [0, 1, yb.mean() - ya.mean()]])
+        a = cv2.warpAffine(a.astype(np.uint8), m, a.shape[::-1], flags=cv2.INTER_NEAREST) > 0
     u = (a | b).sum()
     return float((a & b).sum() / u) if u else 1.0
 

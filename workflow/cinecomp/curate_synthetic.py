@@ -166,3 +166,61 @@ def curate_synthetic(clip, out_dir, settings: dict) -> list[dict]:
         row["clip_seconds"] = round(time.time() - t0, 2)
     write_contact_sheet(out_dir / CONTACT, clip.id, sheet)
     return rows
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    from .metrics import psnr_from_mse
+
+    d = (np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2
+    if mask is not None:
+        m = np.broadcast_to(mask[..., None] if d.ndim == mask.ndim + 1 else mask, d.shape)
+        if not m.any():
+            return float("nan")
+        return float(min(psnr_from_mse(float(d[m].mean())), 100.0))
+    return float(min(psnr_from_mse(float(d.mean())), 100.0))
+
+
+def pair_fidelity(scene, frames: int, size: tuple[int, int], settings: dict, given: bool = False,
+                  studio: str = "renderer", seed: int = 0) -> dict:
+    """Curate a renderer shot as if it were real footage (only its comp frames; with ``given`` also the
+    survey's camera and light) and compare each window's curated pair with the renderer's truth, in the
+    samples' display encoding: ``env_psnr`` (environment, whole frame), ``input_psnr`` (the keyed
+    character, where either alpha > 0.05; relit to the renderer's own studio light so the two are
+    comparable), ``input_psnr_overlap`` (the same where both alphas > 0.9: the de-lighting alone, without
+    the masks' misses), ``mask_iou`` (alpha > 0.5); and baselines: ``env_psnr_frames`` (the comp frames
+    themselves as the environment: no clean plate), ``input_psnr_cutout`` / ``input_psnr_overlap_cutout``
+    (the character cut out of the comp as it is: no de-harmonization)."""
+    from .curate import Clip, make_pair, priors, to_model, window_starts
+    from .demo import scene_camera, scene_light
+
+    r, sc = render_scene(scene, frames, size)
+    clip = Clip(id="fidelity", source="bench", row=0, camera=scene_camera(sc) if given else {},
+                light=scene_light(sc, frames) if given else None)
+    t0 = time.time()
+    pri = priors(r["gt_rgb"], clip, settings)
+    t = int(settings["window"])
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in window_starts(frames, settings):
+        sl = slice(s, s + t)
+        truth, _ = true_pair({k: v[sl] for k, v in r.items()})
+        pair = make_pair(r["gt_rgb"], pri, sl, rng, studio=studio_of(sc) if studio == "renderer" else None)
+        got = pair["sample"]
+        a_true, a_got = 1 - truth["tri_mask"][..., 2], 1 - got["tri_mask"][..., 2]
+        region = (a_true > 0.05) | (a_got > 0.05)
+        cutout = to_model(r["gt_rgb"][sl]) * a_got[..., None]
+        out.append({"env_psnr": _psnr(got["environment_rgb"], truth["environment_rgb"]),
+                    "env_psnr_frames": _psnr(got["target_rgb"], truth["environment_rgb"]),
+                    "input_psnr": _psnr(got["character_rgb"], truth["character_rgb"], region),
+                    "input_psnr_cutout": _psnr(cutout, truth["character_rgb"], region),
+                    "input_psnr_overlap": _psnr(got["character_rgb"], truth["character_rgb"], (a_true > 0.9) & (a_got > 0.9)),
+                    "input_psnr_overlap_cutout": _psnr(cutout, truth["character_rgb"], (a_true > 0.9) & (a_got > 0.9)),
+                    "mask_iou": float(((a_true > 0.5) & (a_got > 0.5)).sum() / max(((a_true > 0.5) | (a_got > 0.5)).sum(), 1))})
+    keys = out[0].keys() if out else []
+    res = {k: float(np.nanmean([o[k] for o in out])) for k in keys}
+    res.update(windows=len(out), seconds=round(time.time() - t0, 2),
+               light_confidence=float(pri["light"]["confidence"]), travel=None)
+    from .curate import travel
+
+    res["travel"] = travel(pri["character"] | pri["prop"])
+    return res
