@@ -66,7 +66,7 @@ CURATE_SPEC = {
     "max_motion": Num(0.04, 0.0, 10.0, doc="largest character speed (fraction of the width per frame)"),
     "min_sharpness": Num(0.15, 0.0, 1000.0, doc="least character sharpness (Laplacian variance over the plate's)"),
     "min_light_confidence": Num(0.1, 0.0, 1.0, doc="least confidence of the light estimate"),
-    "min_travel": Num(2.0, 0.0, 100.0, doc="background model: least extent of the character's path over the clip, "
+    "min_travel": Num(2.5, 0.0, 100.0, doc="background model: least extent of the character's path over the clip, "
                       "in its widths (less: the median plate shows it)"),
 }
 CURATE_FIX = "README 'Curation' lists every setting, e.g. {\"window\": 17, \"width\": 320}"
@@ -464,7 +464,8 @@ def priors(frames: np.ndarray, clip: Clip, settings: dict, perception: dict | No
         if box is not None:
             bg["character"], bg["prop"] = sam2_clip_masks(frames, box, sam2, perception.get("device", "auto"))
             masks_from = "sam2"
-            still = still  # the clean plate below still needs a still camera for the median
+            if not still:  # the background model's shadows mean nothing on a moving camera
+                bg["shadow"] = np.zeros_like(bg["character"])
     if not still:
         envs = np.stack([inpaint_plate(frames[i], bg["character"][i] | bg["prop"][i] | bg["shadow"][i])
                          for i in range(t)])
