@@ -443,16 +443,24 @@ def _sam2_settings(perception: dict | None):
 def priors(frames: np.ndarray, clip: Clip, settings: dict, perception: dict | None = None) -> dict:
     """Masks, clean plate(s), depth and light of a whole clip (module doc, step 2)."""
     from .camera import Camera
-    from .curate_priors import background_masks, camera_motion, inpaint_plate
+    from .curate_priors import background_masks, camera_motion, inpaint_plate, stabilise
     from .depth import object_contacts, shot_depth
     from .light import estimate_light
 
     t, h, w = frames.shape[:3]
     motion = camera_motion(frames)
     still = motion["drift"] <= settings["max_camera_motion"]
-    bg = background_masks(frames, threshold=settings["threshold"])
     sam2 = _sam2_settings(perception)
     masks_from = "background model (still camera)" if still else "background model (camera moves: unreliable)"
+    if not still and (sam2 is None or clip.box is None):  # hand-held: try to hold it still
+        held = stabilise(frames)
+        if held is not None:
+            moved = camera_motion(held[0])
+            if moved["drift"] <= settings["max_camera_motion"]:
+                frames, still = held[0], True
+                motion = {**moved, "before_stabilising": motion["drift"]}
+                masks_from = f"background model (stabilised, zoom {held[1]:.2f})"
+    bg = background_masks(frames, threshold=settings["threshold"])
     if sam2 is not None:
         from .curate_sam2 import sam2_clip_masks
 
@@ -488,7 +496,7 @@ def priors(frames: np.ndarray, clip: Clip, settings: dict, perception: dict | No
     contacts = object_contacts(camera, objects, w, h)
     depth = np.stack([shot_depth(env_depth, objects[i], {o: contacts[o][i] if contacts[o] is not None else None
                                                          for o in contacts}, camera) for i in range(t)])
-    return {**bg, "still": still, "camera_motion": motion, "envs": envs, "camera": camera, "light": light,
+    return {**bg, "frames": frames, "still": still, "camera_motion": motion, "envs": envs, "camera": camera, "light": light,
             "depth": depth, "masks_from": masks_from, "depth_from": depth_from}
 
 
@@ -558,6 +566,7 @@ def curate_frames(clip: Clip, frames: np.ndarray, numbers: list[int], out_dir, s
 
     t0 = time.time() if t0 is None else t0
     pri = priors(frames, clip, settings, perception)
+    frames = pri["frames"]  # stabilised when the camera was hand-held
     rows, sheet = [], []
     rng = np.random.default_rng([int(settings["seed"]), _stable_hash(clip.id)])
     out_dir = Path(out_dir)

@@ -61,6 +61,61 @@ def camera_motion(frames: np.ndarray, samples: int = 12) -> dict:
     return {"drift": max(drift, default=0.0), "per_frame": float(np.median(steps)) if steps else 0.0}
 
 
+def stabilise(frames: np.ndarray, max_zoom: float = 1.25) -> tuple[np.ndarray, float] | None:
+    """A hand-held clip aligned to its middle frame: per frame a similarity (rotation, scale, shift) fitted
+    with RANSAC to ORB feature matches, then all frames zoomed about the centre by the least factor that
+    keeps every warped frame's border outside the picture. Returns (aligned frames, zoom), or None when
+    a frame cannot be matched or the zoom would exceed ``max_zoom`` (the camera moves too far)."""
+    t, h, w = frames.shape[:3]
+    ref = t // 2
+    orb = cv2.ORB_create(2000, fastThreshold=5, edgeThreshold=8, patchSize=15)
+    bf = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+
+    def feats(i):
+        return orb.detectAndCompute((np.clip(_grey(frames[i]), 0, 1) * 255).astype(np.uint8), None)
+
+    kr, dr = feats(ref)
+    if dr is None or len(kr) < 20:
+        return None
+    mats = []
+    for i in range(t):
+        if i == ref:
+            mats.append(np.float64([[1, 0, 0], [0, 1, 0]]))
+            continue
+        k, d = feats(i)
+        if d is None or len(k) < 20:
+            return None
+        m = bf.match(d, dr)
+        if len(m) < 20:
+            return None
+        src = np.float32([k[x.queryIdx].pt for x in m])
+        dst = np.float32([kr[x.trainIdx].pt for x in m])
+        a, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.5)
+        if a is None or inl is None or inl.sum() < 12:
+            return None
+        mats.append(a)
+    corners = lambda z: np.float64([[w / 2 + sx * w / (2 * z), h / 2 + sy * h / (2 * z)]  # noqa: E731
+                                    for sx in (-1, 1) for sy in (-1, 1)])
+    zoom = None
+    for z in np.arange(1.0, max_zoom + 1e-9, 0.01):
+        ok = True
+        for a in mats:
+            inv = cv2.invertAffineTransform(a)
+            pts = corners(z) @ inv[:, :2].T + inv[:, 2]
+            if (pts[:, 0] < 0).any() or (pts[:, 0] > w).any() or (pts[:, 1] < 0).any() or (pts[:, 1] > h).any():
+                ok = False
+                break
+        if ok:
+            zoom = float(z)
+            break
+    if zoom is None:
+        return None
+    zm = np.float64([[zoom, 0, w / 2 * (1 - zoom)], [0, zoom, h / 2 * (1 - zoom)], [0, 0, 1]])
+    out = np.stack([cv2.warpAffine(frames[i], (zm @ np.vstack([mats[i], [0, 0, 1]]))[:2], (w, h),
+                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) for i in range(t)])
+    return out.astype(np.float32), zoom
+
+
 def flow_motion(frames: np.ndarray, mask: np.ndarray) -> float:
     """Mean optical-flow speed (pixels / frame) inside the masks (the character's own motion)."""
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
