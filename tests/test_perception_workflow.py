@@ -20,9 +20,10 @@ HEADER = ("shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,e
           "prop_hint,key_backend,masks_backend,depth_backend,composite_backend,key_params")
 
 
-def row(shot, hint="", key="", masks="", depth="", composite="over"):
-    return (f"{shot},demo/{shot}/plate/{shot}_plate.####.exr,ACEScg,{FIRST},{LAST},24,"
-            f"demo/{shot}/env/{shot}_env.####.exr,ACEScg,1,{hint},{key},{masks},{depth},{composite},"
+def row(shot, hint="", key="", masks="", depth="", composite="over", src=None):
+    src = src or shot  # the demo shot whose plates it uses
+    return (f"{shot},demo/{src}/plate/{src}_plate.####.exr,ACEScg,{FIRST},{LAST},24,"
+            f"demo/{src}/env/{src}_env.####.exr,ACEScg,1,{hint},{key},{masks},{depth},{composite},"
             '"{""matanyone_warmup"": 1}"')
 
 
@@ -80,7 +81,7 @@ def test_bad_model_paths_stop_the_run_before_any_job(learned, tmp_path):
     cfg["perception"]["depth_model"]["path"] = str(tmp_path / "bad.yaml")
     (tmp_path / "perception.yaml").write_text(yaml.safe_dump(cfg))
     with open(tmp_path / "shots.csv", "a") as f:  # clicks are a SAM 2 prompt: the track backend refuses them
-        f.write(row("pa2", '"1002:points:30,20"', masks="track").replace("demo/pa2/", "demo/pa/") + "\n")
+        f.write(row("pa2", '"1002:points:30,20"', masks="track", src="pa") + "\n")
     r = snakemake(tmp_path, "--dry-run", "--configfile", str(tmp_path / "perception.yaml"))
     out = r.stdout + r.stderr
     assert r.returncode != 0
@@ -96,7 +97,7 @@ def test_learned_backend_jobs_ask_for_gpus_when_configured(learned, tmp_path):
     shutil.copytree(learned / "demo", tmp_path / "demo")
     with open(tmp_path / "shots.csv", "w") as f:
         f.write((learned / "shots.csv").read_text())
-        f.write(row("pc").replace("demo/pc/", "demo/pa/") + "\n")  # classical backends
+        f.write(row("pc", src="pa") + "\n")  # classical backends
     cfg = yaml.safe_load((learned / "perception.yaml").read_text())
     cfg["perception"]["gpus"] = 2
     (tmp_path / "perception.yaml").write_text(yaml.safe_dump(cfg))
