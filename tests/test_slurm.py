@@ -229,3 +229,26 @@ def test_overnight_story_on_slurm(cluster, demo, local, tmp_path):
     no_half_written(root)
     rc, st = status(root)
     assert rc == 0 and {s["state"] for s in st.values()} == {"done"}, st
+
+
+def test_gpu_less_node_takes_a_diffusion_job_as_a_gpu_partition_would(cluster, tmp_path):
+    """A diffusion composite's request, built by the plugin's own functions, runs and is accounted."""
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+    from snakemake_executor_plugin_slurm_jobstep import get_cpu_setting
+
+    class Res(dict):
+        __getattr__ = dict.get
+
+    class Job:
+        threads, resources = 1, Res(gpu=2, cpus_per_gpu=4, mem_mb=96000)
+
+    flags = f"{set_gres_string(Job)} {get_cpu_setting(Job, True)}".split()
+    assert flags == ["--gpus=2", "--cpus-per-gpu=4"]
+    r = subprocess.run(["sbatch", "--parsable", *flags, "--mem=96000", "--partition=gpu", f"--chdir={tmp_path}",
+                        "--wrap", "srun true"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    job = r.stdout.strip().split(";")[0]
+    assert wait_done(job, timeout=120) == "COMPLETED"
+    tres = subprocess.run(["sacct", "-X", "-P", "-n", "-j", job, "-o", "AllocTRES"], capture_output=True,
+                          text=True).stdout
+    assert "gres/gpu=2" in tres and "cpu=8" in tres and "mem=96000M" in tres, tres

@@ -117,7 +117,7 @@ def sacct_jobs(workdir: Path, since: str = "now-14days") -> list[dict] | None:
     fields = "JobIDRaw,State,Comment,WorkDir,ElapsedRaw,TotalCPU,MaxRSS,AllocTRES,ReqMem,NodeList"
     try:
         r = subprocess.run(["sacct", "-a", "-P", "-n", "-S", since, "-E", "now", "-o", fields],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
     if r.returncode != 0:
