@@ -149,6 +149,9 @@ def test_aligner_matches_the_ground_and_smooths_over_time():
     z = aligner(disparity * 7.0 + 0.3)  # a relative model: any scale and shift
     on = ground < FAR / 2
     np.testing.assert_allclose(z[on], ground[on], rtol=1e-3)
+    # a prediction farther where the ground is nearer is no fit: the frame keeps the ground depth
+    np.testing.assert_array_equal(aligner(-disparity), ground)
+    assert aligner.rejected == 1
     # the model's own scale drifting +-20% from frame to frame is absorbed by the per-frame fit
     smooth = DepthAligner(ground, "relative", temporal=0.6)
     for s in [1.0, 1.2, 0.8, 1.2]:

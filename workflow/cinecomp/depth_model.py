@@ -11,8 +11,9 @@ horizon where the ground plane is seen. Relative models predict disparity (Depth
 frame (it absorbs the model's own drift of scale from frame to frame); temporally smoothed after it:
 where a pixel's aligned inverse depth changed less than 5% since the previous frame it is blended with
 the previous frame's (weight ``temporal``), so a static environment does not flicker while moving
-parts are left alone. Frames stream; an
-environment that repeats the previous frame (a still) is predicted once.
+parts are left alone. A frame whose fit has a scale <= 0 (the prediction is nearer where the ground is
+farther: no usable ground) keeps the ground depth. Frames stream; an environment that repeats the
+previous frame (a still) is predicted once.
 """
 
 from __future__ import annotations
@@ -97,10 +98,15 @@ class DepthAligner:
         self.target = 1.0 / ground if kind != "metric" else ground
         self.prev_fit, self.prev_inv = None, None
         self.fits: list[tuple[float, float]] = []
+        self.rejected = 0  # frames whose fit had a scale <= 0
 
     def __call__(self, pred: np.ndarray) -> np.ndarray:
         fit = fit_scale_shift(pred, self.target, self.weight)
-        if fit is None:  # no ground in view: keep the last fit, or the prediction's own range
+        if fit is not None and fit[0] <= 0:  # nearer where the ground is farther: the frame keeps the ground
+            self.rejected += 1
+            self.prev_inv = (1.0 / self.ground).astype(np.float32)
+            return self.ground.copy()
+        if fit is None:  # no usable ground in view: keep the last fit, or the prediction's own range
             fit = self.prev_fit or (1.0 / max(float(np.percentile(pred, 99)), 1e-6), 0.0)
         self.prev_fit = fit
         self.fits.append(fit)
@@ -132,5 +138,6 @@ class DepthRun:
     def report(self) -> dict:
         s = np.array(self.aligner.fits) if self.aligner.fits else np.zeros((0, 2))
         return {"model": type(self.model.model).__name__, "kind": self.model.kind, "device": self.model.device.type,
+                "frames_without_ground_fit": self.aligner.rejected,
                 "scale": [float(s[:, 0].min()), float(s[:, 0].max())] if len(s) else None,
                 "shift": [float(s[:, 1].min()), float(s[:, 1].max())] if len(s) else None}
