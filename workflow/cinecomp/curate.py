@@ -545,7 +545,8 @@ def make_pair(frames: np.ndarray, pri: dict, sl: slice, rng: np.random.Generator
         "character_rgb": model_character(fg_k, alpha_k),
         "environment_rgb": to_model(np.ascontiguousarray(env)),
         "tri_mask": tri.astype(np.float32),
-        "effect_mask": np.stack([effect_mask(win[i], env[i], alpha_k[i]) for i in range(len(win))]),
+        "effect_mask": np.stack([effect_mask(win[i], env[i], alpha_k[i], cutout=char[i] | prop[i])
+                                 for i in range(len(win))]),
         "character_depth": np.where(alpha_k > 0.5, finite_depth(depth, FAR), np.inf).astype(np.float32),
     }
     return {"sample": sample, "green": greens, "alpha": alpha_k, "studio": studio}

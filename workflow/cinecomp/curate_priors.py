@@ -295,7 +295,7 @@ def studio_irradiance(studio: dict, normals: np.ndarray) -> np.ndarray:
 
 
 def deharmonize(frame: np.ndarray, alpha: np.ndarray, masks: dict, plate: np.ndarray, light: dict,
-                camera: Camera, studio: dict, gain: float | None = None, ratio_range=(0.25, 4.0)) -> tuple:
+                camera: Camera, studio: dict, gain: float | None = None, ratio_range=(0.4, 2.5)) -> tuple:
     """One frame's character relit from the shot's light to ``studio`` as a ratio (module doc).
 
     ``alpha`` (H, W) soft cut-out (character + prop), ``masks`` {character, prop} (H, W) for the normals,
@@ -308,14 +308,17 @@ def deharmonize(frame: np.ndarray, alpha: np.ndarray, masks: dict, plate: np.nda
     e_studio = studio_irradiance(studio, n)
     ratio = e_studio / e_shot
     a = np.clip(alpha, 0, 1)[..., None]
-    straight = np.where(a > 0.3, (frame - (1 - a) * plate) / np.maximum(a, 0.3), frame)
-    straight = np.clip(straight, 0, None)
+    # unmix the environment out of soft edges only where the matte is mostly solid (dividing by a small
+    # alpha amplifies any plate error into a bright fringe), and never above twice the frame's value
+    straight = np.where(a > 0.6, (frame - (1 - a) * plate) / np.maximum(a, 0.6), frame)
+    straight = np.clip(straight, 0, 2 * np.maximum(frame, 0) + 1e-4)
     if gain is None:
         solid = alpha > 0.5
         lum = float(((straight * ratio) @ LUMA)[solid].mean()) if solid.any() else 1.0
         gain = studio.get("exposure", 0.18) / max(lum, 1e-4) if studio.get("exposure") else 1.0
     r = ratio * gain
-    # the ratio is a light, smooth over the character: bounded relative to its median
+    # the ratio is a light, smooth over the character: bounded relative to its median as harmonize bounds
+    # its shading (a dark shadow wrongly inside the matte is not blown up to white)
     med = np.median(r[alpha > 0.5], axis=0) if (alpha > 0.5).any() else np.ones(3, np.float32)
     r = np.clip(r, med * ratio_range[0], med * ratio_range[1]).astype(np.float32)
     return (straight * r).astype(np.float32), r, gain
@@ -338,13 +341,18 @@ def green_plate(fg: np.ndarray, alpha: np.ndarray, rng: np.random.Generator | No
 
 
 def effect_mask(target: np.ndarray, env: np.ndarray, alpha: np.ndarray, threshold: float = 0.04,
-                reach: float = 0.6) -> np.ndarray:
+                reach: float = 0.6, cutout: np.ndarray | None = None) -> np.ndarray:
     """(H, W) 0..1: where the frame differs from the clean plate outside the character (its shadow,
-    contact, things it moves), within ``reach`` x the character's height of it."""
+    contact, things it moves), within ``reach`` x the character's height of it. ``cutout`` (the
+    character's own mask, when it is wider than ``alpha``) is left out too."""
     t = np.clip(target, 0, None) ** (1 / 2.2)
     e = np.clip(env, 0, None) ** (1 / 2.2)
     diff = np.abs(t - e).max(-1)
-    m = np.clip((diff - threshold) / (2 * threshold), 0, 1) * (1 - np.clip(alpha, 0, 1))
+    inside = np.clip(alpha, 0, 1)
+    if cutout is not None:
+        grown = cv2.dilate(cutout.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+        inside = np.maximum(inside, grown)
+    m = np.clip((diff - threshold) / (2 * threshold), 0, 1) * (1 - inside)
     solid = (alpha > 0.5).astype(np.uint8)
     if solid.any():
         rows = np.flatnonzero(solid.any(1))
