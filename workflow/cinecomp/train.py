@@ -167,8 +167,9 @@ class SampleStream:
 
 
 def shard_counts(shard_dir: Path) -> dict:
+    """{shard path (as read_index gives it): samples} of a dataset directory."""
     index = json.loads((Path(shard_dir) / "index.json").read_text())
-    return {s["file"]: int(s["samples"]) for s in index["shards"]}
+    return {Path(shard_dir) / s["file"]: int(s["samples"]) for s in index["shards"]}
 
 
 # ------------------------------------------------------------------------------------- one example
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
     counts = shard_counts(cfg["data"]["shards"])
     files = cfg["shard_files"]
-    stream = SampleStream(files, [counts[f.name] for f in files], tr["seed"])
+    stream = SampleStream(files, [counts[f] for f in files], tr["seed"])
     prompts = sorted({""} | {s.get("meta", {}).get("prompt", "") for _, s in iter_samples(files)})
     cache = out / "prompt_embeds.safetensors"
     if rank == 0:
