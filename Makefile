@@ -44,6 +44,7 @@ bench: venv
 	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/diffusion.py --json
 	$(BIN)/python bench/perception.py
+	$(BIN)/python bench/curation.py
 
 clean:
 	rm -rf results results-diffusion models/tiny logs benchmarks demo .snakemake report.html
