@@ -361,6 +361,12 @@ def assemble_settings(wildcards):
     attrs["backend"] = (
         f"key={backend(row, 'key')} composite={backend(row, 'composite')}"
     )
+    learned = {st: perception_settings(row, st) for st in ("key", "masks", "depth")}
+    # which learned models made the layers, by their files' identity
+    if any(learned.values()):
+        attrs["perceptionModels"] = " ".join(
+            f"{st}={backend(row, st)}:{s['model_id']}" for st, s in learned.items() if s
+        )
     return dict(
         first=int(row["first_frame"]),
         compression=config["exr"]["compression"],

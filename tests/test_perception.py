@@ -208,6 +208,10 @@ def test_matanyone_network_from_the_package_config_keys_like_the_chroma_backend(
         assert np.isfinite(np.stack([ch[c] for c in "RGB"])).all()
     hdr = exrio.read_exr_header(outs[0])
     assert hdr["frame"] == FIRST and "keyScreen" in hdr
+    # matted at a 24-pixel shorter side by the package's own resizing, alpha back at the plate's size
+    small = matanyone_key_shot(shot["plates"][:2], outs[:2], {"matanyone_warmup": 0, "matanyone_max_size": 24},
+                               settings={**models["matanyone"], "device": "cpu"}, attrs={"shot": "sh"})
+    assert small["frames"] == 2 and exrio.read_layers(outs[1])["A"].shape == (H, W)
 
 
 def test_edge_combination_keeps_the_chroma_key_away_from_edges():

@@ -63,6 +63,8 @@ def test_sam2_masks_and_model_depth_reach_the_final_exr(learned):
         key = exrio.read_layers(learned / "results" / "pa" / "key" / f"pa_key.{f:04d}.exr")
         np.testing.assert_allclose(ch["mask.character"] + ch["mask.prop"], key["A"].astype(np.float32), atol=2e-3)
         assert np.isfinite(ch["depth.Z"]).all()
+    models = exrio.read_exr_header(comps[0])["perceptionModels"]
+    assert "masks=sam2:" in models and "depth=model:" in models and ("key=matanyone:" in models) == HAS_MATANYONE
     log = (learned / "results" / "logs" / "depth" / "pa.log").read_text()
     assert "DepthAnythingForDepthEstimation" in log
     assert "SAM 2" in (learned / "results" / "logs" / "masks" / "pa.log").read_text()

@@ -112,6 +112,8 @@ KEY_SPEC = {
                                    doc="matanyone: the first frame's mask from the chroma key, or SAM 2 prompted "
                                        "with the chroma key's box"),
     "matanyone_warmup": Num(10, 0, 100, integer=True, doc="matanyone: repeats of the first frame before the shot"),
+    "matanyone_max_size": Num(0, 0, 16384, integer=True,
+                              doc="matanyone: shorter side it mattes at, the alpha scaled back (0: the plate's)"),
 }
 KEY_FIX = "README 'Keying' lists every key parameter with its range, e.g. {\"clip_black\": 0.05}"
 
@@ -140,6 +142,7 @@ class KeyParams:
     matanyone_edge: int = _d("matanyone_edge")
     matanyone_first_mask: str = _d("matanyone_first_mask")
     matanyone_warmup: int = _d("matanyone_warmup")
+    matanyone_max_size: int = _d("matanyone_max_size")
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):

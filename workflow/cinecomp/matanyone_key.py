@@ -57,8 +57,9 @@ class Matter:
 
         return torch.from_numpy(np.ascontiguousarray(rgb_display.transpose(2, 0, 1), np.float32)).to(self.device)
 
-    def start(self, rgb_display: np.ndarray, mask: np.ndarray, warmup: int) -> np.ndarray:
-        """Memorise the first frame with its mask (H, W, 0..1), settle the memory; its alpha."""
+    def start(self, rgb_display: np.ndarray, mask: np.ndarray, warmup: int, max_size: int = 0) -> np.ndarray:
+        """Memorise the first frame with its mask (H, W, 0..1), settle the memory; its alpha.
+        ``max_size`` > 0: matte at that shorter side (the package's own resizing), alpha scaled back."""
         import math
 
         import torch
@@ -69,6 +70,9 @@ class Matter:
         h, w = mask.shape
         cfg = self.cfg.copy()
         with open_dict(cfg):
+            if 0 < max_size < min(h, w):
+                cfg.max_internal_size = int(max_size)
+                h, w = int(h * max_size / min(h, w)), int(w * max_size / min(h, w))
             cfg.top_k = min(int(cfg.top_k), math.ceil(h / 16) * math.ceil(w / 16))
         self.core = self.core_cls(self.network, cfg=cfg, device=self.device)
         img = self._tensor(rgb_display)
@@ -156,7 +160,7 @@ def matanyone_key_shot(plate_files, out_files, params, *, settings: dict, attrs:
         alpha_c, _ = keyer.key(rgb)
         if i == 0:
             alpha_m = matter.start(_display(rgb), first_mask(rgb, alpha_c, params, settings.get("sam2")),
-                                   params.matanyone_warmup)
+                                   params.matanyone_warmup, params.matanyone_max_size)
         else:
             alpha_m = matter.step(_display(rgb))
         alpha = combine(alpha_m, alpha_c, params)
