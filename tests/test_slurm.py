@@ -93,19 +93,20 @@ def wait_done(job: str, timeout: float = 420) -> str:
             return rows[0]["State"]
         time.sleep(1)
     subprocess.run(["scancel", job])
-    raise AssertionError(f"controller job {job} did not finish in {timeout}s")
+    raise AssertionError(f"job {job} did not finish in {timeout}s")
 
 
-def squeue() -> list[tuple[str, str, str]]:
-    out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True).stdout
-    return [tuple(line.split("|", 2)) for line in out.splitlines() if line.count("|") == 2]
+def squeue() -> list[tuple[str, str, str, str]]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%Z|%k"], capture_output=True, text=True).stdout
+    return [tuple(line.split("|", 3)) for line in out.splitlines() if line.count("|") >= 3]
 
 
-def wait_for_job(comment: str, states=("RUNNING",), exclude=(), timeout=300) -> str:
+def wait_for_job(root: Path, comment: str, states=("RUNNING",), exclude=(), timeout=300) -> str:
+    """A job of this run directory (another session may share the cluster) with that comment and state."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        for jid, state, c in squeue():
-            if c == comment and state in states and jid not in exclude:
+        for jid, state, workdir, c in squeue():
+            if workdir == str(root) and c == comment and state in states and jid not in exclude:
                 return jid
         time.sleep(0.2)
     raise AssertionError(f"no {'/'.join(states)} job {comment} within {timeout}s")
@@ -173,9 +174,9 @@ def test_overnight_story_on_slurm(cluster, demo, local, tmp_path):
     queued = subprocess.run(["squeue", "-h", "-j", controller, "-o", "%T %r"], capture_output=True, text=True).stdout
     assert queued.split()[:2] == ["PENDING", "BeginTime"], queued  # waits for its start time
     comment = "rule_composite_wildcards_sb"
-    first = wait_for_job(comment)
+    first = wait_for_job(root, comment)
     subprocess.run(["scancel", first], check=True)
-    retry = wait_for_job(comment, states=("PENDING", "RUNNING", "CONFIGURING"), exclude=(first,))
+    retry = wait_for_job(root, comment, states=("PENDING", "RUNNING", "CONFIGURING"), exclude=(first,))
     subprocess.run(["scancel", retry], check=True)
     state = wait_done(controller)
     log = root / "results" / "logs" / "controller" / f"{controller}.log"
@@ -212,7 +213,7 @@ def test_overnight_story_on_slurm(cluster, demo, local, tmp_path):
 
     # 2. the rerun redoes only sb; its controller is killed once sb's assemble job is submitted
     controller = submit(root, "--time", "00:20:00")
-    wait_for_job("rule_assemble_wildcards_sb_001", states=("PENDING", "CONFIGURING", "RUNNING"), timeout=300)
+    wait_for_job(root, "rule_assemble_wildcards_sb_001", states=("PENDING", "CONFIGURING", "RUNNING"), timeout=300)
     subprocess.run(["scancel", "--full", "--signal=KILL", controller], check=True)
     wait_done(controller, timeout=120)
 
@@ -248,7 +249,7 @@ def test_gpu_less_node_takes_a_diffusion_job_as_a_gpu_partition_would(cluster, t
                         "--wrap", "srun true"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     job = r.stdout.strip().split(";")[0]
-    assert wait_done(job, timeout=120) == "COMPLETED"
+    assert wait_done(job, timeout=600) == "COMPLETED"  # waits for 8 free CPUs
     tres = subprocess.run(["sacct", "-X", "-P", "-n", "-j", job, "-o", "AllocTRES"], capture_output=True,
                           text=True).stdout
     assert "gres/gpu=2" in tres and "cpu=8" in tres and "mem=96000M" in tres, tres

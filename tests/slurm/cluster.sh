@@ -15,7 +15,8 @@
 #  - the node advertises CPUS cores and MEM_MB of memory (more than the box: SlurmdParameters=config_overrides)
 #    so the profile's real requests fit; jobs run on the box's real cores;
 #  - partitions: `normal` (default, what profiles/slurm uses) and `gpu`, both on that node.
-# Daemons run as root, no cgroups (proctrack/linuxproc), state and logs under $STATE.
+# Daemons run as root, no cgroups: processes are tracked by process group (proctrack/pgid, so a job's
+# processes orphaned by its batch shell are still killed by scancel), state and logs under $STATE.
 set -euo pipefail
 
 STATE=${CINECOMP_SLURM_STATE:-/var/lib/cinecomp-slurm}
@@ -65,7 +66,7 @@ SlurmctldPidFile=$STATE/run/slurmctld.pid
 SlurmdPidFile=$STATE/run/slurmd.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
