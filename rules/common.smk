@@ -61,9 +61,12 @@ def check_perception_models():
 
 
 def perception_settings(row, stage):
+    """{"model": the learned backend's settings} for a learned backend; {} for a classical one, so a
+    classical shot's params (and what they say about its finished outputs) stay as they were."""
     from cinecomp.perception import shot_settings
 
-    return shot_settings(row, stage, backend(row, stage), config["perception"])
+    settings = shot_settings(row, stage, backend(row, stage), config["perception"])
+    return {} if settings is None else {"model": settings}
 
 
 def perception_gpu(stage):
@@ -174,7 +177,7 @@ def key_settings(wildcards):
     return dict(
         backend=backend(row, "key"),
         params=json.loads(row["key_params"]) if row["key_params"] else {},
-        model=perception_settings(row, "key"),
+        **perception_settings(row, "key"),
         attrs=exr_attrs(row),
     )
 
@@ -198,7 +201,7 @@ def masks_settings(wildcards):
         backend=backend(row, "masks"),
         prop_hint=row["prop_hint"],
         plate_size=[int(row["plate_width"]), int(row["plate_height"])],
-        model=perception_settings(row, "masks"),
+        **perception_settings(row, "masks"),
         attrs=exr_attrs(row),
     )
 
@@ -219,7 +222,7 @@ def depth_settings(wildcards):
         backend=backend(row, "depth"),
         camera=camera_params(row),
         env_source=row["env_path"],
-        model=perception_settings(row, "depth"),
+        **perception_settings(row, "depth"),
         attrs=exr_attrs(row),
     )
 
@@ -365,7 +368,9 @@ def assemble_settings(wildcards):
     # which learned models made the layers, by their files' identity
     if any(learned.values()):
         attrs["perceptionModels"] = " ".join(
-            f"{st}={backend(row, st)}:{s['model_id']}" for st, s in learned.items() if s
+            f"{st}={backend(row, st)}:{s['model']['model_id']}"
+            for st, s in learned.items()
+            if s
         )
     return dict(
         first=int(row["first_frame"]),
