@@ -16,18 +16,39 @@ from cinecomp.sheet import env_files, frame_files, load_sheet  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
 
-try:
-    SHOTS = load_sheet(
-        config["shots"],
-        movie_start=config["movie_start_frame"],
-        composite_default=config["backends"]["composite"],
-    )
-except SheetError as exc:
-    raise WorkflowError(str(exc))
-# load_sheet has validated every row against schemas/shots.schema.yaml and filled its defaults.
-# Jobs look rows up in plain dicts: a pandas .loc per input/param function was a third of the
-# planning time of a 1000-shot sheet (bench/plan.py).
-ROWS = SHOTS.to_dict("index")
+# Targets that never read the shot sheet (curation and training): asked for alone, they plan and
+# run where no valid sheet exists (a clean checkout, a training box).
+NO_SHEET_RULES = {"curate", "curate_clip", "train"}
+
+
+def sheet_needed():
+    """False when the command line asks only for NO_SHEET_RULES (targets, or a cluster job's
+    --target-jobs); read with Snakemake's own parser, and True whenever in doubt."""
+    try:
+        from snakemake.cli import get_argument_parser
+
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except (Exception, SystemExit):
+        return True
+    asked = set(getattr(args, "targets", None) or ())
+    asked |= {str(j).split(":", 1)[0] for j in getattr(args, "target_jobs", None) or ()}
+    return not asked or not asked <= NO_SHEET_RULES
+
+
+ROWS = {}
+if sheet_needed():
+    try:
+        SHOTS = load_sheet(
+            config["shots"],
+            movie_start=config["movie_start_frame"],
+            composite_default=config["backends"]["composite"],
+        )
+    except SheetError as exc:
+        raise WorkflowError(str(exc))
+    # load_sheet has validated every row against schemas/shots.schema.yaml and filled its
+    # defaults. Jobs look rows up in plain dicts: a pandas .loc per input/param function was a
+    # third of the planning time of a 1000-shot sheet (bench/plan.py).
+    ROWS = SHOTS.to_dict("index")
 
 RESULTS = config["results"]
 
@@ -62,7 +83,8 @@ def check_perception_models():
 
 def perception_settings(row, stage):
     """{"model": the learned backend's settings} for a learned backend; {} for a classical one, so a
-    classical shot's params (and what they say about its finished outputs) stay as they were."""
+    classical shot's params (and what they say about its finished outputs) stay as they were.
+    """
     from cinecomp.perception import shot_settings
 
     settings = shot_settings(row, stage, backend(row, stage), config["perception"])

@@ -168,10 +168,23 @@ def test_real_clip_curated_into_valid_shards(tmp_path, shared_data):
 def test_curate_target_is_not_in_the_render_dag(tmp_path):
     sheet = _sheet(tmp_path / "clips.csv", ["synthetic:random:1,,r1", "synthetic:ev02,,e2"])
     cfg = f"curate={{clips: {sheet}, out: {tmp_path / 'cur'}, settings: {{window: 5, width: 64, height: 48}}}}"
-    r = subprocess.run([sys.executable, "-m", "snakemake", "curate", "-n", "--config", cfg],
-                       capture_output=True, text=True, cwd=REPO)
+    # planned in an empty directory: the curate target reads no shot sheet
+    (tmp_path / "empty").mkdir()
+    r = subprocess.run([sys.executable, "-m", "snakemake", "curate", "-n", "--snakefile", str(REPO / "Snakefile"),
+                        "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path / "empty"),
+                        "--config", cfg, "shots=/nonexistent/shots.csv"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "curate_clip" in r.stdout and "clips/r1" in r.stdout and "clips/e2" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", cfg], capture_output=True,
-                       text=True, cwd=REPO)
-    assert r.returncode == 0 and "curate_clip" not in r.stdout and "rule curate" not in r.stdout
+    # the render DAG of a sheet of its own (a clean checkout has no demo/ to plan the repo's sheet)
+    from cinecomp.demo import make_demo_shot
+
+    make_demo_shot(tmp_path / "demo", "sa", 48, 28, 1001, 1005)
+    (tmp_path / "shots.csv").write_text(
+        "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version\n"
+        "sa,demo/sa/plate/sa_plate.####.exr,ACEScg,1001,1005,24,demo/sa/env/sa_env.####.exr,ACEScg,1\n")
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                        "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path),
+                        "--config", cfg, "shots=shots.csv"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "rule ingest" in r.stdout or "localrule ingest" in r.stdout  # the render DAG was planned
+    assert "curate_clip" not in r.stdout and "rule curate" not in r.stdout

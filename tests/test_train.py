@@ -208,8 +208,11 @@ def test_the_train_target_plans_one_job_and_checks_the_config_first(setup, tmp_p
     root, tiny = setup
     repo = Path(__file__).resolve().parents[1]
     good = write_config(tmp_path / "t.yaml", root, tiny, tmp_path / "out")
+    # planned in an empty directory with no shot sheet: the train target reads none
+    (tmp_path / "empty").mkdir()
     cmd = [sys.executable, "-m", "snakemake", "train", "-n", "--snakefile", str(repo / "Snakefile"),
-           "--directory", str(repo), "--config", f"train={good}"]
+           "--configfile", str(repo / "config.yaml"), "--directory", str(tmp_path / "empty"),
+           "--config", "shots=/nonexistent/shots.csv", f"train={good}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "rule train:" in proc.stdout and "MODEL_CARD.md" in proc.stdout
