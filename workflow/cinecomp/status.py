@@ -186,11 +186,11 @@ def shot_cost(results: str, shot: str, version: int, rules: list[str], sacct: li
         if not src:
             continue
         peak = max(src["peak_mem_mb"], (bench or {}).get("peak_mem_mb", 0.0))
-        per_rule[rule] = dict(wall_s=round(src["elapsed_s"], 2), cpu_hours=round(src["cpu_s"] / 3600, 6),
+        per_rule[rule] = dict(wall_s=round(src["elapsed_s"], 2), cpu_hours=round(src["cpu_s"] / 3600, 9),
                               gpu_hours=round(src["gpus"] * src["elapsed_s"] / 3600, 6), peak_mem_mb=round(peak, 1),
                               source="sacct" if job else "benchmark")
     total = dict(wall_s=round(sum(r["wall_s"] for r in per_rule.values()), 2),
-                 cpu_hours=round(sum(r["cpu_hours"] for r in per_rule.values()), 6),
+                 cpu_hours=round(sum(r["cpu_hours"] for r in per_rule.values()), 9),
                  gpu_hours=round(sum(r["gpu_hours"] for r in per_rule.values()), 6),
                  peak_mem_mb=max((r["peak_mem_mb"] for r in per_rule.values()), default=0.0))
     return dict(rules=per_rule, total=total)
