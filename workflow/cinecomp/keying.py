@@ -375,10 +375,9 @@ def key_frames(rgb: np.ndarray, params: KeyParams | dict | None = None):
             {"screen": screen.tolist(), "screen_coverage": coverage})
 
 
-def key_shot(plate_files, out_files, params, attrs: dict | None = None, compression: str = "zip") -> dict:
-    """Key ingested plate frames (EXR) into R,G,B (premultiplied despilled fg) + A files, streaming.
-    The plate's pixel aspect ratio is carried over. A plate that is not a green/blue screen (see
-    ``shot_screen``) raises PlateError naming the shot before any file is written."""
+def prepare_key_shot(plate_files, out_files, params, attrs):
+    """What every keying backend needs first: checked params, the shot's screen (PlateError naming the
+    shot when the plate is no green/blue screen), the plate's pixel aspect and a ChromaKeyer."""
     params = params if isinstance(params, KeyParams) else KeyParams.from_dict(params)
     plate_files, out_files = list(plate_files), list(out_files)
     shot = (attrs or {}).get("shot")
@@ -389,7 +388,15 @@ def key_shot(plate_files, out_files, params, attrs: dict | None = None, compress
         problem, _, fix = str(exc).partition(" (fix: ")
         raise PlateError(Path(plate_files[0]).parent, problem, fix.rstrip(")"), shot=shot) from None
     aspect = exrio.pixel_aspect(plate_files[0])
-    keyer = ChromaKeyer(params, screen)
+    return params, plate_files, out_files, shot, screen, coverage, aspect, ChromaKeyer(params, screen)
+
+
+def key_shot(plate_files, out_files, params, attrs: dict | None = None, compression: str = "zip") -> dict:
+    """Key ingested plate frames (EXR) into R,G,B (premultiplied despilled fg) + A files, streaming.
+    The plate's pixel aspect ratio is carried over. A plate that is not a green/blue screen (see
+    ``shot_screen``) raises PlateError naming the shot before any file is written."""
+    params, plate_files, out_files, shot, screen, coverage, aspect, keyer = prepare_key_shot(
+        plate_files, out_files, params, attrs)
     means = []
     for src, dst in zip(plate_files, out_files):
         alpha, fg = keyer.key(exrio.read_rgba(src)[..., :3])

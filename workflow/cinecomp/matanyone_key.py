@@ -28,7 +28,7 @@ import numpy as np
 
 from . import exrio
 from .errors import PlateError
-from .keying import ChromaKeyer, KeyParams, _sample, shot_screen
+from .keying import ChromaKeyer, KeyParams, prepare_key_shot
 
 
 def _display(rgb: np.ndarray) -> np.ndarray:
@@ -142,17 +142,8 @@ def matanyone_key_shot(plate_files, out_files, params, *, settings: dict, attrs:
                        compression: str = "zip", network=None, log=None) -> dict:
     """Key ingested plate frames (EXR) with MatAnyone into the chroma backend's R,G,B,A files, streaming.
     ``settings``: perception.matanyone + ``device`` (+ ``sam2`` for matanyone_first_mask sam2)."""
-    params = params if isinstance(params, KeyParams) else KeyParams.from_dict(params)
-    plate_files, out_files = list(plate_files), list(out_files)
-    shot = (attrs or {}).get("shot")
-    try:
-        screen, coverage = shot_screen([exrio.read_rgba(plate_files[i])[..., :3] for i in _sample(len(plate_files))],
-                                       params)
-    except ValueError as exc:
-        problem, _, fix = str(exc).partition(" (fix: ")
-        raise PlateError(Path(plate_files[0]).parent, problem, fix.rstrip(")"), shot=shot) from None
-    aspect = exrio.pixel_aspect(plate_files[0])
-    keyer = ChromaKeyer(params, screen)
+    params, plate_files, out_files, shot, screen, coverage, aspect, keyer = prepare_key_shot(
+        plate_files, out_files, params, attrs)
     matter = Matter(settings.get("checkpoint"), settings.get("device", "auto"), network=network)
     means, agreement = [], []
     for i, (src, dst) in enumerate(zip(plate_files, out_files)):
