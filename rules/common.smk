@@ -61,6 +61,13 @@ def check_diffusion_models():
     from cinecomp.diffusion.checks import check_diffusion_config
 
     problems = check_diffusion_config(config["diffusion"])
+    if config["diffusion"].get("output") == "layers":
+        no_env = [s for s in shots if not ROWS[s]["environment"]]
+        if no_env:
+            problems.append(
+                f"diffusion.output 'layers' lays the model's light on an environment plate; shot(s) "
+                f"{', '.join(no_env)} have none (fix: give them an environment, or set diffusion.output: frames)"
+            )
     if problems:
         raise WorkflowError(
             f"shot(s) {', '.join(shots)} use the diffusion composite backend, but:\n"
@@ -304,7 +311,17 @@ def composite_settings(wildcards):
         settings.update(
             {
                 k: d[k]
-                for k in ("pipeline", "steps", "guidance", "seed", "window", "overlap")
+                for k in (
+                    "pipeline",
+                    "steps",
+                    "guidance",
+                    "seed",
+                    "window",
+                    "overlap",
+                    "output",
+                    "layers_height",
+                    "layers_blur",
+                )
             },
             model_id=model_id(d["pipeline"]),
             model_colourspace=d["model_colourspace"],

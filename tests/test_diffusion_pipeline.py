@@ -246,3 +246,21 @@ def test_batched_guidance_equals_two_passes(pipe, shot):
         pipe.transformer.forward = forward
     assert n_batched == [2, 2] and calls == [1, 1, 1, 1]  # 2 steps
     np.testing.assert_allclose(batched.frames, sequential.frames, atol=1e-5)
+
+
+def test_over_reconstruction_is_the_vae_round_trip_of_the_plain_comp(pipe, shot):
+    out = run(pipe, shot, reconstruct_over=True)
+    assert out.over_reconstruction.shape == (T, H, W, 3)
+    over = shot["character_rgb"] + shot["tri_mask"][..., 2:3] * shot["environment_rgb"]
+    want = pipe.decode_latents(pipe.encode_video(torch.from_numpy(over * 2 - 1).permute(3, 0, 1, 2)[None]))
+    want = ((want[0] + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0).numpy()
+    np.testing.assert_allclose(out.over_reconstruction, want, atol=1e-5)
+    assert run(pipe, shot).over_reconstruction is None  # only when asked
+
+
+def test_over_reconstruction_without_an_environment_fails_before_any_step(pipe, shot, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pipe.transformer, "forward", lambda *a, **k: calls.append(1))
+    with pytest.raises(DiffusionInputError, match="needs an environment plate.*render frames instead of layers"):
+        run(pipe, {**shot, "environment_rgb": None}, reconstruct_over=True)
+    assert calls == []

@@ -87,8 +87,8 @@ def planned(root: Path, *args, configs=("tiny.yaml",)) -> set[tuple[str, str]]:
         r"^(?:localrule|rule) (\w+):\n(?:.*\n)*?\s+wildcards: shot=([\w-]+)", r.stdout + r.stderr, re.M)}
 
 
-def comp_layers(root: Path, shot: str) -> list[dict]:
-    files = sorted((root / "results" / shot / "v001" / "comp").glob("*.exr"))
+def comp_layers(root: Path, shot: str, version: str = "v001") -> list[dict]:
+    files = sorted((root / "results" / shot / version / "comp").glob("*.exr"))
     return [exrio.read_layers(f) for f in files]
 
 
@@ -182,6 +182,39 @@ def test_bad_model_directories_fail_before_any_job(rendered, models, tmp_path):
     assert f"{wrong / 'transformer'}: is a 'WanTransformer3DModel', not a CinecompTransformer3DModel" in out
     after = {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*") if p.is_file()}
     assert before == after
+
+
+def test_layers_output_lays_the_models_light_on_the_plain_comp(rendered, tmp_path):
+    root = tmp_path / "w"
+    shutil.copytree(rendered, root, symlinks=True)
+    write_config(root, "layers.yaml", {"output": "layers", "layers_blur": float("nan"), "ranks": 1})
+    r = snakemake(root, "--dry-run", configs=("tiny.yaml", "layers.yaml"))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "diffusion.layers_blur=nan must be a finite number" in out
+    assert "shot(s) sr have none (fix: give them an environment, or set diffusion.output: frames)" in out
+    write_config(root, "layers.yaml", {"output": "layers", "layers_blur": 2.0, "ranks": 1})
+    # a new version of sd (a published one is never rendered again), without sr
+    (root / "shots.csv").write_text("\n".join(sheet(sd_version=2).splitlines()[:-1]) + "\n")
+    assert ("composite", "sd") in planned(root, configs=("tiny.yaml", "layers.yaml"))
+    r = snakemake(root, configs=("tiny.yaml", "layers.yaml"))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "the model's light laid on the over comp" in (root / "results" / "logs" / "composite" / "sd.log").read_text()
+    from cinecomp.composite import over
+    from cinecomp.diffusion.layers import RATIO_LIMITS, blur
+
+    from cinecomp.stages import element_frames
+
+    keys, envs = (element_frames(root / "results" / "sd" / d) for d in ("key", "ingest/env"))
+    for ch, (_, key_file), (_, env_file) in zip(comp_layers(root, "sd", "v002"), keys, envs, strict=True):
+        key, env = exrio.read_rgba(key_file), exrio.read_rgba(env_file)
+        plain = over(key[..., :3], key[..., 3], env[..., :3])
+        rgb = np.stack([ch[c] for c in "RGB"], axis=-1).astype(np.float32)
+        ratio = rgb / np.maximum(plain, 1e-3)
+        lit = plain > 0.05  # the random model's light ratio: bounded and smooth, the plate's detail kept
+        assert (ratio[lit] > RATIO_LIMITS[0] * 0.99).all() and (ratio[lit] < RATIO_LIMITS[1] * 1.01).all()
+        assert np.abs(ratio - blur(ratio, 1.0))[lit].mean() < 0.1 * ratio[lit].mean()
+    with np.load(root / "results" / "sd" / "diffusion" / "windows" / "window_0000.npz") as w:
+        assert w["over_reconstruction"].shape == w["frames"].shape
 
 
 class _Resources(dict):

@@ -7,6 +7,7 @@ before any job starts, with a message naming the directory and the fix.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from pathlib import Path
 
@@ -127,7 +128,8 @@ def check_diffusion_config(d: dict) -> list[str]:
     """Every problem with config.yaml's ``diffusion`` section: settings, then the model directories."""
     from ..colour import check_colourspace
 
-    problems = []
+    problems = [f"diffusion.{k}={v!r} must be a finite number" for k, v in d.items()
+                if isinstance(v, float) and not math.isfinite(v)]
     if (d["window"] - 1) % 4:
         problems.append(f"diffusion.window={d['window']} must be 4n+1 (e.g. 81, 41, 21)")
     else:

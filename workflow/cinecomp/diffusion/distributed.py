@@ -464,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-blend", action="store_true",
                         help="with --window: write only the window files and windows.json (read them with "
                         "cinecomp.diffusion.windows.iter_blended), never the whole shot in memory")
+    parser.add_argument("--output", default="frames", choices=("frames", "layers"),
+                        help="layers: also write the VAE's reconstruction of the plain over comp "
+                        "(cinecomp.diffusion.layers divides the frames by it)")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
     args = parser.parse_args(argv)
 
@@ -484,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = build_pipeline(args.pipeline, args.zero_stage, not args.no_sequence_parallel, dtype, ds_config)
     shot = _load_shot(Path(args.shot))
     call = dict(shot, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
-                batch_guidance=not args.sequential_cfg)
+                batch_guidance=not args.sequential_cfg, reconstruct_over=args.output == "layers")
     gathers = _count_gathers()
     out = Path(args.out)
     if args.window:

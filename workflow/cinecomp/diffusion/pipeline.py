@@ -42,11 +42,14 @@ from .transformer import CinecompTransformer3DModel
 @dataclass
 class CinecompPipelineOutput(BaseOutput):
     """``frames``: (T, H, W, 3) float32 RGB in [0, 1]; ``depth``: (T, H, W) float32 in scene units
-    (between the ``depth_range`` used); ``latents``: the denoised (1, 2z, n+1, H/8, W/8) latents, RGB then depth."""
+    (between the ``depth_range`` used); ``latents``: the denoised (1, 2z, n+1, H/8, W/8) latents, RGB then depth;
+    ``over_reconstruction``: with ``reconstruct_over``, the VAE's reconstruction of the plain `over` comp
+    (T, H, W, 3) in [0, 1], what :func:`cinecomp.diffusion.layers.apply_layers` divides the frames by."""
 
     frames: np.ndarray | torch.Tensor | None
     depth: np.ndarray | torch.Tensor | None
     latents: torch.Tensor | None = None
+    over_reconstruction: np.ndarray | torch.Tensor | None = None
 
 
 @dataclass
@@ -144,6 +147,23 @@ class CinecompPipeline(DiffusionPipeline):
         lat = dist.mode().float()
         mean, std = self._latent_stats(lat.device)
         return (lat - mean) / std
+
+    @torch.no_grad()
+    def reconstruct_over(self, character_rgb, tri_mask, environment_rgb) -> torch.Tensor:
+        """The plain `over` comp (premultiplied character + environment x its mask) through this
+        pipeline's VAE, (T, H, W, 3) in [0, 1]: the model's output divided by it keeps only what the model
+        changed (shadows, relighting), free of the VAE's own losses."""
+        if environment_rgb is None:
+            raise DiffusionInputError("reconstruct_over needs an environment plate (the model synthesises none "
+                                      "to compare with): render frames instead of layers")
+        plate = _as_tensor(character_rgb, "character_rgb").clamp(0.0, 1.0)
+        env = _as_tensor(environment_rgb, "environment_rgb").clamp(0.0, 1.0)
+        if env.ndim == 3:
+            env = env.unsqueeze(0).expand(plate.shape[0], *env.shape)
+        keep = _as_tensor(tri_mask, "tri_mask")[..., 2:3].clamp(0.0, 1.0)
+        over = (plate + keep * env).clamp(0.0, 1.0) * 2.0 - 1.0
+        video = self.decode_latents(self.encode_video(over.permute(3, 0, 1, 2)[None]))
+        return ((video[0] + 1.0) * 0.5).clamp(0.0, 1.0).permute(1, 2, 3, 0).cpu()
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -313,6 +333,7 @@ class CinecompPipeline(DiffusionPipeline):
         context_depth=None,
         frame_offset: int = 0,
         batch_guidance: bool = True,
+        reconstruct_over: bool = False,
         output_type: str = "np",
         return_dict: bool = True,
         attention_kwargs: dict[str, Any] | None = None,
@@ -348,6 +369,8 @@ class CinecompPipeline(DiffusionPipeline):
             batch_guidance: run the conditional and unconditional passes as one batch of two (one
                 parameter gather per step under ZeRO-3); False runs them one after the other (half the
                 activation memory).
+            reconstruct_over: also return ``over_reconstruction`` (see :meth:`reconstruct_over`; needs
+                ``environment_rgb``), for applying the output as low-frequency layers.
             output_type: ``"np"`` (numpy), ``"pt"`` (torch) or ``"latent"`` (no decoding).
         """
         if prompt_embeds is None:
@@ -355,6 +378,8 @@ class CinecompPipeline(DiffusionPipeline):
                 "prompt_embeds are required: the pipeline has no text encoder; encode prompts once with "
                 "cinecomp.diffusion.prompts.encode_prompts and pass load_prompt_embeds(...)[prompt]"
             )
+        if reconstruct_over and environment_rgb is None:
+            self.reconstruct_over(character_rgb, tri_mask, None)  # its error, before any step
         if output_type not in ("np", "pt", "latent"):
             raise DiffusionInputError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
         device = self._execution_device
@@ -468,11 +493,13 @@ class CinecompPipeline(DiffusionPipeline):
         decoded = self.decode_latents(torch.cat([latents[:, :z], latents[:, z:]], dim=0))  # (2, 3, T, H, W)
         frames = ((decoded[0] + 1.0) * 0.5).clamp(0.0, 1.0).permute(1, 2, 3, 0).cpu()
         depth = decode_depth(decoded[1].mean(dim=0), *depth_range).cpu()
+        over_rec = self.reconstruct_over(character_rgb, tri_mask, environment_rgb) if reconstruct_over else None
         if output_type == "np":
             frames, depth = frames.numpy(), depth.numpy()
+            over_rec = None if over_rec is None else over_rec.numpy()
         if not return_dict:
             return frames, depth, latents
-        return CinecompPipelineOutput(frames=frames, depth=depth, latents=latents)
+        return CinecompPipelineOutput(frames=frames, depth=depth, latents=latents, over_reconstruction=over_rec)
 
 
 def _same_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

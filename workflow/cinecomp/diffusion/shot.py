@@ -7,7 +7,8 @@
          them a window at a time and renders overlapping windows into ``<work>/windows/window_####.npz`` (the checkpoints:
          a rerun reuses every finished window) and ``windows.json``
       -> composite EXRs, blended from the windows one frame at a time: R,G,B (ACEScg, half), A = 1,
-         depth.Z (scene units, float32).
+         depth.Z (scene units, float32).  With ``output: layers`` the R,G,B are the plain `over` comp
+         times the model's low-frequency change of light (:mod:`cinecomp.diffusion.layers`).
 Nothing holds the whole shot in memory, so memory does not grow with the shot's length.
 
 The tri-mask comes from the mask stage (key-only without it: character = alpha, prop = 0,
@@ -26,6 +27,7 @@ import numpy as np
 from .. import exrio
 from ..assemble import MASK_LAYERS, key_only_trimask
 from ..colour import WORKING_SPACE, convert
+from ..composite import over
 from ..frames import frame_path
 from .errors import DiffusionInputError
 
@@ -41,6 +43,31 @@ def padded_size(height: int, width: int, ranks: int = 1) -> tuple[int, int]:
     if ranks > 1 and (h // m) * (w // m) % ranks:
         w = -(-width // (m * ranks)) * (m * ranks)
     return h, w
+
+
+def layers_size(height: int, width: int, model_height: int, ranks: int = 1) -> tuple[int, int]:
+    """The model's (H, W) for ``output: layers`` at ``model_height`` (0: the plate's own, padded): the
+    plate's aspect, multiples of 16, wider only if the ranks could not split the tokens evenly."""
+    if not model_height:
+        return padded_size(height, width, ranks)
+    m = SPATIAL_MULTIPLE
+    h = max(m, round(model_height / m) * m)
+    w = max(m, round(width * h / height / m) * m)
+    while (h // m) * (w // m) % ranks:
+        w += m
+    return h, w
+
+
+def _fit(image: np.ndarray, h: int, w: int, resize: bool) -> np.ndarray:
+    """(H, W, C) -> (h, w, C): resized (area average) for layers, else edge-padded."""
+    if not resize:
+        return _pad(image, h, w)
+    import cv2
+
+    if image.shape[:2] == (h, w):
+        return image
+    out = cv2.resize(np.ascontiguousarray(image, np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    return out.reshape(h, w, image.shape[2])
 
 
 def _pad(image: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -64,17 +91,19 @@ def from_model_space(rgb: np.ndarray, colourspace: str) -> np.ndarray:
 
 
 def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
-                   out_dir=None, mask_files=None) -> tuple[dict, tuple[int, int]]:
+                   out_dir=None, mask_files=None, model_size: tuple[int, int] | None = None) -> tuple[dict, tuple[int, int]]:
     """The model's per-frame inputs from the key (premultiplied RGBA) and environment frames.
 
     Returns ``(arrays, (height, width))`` with arrays ``character_rgb``, ``tri_mask`` and (unless
     ``env_files`` is None: the model synthesises the environment) ``environment_rgb``, (T, H', W', C)
-    padded to :func:`padded_size`, and the original size.  With ``out_dir`` the arrays are ``.npy``
-    files there, filled one frame at a time (memory does not grow with the shot's length).
+    padded to :func:`padded_size` (or resized to ``model_size``, output layers), and the original size.
+    With ``out_dir`` the arrays are ``.npy`` files there, filled one frame at a time (memory does not
+    grow with the shot's length).
     """
     first = exrio.read_rgba(key_files[0])
     h, w = first.shape[:2]
-    ph, pw = padded_size(h, w, ranks)
+    resize = model_size is not None
+    ph, pw = model_size if resize else padded_size(h, w, ranks)
     t = len(key_files)
     names = ["character_rgb", "tri_mask"] + ([] if env_files is None else ["environment_rgb"])
     if env_files is not None and len(env_files) != t:
@@ -97,14 +126,14 @@ def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
             masks = {m: v.astype(np.float32) for m, v in exrio.read_layers(mask_files[i]).items() if m in MASK_LAYERS}
         alpha = np.clip(key[..., 3:4], 0.0, 1.0)
         straight = np.where(alpha > 1e-4, key[..., :3] / np.maximum(alpha, 1e-4), 0.0)
-        arrays["character_rgb"][i] = _pad(to_model_space(straight, colourspace) * alpha, ph, pw)
-        arrays["tri_mask"][i] = _pad(np.stack([masks[m] for m in MASK_LAYERS], axis=-1), ph, pw)
+        arrays["character_rgb"][i] = _fit(to_model_space(straight, colourspace) * alpha, ph, pw, resize)
+        arrays["tri_mask"][i] = _fit(np.stack([masks[m] for m in MASK_LAYERS], axis=-1), ph, pw, resize)
         if env_files is not None:
             env = exrio.read_rgba(env_files[i])[..., :3]
             if env.shape[:2] != (h, w):
                 raise DiffusionInputError(f"{env_files[i]}: environment frames are {env.shape[1]}x{env.shape[0]}, "
                                           f"key frames {w}x{h}")
-            arrays["environment_rgb"][i] = _pad(to_model_space(env, colourspace), ph, pw)
+            arrays["environment_rgb"][i] = _fit(to_model_space(env, colourspace), ph, pw, resize)
     for a in arrays.values():
         if isinstance(a, np.memmap):
             a.flush()
@@ -121,14 +150,14 @@ def reference_arrays(path, role: str, source_colourspace: str, model_colourspace
 
 
 def write_shot_dir(work: Path, key_files, env_files, settings: dict, ranks: int, prompt_file,
-                   mask_files=None) -> tuple[dict, tuple]:
+                   mask_files=None, model_size=None) -> tuple[dict, tuple]:
     """``work/shot/``: the launcher's input, one ``.npy`` per array (the ranks read the per-frame ones a
     window at a time, see ``_io.NpyFrames``); written whole or not at all."""
     from ._io import atomic_dir
 
     with atomic_dir(work / "shot") as tmp:
         arrays, size = prepare_inputs(key_files, env_files, settings["model_colourspace"], ranks, out_dir=tmp,
-                                      mask_files=mask_files)
+                                      mask_files=mask_files, model_size=model_size)
         small = {}
         if settings.get("reference"):
             small.update(reference_arrays(settings["reference"], settings["reference_role"],
@@ -164,7 +193,8 @@ def launch(work: Path, settings: dict, ranks: int, threads: int, log_file) -> Pa
     args = ["--pipeline", str(Path(settings["pipeline"]).resolve()), "--shot", str(work / "shot"), "--no-blend",
             "--out", str(windows), "--steps", str(settings["steps"]), "--guidance", str(settings["guidance"]),
             "--seed", str(settings["seed"]), "--window", str(settings["window"]),
-            "--overlap", str(settings["overlap"]), "--zero-stage", "3" if ranks > 1 else "0"]
+            "--overlap", str(settings["overlap"]), "--zero-stage", "3" if ranks > 1 else "0",
+            "--output", settings.get("output", "frames")]
     cpu = not torch.cuda.is_available()
     cmd = distributed.launch_command(ranks, args)
     env = distributed.launch_env(ranks, cpu=cpu, threads_per_rank=max(1, threads // ranks))
@@ -186,12 +216,21 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     """Render one shot with the diffusion backend; writes composite EXRs into ``out_dir``."""
     shot, version = settings["attrs"]["shot"], settings["attrs"].get("version")  # None: a work file
     frames = [f for f, _ in key_files]
+    layers = settings.get("output", "frames") == "layers"
+    if layers and env_files is None:
+        raise DiffusionInputError(f"shot {shot}: diffusion.output 'layers' needs an environment plate to lay the "
+                                  "model's light on (fix: give the shot an environment, or set diffusion.output: frames)")
     work = Path(work_dir).resolve()  # the launcher runs in it
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    model_size = None
+    if layers:
+        plate_h, plate_w = exrio.read_rgba(key_files[0][1]).shape[:2]
+        model_size = layers_size(plate_h, plate_w, int(settings.get("layers_height", 0)), ranks)
     info, (h, w) = write_shot_dir(work, [p for _, p in key_files],
                                   None if env_files is None else [p for _, p in env_files], settings, ranks,
-                                  prompt_file, None if mask_files is None else [p for _, p in mask_files])
+                                  prompt_file, None if mask_files is None else [p for _, p in mask_files],
+                                  model_size)
     log.info("shot %s: %d frames %dx%d (model %dx%d), %d rank(s), window %s overlap %s, %s steps; environment: %s%s",
              shot, len(frames), w, h, info["character_rgb"][2], info["character_rgb"][1], ranks,
              settings["window"], settings["overlap"], settings["steps"],
@@ -205,14 +244,25 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
                                   f"{len(frames)} (fix: delete {windows} and rerun)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for i, rgb, depth in iter_blended(windows):  # one frame at a time
+    cs = settings["model_colourspace"]
+    for i, rgb, depth, *over_rec in iter_blended(windows, with_over=layers):  # one frame at a time
         frame = frames[i]
-        rgb = from_model_space(rgb[:h, :w], settings["model_colourspace"])
+        if layers:
+            from .layers import apply_layers, resize_to
+
+            key = exrio.read_rgba(key_files[i][1])
+            plain = over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3])
+            rgb = apply_layers(plain, from_model_space(rgb, cs), from_model_space(over_rec[0], cs),
+                               settings.get("layers_blur", 4.0))
+            depth = resize_to(depth[..., None], h, w)[..., 0]
+        else:
+            rgb = from_model_space(rgb[:h, :w], cs)
         chans = {c: rgb[..., k].astype(np.float16) for k, c in enumerate("RGB")}
         chans["A"] = np.ones((h, w), np.float16)
-        chans["depth.Z"] = depth[:h, :w].astype(np.float32)
+        chans["depth.Z"] = depth[:h, :w].astype(np.float32)  # (layers: already the plate's size)
         exrio.write_exr(frame_path(out, shot, "diffusion", version, frame), chans,
                         attrs={**settings["attrs"], "frame": int(frame), "backend": "diffusion"})
     seconds = time.perf_counter() - t0
-    log.info("shot %s: diffusion composite of %d frames in %.1f s", shot, len(frames), seconds)
+    log.info("shot %s: diffusion composite of %d frames (%s) in %.1f s", shot, len(frames),
+             "the model's light laid on the over comp" if layers else "the model's frames", seconds)
     return {"frames": len(frames), "seconds": seconds, "ranks": ranks}

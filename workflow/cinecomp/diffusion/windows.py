@@ -203,7 +203,7 @@ def load_finished(path: Path, key: str, arrays: bool = True) -> dict | None:
                 return None
             if not arrays:
                 return {}
-            return {"frames": data["frames"], "depth": data["depth"]}
+            return {name: data[name] for name in ("frames", "depth", "over_reconstruction") if name in data}
     except (OSError, ValueError, KeyError, EOFError):
         return None  # damaged: render again
 
@@ -231,10 +231,11 @@ def read_manifest(out_dir) -> dict:
         raise DiffusionInputError(f"{path}: no readable window manifest ({exc}) (fix: rerun the shot)") from None
 
 
-def iter_blended(out_dir) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def iter_blended(out_dir, with_over: bool = False) -> Iterator[tuple]:
     """``(frame_index, rgb (H, W, 3), depth (H, W))`` of the whole shot, blended from the window files one
     frame at a time: at most the windows overlapping the current frame are in memory, so writing a shot
-    costs the same memory whatever its length.  Same result as :func:`blend_windows`."""
+    costs the same memory whatever its length.  Same result as :func:`blend_windows`.  ``with_over``
+    adds the blended ``over_reconstruction`` (H, W, 3) (windows rendered with ``reconstruct_over``)."""
     manifest = read_manifest(out_dir)
     plan = [Window(w["index"], w["start"], w["stop"], w["length"]) for w in manifest["windows"]]
     keys = {w["index"]: w["key"] for w in manifest["windows"]}
@@ -247,7 +248,7 @@ def iter_blended(out_dir) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         for w in covering:
             if w.index not in loaded:
                 data = load_finished(window_path(out_dir, w), keys[w.index])
-                if data is None:
+                if data is None or (with_over and "over_reconstruction" not in data):
                     raise DiffusionInputError(f"{window_path(out_dir, w)}: missing, damaged or from other inputs "
                                               "than windows.json says (fix: rerun the shot)")
                 loaded[w.index] = data
@@ -258,7 +259,10 @@ def iter_blended(out_dir) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
                       for w in covering)
             return _out_of_blend_space(acc / wsum, log).astype(np.float32)
 
-        yield i, blend("frames", False), blend("depth", True)
+        if with_over:
+            yield i, blend("frames", False), blend("depth", True), blend("over_reconstruction", False)
+        else:
+            yield i, blend("frames", False), blend("depth", True)
 
 
 def render_windows(
@@ -331,11 +335,14 @@ def render_windows(
             args["context_depth"] = tail[2][a : a + overlap]
         result = render(**args)
         f, d = np.asarray(result.frames, np.float32), np.asarray(result.depth, np.float32)
+        extra = {}
+        if getattr(result, "over_reconstruction", None) is not None:
+            extra["over_reconstruction"] = np.asarray(result.over_reconstruction, np.float32)
         del result, args
         if write:
             with atomic_path(window_path(out_dir, win)) as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, frames=f, depth=d, key=np.array(keys[win.index]))
+                    np.savez(fh, frames=f, depth=d, key=np.array(keys[win.index]), **extra)
         if blend:
             frames[win.index], depth[win.index] = f, d
         tail = (win.index, f, d)

@@ -1,0 +1,59 @@
+"""The model's output applied as low-frequency harmonization layers on the full-detail `over` comp.
+
+A model that works through a VAE returns frames with the VAE's losses (soft edges, lost plate grain,
+colour shifts): a small one loses most of the detail.  What the model adds to a plain comp (the
+character's shadow and contact occlusion on the environment, the environment's light on the character)
+is low-frequency.  So ``diffusion.output: layers`` keeps the pixels of the plain `over` comp (key over
+environment, at the plate's resolution) and takes from the model only the change of light:
+
+    ratio  = blur(linear(model frame)) / blur(linear(VAE reconstruction of the over comp))
+    output = over * ratio                                   (per channel, scene-linear)
+
+Dividing by the VAE's own reconstruction of `over` (not by `over` itself) cancels what the VAE does to
+any picture, so only what the model changed remains.  Because the change is smooth, the model can run
+at a fraction of the plate's resolution (``diffusion.layers_height``): its ratio is resized to the
+plate, whose own pixels are never resampled.  ``output: frames`` (the default) writes the
+model's frames as they are, which is right for a model whose VAE keeps the plate's detail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RATIO_LIMITS = (1.0 / 16.0, 4.0)  # a shadow darkens at most 16x, relighting brightens at most 4x
+EPSILON = 1e-2  # scene-linear; keeps near-black pixels from making ratios of noise
+
+
+def blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of an (H, W, C) image, edges reflected; sigma in pixels (0: unchanged)."""
+    if sigma <= 0:
+        return image
+    import cv2
+
+    return cv2.GaussianBlur(np.ascontiguousarray(image, np.float32), (0, 0), sigmaX=float(sigma),
+                            borderType=cv2.BORDER_REFLECT)
+
+
+def light_ratio(model_lin: np.ndarray, over_rec_lin: np.ndarray, sigma: float) -> np.ndarray:
+    """The model's change of light, (H, W, 3) ratios in :data:`RATIO_LIMITS`."""
+    num = blur(np.maximum(model_lin, 0.0), sigma) + EPSILON
+    den = blur(np.maximum(over_rec_lin, 0.0), sigma) + EPSILON
+    return np.clip(num / den, *RATIO_LIMITS).astype(np.float32)
+
+
+def resize_to(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(H', W', C) -> (h, w, C), bilinear (the ratio is smooth: nothing finer to keep)."""
+    if image.shape[:2] == (h, w):
+        return image
+    import cv2
+
+    out = cv2.resize(np.ascontiguousarray(image, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return out.reshape(h, w, image.shape[2])
+
+
+def apply_layers(over_lin: np.ndarray, model_lin: np.ndarray, over_rec_lin: np.ndarray, sigma: float) -> np.ndarray:
+    """``over_lin`` (H, W, 3) times the model's light ratio.  The model may have run at another size
+    (``diffusion.layers_height``, or the plate stretched to its multiples of 16): its ratio is computed
+    there (``sigma`` in model pixels) and resized to ``over_lin``'s."""
+    h, w = over_lin.shape[:2]
+    return (over_lin * resize_to(light_ratio(model_lin, over_rec_lin, sigma), h, w)).astype(np.float32)
