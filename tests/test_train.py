@@ -241,3 +241,25 @@ def test_sample_stream_reads_a_gathered_index_with_nested_shards_and_seeks(tmp_p
     again = [s["target_rgb"].sum() for s, _ in zip(stream.at(5), range(3))]
     np.testing.assert_allclose(again, first[5:8])
     assert len({round(float(v), 3) for v in first[:6]}) == 6  # an epoch is every sample once
+
+
+@pytest.mark.slow
+def test_bf16_keeps_the_fp32_modules_and_evaluates_every_n_steps(setup):
+    """bfloat16 training as on GPUs (DeepSpeed casts the module; the frozen _keep_in_fp32_modules go back
+    to float32 as at inference), and `cinecomp eval` of the baked weights every eval_every steps."""
+    root, tiny = setup
+    out = root / "bf16"
+    cfg = write_config(root / "bf16.yaml", root, tiny, out, steps=2, batch=1, precision="bfloat16", eval_every=2)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["eval"] = {"split": "ev02", "width": 32, "height": 16, "frames": 5, "steps": 1, "guidance": 1.0,
+                   "window": 5, "overlap": 1}
+    cfg.write_text(yaml.safe_dump(raw))
+    assert launch(cfg, ranks=1) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["precision"] == {"trainable": ["bfloat16"], "keep_fp32": ["float32"], "other": ["bfloat16"]}
+    scores = json.loads((out / "eval" / "step_0000002" / "eval.json").read_text())
+    assert set(scores) == {"diffusion"} and np.isfinite(scores["diffusion"]["psnr_full"])
+    raw["eval"]["overlap"] = 3
+    cfg.write_text(yaml.safe_dump(raw))
+    with pytest.raises(TrainConfigError, match=r"eval.overlap=3 must be 4m\+1"):
+        load_config(cfg)

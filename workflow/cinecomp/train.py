@@ -68,6 +68,19 @@ SECTIONS = {
         "depth_weight": Num(0.5, 0.0, 100.0, False, "depth loss relative to RGB"),
         "shift": Num(0.0, 0.0, 100.0, False, "sigma shift (0: the scheduler's)"),
     },
+    "eval": {  # the `cinecomp eval` run every train.eval_every steps
+        "split": Choice("report", ("report", "tune", "all", *(f"ev{i:02d}" for i in range(1, 15))),
+                        "the eval shots scored: a split, or one shot"),
+        "width": Num(0, 0, 8192, True, "eval frame width (0: eval's default); even, at least 16, given with height"),
+        "height": Num(0, 0, 8192, True, "eval frame height (0: eval's default)"),
+        "frames": Num(0, 0, 1000, True, "frames per eval shot (0: eval's default)"),
+        "steps": Num(30, 1, 1000, True, "sampling steps"),
+        "guidance": Num(5.0, 0.0, 100.0, False, "classifier-free guidance (<= 1: off)"),
+        "window": Num(81, 5, 1001, True, "frames per window (4n+1)"),
+        "overlap": Num(17, 1, 1001, True, "frames (4m+1) a window shares with the one before"),
+        "output": Choice("frames", ("frames", "layers"), "diffusion.output of the eval renders"),
+        "layers_height": Num(0, 0, 4320, True, "diffusion.layers_height of the eval renders"),
+    },
     "dropout": {
         "text": Num(0.1, 0.0, 1.0, False, "probability of the unconditional prompt"),
         "environment": Num(0.1, 0.0, 1.0, False, "probability of no environment plate"),
@@ -124,6 +137,8 @@ def load_config(path: str | os.PathLike) -> dict:
                 continue
             p = Path(str(value)).expanduser()
             cfg[section][key] = p if p.is_absolute() else base / p
+    if not problems and cfg["train"]["eval_every"]:
+        problems += eval_problems(cfg["eval"])
     if problems:
         raise TrainConfigError(f"{path}: " + "; ".join(problems))
     from .diffusion.checks import check_pipeline_dir, check_text_encoder_dir, transformer_text_dim
@@ -139,6 +154,26 @@ def load_config(path: str | os.PathLike) -> dict:
         raise TrainConfigError(f"{path}: " + "; ".join(problems))
     cfg["path"] = path
     return cfg
+
+
+def eval_problems(ev: dict) -> list[str]:
+    """What would make the periodic `cinecomp eval` fail, found before training starts."""
+    from .diffusion.errors import DiffusionInputError
+    from .diffusion.windows import check_overlap
+
+    problems = []
+    if bool(ev["width"]) != bool(ev["height"]):
+        problems.append(f"eval.width={ev['width']} and eval.height={ev['height']}: give both or neither")
+    elif ev["width"] and (ev["width"] % 2 or ev["height"] % 2 or min(ev["width"], ev["height"]) < 16):
+        problems.append(f"eval.width x height {ev['width']}x{ev['height']}: both even and at least 16")
+    if (ev["window"] - 1) % 4:
+        problems.append(f"eval.window={ev['window']} must be 4n+1 (e.g. 81, 41, 9)")
+    else:
+        try:
+            check_overlap(ev["window"], ev["overlap"])
+        except DiffusionInputError as exc:
+            problems.append(f"eval.{exc}")
+    return problems
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -320,6 +355,38 @@ def write_model_card(out: Path, cfg: dict, step: int, history: list[dict]) -> No
     write_text(out / "MODEL_CARD.md", "\n".join(lines))
 
 
+def precision_report(transformer) -> dict:
+    """{"trainable" | "keep_fp32" | "other": sorted dtypes} of the transformer's tensors."""
+    from .diffusion.distributed import keeps_fp32
+
+    keep = getattr(transformer, "_keep_in_fp32_modules", None)
+    seen: dict[str, set] = {"trainable": set(), "keep_fp32": set(), "other": set()}
+    for name, p in transformer.named_parameters():
+        kind = "trainable" if p.requires_grad else "keep_fp32" if keeps_fp32(name, keep) else "other"
+        seen[kind].add(str(p.dtype).removeprefix("torch."))
+    return {k: sorted(v) for k, v in seen.items()}
+
+
+def restore_fp32(transformer) -> list[str]:
+    """Put the frozen tensors of the transformer's ``_keep_in_fp32_modules`` (RoPE tables, time embedding,
+    modulation tables, norms) back in float32 after DeepSpeed cast the whole module to bfloat16, as
+    diffusers keeps them at inference: training then sees the model inference runs.  Trainable tensors
+    stay in the engine's precision (its optimizer holds them).  Returns the names restored."""
+    import torch
+
+    from .diffusion.distributed import keeps_fp32
+
+    keep = getattr(transformer, "_keep_in_fp32_modules", None)
+    restored = []
+    tensors = [(n, p, p.requires_grad) for n, p in transformer.named_parameters()]
+    tensors += [(n, b, False) for n, b in transformer.named_buffers()]
+    for name, t, trainable in tensors:
+        if not trainable and t.is_floating_point() and t.dtype != torch.float32 and keeps_fp32(name, keep):
+            t.data = t.data.float()
+            restored.append(name)
+    return restored
+
+
 def plot_loss(history: list[dict], path: Path, width: int = 480, height: int = 240) -> None:
     """loss.png: the loss per step as a line (PIL, no plotting library)."""
     from PIL import Image, ImageDraw
@@ -385,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     engine, optimizer, _, scheduler = deepspeed.initialize(model=pipe.transformer, optimizer=optimizer,
                                                            lr_scheduler=scheduler, config=ds_config(cfg, dtype))
+    restore_fp32(pipe.transformer)  # DeepSpeed's bf16 cast takes the frozen fp32 modules with it
     z = pipe.transformer.config.rgb_channels
 
     step, history = 0, []
@@ -431,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_eval(cfg, out, step, pipe)
             dist.barrier()
     save_checkpoint(engine, ckpt, step, history)
-    summary = {"steps": step, "probe_loss_start": probe_start,
+    summary = {"steps": step, "probe_loss_start": probe_start, "precision": precision_report(pipe.transformer),
                "probe_loss_end": probe_loss(engine, pipe, probe, cfg, embeds, device, dtype, z),
                "last_loss": history[-1]["loss"] if history else None, "ranks": world}
     with gathered(engine, tr):
@@ -501,14 +569,26 @@ def run_eval(cfg: dict, out: Path, step: int, pipe) -> None:
         pipe.save_pretrained(str(where / "pipeline"))
     import yaml
 
+    ev = cfg["eval"]
     model_cfg = where / "model.yaml"
     model_cfg.write_text(yaml.safe_dump({"diffusion": {
-        "pipeline": str((where / "pipeline").resolve()), "text_encoder": str(cfg["model"]["text_encoder"]),
-        "max_sequence_length": cfg["train"]["max_sequence_length"]}}))
-    cmd = [sys.executable, "-m", "cinecomp.cli", "eval", "--out", str(where / "eval"), "--split", "report",
+        "pipeline": str((where / "pipeline").resolve()), "text_encoder": str(Path(cfg["model"]["text_encoder"]).resolve()),
+        "max_sequence_length": cfg["train"]["max_sequence_length"],
+        "tokenizer": str(Path(cfg["model"]["tokenizer"]).resolve()) if cfg["model"]["tokenizer"] else "",
+        **{k: ev[k] for k in ("steps", "guidance", "window", "overlap", "output", "layers_height")}}}))
+    which = ["--split", ev["split"]] if ev["split"] in ("report", "tune", "all") else ["--shots", ev["split"]]
+    cmd = [sys.executable, "-m", "cinecomp.cli", "eval", "--out", str(where / "eval"), *which,
            "--backends", "diffusion", "--configfile", str(model_cfg), "--json"]
+    if ev["width"] and ev["height"]:
+        cmd += ["--size", f"{ev['width']}x{ev['height']}"]
+    if ev["frames"]:
+        cmd += ["--frames", str(ev["frames"])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (where / "eval.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode == 0:  # the scores beside the loss curve: eval.json per step
+        from .atomic import write_text
+
+        write_text(where / "eval.json", proc.stdout.strip().splitlines()[-1])
     print(f"eval at step {step}: exit {proc.returncode}, {where / 'eval.log'}", flush=True)
 
 
