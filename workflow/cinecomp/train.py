@@ -158,22 +158,14 @@ def load_config(path: str | os.PathLike) -> dict:
 
 def eval_problems(ev: dict) -> list[str]:
     """What would make the periodic `cinecomp eval` fail, found before training starts."""
-    from .diffusion.errors import DiffusionInputError
-    from .diffusion.windows import check_overlap
+    from .diffusion.checks import window_problems
 
     problems = []
     if bool(ev["width"]) != bool(ev["height"]):
         problems.append(f"eval.width={ev['width']} and eval.height={ev['height']}: give both or neither")
     elif ev["width"] and (ev["width"] % 2 or ev["height"] % 2 or min(ev["width"], ev["height"]) < 16):
         problems.append(f"eval.width x height {ev['width']}x{ev['height']}: both even and at least 16")
-    if (ev["window"] - 1) % 4:
-        problems.append(f"eval.window={ev['window']} must be 4n+1 (e.g. 81, 41, 9)")
-    else:
-        try:
-            check_overlap(ev["window"], ev["overlap"])
-        except DiffusionInputError as exc:
-            problems.append(f"eval.{exc}")
-    return problems
+    return problems + window_problems(ev["window"], ev["overlap"], "eval")
 
 
 # ------------------------------------------------------------------------------------------- data

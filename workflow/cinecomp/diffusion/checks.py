@@ -124,21 +124,26 @@ def check_text_encoder_dir(text_encoder_dir: str | Path, tokenizer_dir: str | Pa
     return problems
 
 
+def window_problems(window: int, overlap: int, section: str) -> list[str]:
+    """The window (4n+1) and overlap (4m+1, at most half) of a config ``section``, as messages."""
+    if (window - 1) % 4:
+        return [f"{section}.window={window} must be 4n+1 (e.g. 81, 41, 21)"]
+    from .windows import check_overlap
+
+    try:
+        check_overlap(window, overlap)
+    except DiffusionInputError as exc:
+        return [f"{section}.{exc}"]
+    return []
+
+
 def check_diffusion_config(d: dict) -> list[str]:
     """Every problem with config.yaml's ``diffusion`` section: settings, then the model directories."""
     from ..colour import check_colourspace
 
     problems = [f"diffusion.{k}={v!r} must be a finite number" for k, v in d.items()
                 if isinstance(v, float) and not math.isfinite(v)]
-    if (d["window"] - 1) % 4:
-        problems.append(f"diffusion.window={d['window']} must be 4n+1 (e.g. 81, 41, 21)")
-    else:
-        from .windows import check_overlap
-
-        try:
-            check_overlap(d["window"], d["overlap"])
-        except DiffusionInputError as exc:
-            problems.append(f"diffusion.{exc}")
+    problems += window_problems(d["window"], d["overlap"], "diffusion")
     cs_problem = check_colourspace(d["model_colourspace"])
     if cs_problem:
         problems.append(f"diffusion.model_colourspace: {cs_problem}")
