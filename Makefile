@@ -23,12 +23,11 @@ demo: venv
 	$(BIN)/cinecomp demo --out demo
 	$(BIN)/cinecomp render
 
-# The demo shots through the diffusion backend with tiny random models: exercises the engine end to end
-# (prompt rule, DeepSpeed launcher, windows); the pictures are noise until real weights are configured.
+# The demo shots through the diffusion backend with the shipped proof model (models/proof, MODEL_CARD.md:
+# a tiny CPU-trained model applied as light layers on the over comp): prompt rule, DeepSpeed launcher, windows.
 demo-diffusion: venv
 	test -d demo || $(BIN)/cinecomp demo --out demo
-	$(BIN)/cinecomp models tiny --out models/tiny
-	$(BIN)/cinecomp render -- --configfile config.yaml models/tiny/cinecomp.yaml --config results=results-diffusion
+	$(BIN)/cinecomp render -- --configfile config.yaml models/proof/cinecomp.yaml --config results=results-diffusion
 
 test: venv
 	$(BIN)/python -m pytest -q -ra

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,21 @@ def test_check_diffusion_config_lists_every_problem(tiny):
     problems += "\n".join(check_diffusion_config(dict(good, window=9, overlap=5)))
     assert "diffusion.overlap=5 is more than half of window=9" in problems
     assert "diffusion.model_colourspace: unknown colourspace 'sRGB-ish'" in problems
+
+
+def test_the_shipped_proof_model_is_complete_small_and_selected_by_its_overlay():
+    """models/proof (bench/train_proof.py --ship): what `make demo-diffusion` renders with."""
+    import yaml
+
+    from cinecomp.diffusion.checks import check_diffusion_config
+
+    repo = Path(__file__).resolve().parents[1]
+    root = repo / "models" / "proof"
+    overlay = yaml.safe_load((root / "cinecomp.yaml").read_text())
+    d = {**yaml.safe_load((repo / "config.yaml").read_text())["diffusion"], **overlay["diffusion"], "tokenizer": ""}
+    d = {k: str(repo / v) if k in ("pipeline", "text_encoder") else v for k, v in d.items()}
+    assert check_diffusion_config(d) == []
+    assert overlay["backends"]["composite"] == "diffusion" and d["output"] == "layers"
+    assert sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) < 20e6
+    card = (root / "MODEL_CARD.md").read_text()
+    assert "Data:" in card and "steps" in card and "shadow_err" in card
