@@ -159,12 +159,16 @@ def load_config(path: str | os.PathLike) -> dict:
 def eval_problems(ev: dict) -> list[str]:
     """What would make the periodic `cinecomp eval` fail, found before training starts."""
     from .diffusion.checks import window_problems
+    from .evaluate import EvalError, _size
 
     problems = []
     if bool(ev["width"]) != bool(ev["height"]):
         problems.append(f"eval.width={ev['width']} and eval.height={ev['height']}: give both or neither")
-    elif ev["width"] and (ev["width"] % 2 or ev["height"] % 2 or min(ev["width"], ev["height"]) < 16):
-        problems.append(f"eval.width x height {ev['width']}x{ev['height']}: both even and at least 16")
+    elif ev["width"]:
+        try:
+            _size(f"{ev['width']}x{ev['height']}")  # cinecomp eval's own rule for --size
+        except EvalError as exc:
+            problems.append(f"eval.width x height: {exc}")
     return problems + window_problems(ev["window"], ev["overlap"], "eval")
 
 

@@ -91,19 +91,20 @@ def from_model_space(rgb: np.ndarray, colourspace: str) -> np.ndarray:
 
 
 def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
-                   out_dir=None, mask_files=None, model_size: tuple[int, int] | None = None) -> tuple[dict, tuple[int, int]]:
+                   out_dir=None, mask_files=None, layers_height: int | None = None) -> tuple[dict, tuple[int, int]]:
     """The model's per-frame inputs from the key (premultiplied RGBA) and environment frames.
 
     Returns ``(arrays, (height, width))`` with arrays ``character_rgb``, ``tri_mask`` and (unless
     ``env_files`` is None: the model synthesises the environment) ``environment_rgb``, (T, H', W', C)
-    padded to :func:`padded_size` (or resized to ``model_size``, output layers), and the original size.
+    padded to :func:`padded_size` (or, with ``layers_height``, output layers, resized to
+    :func:`layers_size`), and the original size.
     With ``out_dir`` the arrays are ``.npy`` files there, filled one frame at a time (memory does not
     grow with the shot's length).
     """
     first = exrio.read_rgba(key_files[0])
     h, w = first.shape[:2]
-    resize = model_size is not None
-    ph, pw = model_size if resize else padded_size(h, w, ranks)
+    resize = layers_height is not None
+    ph, pw = layers_size(h, w, layers_height, ranks) if resize else padded_size(h, w, ranks)
     t = len(key_files)
     names = ["character_rgb", "tri_mask"] + ([] if env_files is None else ["environment_rgb"])
     if env_files is not None and len(env_files) != t:
@@ -150,14 +151,14 @@ def reference_arrays(path, role: str, source_colourspace: str, model_colourspace
 
 
 def write_shot_dir(work: Path, key_files, env_files, settings: dict, ranks: int, prompt_file,
-                   mask_files=None, model_size=None) -> tuple[dict, tuple]:
+                   mask_files=None, layers_height=None) -> tuple[dict, tuple]:
     """``work/shot/``: the launcher's input, one ``.npy`` per array (the ranks read the per-frame ones a
     window at a time, see ``_io.NpyFrames``); written whole or not at all."""
     from ._io import atomic_dir
 
     with atomic_dir(work / "shot") as tmp:
         arrays, size = prepare_inputs(key_files, env_files, settings["model_colourspace"], ranks, out_dir=tmp,
-                                      mask_files=mask_files, model_size=model_size)
+                                      mask_files=mask_files, layers_height=layers_height)
         small = {}
         if settings.get("reference"):
             small.update(reference_arrays(settings["reference"], settings["reference_role"],
@@ -223,14 +224,10 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     work = Path(work_dir).resolve()  # the launcher runs in it
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model_size = None
-    if layers:
-        plate_h, plate_w = exrio.read_rgba(key_files[0][1]).shape[:2]
-        model_size = layers_size(plate_h, plate_w, int(settings.get("layers_height", 0)), ranks)
     info, (h, w) = write_shot_dir(work, [p for _, p in key_files],
                                   None if env_files is None else [p for _, p in env_files], settings, ranks,
                                   prompt_file, None if mask_files is None else [p for _, p in mask_files],
-                                  model_size)
+                                  int(settings.get("layers_height", 0)) if layers else None)
     log.info("shot %s: %d frames %dx%d (model %dx%d), %d rank(s), window %s overlap %s, %s steps; environment: %s%s",
              shot, len(frames), w, h, info["character_rgb"][2], info["character_rgb"][1], ranks,
              settings["window"], settings["overlap"], settings["steps"],
