@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 import numpy as np  # noqa: E402
 
-from cinecomp.curate import check_settings  # noqa: E402
-from cinecomp.curate_synthetic import pair_fidelity, scene_of  # noqa: E402
-from cinecomp.evaluate import eval_shots  # noqa: E402
+from cinecomp.curate.pipeline import check_settings  # noqa: E402
+from cinecomp.curate.synthetic import pair_fidelity, scene_of  # noqa: E402
+from cinecomp.evaluate.suite import eval_shots  # noqa: E402
 
 COLS = [("env_psnr", "env"), ("env_psnr_frames", "env_frames"), ("input_psnr", "input"),
         ("input_psnr_cutout", "input_cutout"), ("input_psnr_overlap", "input_overlap"),

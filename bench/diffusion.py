@@ -118,7 +118,7 @@ BENCH_TRANSFORMER_OVERRIDES = dict(
 
 
 def bench_transformer_config() -> dict:
-    from cinecomp.diffusion.configs import TINY_TRANSFORMER
+    from cinecomp.diffusion.tiny_models import TINY_TRANSFORMER
 
     return {**TINY_TRANSFORMER, **BENCH_TRANSFORMER_OVERRIDES}
 
@@ -128,7 +128,7 @@ def build_bench_pipeline(out_dir: Path, seed: int = 0) -> int:
     import torch
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
 
-    from cinecomp.diffusion.configs import TINY_SCHEDULER, TINY_VAE
+    from cinecomp.diffusion.tiny_models import TINY_SCHEDULER, TINY_VAE
     from cinecomp.diffusion.pipeline import CinecompPipeline
     from cinecomp.diffusion.transformer import CinecompTransformer3DModel
 
@@ -427,7 +427,7 @@ def measure_seams(frames: int = 41, window: int = 17, overlap: int = 5, size: in
     import numpy as np
     import torch
 
-    from cinecomp.diffusion.configs import TINY_LATENT_CHANNELS, make_tiny_models
+    from cinecomp.diffusion.tiny_models import TINY_LATENT_CHANNELS, make_tiny_models
     from cinecomp.diffusion.oracle import PoolVAE, colour_oracle
     from cinecomp.diffusion.pipeline import CinecompPipeline
     from cinecomp.diffusion.windows import plan_windows, render_windows

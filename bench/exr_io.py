@@ -60,7 +60,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 import OpenEXR  # noqa: E402
 
-from cinecomp import exrio  # noqa: E402
+from cinecomp.io import exr as exrio  # noqa: E402
 
 HALF = ("R", "G", "B", "A")
 FLOAT = ("mask.character", "mask.prop", "mask.environment", "depth.Z")

@@ -21,9 +21,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from cinecomp import demo, exrio, harmonize as hz  # noqa: E402
+from cinecomp.synth import renderer as demo  # noqa: E402
+from cinecomp.io import exr as exrio
+from cinecomp.composite import harmonize as hz
 from cinecomp.camera import Camera, light_direction  # noqa: E402
-from cinecomp.depth import object_contacts  # noqa: E402
+from cinecomp.perception.depth import object_contacts  # noqa: E402
 
 
 def best(fn, repeat):

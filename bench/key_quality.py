@@ -31,8 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from cinecomp import exrio, metrics  # noqa: E402
-from cinecomp.keying import key_frames  # noqa: E402
+from cinecomp.io import exr as exrio  # noqa: E402
+from cinecomp import metrics
+from cinecomp.perception.key import key_frames  # noqa: E402
 
 # The defaults before the soft-hair tuning (level-based screen pixels + smoothing, no foreground
 # correction, levels 0.1 / 0.9) and after (the defaults in keying.KEY_SPEC).

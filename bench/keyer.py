@@ -18,8 +18,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from cinecomp import exrio  # noqa: E402
-from cinecomp.keying import ChromaKeyer, KeyParams, estimate_screen  # noqa: E402
+from cinecomp.io import exr as exrio  # noqa: E402
+from cinecomp.perception.key import ChromaKeyer, KeyParams, estimate_screen  # noqa: E402
 
 
 def plate(w: int, h: int) -> np.ndarray:

@@ -60,9 +60,10 @@ def make_shot(root: Path, width: int, height: int, frames: int) -> None:
     384 wide and scaled up (the demo ray-marcher is slow at 1080p; the backends' cost is the same)."""
     import cv2
 
-    from cinecomp import demo, exrio
+    from cinecomp.synth import renderer as demo
+    from cinecomp.io import exr as exrio
     from cinecomp.frames import frame_path
-    from cinecomp.keying import key_shot
+    from cinecomp.perception.key import key_shot
 
     rw, rh = (width, height) if width <= 384 else (384, round(384 * height / width / 2) * 2)
     import dataclasses
@@ -106,7 +107,7 @@ def worker(backend: str, shot: Path, out: Path) -> dict:
     frames = list(range(FIRST, FIRST + n))
     keys = [(f, frame_path(shot / "key", "sh", "key", None, f)) for f in frames]
     hint = json.loads((shot / "hint.json").read_text())
-    from cinecomp import exrio
+    from cinecomp.io import exr as exrio
 
     h, w = exrio.read_layers(files[0])["R"].shape
     attrs = {"shot": "sh"}
@@ -114,25 +115,25 @@ def worker(backend: str, shot: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if backend == "chroma":
-        from cinecomp.keying import key_shot
+        from cinecomp.perception.key import key_shot
 
         run = lambda: key_shot(files, [frame_path(out, "sh", "key", None, f) for f in frames], {}, attrs=attrs)  # noqa: E731
     elif backend == "matanyone":
-        from cinecomp.matanyone_key import matanyone_key_shot
-        from cinecomp.perception import build_matanyone
+        from cinecomp.perception.matanyone import matanyone_key_shot
+        from cinecomp.perception.models import build_matanyone
 
         _, net, _ = build_matanyone()
         run = lambda: matanyone_key_shot(files, [frame_path(out, "sh", "key", None, f) for f in frames],  # noqa: E731
                                          {"matanyone_warmup": 0}, settings={"device": "cpu"}, attrs=attrs,
                                          network=net)
     elif backend == "track":
-        from cinecomp.masks import track_masks
+        from cinecomp.perception.masks import track_masks
 
         run = lambda: track_masks(keys, [frame_path(out, "sh", "masks", None, f) for f in frames], hint=hint,  # noqa: E731
                                   plate_size=(w, h), attrs=attrs)
     elif backend == "sam2":
-        from cinecomp.perception_tiny import make_sam2
-        from cinecomp.sam2_masks import load_predictor, sam2_masks
+        from cinecomp.perception.tiny_models import make_sam2
+        from cinecomp.perception.sam2_masks import load_predictor, sam2_masks
 
         m = make_sam2(out / "model", image_size=1024)
         predictor = load_predictor(m["config"], m["checkpoint"], "cpu")
@@ -140,7 +141,7 @@ def worker(backend: str, shot: Path, out: Path) -> dict:
                                  plate_size=(w, h), settings={**m, "device": "cpu"}, attrs=attrs, log=log,
                                  predictor=predictor)
     else:  # ground | model: the depth stage as the rule runs it, on the track backend's masks
-        from cinecomp.masks import track_masks
+        from cinecomp.perception.masks import track_masks
 
         masks_dir = out / "masks"
         masks_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +192,7 @@ def main() -> int:
     backends = args.backends.split(",")
     if "matanyone" in backends:
         try:
-            from cinecomp.perception import matanyone_package
+            from cinecomp.perception.models import matanyone_package
 
             matanyone_package()
         except ImportError as exc:

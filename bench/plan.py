@@ -213,7 +213,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile cinecomp planning N shots")
     args = ap.parse_args()
-    from cinecomp.demo import make_demo_shot
+    from cinecomp.synth.renderer import make_demo_shot
 
     sizes = [int(s) for s in args.sizes.split(",")]
     result = {}

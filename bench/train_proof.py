@@ -8,7 +8,7 @@ Steps (each directory under --out is reused when it exists, so a run can be cont
   3. untrained/ a CinecompPipeline: that VAE + a random transformer (4 layers, 64 wide) + a tiny text encoder
   4. trained/   `cinecomp train` (full fine-tuning) of it on the shards
   5. eval_*     `cinecomp eval --split report --size WxH`: over, harmonize, the untrained pipeline (output
-                layers), the trained one as frames and as layers (cinecomp.diffusion.layers); the table
+                layers), the trained one as frames and as layers (cinecomp.diffusion.light_ratio); the table
                 and the training curve's figures at the end
 
 Usage: python bench/train_proof.py --out /tmp/proof [--scenes 48] [--vae-steps 1800] [--steps 400]
@@ -33,7 +33,7 @@ PROOF_Z = 8
 
 
 def curate(out: Path, scenes: int, width: int, height: int) -> Path:
-    from cinecomp.curate import run
+    from cinecomp.curate.pipeline import run
 
     data = out / "curated"
     if (data / "index.json").is_file():
@@ -51,7 +51,7 @@ def frames_of(data: Path):
     import numpy as np
     import torch
 
-    from cinecomp.dataset import iter_samples, read_index
+    from cinecomp.io.dataset import iter_samples, read_index
 
     videos = []
     for _, s in iter_samples(read_index(data)):
@@ -81,7 +81,7 @@ def train_vae(out: Path, data: Path, steps: int, seed: int = 0) -> Path:
     import torch
     from diffusers import AutoencoderKLWan
 
-    from cinecomp.diffusion.configs import TINY_VAE
+    from cinecomp.diffusion.tiny_models import TINY_VAE
 
     where = out / "vae"
     if (where / "config.json").is_file():
@@ -127,7 +127,7 @@ def build_pipeline(out: Path, vae_dir: Path, seed: int = 0) -> tuple[Path, Path]
     import torch
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
 
-    from cinecomp.diffusion.configs import TINY_SCHEDULER, TINY_TRANSFORMER, make_tiny_models
+    from cinecomp.diffusion.tiny_models import TINY_SCHEDULER, TINY_TRANSFORMER, make_tiny_models
     from cinecomp.diffusion.pipeline import CinecompPipeline
     from cinecomp.diffusion.transformer import CinecompTransformer3DModel
 
@@ -149,7 +149,7 @@ def build_pipeline(out: Path, vae_dir: Path, seed: int = 0) -> tuple[Path, Path]
 def train(out: Path, pipeline: Path, text_encoder: Path, data: Path, steps: int) -> Path:
     import yaml
 
-    from cinecomp.train import launch
+    from cinecomp.train.loop import launch
 
     where = out / "trained"
     if (where / "pipeline" / "model_index.json").is_file():
@@ -175,7 +175,7 @@ def evaluate(out: Path, name: str, pipeline: Path, text_encoder: Path, backends:
     model.write_text(yaml.safe_dump({"diffusion": {
         "pipeline": str(pipeline), "text_encoder": str(text_encoder), "max_sequence_length": 16,
         "steps": 12, "guidance": 1.0, "window": 9, "overlap": 1, "ranks": 1, "output": output}}))
-    cmd = [sys.executable, "-m", "cinecomp.cli", "eval", "--out", str(out / f"eval_{name}"), "--split", "report",
+    cmd = [sys.executable, "-m", "cinecomp.cli.main", "eval", "--out", str(out / f"eval_{name}"), "--split", "report",
            "--backends", backends, "--size", size, "--frames", "9", "--configfile", str(model), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (out / f"eval_{name}.log").write_text(proc.stdout + proc.stderr)

@@ -23,8 +23,9 @@ from types import SimpleNamespace
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from cinecomp import evaluate, stages  # noqa: E402
-from cinecomp.harmonize import parse_harmonize_params  # noqa: E402
+from cinecomp.evaluate import suite as evaluate  # noqa: E402
+from cinecomp import stages
+from cinecomp.composite.harmonize import parse_harmonize_params  # noqa: E402
 
 GOALS = "shadow_err ratio <= 0.5, char_err ratio <= 0.7, no shot worse in psnr_full, flicker ratio <= 1"
 

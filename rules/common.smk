@@ -78,7 +78,7 @@ def check_diffusion_models():
 def check_perception_models():
     """Learned perception backends (sam2, matanyone, model): every shot's model files checked
     before any job runs; each problem names the shots, the backend and the path."""
-    from cinecomp.perception import check_shots
+    from cinecomp.perception.models import check_shots
 
     problems = check_shots(ROWS, config["backends"], config["perception"])
     if problems:
@@ -92,7 +92,7 @@ def perception_settings(row, stage):
     """{"model": the learned backend's settings} for a learned backend; {} for a classical one, so a
     classical shot's params (and what they say about its finished outputs) stay as they were.
     """
-    from cinecomp.perception import shot_settings
+    from cinecomp.perception.models import shot_settings
 
     settings = shot_settings(row, stage, backend(row, stage), config["perception"])
     return {} if settings is None else {"model": settings}
@@ -102,7 +102,7 @@ def perception_gpu(stage):
     """GPUs of a shot's job for `stage`: perception.gpus for a learned backend, else none."""
 
     def get(wildcards):
-        from cinecomp.perception import LEARNED
+        from cinecomp.perception.models import LEARNED
 
         learned = backend(shot_row(wildcards), stage) in LEARNED[stage]
         return config["perception"]["gpus"] if learned else 0
@@ -115,7 +115,7 @@ def stage_env(stage):
     envs/core.yaml for the classical ones (paths relative to rules/)."""
 
     def get(wildcards):
-        from cinecomp.perception import LEARNED
+        from cinecomp.perception.models import LEARNED
 
         learned = backend(shot_row(wildcards), stage) in LEARNED[stage]
         return "../envs/perception.yaml" if learned else "../envs/core.yaml"
@@ -269,7 +269,7 @@ def light_inputs(wildcards):
 
 
 def light_settings(wildcards):
-    from cinecomp.light import parse_light
+    from cinecomp.perception.light import parse_light
 
     row = shot_row(wildcards)
     return dict(
@@ -299,7 +299,7 @@ def composite_settings(wildcards):
     row = shot_row(wildcards)
     settings = dict(backend=backend(row, "composite"), attrs=exr_attrs(row))
     if settings["backend"] == "harmonize":
-        from cinecomp.harmonize import parse_harmonize_params
+        from cinecomp.composite.harmonize import parse_harmonize_params
 
         settings.update(
             camera=camera_params(row),

@@ -8,7 +8,7 @@ CURATE_OUT = CURATE.get("out") or "curated"
 @functools.lru_cache(maxsize=1)
 def curate_clips():
     """The clips sheet, every row checked once (only when a curate job is asked for)."""
-    from cinecomp.curate import CurateError, check_settings, read_clips
+    from cinecomp.curate.pipeline import CurateError, check_settings, read_clips
 
     if not CURATE.get("clips"):
         raise WorkflowError(

@@ -5,7 +5,7 @@ TRAIN_CONFIG = config.get("train") or ""
 
 
 def train_inputs(wildcards):
-    from cinecomp.train import TrainConfigError, load_config
+    from cinecomp.train.loop import TrainConfigError, load_config
 
     if not TRAIN_CONFIG:
         raise WorkflowError(

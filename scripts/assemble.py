@@ -5,6 +5,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from cinecomp import stages  # noqa: E402
-from cinecomp.scripting import run  # noqa: E402
+from cinecomp.jobs import run  # noqa: E402
 
 run(snakemake, stages.assemble)  # noqa: F821 (snakemake is injected by Snakemake)

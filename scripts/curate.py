@@ -1,10 +1,10 @@
-# Snakemake script entry point of rules curate_clip and curate: thin, the work is in cinecomp.curate.
+# Snakemake script entry point of rules curate_clip and curate: thin, the work is in cinecomp.curate.pipeline.
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from cinecomp import curate  # noqa: E402
-from cinecomp.scripting import run  # noqa: E402
+from cinecomp.curate import runner  # noqa: E402
+from cinecomp.jobs import run  # noqa: E402
 
-run(snakemake, curate.gather_stage if snakemake.rule == "curate" else curate.curate_stage)  # noqa: F821
+run(snakemake, runner.gather_stage if snakemake.rule == "curate" else runner.curate_stage)  # noqa: F821

@@ -5,9 +5,9 @@ from fractions import Fraction
 import numpy as np
 import OpenEXR
 
-from cinecomp import exrio
-from cinecomp.assemble import MASK_LAYERS, key_only_trimask, write_comp_frame
-from cinecomp.composite import over
+from cinecomp.io import exr as exrio
+from cinecomp.composite.assemble import MASK_LAYERS, key_only_trimask, write_comp_frame
+from cinecomp.composite.over import over
 
 
 def test_over_premultiplied():

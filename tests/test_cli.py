@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cinecomp import cli
+from cinecomp.cli import main as cli
 
 HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version"
 
@@ -129,6 +129,6 @@ def test_split_config_args():
 
 def test_no_traceback_from_the_real_command(show):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "workflow")}  # this checkout
-    r = subprocess.run([sys.executable, "-m", "cinecomp.cli", "render", "--shots", "sh010", "--", "--configfile",
+    r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "render", "--shots", "sh010", "--", "--configfile",
                         "missing.yaml"], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "missing.yaml does not exist" in r.stderr

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cinecomp import curate
-from cinecomp.curate import CurateError, check_settings, read_clips
-from cinecomp.dataset import DatasetError, check_sample, iter_samples, read_index
+from cinecomp.curate import pipeline as curate
+from cinecomp.curate import runner
+from cinecomp.curate.pipeline import CurateError, check_settings, read_clips
+from cinecomp.io.dataset import DatasetError, check_sample, iter_samples, read_index
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"window": 5, "width": 64, "height": 48, "max_windows": 2}
@@ -32,8 +33,8 @@ def _sheet(path, rows, header="clip,prompt,id"):
 @pytest.fixture(scope="module")
 def png_clip(tmp_path_factory):
     """A demo-renderer shot's comp frames as a PNG sequence: footage with nothing but pixels."""
-    from cinecomp.curate_synthetic import render_scene, scene_of
-    from cinecomp.demo import _write_png
+    from cinecomp.curate.synthetic import render_scene, scene_of
+    from cinecomp.synth.renderer import _write_png
 
     root = tmp_path_factory.mktemp("pngclip")
     _, scene = scene_of("synthetic:ev01")
@@ -46,7 +47,7 @@ def png_clip(tmp_path_factory):
 
 def test_synthetic_shot_curated_into_valid_shards(tmp_path):
     sheet = _sheet(tmp_path / "clips.csv", ["synthetic:ev01,a person pushes a box,demo01"])
-    counts = curate.run(sheet, tmp_path / "out", TINY, log=lambda *_: None)
+    counts = runner.run(sheet, tmp_path / "out", TINY, log=lambda *_: None)
     assert counts["samples"] == 2 and counts["accepted"] == 2
     got = _samples(tmp_path / "out")
     key, s = got[0]
@@ -64,7 +65,7 @@ def test_synthetic_shot_curated_into_valid_shards(tmp_path):
 def test_pair_fidelity_against_the_renderer():
     """A renderer shot curated as if it were real footage, against its truth (bench/curation.py at a
     tiny size; thresholds about 2 dB / 0.1 under what this size measured)."""
-    from cinecomp.curate_synthetic import pair_fidelity, scene_of
+    from cinecomp.curate.synthetic import pair_fidelity, scene_of
 
     _, scene = scene_of("synthetic:ev01")
     r = pair_fidelity(scene, 19, (64, 48), check_settings({"window": 5, "width": 64, "height": 48}))
@@ -77,7 +78,7 @@ def test_pair_fidelity_against_the_renderer():
 
 def test_png_sequence_curated_as_real_footage(tmp_path, png_clip):
     sheet = _sheet(tmp_path / "clips.csv", [f"{png_clip}/walk/walk.####.png,a person walks,walk"])
-    counts = curate.run(sheet, tmp_path / "out", TINY, log=lambda *_: None)
+    counts = runner.run(sheet, tmp_path / "out", TINY, log=lambda *_: None)
     assert counts["samples"] >= 1
     got = _samples(tmp_path / "out")
     assert got[0][1]["meta"]["source"] == "real" and got[0][1]["meta"]["first_frame"] == 1001
@@ -89,7 +90,7 @@ def test_clip_rejected_by_filters_with_its_reason(tmp_path, png_clip):
     sheet = _sheet(tmp_path / "clips.csv", [f"{png_clip}/empty/empty.####.png,,empty",
                                              f"{png_clip}/walk/walk.####.png,,walk"])
     settings = {**TINY, "min_area": 0.2}  # the walker is smaller than that
-    counts = curate.run(sheet, tmp_path / "out", settings, log=lambda *_: None)
+    counts = runner.run(sheet, tmp_path / "out", settings, log=lambda *_: None)
     assert counts["samples"] == 0 and counts["rejected"] >= 3
     m = pd.read_csv(tmp_path / "out" / "manifest.csv", keep_default_na=False)
     empty = m[m["clip"] == "empty"]
@@ -101,7 +102,7 @@ def test_clip_rejected_by_filters_with_its_reason(tmp_path, png_clip):
     with pytest.raises(DatasetError, match="no accepted samples"):
         read_index(tmp_path / "out")
     # and the command says so (exit 1), naming the manifest
-    r = subprocess.run([sys.executable, "-m", "cinecomp.cli", "curate", "--clips", str(sheet), "--out",
+    r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "curate", "--clips", str(sheet), "--out",
                         str(tmp_path / "out2"), "--settings", json.dumps(settings)],
                        capture_output=True, text=True, cwd=REPO, env={**__import__("os").environ,
                                                                       "PYTHONPATH": str(REPO / "workflow")})
@@ -137,7 +138,7 @@ def test_bad_clips_rows_are_named_before_any_work(tmp_path, png_clip):
     with pytest.raises(ValueError, match="multiple of 16"):
         check_settings({"width": 100})
     # the command: exit 2 and every problem, nothing written
-    r = subprocess.run([sys.executable, "-m", "cinecomp.cli", "curate", "--clips", str(sheet), "--out",
+    r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "curate", "--clips", str(sheet), "--out",
                         str(tmp_path / "never")], capture_output=True, text=True, cwd=REPO,
                        env={**__import__("os").environ, "PYTHONPATH": str(REPO / "workflow")})
     assert r.returncode == 2 and "row 3 (missing.mp4)" in r.stderr
@@ -153,11 +154,11 @@ def test_real_clip_curated_into_valid_shards(tmp_path, shared_data):
     # the weight-free background model cannot see behind a person who stays in place: with the default
     # filters every window is rejected for it, with the reason
     out = tmp_path / "default"
-    counts = curate.run(sheet, out, {"window": 9, "width": 96}, log=lambda *_: None)
+    counts = runner.run(sheet, out, {"window": 9, "width": 96}, log=lambda *_: None)
     m = pd.read_csv(out / "manifest.csv", keep_default_na=False)
     assert counts["samples"] == 0 and m["reasons"].str.contains("stays in place").all()
     # with that filter off the same clip becomes valid shards
-    counts = curate.run(sheet, tmp_path / "open", {"window": 9, "width": 96, "min_travel": 0, "min_iou": 0,
+    counts = runner.run(sheet, tmp_path / "open", {"window": 9, "width": 96, "min_travel": 0, "min_iou": 0,
                                                    "max_area_change": 100}, log=lambda *_: None)
     assert counts["samples"] >= 1
     key, s = _samples(tmp_path / "open")[0]
@@ -176,7 +177,7 @@ def test_curate_target_is_not_in_the_render_dag(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "curate_clip" in r.stdout and "clips/r1" in r.stdout and "clips/e2" in r.stdout
     # the render DAG of a sheet of its own (a clean checkout has no demo/ to plan the repo's sheet)
-    from cinecomp.demo import make_demo_shot
+    from cinecomp.synth.renderer import make_demo_shot
 
     make_demo_shot(tmp_path / "demo", "sa", 48, 28, 1001, 1005)
     (tmp_path / "shots.csv").write_text(

@@ -7,8 +7,9 @@ import numpy as np
 
 import pytest
 
-from cinecomp import demo, exrio
-from cinecomp.demo import SHOT_SCENES, DemoScene, make_demo_shot, pose, render_frame
+from cinecomp.synth import renderer as demo
+from cinecomp.io import exr as exrio
+from cinecomp.synth.renderer import SHOT_SCENES, DemoScene, make_demo_shot, pose, render_frame
 
 W, H = 64, 36
 

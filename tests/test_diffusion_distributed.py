@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("deepspeed")
 
 from cinecomp.diffusion import distributed as D  # noqa: E402
-from cinecomp.diffusion.configs import make_tiny_models  # noqa: E402
+from cinecomp.diffusion.tiny_models import make_tiny_models  # noqa: E402
 from cinecomp.diffusion.pipeline import CinecompPipeline  # noqa: E402
 from cinecomp.diffusion.transformer import CinecompTransformer3DModel  # noqa: E402
 from cinecomp.diffusion.windows import plan_windows, render_windows  # noqa: E402

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cinecomp.diffusion.layers import RATIO_LIMITS, apply_layers, blur, light_ratio
+from cinecomp.diffusion.light_ratio import RATIO_LIMITS, apply_layers, blur, light_ratio
 
 pytest.importorskip("cv2")
 H, W = 48, 64

@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from cinecomp.diffusion import lora  # noqa: E402
-from cinecomp.diffusion.configs import TINY_TRANSFORMER  # noqa: E402
+from cinecomp.diffusion.tiny_models import TINY_TRANSFORMER  # noqa: E402
 from cinecomp.diffusion.errors import CheckpointError  # noqa: E402
 from cinecomp.diffusion.transformer import CinecompTransformer3DModel  # noqa: E402
 
@@ -101,7 +101,7 @@ def test_bad_lora_paths(tmp_path):
 
 def test_bake_lora_gives_the_adapter_output_with_plain_weights(tmp_path):
     from cinecomp.diffusion.checks import check_pipeline_dir
-    from cinecomp.diffusion.configs import make_tiny_models
+    from cinecomp.diffusion.tiny_models import make_tiny_models
 
     tiny = make_tiny_models(tmp_path / "tiny", seed=0)
     base = CinecompTransformer3DModel.from_pretrained(tiny["transformer"]).eval()

@@ -18,7 +18,7 @@ from cinecomp.diffusion.conditioning import (  # noqa: E402
     reference_mask,
     unfold_masks,
 )
-from cinecomp.diffusion.configs import TINY_TRANSFORMER, TINY_WAN_TRANSFORMER, make_tiny_wan  # noqa: E402
+from cinecomp.diffusion.tiny_models import TINY_TRANSFORMER, TINY_WAN_TRANSFORMER, make_tiny_wan  # noqa: E402
 from cinecomp.diffusion.errors import CheckpointError  # noqa: E402
 from cinecomp.diffusion.init_from_wan import init_from_wan  # noqa: E402
 from cinecomp.diffusion.transformer import CinecompTransformer3DModel  # noqa: E402
@@ -191,7 +191,7 @@ def test_vace_checkpoint_gives_its_base_dit(tmp_path):
 
 
 def test_pipeline_from_a_wan_pipeline_directory(tmp_path):
-    from cinecomp.diffusion.configs import make_tiny_models
+    from cinecomp.diffusion.tiny_models import make_tiny_models
     from cinecomp.diffusion.init_from_wan import build_pipeline_from_wan
     from cinecomp.diffusion.pipeline import CinecompPipeline
 

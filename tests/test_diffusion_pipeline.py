@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from cinecomp.diffusion.conditioning import Reference  # noqa: E402
-from cinecomp.diffusion.configs import TINY_LATENT_CHANNELS, make_tiny_models  # noqa: E402
+from cinecomp.diffusion.tiny_models import TINY_LATENT_CHANNELS, make_tiny_models  # noqa: E402
 from cinecomp.diffusion.errors import DiffusionInputError  # noqa: E402
 from cinecomp.diffusion.pipeline import CinecompPipeline  # noqa: E402
 

@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from cinecomp.diffusion import prompts as P  # noqa: E402
-from cinecomp.diffusion.configs import TINY_WAN_TRANSFORMER, make_tiny_models  # noqa: E402
+from cinecomp.diffusion.tiny_models import TINY_WAN_TRANSFORMER, make_tiny_models  # noqa: E402
 from cinecomp.diffusion.errors import CheckpointError  # noqa: E402
 
 L = 16

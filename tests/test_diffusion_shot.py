@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cinecomp import exrio
+from cinecomp.io import exr as exrio
 from cinecomp.diffusion.checks import (
     check_pipeline_dir,
     check_text_encoder_dir,
@@ -97,7 +97,7 @@ def test_prepare_inputs_rejects_mismatched_elements(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from cinecomp.diffusion.configs import make_tiny_models
+    from cinecomp.diffusion.tiny_models import make_tiny_models
 
     return make_tiny_models(tmp_path_factory.mktemp("tiny"), seed=0)
 
@@ -128,7 +128,7 @@ def test_check_pipeline_dir(tiny, tmp_path):
 
 def test_unknown_scheduler_is_an_error_not_euler(tiny, tmp_path):
     """A scheduler cinecomp does not sample with stops the plan (and the loaders) naming the file."""
-    from cinecomp.diffusion.configs import scheduler_class
+    from cinecomp.diffusion.tiny_models import scheduler_class
     from cinecomp.diffusion.errors import CheckpointError
 
     bad = tmp_path / "sched"

@@ -148,7 +148,7 @@ def test_render_windows_resumes_and_invalidates(tmp_path):
 
 def test_render_windows_with_the_tiny_pipeline(tmp_path):
     torch = pytest.importorskip("torch")
-    from cinecomp.diffusion.configs import make_tiny_models
+    from cinecomp.diffusion.tiny_models import make_tiny_models
     from cinecomp.diffusion.pipeline import CinecompPipeline
 
     make_tiny_models(tmp_path / "tiny", seed=0)
@@ -180,7 +180,7 @@ def test_render_windows_with_the_tiny_pipeline(tmp_path):
 def oracle_pipe(tmp_path_factory):
     """The tiny pipeline with the exact PoolVAE and a colour-holding oracle transformer."""
     pytest.importorskip("torch")
-    from cinecomp.diffusion.configs import TINY_LATENT_CHANNELS, make_tiny_models
+    from cinecomp.diffusion.tiny_models import TINY_LATENT_CHANNELS, make_tiny_models
     from cinecomp.diffusion.oracle import PoolVAE, colour_oracle
     from cinecomp.diffusion.pipeline import CinecompPipeline
 

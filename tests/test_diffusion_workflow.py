@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 pytest.importorskip("deepspeed")
-from cinecomp import exrio  # noqa: E402
+from cinecomp.io import exr as exrio  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rendered(models, tmp_path_factory):
-    from cinecomp.demo import make_demo_shot
+    from cinecomp.synth.renderer import make_demo_shot
 
     root = tmp_path_factory.mktemp("diffusion")
     make_demo_shot(root / "demo", "sd", 48, 28, FIRST, LAST, plate_format="exr", env_kind="sequence")
@@ -199,8 +199,8 @@ def test_layers_output_lays_the_models_light_on_the_plain_comp(rendered, tmp_pat
     r = snakemake(root, configs=("tiny.yaml", "layers.yaml"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "the model's light laid on the over comp" in (root / "results" / "logs" / "composite" / "sd.log").read_text()
-    from cinecomp.composite import over
-    from cinecomp.diffusion.layers import RATIO_LIMITS, blur
+    from cinecomp.composite.over import over
+    from cinecomp.diffusion.light_ratio import RATIO_LIMITS, blur
 
     from cinecomp.stages import element_frames
 

@@ -12,8 +12,8 @@ import pytest
 
 from cinecomp import metrics
 from cinecomp.camera import Camera, light_direction
-from cinecomp.demo import pose, render_frame, scene_camera, scene_light, to_camera_world
-from cinecomp.evaluate import (PSNR_CAP, display, eval_shots, frame_metrics, make_eval_set, sheet_rows)
+from cinecomp.synth.renderer import pose, render_frame, scene_camera, scene_light, to_camera_world
+from cinecomp.evaluate.suite import (PSNR_CAP, display, eval_shots, frame_metrics, make_eval_set, sheet_rows)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,9 +19,9 @@ import numpy as np
 import OpenEXR
 import pytest
 
-from cinecomp import exrio
+from cinecomp.io import exr as exrio
 from cinecomp.errors import PlateError
-from cinecomp.exrio import exr_info, luminance_weights, read_exr, read_exr_rgba, select_part, yc_to_rgb
+from cinecomp.io.exr import exr_info, luminance_weights, read_exr, read_exr_rgba, select_part, yc_to_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -357,7 +357,7 @@ def test_corrupt_files_never_crash_the_interpreter(tmp_path):
             files.append(str(out))
     code = textwrap.dedent("""
         import json, sys
-        from cinecomp.exrio import read_exr_rgba
+        from cinecomp.io.exr import read_exr_rgba
         from cinecomp.errors import PlateError
         for f in json.loads(sys.argv[1]):
             try:
@@ -470,7 +470,7 @@ def test_shared_multiview_mipmap_and_luminance_files():
 
 _CHILD = textwrap.dedent("""
     import sys
-    from cinecomp.exrio import read_exr, read_exr_rgba
+    from cinecomp.io.exr import read_exr, read_exr_rgba
     from cinecomp.errors import PlateError
     try:
         read_exr_rgba(sys.argv[1])

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cinecomp import harmonize as hz
+from cinecomp.composite import harmonize as hz
 from cinecomp.camera import FAR, Camera, azimuth_elevation, light_direction, parse_camera
-from cinecomp.depth import card_depth, contact_pixel, contact_point, object_contacts, plate_depth, shot_depth
+from cinecomp.perception.depth import card_depth, contact_pixel, contact_point, object_contacts, plate_depth, shot_depth
 
 W, H = 160, 90
 CAM = Camera(focal_mm=35, height_m=1.5, tilt_deg=-8)

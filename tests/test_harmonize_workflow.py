@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cinecomp import exrio
+from cinecomp.io import exr as exrio
 from test_workflow import comp_files, copy_run, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def write(root: Path, lines: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def harmonized(tmp_path_factory):
-    from cinecomp.demo import make_demo_shot
+    from cinecomp.synth.renderer import make_demo_shot
 
     root = tmp_path_factory.mktemp("harmonize")
     for shot in ("ha", "hb"):

@@ -12,12 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from cinecomp import SOFTWARE, exrio, plates
-from cinecomp import ingest as ingest_mod
+from cinecomp import SOFTWARE
+from cinecomp.io import exr as exrio, plates
+from cinecomp.io import ingest as ingest_mod
 from cinecomp.colour import convert
 from cinecomp.errors import PlateError
 from cinecomp.frames import frame_path
-from cinecomp.ingest import conform, equirect_to_pinhole, ingest, repair_nonfinite
+from cinecomp.io.ingest import conform, equirect_to_pinhole, ingest, repair_nonfinite
 
 W, H = 16, 12
 SRGB = "sRGB - Texture"

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cinecomp import exrio
+from cinecomp.io import exr as exrio
 from cinecomp.errors import PlateError
-from cinecomp.keying import KEY_SPEC, KeyParams, estimate_screen, key_frames, key_shot
+from cinecomp.perception.key import KEY_SPEC, KeyParams, estimate_screen, key_frames, key_shot
 from cinecomp.metrics import gradient_error, mse, psnr, sad
 
 _BENCH = Path(__file__).resolve().parents[1] / "bench" / "key_quality.py"

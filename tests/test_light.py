@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cinecomp.camera import Camera, light_direction
-from cinecomp.light import (equirect_directions, equirect_solid_angles, estimate_light, irradiance, parse_light,
+from cinecomp.perception.light import (equirect_directions, equirect_solid_angles, estimate_light, irradiance, parse_light,
                             sh_eval, sh_irradiance_from_equirect)
 
 SKY = np.array([0.4, 0.5, 0.7], np.float32)
@@ -158,7 +158,7 @@ def test_irradiance_key_and_visibility():
 
 def test_real_hdris(shared_data):
     from cinecomp.colour import convert
-    from cinecomp.plates import read_image
+    from cinecomp.io.plates import read_image
 
     paths = sorted((shared_data / "backgrounds" / "hdri_equirect").glob("*.hdr"))
     if not paths:

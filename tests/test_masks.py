@@ -1,4 +1,4 @@
-"""The tri-mask backend `track` (cinecomp.masks) on a small demo shot keyed by the real keyer."""
+"""The tri-mask backend `track` (cinecomp.perception.masks) on a small demo shot keyed by the real keyer."""
 
 import dataclasses
 
@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cinecomp import demo, exrio, masks
-from cinecomp.assemble import MASK_LAYERS
+from cinecomp.synth import renderer as demo
+from cinecomp.io import exr as exrio
+from cinecomp.perception import masks
+from cinecomp.composite.assemble import MASK_LAYERS
 from cinecomp.frames import frame_path
-from cinecomp.keying import key_shot
+from cinecomp.perception.key import key_shot
 
 W, H, FIRST, LAST = 96, 54, 1001, 1014
 HINT_FRAME = 1010  # the character is pushing the box: hands inside the hint box

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cinecomp import demo, exrio, perception
-from cinecomp.assemble import MASK_LAYERS
+from cinecomp.synth import renderer as demo
+from cinecomp.io import exr as exrio
+from cinecomp.perception import models as perception
+from cinecomp.composite.assemble import MASK_LAYERS
 from cinecomp.camera import FAR, Camera
 from cinecomp.frames import frame_path
-from cinecomp.keying import key_shot
+from cinecomp.perception.key import key_shot
 
 W, H, FIRST, LAST = 64, 36, 1001, 1005
 HINT = 1003
@@ -27,7 +29,7 @@ NO_MATANYONE = "MatAnyone is not installed (pip install --no-deps matanyone2-run
 def models(tmp_path_factory):
     """Random SAM 2.1 hiera-t (the sam2 package's config at a 256 input), a tiny Depth Anything and,
     where installed, MatAnyone's network, saved to local files."""
-    from cinecomp import perception_tiny
+    from cinecomp.perception import tiny_models as perception_tiny
 
     root = tmp_path_factory.mktemp("models")
     out = {"sam2": perception_tiny.make_sam2(root / "sam2", image_size=256),
@@ -62,7 +64,7 @@ def prop_box(truth, margin=2):
 
 
 def run_sam2(shot, models, out_dir, hint):
-    from cinecomp.sam2_masks import sam2_masks
+    from cinecomp.perception.sam2_masks import sam2_masks
 
     outs = [frame_path(out_dir, "sh", "masks", None, f) for f in shot["frames"]]
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -82,7 +84,7 @@ def check_trimask(shot, layers):
 
 
 def test_sam2_box_prompt_gives_one_trimask_per_frame_inside_the_key(shot, models, tmp_path, monkeypatch):
-    from cinecomp import sam2_masks
+    from cinecomp.perception import sam2_masks
 
     seen = []  # the predictor reads frames on demand, one at a time (streamed)
     get = sam2_masks.KeyFrames.__getitem__
@@ -116,7 +118,7 @@ def test_sam2_clicks_and_mask_prompts(shot, models, tmp_path):
 
 
 def test_sam2_memory_is_trimmed_behind_the_current_frame():
-    from cinecomp.sam2_masks import _trim_memory
+    from cinecomp.perception.sam2_masks import _trim_memory
 
     state = {"output_dict_per_obj": {0: {"non_cond_frame_outputs": {t: {} for t in range(40)}}}}
     _trim_memory(None, state, current=39, anchor=0, reverse=False, keep=8)
@@ -129,7 +131,7 @@ def test_sam2_memory_is_trimmed_behind_the_current_frame():
 
 
 def test_fit_scale_shift_ignores_objects_on_the_ground():
-    from cinecomp.depth_model import fit_scale_shift
+    from cinecomp.perception.depth_model import fit_scale_shift
 
     rng = np.random.default_rng(0)
     target = rng.uniform(0.05, 1.0, (40, 60)).astype(np.float32)
@@ -140,7 +142,7 @@ def test_fit_scale_shift_ignores_objects_on_the_ground():
 
 
 def test_aligner_matches_the_ground_and_smooths_over_time():
-    from cinecomp.depth_model import DepthAligner
+    from cinecomp.perception.depth_model import DepthAligner
 
     cam = Camera.from_params({"height_m": 1.6, "tilt_deg": -10})
     ground = cam.ground_depth(W, H)
@@ -170,7 +172,7 @@ def test_aligner_matches_the_ground_and_smooths_over_time():
 
 
 def test_depth_model_loads_from_a_local_directory_and_aligns(shot, models):
-    from cinecomp.depth_model import DepthRun
+    from cinecomp.perception.depth_model import DepthRun
 
     cam = Camera.from_params({})
     ground = cam.ground_depth(W, H)
@@ -192,7 +194,7 @@ def test_depth_model_loads_from_a_local_directory_and_aligns(shot, models):
 
 @pytest.mark.skipif(not HAS_MATANYONE, reason=NO_MATANYONE)
 def test_matanyone_network_from_the_package_config_keys_like_the_chroma_backend(shot, models, tmp_path):
-    from cinecomp.matanyone_key import matanyone_key_shot
+    from cinecomp.perception.matanyone import matanyone_key_shot
 
     frames = shot["frames"][:3]
     outs = [frame_path(tmp_path, "sh", "key", None, f) for f in frames]
@@ -215,8 +217,8 @@ def test_matanyone_network_from_the_package_config_keys_like_the_chroma_backend(
 
 
 def test_edge_combination_keeps_the_chroma_key_away_from_edges():
-    from cinecomp.keying import KeyParams
-    from cinecomp.matanyone_key import combine
+    from cinecomp.perception.key import KeyParams
+    from cinecomp.perception.matanyone import combine
 
     alpha_c = np.zeros((40, 60), np.float32)
     alpha_c[10:30, 20:40] = 1.0
@@ -270,7 +272,7 @@ def test_checks_accept_the_models_and_name_bad_paths(models, tmp_path):
 def test_cli_models_check_perception(models, tmp_path):
     import yaml
 
-    from cinecomp.cli import main
+    from cinecomp.cli.main import main
 
     cfg = tmp_path / "p.yaml"
     cfg.write_text(yaml.safe_dump({"perception": {"sam2": models["sam2"], "depth_model": models["depth_model"],
@@ -281,7 +283,7 @@ def test_cli_models_check_perception(models, tmp_path):
 def test_cli_validate_names_shot_backend_and_path(shot, models, tmp_path, capsys):
     import yaml
 
-    from cinecomp.cli import REPO, main
+    from cinecomp.cli.main import REPO, main
 
     plate = shot["root"] / "sh" / "plate" / "sh_plate.####.exr"
     env = shot["root"] / "sh" / "env" / "sh_env.####.exr"
@@ -304,8 +306,8 @@ def test_cli_validate_names_shot_backend_and_path(shot, models, tmp_path, capsys
 
 @pytest.mark.skipif(not HAS_MATANYONE, reason=NO_MATANYONE)
 def test_matanyone_first_mask_from_sam2(shot, models):
-    from cinecomp.keying import KeyParams
-    from cinecomp.matanyone_key import first_mask
+    from cinecomp.perception.key import KeyParams
+    from cinecomp.perception.matanyone import first_mask
 
     rgb = exrio.read_rgba(shot["plates"][0])[..., :3]
     alpha = exrio.read_layers(shot["keys"][0][1])["A"].astype(np.float32)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cinecomp import exrio
+from cinecomp.io import exr as exrio
 from test_perception import models  # noqa: F401 (the session's random-weight models)
 from test_workflow import REPO, comp_files, snakemake
 
@@ -35,7 +35,7 @@ def prop_hint(root, shot, frame):
 
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory, models):  # noqa: F811
-    from cinecomp.demo import make_demo_shot
+    from cinecomp.synth.renderer import make_demo_shot
 
     root = tmp_path_factory.mktemp("learned")
     make_demo_shot(root / "demo", "pa", W, H, FIRST, LAST)

@@ -12,9 +12,9 @@ import numpy as np
 import OpenEXR
 import pytest
 
-from cinecomp import exrio, plates
+from cinecomp.io import exr as exrio, plates
 from cinecomp.errors import PlateError
-from cinecomp.plates import probe, read_frame, read_movie
+from cinecomp.io.plates import probe, read_frame, read_movie
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 W, H = 64, 48

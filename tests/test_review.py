@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cinecomp import exrio, review
+from cinecomp.io import exr as exrio
+from cinecomp.review import media as review
 from cinecomp.errors import PlateError
 
 H, W = 72, 128

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cinecomp import exrio
+from cinecomp.io import exr as exrio
 from cinecomp.errors import SheetError
 from cinecomp.sheet import check_path, load_sheet
 
@@ -140,11 +140,11 @@ def test_all_problems_at_once(tmp_path):
 def test_cli_validate_reports_and_fails(tmp_path):
     make_plates(tmp_path)
     sheet = write_sheet(tmp_path, row(), row())
-    r = subprocess.run([sys.executable, "-m", "cinecomp.cli", "validate", "--sheet", str(sheet)],
+    r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "validate", "--sheet", str(sheet)],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 1 and "duplicate shot id" in r.stderr
     sheet = write_sheet(tmp_path, row())
-    r = subprocess.run([sys.executable, "-m", "cinecomp.cli", "validate", "--sheet", str(sheet)],
+    r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "validate", "--sheet", str(sheet)],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "1 shot(s) OK" in r.stdout
@@ -196,7 +196,7 @@ def test_harmonize_columns_good(tmp_path):
     mask[5:10, 6:12] = 255
     Image.fromarray(mask).save(tmp_path / "propmask.png")
     Image.fromarray(np.zeros((16, 32, 3), np.uint8)).save(tmp_path / "probe.png")
-    from cinecomp import exrio as _e
+    from cinecomp.io import exr as _e
 
     _e.write_rgba(tmp_path / "probe.exr", np.ones((16, 32, 4), np.float32))
     sheet = write_sheet(tmp_path, hz_row("a", '{"focal_mm": 33, "height_m": 1.6, "tilt_deg": -9}',
@@ -230,7 +230,7 @@ def test_harmonize_columns_good(tmp_path):
 ])
 def test_harmonize_columns_bad(tmp_path, cells, says):
     make_plates(tmp_path)
-    from cinecomp import exrio as _e
+    from cinecomp.io import exr as _e
 
     Image.fromarray(np.zeros((9, 16), np.uint8)).save(tmp_path / "small.png")
     _e.write_rgba(tmp_path / "notequi.exr", np.ones((16, 20, 4), np.float32))

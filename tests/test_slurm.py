@@ -54,7 +54,7 @@ def cluster():
 
 def cinecomp(root: Path, *args, timeout=300):
     env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
-    return subprocess.run([sys.executable, "-m", "cinecomp.cli", *args], cwd=root, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cinecomp.cli.main", *args], cwd=root, capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
@@ -145,7 +145,7 @@ def no_half_written(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from cinecomp.demo import make_demo_shot
+    from cinecomp.synth.renderer import make_demo_shot
 
     root = tmp_path_factory.mktemp("slurm_demo")
     for shot, fmt, env in TINY:

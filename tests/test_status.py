@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def status(root: Path, *args) -> tuple[int, dict, str]:
     env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
-    r = subprocess.run([sys.executable, "-m", "cinecomp.cli", "status", "--sheet", "shots.csv", "--no-sacct", *args],
+    r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "status", "--sheet", "shots.csv", "--no-sacct", *args],
                        cwd=root, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode in (0, 1), r.stdout + r.stderr
     if "--json" in args:
@@ -32,7 +32,7 @@ def status(root: Path, *args) -> tuple[int, dict, str]:
 @pytest.fixture(scope="module")
 def run_with_a_failure(tmp_path_factory):
     """The tiny demo shots plus `sx`, whose plate is not a green screen: its key job fails."""
-    from cinecomp.demo import make_demo_shot
+    from cinecomp.synth.renderer import make_demo_shot
 
     root = tmp_path_factory.mktemp("status")
     for shot, fmt, env in TINY[:2]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cinecomp import cli
-from cinecomp.slurm import SubmitError, controller_name, parse_begin, parse_time_limit
+from cinecomp.cli import main as cli
+from cinecomp.farm.slurm import SubmitError, controller_name, parse_begin, parse_time_limit
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version"
@@ -54,7 +54,7 @@ def test_submits_the_controller_with_begin_time_and_log(show, capsys):
     assert f"--output={log_dir}/%j.log" in args and "--dependency=singleton" in args
     assert f"--job-name={controller_name(show.resolve())}" in args and f"--chdir={show.resolve()}" in args
     script = (show / "sbatch.script").read_text()
-    assert "-m cinecomp.slurm cleanup" in script and "--unlock" in script
+    assert "-m cinecomp.farm.slurm cleanup" in script and "--unlock" in script
     run_line = [ln for ln in script.splitlines() if ln.startswith(sys.executable) and "--unlock" not in ln][-1]
     assert f"--profile {REPO / 'profiles' / 'slurm'}" in run_line
     assert "results/sh010/v001/comp" in run_line  # --shots: that shot's targets

@@ -13,8 +13,8 @@ import yaml
 torch = pytest.importorskip("torch")
 pytest.importorskip("deepspeed")
 
-from cinecomp.dataset import DatasetError, ShardWriter, check_sample, iter_samples, read_index  # noqa: E402
-from cinecomp.train import TrainConfigError, launch, load_config  # noqa: E402
+from cinecomp.io.dataset import DatasetError, ShardWriter, check_sample, iter_samples, read_index  # noqa: E402
+from cinecomp.train.loop import TrainConfigError, launch, load_config  # noqa: E402
 
 T, H, W = 5, 32, 32
 
@@ -46,7 +46,7 @@ def write_dataset(path, n, seed=0):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from cinecomp.diffusion.configs import make_tiny_models
+    from cinecomp.diffusion.tiny_models import make_tiny_models
 
     root = tmp_path_factory.mktemp("train")
     tiny = make_tiny_models(root / "tiny", seed=0)
@@ -184,7 +184,7 @@ def test_bad_training_configs_are_refused_before_any_step(setup, tmp_path, edit,
         load_config(path)
     assert says in str(exc.value)
     assert not (tmp_path / "out").exists()  # nothing ran
-    proc = subprocess.run([sys.executable, "-m", "cinecomp.cli", "train", "--config", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "train", "--config", str(path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and says in proc.stderr
 
@@ -226,7 +226,7 @@ def test_the_train_target_plans_one_job_and_checks_the_config_first(setup, tmp_p
 def test_sample_stream_reads_a_gathered_index_with_nested_shards_and_seeks(tmp_path):
     """Curation gathers per-clip shards (``clips/<clip>/...tar``) into one index; the stream reads them in
     a fixed order per epoch and opens at any position (what --resume relies on)."""
-    from cinecomp.train import SampleStream, shard_counts
+    from cinecomp.train.loop import SampleStream, shard_counts
 
     shards = []
     for clip in ("a", "b"):

@@ -14,7 +14,7 @@ import numpy as np
 import OpenEXR
 import pytest
 
-from cinecomp import exrio
+from cinecomp.io import exr as exrio
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def planned_jobs(root: Path, *args) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory):
-    from cinecomp.demo import make_demo_shot
+    from cinecomp.synth.renderer import make_demo_shot
 
     root = tmp_path_factory.mktemp("tiny")
     for shot, fmt, env in TINY:

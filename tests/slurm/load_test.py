@@ -38,7 +38,7 @@ def main() -> int:
     import numpy as np
     import OpenEXR
 
-    from cinecomp.demo import make_demo_shot
+    from cinecomp.synth.renderer import make_demo_shot
 
     root = Path(args.dir).resolve()
     shutil.rmtree(root, ignore_errors=True)
@@ -56,7 +56,7 @@ def main() -> int:
         rows.append(f"{shot},{plate},{pcs},{FIRST},{LAST},24,{envp},{ecs},1")
     (root / "shots.csv").write_text("\n".join([HEADER, *rows]) + "\n")
     env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
-    cc = [sys.executable, "-m", "cinecomp.cli"]
+    cc = [sys.executable, "-m", "cinecomp.cli.main"]
     t0 = time.time()
     r = subprocess.run([*cc, "submit", "--sheet", "shots.csv", "--time", "2:00:00", "--",
                         "--slurm-init-seconds-before-status-checks", "5"], cwd=root, capture_output=True, text=True,

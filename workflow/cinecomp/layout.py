@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]  # the workflow's checkout: Snakefile, config.yaml, schemas/
+SHARED_DATA = REPO.parent / "shared" / "data"  # real sample data beside the checkout, where present
+
 
 def version_dir(results, shot: str, version: int) -> str:
     return f"{results}/{shot}/v{int(version):03d}"

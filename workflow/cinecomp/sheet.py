@@ -26,8 +26,9 @@ import yaml
 from . import colour, frames
 from .errors import PlateError, SheetError
 from .params import parse_json_object
+from .layout import REPO
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "shots.schema.yaml"
+SCHEMA_PATH = REPO / "schemas" / "shots.schema.yaml"
 # Bounds of the numbers a sheet gives (also in the schema and README "Shot sheet").
 FRAME_MIN, FRAME_MAX = 0, 9_999_999  # frame numbers
 MAX_FRAMES = 100_000  # frames per shot (over an hour at 24 fps)
@@ -327,9 +328,9 @@ def _check_json_cells(row: dict) -> list[str]:
     """camera, light, harmonize_params, prop_hint and the probe rotation: parsed and range-checked.
     Parsed values are kept in the row (``_prop_hint``) for the media checks."""
     from .camera import parse_camera
-    from .harmonize import parse_harmonize_params
-    from .light import parse_light
-    from .masks import parse_prop_hint
+    from .composite.harmonize import parse_harmonize_params
+    from .perception.light import parse_light
+    from .perception.masks import parse_prop_hint
 
     out = []
     for col, parse in (("camera", parse_camera), ("light", parse_light), ("harmonize_params", parse_harmonize_params),
@@ -369,7 +370,7 @@ def _depth(obj) -> int:
 
 def _check_key_params(text: str) -> list[str]:
     """A JSON object (no NaN/Infinity, not deeply nested) that KeyParams accepts."""
-    from .keying import KeyParams
+    from .perception.key import KeyParams
 
     try:
         params = parse_json_object(text, example=KEY_PARAMS_EXAMPLE)
@@ -405,7 +406,7 @@ def _ranges_text(gaps: list[tuple[int, int]]) -> str:
 
 @lru_cache(maxsize=4096)
 def _probe_cached(path: str, part, view, movie_start: int, stamp):
-    from .plates import probe
+    from .io.plates import probe
 
     return probe(path, part=part, view=view, movie_start=movie_start)
 
@@ -469,7 +470,7 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
     if row.get("light_probe") and not row.get("_unsafe"):
         out.extend(_check_probe(resolve(row["light_probe"], base_dir), movie_start))
     if row.get("_prop_hint") and info is not None and first is not None:
-        from .masks import check_prop_hint
+        from .perception.masks import check_prop_hint
 
         out.extend(m if m.startswith("prop_hint") else f"prop_hint: {m}" for m in check_prop_hint(
             row["_prop_hint"], first=first, last=last, plate_width=info.width, plate_height=info.height,
@@ -482,7 +483,7 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
         w = h = None
     row["width"], row["height"] = w, h
     if info is not None and w:  # the plate's pixel aspect after the conform (README "Outputs")
-        from .ingest import conformed_aspect
+        from .io.ingest import conformed_aspect
 
         row["pixel_aspect"] = conformed_aspect(info.pixel_aspect, (info.width, info.height), (w, h))
     return out

@@ -1,6 +1,6 @@
 """One function per workflow rule: (inputs, outputs, settings, log) -> None.
 
-Called by the thin scripts in scripts/ through scripting.run; settings are the rule's params.
+Called by the thin scripts in scripts/ through jobs.run; settings are the rule's params.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import assemble as assemble_mod
-from . import exrio
-from .composite import over
+from .composite import assemble as assemble_mod
+from .io import exr as exrio
+from .composite.over import over
 from .atomic import write_text
 from .frames import frame_path, sample_indices
-from .scripting import Job
+from .jobs import Job
 
 _FRAME = re.compile(r"^(?P<shot>.+)_(?P<element>[A-Za-z0-9]+)(?:_v(?P<version>\d{3}))?\.(?P<frame>\d+)\.exr$")
 
@@ -40,7 +40,7 @@ def _shot(settings) -> tuple[str, int | None]:
 
 
 def ingest(inputs, outputs, settings, log):
-    from .ingest import ingest as run_ingest
+    from .io.ingest import ingest as run_ingest
 
     shot, version = _shot(settings)
     out_dir = Path(outputs[0])
@@ -59,7 +59,7 @@ def ingest(inputs, outputs, settings, log):
 
 
 def key(inputs, outputs, settings, log):
-    from .keying import key_shot
+    from .perception.key import key_shot
 
     shot, version = _shot(settings)
     if settings["backend"] not in ("chroma", "matanyone"):
@@ -70,7 +70,7 @@ def key(inputs, outputs, settings, log):
     out_dir.mkdir(parents=True, exist_ok=True)
     out_files = [frame_path(out_dir, shot, "key", version, f) for f, _ in plates]
     if settings["backend"] == "matanyone":
-        from .matanyone_key import matanyone_key_shot
+        from .perception.matanyone import matanyone_key_shot
 
         report = matanyone_key_shot([p for _, p in plates], out_files, settings["params"],
                                     settings=settings["model"], attrs=settings["attrs"], log=log)
@@ -90,7 +90,7 @@ def write_json(path, obj) -> None:
 
 
 def masks(inputs, outputs, settings, log):
-    from .masks import parse_prop_hint, track_masks
+    from .perception.masks import parse_prop_hint, track_masks
 
     shot, version = _shot(settings)
     if settings["backend"] not in ("track", "sam2"):
@@ -102,7 +102,7 @@ def masks(inputs, outputs, settings, log):
     out_files = [frame_path(out_dir, shot, "masks", version, f) for f, _ in keys]
     hint = parse_prop_hint(settings["prop_hint"])
     if settings["backend"] == "sam2":
-        from .sam2_masks import sam2_masks
+        from .perception.sam2_masks import sam2_masks
 
         report = sam2_masks(keys, out_files, hint=hint, plate_size=tuple(settings["plate_size"]),
                             settings=settings["model"], base_dir=Path.cwd(), attrs=settings["attrs"], log=log)
@@ -113,7 +113,7 @@ def masks(inputs, outputs, settings, log):
 
 
 def depth(inputs, outputs, settings, log):
-    from . import depth as depth_mod
+    from .perception import depth as depth_mod
     from .camera import Camera
 
     shot, version = _shot(settings)
@@ -124,11 +124,11 @@ def depth(inputs, outputs, settings, log):
     ground = camera.ground_depth(w, h)
     env_src = run = None
     if settings["backend"] == "plate":
-        from .plates import frame_file
+        from .io.plates import frame_file
 
         env_src = settings["env_source"]
     if settings["backend"] == "model":
-        from .depth_model import DepthRun
+        from .perception.depth_model import DepthRun
 
         run, envs = DepthRun(ground, settings["model"]), dict(element_frames(inputs.env))
     out_dir = Path(outputs[0])
@@ -161,7 +161,7 @@ def depth(inputs, outputs, settings, log):
 def _equirect(path, colourspace: str | None) -> np.ndarray:
     """An equirectangular image in ACEScg; default colourspace by extension."""
     from . import colour
-    from .plates import read_image
+    from .io.plates import read_image
 
     cs = colourspace or ("Linear Rec.709 (sRGB)" if str(path).lower().endswith(".hdr") else "ACEScg")
     rgb = np.ascontiguousarray(read_image(path)[..., :3], np.float32)
@@ -170,7 +170,7 @@ def _equirect(path, colourspace: str | None) -> np.ndarray:
 
 def light(inputs, outputs, settings, log):
     from .camera import Camera
-    from .light import estimate_light
+    from .perception.light import estimate_light
 
     camera = Camera.from_params(settings["camera"])
     env_frames = None
@@ -181,7 +181,7 @@ def light(inputs, outputs, settings, log):
     probe = _equirect(inputs.probe, settings["probe_colourspace"]) if "probe" in inputs.keys() else None
     est = estimate_light(sheet_light=settings["light"], camera=camera, env_frames=env_frames, env_hdri=env_hdri,
                          probe=probe, probe_rotation_deg=settings["probe_rotation_deg"])
-    from .harmonize import ShotLight, up_shares
+    from .perception.light import ShotLight, up_shares
 
     est["camera"] = settings["camera"]
     est["up_shares"] = dict(zip(("key", "ambient"), (v.tolist() for v in up_shares(ShotLight.from_json(est)))))
@@ -234,7 +234,7 @@ def composite(inputs, outputs, settings, log, job=None):
 
 
 def harmonize(inputs, outputs, settings, log):
-    from . import harmonize as hz
+    from .composite import harmonize as hz
     from .camera import Camera
 
     shot, version = _shot(settings)
@@ -286,7 +286,7 @@ def assemble(inputs, outputs, settings, log):
 
 
 def daily(inputs, outputs, settings, log):
-    from .review import make_daily
+    from .review.media import make_daily
 
     files = [p for _, p in element_frames(inputs[0])]
     info = make_daily(files, outputs[0], shot=settings["shot"], version=settings["version"],
@@ -296,7 +296,7 @@ def daily(inputs, outputs, settings, log):
 
 
 def contact_sheet(inputs, outputs, settings, log):
-    from .review import make_contact_sheet
+    from .review.media import make_contact_sheet
 
     files = [p for _, p in element_frames(inputs[0])]
     info = make_contact_sheet(files, outputs[0], shot=settings["shot"], version=settings["version"],

@@ -11,7 +11,7 @@ import math
 import json
 from pathlib import Path
 
-from .configs import SCHEDULERS
+from .tiny_models import SCHEDULERS
 from .errors import CheckpointError, DiffusionInputError
 
 TINY_HINT = "`cinecomp models tiny --out DIR` writes a tiny random set for plumbing tests"

@@ -368,7 +368,7 @@ def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequenc
     on the rank's device; on CPU ranks everything is float32 unless ``dtype`` says otherwise."""
     import deepspeed.comm as dist
     from diffusers import AutoencoderKLWan
-    from .configs import scheduler_class
+    from .tiny_models import scheduler_class
     from .pipeline import CinecompPipeline
 
     root = Path(pipeline_dir)
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                         "cinecomp.diffusion.windows.iter_blended), never the whole shot in memory")
     parser.add_argument("--output", default="frames", choices=("frames", "layers"),
                         help="layers: also write the VAE's reconstruction of the plain over comp "
-                        "(cinecomp.diffusion.layers divides the frames by it)")
+                        "(cinecomp.diffusion.light_ratio divides the frames by it)")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
     args = parser.parse_args(argv)
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from ._io import atomic_dir, load_weights, read_config
+from ..atomic import atomic_dir
+from ._io import load_weights, read_config
 from .conditioning import PRESENCE_CHANNELS, folded_mask_channels
 from .errors import CheckpointError
 from .transformer import WAN_CONFIG_FIELDS, CinecompTransformer3DModel
@@ -180,7 +181,7 @@ def build_pipeline_from_wan(wan_pipeline_dir: str | os.PathLike, out_dir: str | 
     """
     from diffusers import AutoencoderKLWan
 
-    from .configs import scheduler_class
+    from .tiny_models import scheduler_class
     from .pipeline import CinecompPipeline
 
     root = Path(wan_pipeline_dir).expanduser()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ._io import atomic_dir
+from ..atomic import atomic_dir
 from .errors import CheckpointError
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"

@@ -44,7 +44,7 @@ class CinecompPipelineOutput(BaseOutput):
     """``frames``: (T, H, W, 3) float32 RGB in [0, 1]; ``depth``: (T, H, W) float32 in scene units
     (between the ``depth_range`` used); ``latents``: the denoised (1, 2z, n+1, H/8, W/8) latents, RGB then depth;
     ``over_reconstruction``: with ``reconstruct_over``, the VAE's reconstruction of the plain `over` comp
-    (T, H, W, 3) in [0, 1], what :func:`cinecomp.diffusion.layers.apply_layers` divides the frames by."""
+    (T, H, W, 3) in [0, 1], what :func:`cinecomp.diffusion.light_ratio.apply_layers` divides the frames by."""
 
     frames: np.ndarray | torch.Tensor | None
     depth: np.ndarray | torch.Tensor | None

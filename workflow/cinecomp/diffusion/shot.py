@@ -8,7 +8,7 @@
          a rerun reuses every finished window) and ``windows.json``
       -> composite EXRs, blended from the windows one frame at a time: R,G,B (ACEScg, half), A = 1,
          depth.Z (scene units, float32).  With ``output: layers`` the R,G,B are the plain `over` comp
-         times the model's low-frequency change of light (:mod:`cinecomp.diffusion.layers`).
+         times the model's low-frequency change of light (:mod:`cinecomp.diffusion.light_ratio`).
 Nothing holds the whole shot in memory, so memory does not grow with the shot's length.
 
 The tri-mask comes from the mask stage (key-only without it: character = alpha, prop = 0,
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import exrio
-from ..assemble import MASK_LAYERS, key_only_trimask
+from ..io import exr as exrio
+from ..composite.assemble import MASK_LAYERS, key_only_trimask
 from ..colour import WORKING_SPACE, convert
-from ..composite import over
+from ..composite.over import over
 from ..frames import frame_path
 from .errors import DiffusionInputError
 
@@ -143,7 +143,7 @@ def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
 
 def reference_arrays(path, role: str, source_colourspace: str, model_colourspace: str) -> dict:
     """A reference image in the model's encoding, for the shot directory (any size: the pipeline fits it, keeping its aspect)."""
-    from ..plates import read_frame
+    from ..io.plates import read_frame
 
     rgb = read_frame(path, 0)[..., :3]
     img = np.clip(convert(rgb, source_colourspace, model_colourspace), 0.0, 1.0).astype(np.float32)
@@ -154,7 +154,7 @@ def write_shot_dir(work: Path, key_files, env_files, settings: dict, ranks: int,
                    mask_files=None, layers_height=None) -> tuple[dict, tuple]:
     """``work/shot/``: the launcher's input, one ``.npy`` per array (the ranks read the per-frame ones a
     window at a time, see ``_io.NpyFrames``); written whole or not at all."""
-    from ._io import atomic_dir
+    from ..atomic import atomic_dir
 
     with atomic_dir(work / "shot") as tmp:
         arrays, size = prepare_inputs(key_files, env_files, settings["model_colourspace"], ranks, out_dir=tmp,
@@ -233,7 +233,7 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
              settings["window"], settings["overlap"], settings["steps"],
              "plate" if "environment_rgb" in info else "synthesised",
              f"; {settings['reference_role']} reference {settings['reference']}" if settings.get("reference") else "")
-    windows = launch(work, settings, ranks, threads, sys.stdout)  # the job's log (scripting.run)
+    windows = launch(work, settings, ranks, threads, sys.stdout)  # the job's log (jobs.run)
     from .windows import iter_blended, read_manifest
 
     if read_manifest(windows)["num_frames"] != len(frames):
@@ -245,7 +245,7 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     for i, rgb, depth, *over_rec in iter_blended(windows, with_over=layers):  # one frame at a time
         frame = frames[i]
         if layers:
-            from .layers import apply_layers, resize_to
+            from .light_ratio import apply_layers, resize_to
 
             key = exrio.read_rgba(key_files[i][1])
             plain = over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3])

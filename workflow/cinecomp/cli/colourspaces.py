@@ -1,0 +1,16 @@
+"""`cinecomp colourspaces`: list the OCIO colourspaces a sheet may name."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+
+def run(args) -> int:
+    from ..colour import config
+
+    for cs in config().getColorSpaces():
+        aliases = ", ".join(cs.getAliases())
+        print(f"{cs.getName()}" + (f"  (aliases: {aliases})" if aliases else ""))
+    return 0

@@ -1,0 +1,15 @@
+"""`cinecomp demo`: render the project's demo plates."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+
+def run(args) -> int:
+    from ..synth.renderer import make_demo
+
+    for info in make_demo(args.out):
+        print(f"{info.get('shot')}: {info.get('plate')}")
+    return 0

@@ -1,0 +1,31 @@
+"""Assemble: one multi-layer EXR per frame, `<shot>_comp_v<NNN>.<FFFF>.exr`.
+
+Layers: R,G,B,A (beauty, half), mask.character, mask.prop, mask.environment (float32), depth.Z
+(float32, the depth stage) and what the composite backend adds (harmonize.*, diffusion.Z). One compression per file (single part); metadata as in the README.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..io.exr import write_exr
+
+MASK_LAYERS = ("mask.character", "mask.prop", "mask.environment")
+
+
+def key_only_trimask(alpha: np.ndarray) -> dict[str, np.ndarray]:
+    """Tri-mask until the mask stage exists: character = alpha, prop = 0, environment = 1 - alpha."""
+    a = np.clip(alpha.astype(np.float32), 0.0, 1.0)
+    return {"mask.character": a, "mask.prop": np.zeros_like(a), "mask.environment": 1.0 - a}
+
+
+def write_comp_frame(path, beauty_rgba: np.ndarray, masks: dict[str, np.ndarray], depth: np.ndarray | None,
+                     *, frame: int, compression: str, attrs: dict, extra: dict | None = None) -> None:
+    """``extra``: more layers kept in their own pixel type (e.g. harmonize.*, diffusion.Z)."""
+    chans = {c: beauty_rgba[..., i].astype(np.float16) for i, c in enumerate("RGBA")}
+    chans.update(extra or {})
+    for name in MASK_LAYERS:
+        chans[name] = masks[name].astype(np.float32)
+    if depth is not None:
+        chans["depth.Z"] = depth.astype(np.float32)
+    write_exr(path, chans, compression=compression, attrs={**attrs, "frame": int(frame)})

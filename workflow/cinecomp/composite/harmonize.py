@@ -1,0 +1,455 @@
+"""The `harmonize` composite backend: what a compositor does by hand, with no weights (README "Harmonize").
+
+Per shot (constants, so nothing flickers): the light (light stage), the camera, and an exposure and
+colour gain that moves the character from the studio's light to the environment's.
+Per frame:
+  E2C  the keyed character and prop are relit as a *ratio* on the plate (texture survives): exposure
+       and white balance matched in scene-linear, directional shading from the key with normals from
+       the matte's shape, and light wrap of the environment at the edges;
+  C2E  every object casts a shadow along the key onto the environment (ground plane or the plate's
+       own depth): each object is a card standing at its contact point, turned to face the light and
+       swept through the object's depth, and each environment point looks towards the light through
+       it (a shadow map gathered per pixel);
+       the penumbra widens with the distance from the occluder. Contact darkening is the same look-up
+       averaged over the sky dome, so it is strong where feet and prop meet the ground and fades away.
+Everything applied is returned as layers (``harmonize.*``) for a compositor to dial.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..camera import FAR, Camera, light_direction
+from ..perception import light as light_module
+from ..perception.light import ALBEDO, PLATE_COLOUR_TRUST, ShotLight, sh_eval, up_shares  # noqa: F401
+from ..params import Num, check_params, parse_json_object
+
+LUMA = light_module.LUMA.astype(np.float32)  # ACEScg luminance
+
+HARMONIZE_SPEC = {
+    "exposure_match": Num(1.0, 0.0, 1.0, doc="how far the character's exposure moves to the environment's light (0: keep the plate's)"),
+    "colour_match": Num(0.0, 0.0, 1.0, doc="how far the plate's own colour cast is removed (grey-world on the character)"),
+    "albedo": Num(ALBEDO, 0.02, 0.95, doc="assumed mean reflectance of character and prop; sets their exposure in the environment (the light stage's grey world assumes the same of the environment)"),
+    "exposure_stops": Num(0.0, -10.0, 10.0, doc="extra exposure on the character, in stops"),
+    "relight": Num(0.6, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
+    "shadow_density": Num(1.0, 0.0, 1.0, doc="1 blocks all key light in the cast shadow"),
+    "shadow_softness_deg": Num(None, 0.0, 45.0, doc="angular size of the key for the penumbra (empty: the light's softness)"),
+    "contact": Num(1.0, 0.0, 2.0, doc="strength of contact darkening (occlusion of the sky near the objects)"),
+    "contact_radius": Num(0.3, 0.01, 10.0, doc="distance (m) over which contact darkening fades"),
+    "light_wrap": Num(0.3, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
+    "light_wrap_size": Num(0.01, 0.0, 0.2, doc="width of the light wrap, as a fraction of the frame width"),
+}
+HARMONIZE_EXAMPLE = '{"shadow_density": 0.8, "light_wrap": 0.5}'
+LAYERS = ("harmonize.shadow", "harmonize.contact", "harmonize.relight.R", "harmonize.relight.G",
+          "harmonize.relight.B", "harmonize.wrap.R", "harmonize.wrap.G", "harmonize.wrap.B")
+RELIGHT_WIDTH = 512  # shading is smooth: normals and shading are worked out at this width at most
+SHADOW_WIDTH = 1024  # cast shadows at this width at most (a 2K frame's shadow at half resolution)
+# Shading from normals guessed off a matte is trusted within this range of the graded plate (a flat
+# prop seen edge-on gets normals that face away from every light and would go black).
+SHADE_RANGE = (0.4, 2.5)
+PENUMBRA = 0.5  # Gaussian sigma of the penumbra per (distance x tan(angular radius))
+MIN_SOFTNESS_DEG = 0.5  # even the sun's penumbra is ~0.5 degree wide
+MAX_SHADOW_ELEVATION = 87.0  # an overhead key casts its shadow straight down; keep the maths finite
+CONTACT_DIRS = [(az, el) for el in (25.0, 55.0) for az in range(0, 360, 45)]  # the sky dome, sampled
+CONTACT_SOFTNESS_DEG = 15.0
+
+
+def parse_harmonize_params(text: str) -> dict:
+    if not text or not text.strip():
+        return check_params({}, HARMONIZE_SPEC, what="harmonize_params")
+    return check_params(parse_json_object(text, example=HARMONIZE_EXAMPLE), HARMONIZE_SPEC, what="harmonize_params")
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ LUMA
+
+
+# ------------------------------------------------------------------------------------------ light
+# ------------------------------------------------------------------------------------------ E2C
+def matte_normals(alpha: np.ndarray, camera: Camera) -> np.ndarray:
+    """World normals (H, W, 3) of a matte's shape: the silhouette inflated like a soft blob (bent
+    outwards at the edges, facing the camera in the middle), scaled by the matte's thickness."""
+    solid = (alpha > 0.5).astype(np.uint8)
+    if not solid.any():
+        return np.broadcast_to(-camera.basis()[2], alpha.shape + (3,)).astype(np.float32, copy=False)
+    dist = cv2.distanceTransform(solid, cv2.DIST_L2, 3)
+    sigma = float(max(1.0, 0.7 * np.percentile(dist[solid > 0], 90)))  # about a limb's half-width
+    soft = cv2.GaussianBlur(alpha.astype(np.float32, copy=False), (0, 0), sigma)
+    gy, gx = np.gradient(soft)
+    k = sigma * math.sqrt(2 * math.pi)  # a blurred step's slope peaks at 1 / (sigma sqrt(2 pi))
+    nx, ny = -gx * k, gy * k  # right and up (image rows grow downwards)
+    m = np.sqrt(nx * nx + ny * ny)
+    scale = np.where(m > 0.95, 0.95 / np.maximum(m, 1e-6), 1.0)
+    nx, ny = nx * scale, np.maximum(ny * scale, -0.3)  # things stand on the ground: lower edges are walls, not floors
+    nz = np.sqrt(np.clip(1.0 - nx * nx - ny * ny, 0.0, 1.0))
+    right, up, fwd = camera.basis()
+    n = nx[..., None] * right + ny[..., None] * up - nz[..., None] * fwd
+    return n.astype(np.float32, copy=False)
+
+
+def object_normals(masks: dict, camera: Camera) -> np.ndarray:
+    """Normals of the character and the prop, each inflated at its own thickness."""
+    n = None
+    for o in ("character", "prop"):
+        m = masks.get(o)
+        if m is None or not (m > 0.5).any():
+            continue
+        part = matte_normals(m, camera) * np.clip(m, 0, 1)[..., None]
+        n = part if n is None else n + part
+    if n is None:
+        return matte_normals(np.zeros_like(masks["character"]), camera)
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    facing = -camera.basis()[2].astype(np.float32, copy=False)
+    return np.where(length > 1e-3, n / np.maximum(length, 1e-3), facing).astype(np.float32, copy=False)
+
+
+def light_wrap(env: np.ndarray, alpha: np.ndarray, size_px: float, strength: float) -> np.ndarray:
+    """Premultiplied light wrap: the blurred environment spilling over the matte's inner edge."""
+    if strength <= 0 or size_px <= 0:
+        return np.zeros_like(env)
+    a = np.clip(alpha, 0, 1).astype(np.float32, copy=False)
+    h, w = a.shape
+    f = max(1, int(size_px // 4))  # blur at a resolution where the wrap spans ~4 pixels, then scale back
+    small = (max(1, w // f), max(1, h // f))
+
+    def blur(img):
+        if f == 1:
+            return cv2.GaussianBlur(img, (0, 0), size_px)
+        b = cv2.GaussianBlur(cv2.resize(img, small, interpolation=cv2.INTER_AREA), (0, 0), size_px / f)
+        return cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    edge = a * (1.0 - blur(a))
+    return strength * edge[..., None] * blur(np.ascontiguousarray(env, np.float32))
+
+
+@dataclass
+class ShotGrade:
+    """Per-shot E2C constants: gain (exposure + colour) and the mean key+ambient on the objects."""
+
+    gain: np.ndarray  # (3,)
+    mean_irradiance: np.ndarray  # (3,) mean irradiance on the objects' normals in the environment
+    plate_shading: np.ndarray  # (4,) the studio light on the plate: luminance ~ c0 + c . n, mean 1
+
+
+def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera: Camera, params: dict) -> ShotGrade:
+    """From a few (key RGBA premultiplied, masks {character, prop}) frames of the shot: the gain that takes the
+    plate's character to ``albedo`` x the environment's light, moved by exposure_match/colour_match."""
+    fg_sum, a_sum, e_sum = np.zeros(3), 0.0, np.zeros(3)
+    normals, lum = [], []
+    for key, masks in samples:
+        small = _shrink({"key": key, **masks}, RELIGHT_WIDTH)
+        key, masks = small.pop("key"), small
+        alpha = np.clip(key[..., 3], 0, 1)
+        w = alpha
+        if w.sum() < 1:
+            continue
+        fg_sum += key[..., :3].reshape(-1, 3).sum(0)
+        a_sum += float(w.sum())
+        n = object_normals(masks, camera)
+        e = light.key(n) + light.ambient(n)
+        e_sum += (e * w[..., None]).reshape(-1, 3).sum(0)
+        solid = alpha > 0.9
+        normals.append(n[solid])
+        lum.append(luminance(key[..., :3][solid] / alpha[solid, None]))
+    if a_sum < 1:
+        return ShotGrade(np.ones(3, np.float32), np.ones(3, np.float32), np.array([1, 0, 0, 0], np.float32))
+    fg_mean = np.maximum(fg_sum / a_sum, 1e-6)
+    e_mean = np.maximum(e_sum / a_sum, 1e-6)
+    fg_l, e_l = float(fg_mean @ LUMA), float(e_mean @ LUMA)
+    # log2 gain: exposure to albedo x light (a matte surface of albedo rho under irradiance E has
+    # radiance rho E / pi), the light's colour, and (partly) the plate's own cast removed. With both
+    # matches at 1 the result does not depend on the plate's exposure or white balance at all.
+    log_gain = (params["exposure_match"] * math.log2(params["albedo"] * e_l / math.pi / fg_l)
+                + light.colour_trust * np.log2(e_mean / e_l) - params["colour_match"] * np.log2(fg_mean / fg_l) + params["exposure_stops"])
+    return ShotGrade((2.0 ** log_gain).astype(np.float32), e_mean.astype(np.float32),
+                     fit_plate_shading(np.concatenate(normals), np.concatenate(lum)))
+
+
+def fit_plate_shading(normals: np.ndarray, lum: np.ndarray) -> np.ndarray:
+    """Least-squares studio light on the plate, luminance ~ c0 + c . n over the solid matte (albedo
+    varies, so this is only the low-order trend), normalised to c0 = 1 and |c| <= 0.8 so removing
+    it never more than doubles or halves a pixel."""
+    if len(lum) < 16:
+        return np.array([1, 0, 0, 0], np.float32)
+    a = np.c_[np.ones(len(lum)), normals]
+    coef = np.linalg.lstsq(a, lum, rcond=None)[0]
+    if coef[0] <= 1e-6:
+        return np.array([1, 0, 0, 0], np.float32)
+    c = coef[1:] / coef[0]
+    norm = float(np.linalg.norm(c))
+    if norm > 0.8:
+        c *= 0.8 / norm
+    return np.r_[1.0, c].astype(np.float32)
+
+
+def relight_ratio(masks: dict, light: ShotLight, grade: ShotGrade, camera: Camera, strength: float) -> np.ndarray:
+    """(H, W, 3) factor on the premultiplied foreground: the shot's gain times directional shading
+    relative to the mean shading, so the exposure is the grade's and the key adds shape, divided
+    by the studio's shading fitted on the plate (de-lighting)."""
+    h, w = masks["character"].shape
+    small = _shrink(masks, RELIGHT_WIDTH)
+    n = object_normals(small, camera)
+    studio = np.clip(grade.plate_shading[0] + n @ grade.plate_shading[1:], 0.2, None)[..., None]
+    shade = (light.key(n) + light.ambient(n)) / grade.mean_irradiance / studio
+    shade = np.clip(1.0 + strength * (shade - 1.0), SHADE_RANGE[0], SHADE_RANGE[1]).astype(np.float32, copy=False)
+    if shade.shape[:2] != (h, w):
+        shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
+    return (grade.gain * shade).astype(np.float32, copy=False)
+
+
+def _shrink(images: dict, max_width: int) -> dict:
+    """Images (H, W[, C]) scaled down (area) so the width is at most ``max_width``; the camera's focal
+    length in pixels scales with the width, so the same Camera describes the smaller frame."""
+    h, w = next(iter(images.values())).shape[:2]
+    if w <= max_width:
+        return images
+    size = (max_width, max(1, int(round(h * max_width / w))))
+    return {k: cv2.resize(np.ascontiguousarray(v, np.float32), size, interpolation=cv2.INTER_AREA)
+            for k, v in images.items()}
+
+
+# ------------------------------------------------------------------------------------------ C2E
+def _blur_levels(mask: np.ndarray, max_sigma: float) -> list[tuple[float, float, np.ndarray]]:
+    """(sigma in full-res pixels, scale, image) of a matte blurred at doubling sigmas; the wide
+    ones at reduced resolution (cheap at 2K)."""
+    out = [(0.0, 1.0, mask.astype(np.float32, copy=False))]
+    img, scale, sigma = mask.astype(np.float32, copy=False), 1.0, 1.0
+    while sigma <= max_sigma * 2 and min(img.shape) > 4:
+        if sigma >= 4 * (1.0 / scale):  # blur at half resolution once sigma spans 4 of its pixels
+            img = cv2.resize(img, (max(1, img.shape[1] // 2), max(1, img.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+            scale *= 0.5
+        out.append((sigma, scale, cv2.GaussianBlur(img, (0, 0), max(0.3, sigma * scale))))
+        sigma *= 2
+    return out
+
+
+def world_points(depth: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World x, y, z planes (H, W) float32 of a depth map (camera-space z)."""
+    h, w = depth.shape
+    right, up, fwd = (v.astype(np.float32) for v in camera.basis())
+    f = np.float32(camera.focal_px(w))
+    xs = (np.arange(w, dtype=np.float32) + 0.5 - w / 2) / f
+    ys = (np.arange(h, dtype=np.float32) + 0.5 - h / 2) / f
+    z = depth.astype(np.float32)
+    pos = camera.position.astype(np.float32)
+    # ray (z-normalised, so depth scales it) = fwd + x right - y up
+    return tuple(pos[i] + z * (fwd[i] + xs[None, :] * right[i] - ys[:, None] * up[i]) for i in range(3))
+
+
+def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.ndarray, direction: np.ndarray,
+                   camera: Camera, size: tuple[int, int], softness_deg: float, offset: float = 0.0,
+                   falloff_m: float | None = None) -> np.ndarray:
+    """How much of a light from ``direction`` one object blocks at each world point (H, W).
+
+    The object is its camera matte on a vertical card through ``contact``, turned about the vertical
+    to face the light (the silhouette of a roughly round body changes little with the angle); a point
+    is shadowed where its ray towards the light crosses the card on the matte. The matte is read
+    blurred by the penumbra: the distance to the card times the light's angular size. ``offset``
+    moves the card that far behind the contact (a slice of a thick object) while it still reads the
+    matte as seen on the contact's card. ``falloff_m``: occlusion fades as exp(-distance / falloff)
+    (contact darkening is an occluder's effect at close range)."""
+    w, h = size
+    az, el = math.atan2(direction[0], direction[2]), math.asin(float(np.clip(direction[1], -1, 1)))
+    el = min(el, math.radians(MAX_SHADOW_ELEVATION))
+    d = np.array([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)], np.float32)
+    n_card = np.array([math.sin(az), 0.0, math.cos(az)], np.float32)
+    phi = (az + math.pi / 2) % math.pi - math.pi / 2  # the card's turn from camera-facing, in (-90, 90]
+    lateral = np.array([math.cos(phi), 0.0, -math.sin(phi)], np.float32)
+    c = np.asarray(contact, np.float32)
+    slice_c = c + np.array([0.0, 0.0, offset], np.float32)
+    px, py, pz = points
+    # per pixel, in (H, W) planes: distance s along the ray to the card, the hit's height on it
+    s = ((slice_c[0] - px) * n_card[0] + (slice_c[2] - pz) * n_card[2]) / float(d @ n_card)
+    height = py + s * d[1]
+    ok = valid & (s > 0) & (height > 0)
+    out = np.zeros((h, w), np.float32)
+    rows, cols = np.flatnonzero(ok.any(axis=1)), np.flatnonzero(ok.any(axis=0))
+    if rows.size == 0:
+        return out
+    win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # only where a shadow can fall
+    s, height, ok = s[win], height[win], ok[win]
+    lat = (px[win] - slice_c[0]) * lateral[0] + (pz[win] - slice_c[2]) * lateral[2] + s * float(d @ lateral)
+    # the hit's place on the camera-facing card through the contact (where the matte is), projected
+    right, up, fwd = (v.astype(np.float32) for v in camera.basis())
+    rel0 = (c - camera.position).astype(np.float32)
+    x_c = rel0 @ right + lat * right[0] + height * right[1]
+    y_c = rel0 @ up + lat * up[0] + height * up[1]
+    z_c = np.maximum(rel0 @ fwd + lat * fwd[0] + height * fwd[1], 1e-3)
+    f = np.float32(camera.focal_px(w))
+    u = np.where(ok, x_c / z_c * f + np.float32(w / 2 - 0.5), np.float32(-1e4))
+    v = np.where(ok, -y_c / z_c * f + np.float32(h / 2 - 0.5), np.float32(-1e4))
+    card_z = max(float((c - camera.position) @ camera.basis()[2]), 1e-3)
+    # a disc source of angular radius r blurs by +-s tan(r); a Gaussian of half that sigma matches it
+    px_per_m = np.float32(PENUMBRA * math.tan(math.radians(max(softness_deg, MIN_SOFTNESS_DEG))) * f / card_z)
+    sigma = np.where(ok, s * px_per_m, np.float32(0.0))
+    occ = _sample_levels(levels, u, v, sigma)
+    if falloff_m is not None:
+        occ *= np.exp(-np.maximum(s, 0.0) / np.float32(falloff_m))
+    out[win] = occ
+    return out
+
+
+def _sample_levels(levels, u, v, sigma) -> np.ndarray:
+    """The blurred matte at (u, v) (full-res pixel coordinates), interpolating between the two blur
+    levels around each pixel's sigma (only the levels some pixel needs are read)."""
+    sig = np.log2(np.maximum([lv[0] for lv in levels], 0.5))
+    k = np.interp(np.log2(np.maximum(sigma, 0.5)), sig, np.arange(len(sig))).astype(np.float32)
+    out = np.zeros(u.shape, np.float32)
+    for i in range(int(np.floor(k.min())), int(np.ceil(k.max())) + 1):
+        _, scale, img = levels[i]
+        weight = np.clip(1.0 - np.abs(k - i), 0.0, 1.0)
+        su = (u + 0.5) * np.float32(scale) - 0.5
+        sv = (v + 0.5) * np.float32(scale) - 0.5
+        sample = cv2.remap(img, su.astype(np.float32, copy=False), sv.astype(np.float32, copy=False), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        out += weight * sample
+    return np.clip(out, 0.0, 1.0)
+
+
+def object_depth(mask: np.ndarray, contact: np.ndarray, camera: Camera, solid: bool) -> float:
+    """How deep (m) an object is behind its contact: a prop about 3/4 of its width (a crate, a
+    barrel), a character at most 0.3 m (a person), measured on its matte at the contact's distance."""
+    cols = np.nonzero((mask > 0.5).any(axis=0))[0]
+    if cols.size < 2:
+        return 0.0
+    z = max(float((np.asarray(contact) - camera.position) @ camera.basis()[2]), 1e-3)
+    width = (np.percentile(cols, 95) - np.percentile(cols, 5) + 1) * z / camera.focal_px(mask.shape[1])
+    return float(np.clip(0.75 * width, 0.0, 1.5 if solid else 0.3))
+
+
+def sweep(occ: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+    """The union of ``occ`` translated by t * shift (pixels) for every t in [0, 1]: the shadow of a
+    card swept through the object's depth (its shadow on the ground moves as rigidly as the card).
+    A max-filter along the line in log2(length) doubling steps."""
+    length = math.hypot(*shift)
+    if length < 1.0:
+        return occ
+    n = math.ceil(math.log2(length))
+    step = np.array(shift, np.float64) / 2 ** n
+    out = occ
+    h, w = occ.shape
+    for _ in range(n):
+        moved = cv2.warpAffine(out, np.float32([[1, 0, step[0]], [0, 1, step[1]]]), (w, h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        out = np.maximum(out, moved)
+        step *= 2
+    return out
+
+
+def depth_shift(contact: np.ndarray, depth: float, camera: Camera, size: tuple[int, int]) -> tuple[float, float]:
+    """Image displacement (pixels) of a ground point moved ``depth`` metres away from the camera."""
+    c = np.asarray(contact, np.float64)
+    x, y, _ = camera.project(np.stack([c, c + [0.0, 0.0, depth]]), *size)
+    return float(x[1] - x[0]), float(y[1] - y[0])
+
+
+def _solid_shadow(points, valid, mask, contact, solid: bool, direction, camera: Camera, size, softness_deg: float,
+                  max_sigma: float) -> np.ndarray:
+    """The shadow of an object with depth: its card cast from slices through that depth (0.1 m apart
+    for a character, 0.2 m for a prop, at most four), each swept to the next so thin parts cast no
+    stripes."""
+    levels = _blur_levels(mask, max_sigma)
+    depth = object_depth(mask, contact, camera, solid)
+    n = int(min(4, 1 + math.ceil(depth / (0.2 if solid else 0.1)))) if depth > 0 else 1
+    gap = depth / (n - 1) if n > 1 else 0.0
+    occ = []
+    for t in (np.linspace(0.0, depth, n) if n > 1 else [0.0]):
+        o = cast_occlusion(points, valid, levels, contact, direction, camera, size, softness_deg, float(t))
+        if t < depth:  # the last slice is the object's back
+            o = sweep(o, depth_shift(np.asarray(contact) + [0.0, 0.0, t], gap, camera, size))
+        occ.append(o)
+    return _combine(occ)
+
+
+def _combine(occlusions) -> np.ndarray:
+    free = None
+    for o in occlusions:
+        free = (1.0 - o) if free is None else free * (1.0 - o)
+    return 1.0 - free
+
+
+def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray, bool]], light: ShotLight,
+                          camera: Camera, softness_deg: float, contact_radius: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """(key shadow, contact) occlusion of the environment (H, W) by the objects [(matte, contact,
+    solid)]; each object's card is swept through its depth (``object_depth``, ``sweep``)."""
+    full_h, full_w = depth.shape
+    objects = [(m, c, solid) for m, c, solid in objects if c is not None and (m > 0.02).any()]
+    if not objects or not (depth < 0.5 * FAR).any():
+        zeros = np.zeros((full_h, full_w), np.float32)
+        return zeros, zeros
+    if full_w > SHADOW_WIDTH:
+        size = (SHADOW_WIDTH, max(1, int(round(full_h * SHADOW_WIDTH / full_w))))
+        depth = cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST)
+        objects = [(cv2.resize(np.ascontiguousarray(m, np.float32), size, interpolation=cv2.INTER_AREA), c, solid)
+                   for m, c, solid in objects]
+    h, w = depth.shape
+    valid = depth < 0.5 * FAR
+    points = world_points(depth, camera)
+    max_sigma = 0.25 * w
+    shadow = _combine(_solid_shadow(points, valid, m, c, solid, light.direction, camera, (w, h), softness_deg, max_sigma)
+                      for m, c, solid in objects)
+    # contact: the same look-up towards the sky dome at quarter resolution (it is soft anyway; the
+    # camera's focal length in pixels scales with the width, so the same Camera serves)
+    f = 4 if min(h, w) >= 64 else 1
+    sw, sh = max(1, w // f), max(1, h // f)
+    small_cam_depth = cv2.resize(depth, (sw, sh), interpolation=cv2.INTER_NEAREST)
+    pts = tuple(cv2.resize(p, (sw, sh), interpolation=cv2.INTER_NEAREST) for p in points)
+    ok = small_cam_depth < 0.5 * FAR
+    occ = np.zeros((sh, sw), np.float32)
+    small_objects = [(_blur_levels(cv2.resize(m.astype(np.float32, copy=False), (sw, sh), interpolation=cv2.INTER_AREA), 0.25 * sw), c)
+                     for m, c, _ in objects]
+    weights = []
+    for az, el in CONTACT_DIRS:
+        dvec = light_direction(az, el).astype(np.float32)
+        wgt = math.sin(math.radians(el))  # cosine weighting of the dome
+        occ += wgt * _combine(cast_occlusion(pts, ok, lv, c, dvec, camera, (sw, sh), CONTACT_SOFTNESS_DEG,
+                                             falloff_m=contact_radius) for lv, c in small_objects)
+        weights.append(wgt)
+    occ /= sum(weights)
+    contact = cv2.resize(occ, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else occ
+    contact = np.where(valid, contact, 0.0).astype(np.float32, copy=False)
+    shadow = shadow.astype(np.float32, copy=False)
+    if (h, w) != (full_h, full_w):
+        shadow = cv2.resize(shadow, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
+        contact = cv2.resize(contact, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
+    return shadow, contact
+
+
+def environment_ratio(shadow: np.ndarray, contact: np.ndarray, light: ShotLight) -> np.ndarray:
+    """(H, W, 3) factor on the environment from the applied shadow and contact (0..1): in shadow
+    only the ambient remains (so shadows take the sky's colour); contact removes ambient."""
+    key_share, amb_share = up_shares(light)
+    ratio = 1.0 - shadow[..., None] * key_share - contact[..., None] * amb_share
+    return np.clip(ratio, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+# ------------------------------------------------------------------------------------------ frame
+def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np.ndarray, contacts: dict,
+                    light: ShotLight, grade: ShotGrade, camera: Camera, params: dict) -> tuple[np.ndarray, dict]:
+    """One frame: key (H, W, 4) premultiplied, env (H, W, 3), masks {character, prop}, the
+    environment's depth, contacts {object: world point or None}. Returns (beauty RGBA, layers)."""
+    h, w = env_depth.shape
+    alpha = np.clip(key[..., 3], 0.0, 1.0).astype(np.float32, copy=False)
+    objects = [(masks[o].astype(np.float32, copy=False), None if contacts.get(o) is None else np.asarray(contacts[o], np.float32),
+                o == "prop") for o in ("character", "prop")]
+    softness = params["shadow_softness_deg"] if params["shadow_softness_deg"] is not None else light.softness_deg
+    shadow, contact = environment_occlusion(env_depth, objects, light, camera, softness, params["contact_radius"])
+    shadow = params["shadow_density"] * light.shadow_trust * shadow
+    contact = np.clip(params["contact"] * contact, 0.0, 1.0)
+    env_ratio = environment_ratio(shadow, contact, light)
+    env_out = env[..., :3] * env_ratio
+    relit = relight_ratio(masks, light, grade, camera, params["relight"])
+    fg = key[..., :3] * relit
+    wrap = light_wrap(env_out, alpha, params["light_wrap_size"] * w, params["light_wrap"])
+    rgb = fg + wrap + (1.0 - alpha[..., None]) * env_out
+    beauty = np.concatenate([rgb, np.ones_like(alpha)[..., None]], axis=-1)
+    relit_layer = np.where(alpha[..., None] > 0, relit, 1.0)
+    layers = {"harmonize.shadow": shadow, "harmonize.contact": contact}
+    for i, c in enumerate("RGB"):
+        layers[f"harmonize.relight.{c}"] = relit_layer[..., i]
+        layers[f"harmonize.wrap.{c}"] = wrap[..., i]
+    return beauty.astype(np.float32, copy=False), {k: v.astype(np.float32, copy=False) for k, v in layers.items()}

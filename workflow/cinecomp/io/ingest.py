@@ -1,0 +1,317 @@
+"""Ingest: plates and environments -> scene-linear ACEScg half EXR frames of the shot.
+
+For each frame ``first..last``: read the source frame (``plates.read_frame``), repair non-finite
+pixels, convert RGB from the sheet's colourspace to ACEScg (alpha untouched), conform to the shot
+resolution, clamp to the half range, and write ``<shot>_<element>_v<NNN>.<FFFF>.exr`` (half RGBA,
+atomic). Everything that can be checked is checked before the first file is written: colourspace,
+that the source exists and is readable, that every frame of the range exists (and every EXR frame is
+structurally sound), that all frames share one size.
+
+Pixel aspect: the source's (EXR ``pixelAspectRatio``, DPX header, movie SAR) is carried through, not
+resampled: the written frames' ``pixelAspectRatio`` is the source's, adjusted for a conform that changes
+the frame's shape (``conformed_aspect``: stretching 1920x1080 at 2.0 to 3840x1080 gives square pixels,
+which is how to desqueeze at ingest); the report records both. HDRI projections are square.
+
+Environments may be a single image: a still is converted once and written for every frame; an HDRI
+(equirectangular ``.hdr``, an EXR tagged latlong, or any still with ``kind='hdri'``) is projected to a
+pinhole camera (``hdri_yaw``/``hdri_pitch``/``hdri_fov``) at the shot resolution.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .. import SOFTWARE
+from ..atomic import write_text
+from ..colour import WORKING_SPACE, check_colourspace, convert
+from ..errors import PlateError
+from .exr import COMPRESSIONS, select_part, write_rgba
+from ..frames import frame_path, frame_ranges
+from .plates import PlateInfo, _image_size, frame_file, iter_movie, probe, read_frame
+
+HALF_MAX = 65504.0
+ROLES = ("plate", "environment", "hdri")
+FITS = ("stretch", "fill")
+
+# Documented HDRI projection defaults: look at the centre of the equirect image (yaw 0 = longitude 0,
+# positive yaw turns right), level (pitch 0, positive looks up), 60 degree horizontal field of view.
+HDRI_YAW, HDRI_PITCH, HDRI_FOV = 0.0, 0.0, 60.0
+
+
+# ------------------------------------------------------------------------------------------------
+# pixel operations
+# ------------------------------------------------------------------------------------------------
+
+
+def repair_nonfinite(img: np.ndarray) -> tuple[np.ndarray, int]:
+    """Replace NaN/Inf values by the mean of the finite values among their 8 neighbours (same channel),
+    0 when none is finite. Returns (image, number of pixels that had any non-finite channel)."""
+    bad = ~np.isfinite(img)
+    if not bad.any():
+        return img, 0
+    img = np.array(img, dtype=np.float32, copy=True)
+    count = int(bad.any(axis=-1).sum()) if img.ndim == 3 else int(bad.sum())
+    good = (~bad).astype(np.float64)
+    vals = np.where(bad, 0.0, img).astype(np.float64)
+    pad = [(1, 1), (1, 1)] + [(0, 0)] * (img.ndim - 2)
+    gv, gm = np.pad(vals, pad), np.pad(good, pad)
+    h, w = img.shape[:2]
+    s = np.zeros_like(vals)
+    n = np.zeros_like(good)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            s += gv[dy : dy + h, dx : dx + w]
+            n += gm[dy : dy + h, dx : dx + w]
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = np.where(n > 0, s / np.maximum(n, 1), 0.0)
+    mean = np.clip(mean, -np.finfo(np.float32).max, np.finfo(np.float32).max)
+    img[bad] = mean[bad].astype(np.float32)
+    return img, count
+
+
+def conform(img: np.ndarray, size: tuple[int, int], fit: str = "stretch") -> tuple[np.ndarray, str]:
+    """Resize (H, W, C) to ``size`` = (width, height): INTER_AREA when shrinking, INTER_LINEAR when
+    growing. ``fit='fill'`` keeps the aspect ratio, scaling to cover and cropping the centre."""
+    import cv2
+
+    w, h = int(size[0]), int(size[1])
+    sh, sw = img.shape[:2]
+    if (sw, sh) == (w, h):
+        return img, "none"
+    if fit == "fill":
+        scale = max(w / sw, h / sh)
+        tw, th = max(w, math.ceil(sw * scale - 1e-6)), max(h, math.ceil(sh * scale - 1e-6))
+    else:
+        tw, th = w, h
+    shrink = tw <= sw and th <= sh
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    out = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=interp)
+    if out.ndim == 2:
+        out = out[..., None]
+    if (tw, th) != (w, h):
+        x0, y0 = (tw - w) // 2, (th - h) // 2
+        out = out[y0 : y0 + h, x0 : x0 + w]
+    return np.ascontiguousarray(out), "area" if shrink else "linear"
+
+
+def equirect_to_pinhole(img: np.ndarray, size: tuple[int, int], *, yaw: float = HDRI_YAW,
+                        pitch: float = HDRI_PITCH, fov: float = HDRI_FOV) -> np.ndarray:
+    """Project an equirectangular (latitude-longitude) image to a pinhole view of ``size`` = (w, h).
+
+    ``yaw``/``pitch`` in degrees: yaw 0 looks at the centre column (longitude 0), positive yaw turns
+    right (towards larger x in the panorama); pitch 0 is level, positive looks up. ``fov`` is the
+    horizontal field of view in degrees (0 < fov < 180); square pixels. The panorama is prefiltered
+    (INTER_AREA) when the view samples it more coarsely than its own resolution, then sampled
+    bilinearly, wrapping around in longitude."""
+    import cv2
+
+    if not 0 < fov < 180:
+        raise ValueError(f"hdri fov must be in (0, 180) degrees, got {fov}")
+    w, h = int(size[0]), int(size[1])
+    src = np.ascontiguousarray(img, dtype=np.float32)
+    sh, sw = src.shape[:2]
+    # Prefilter: an output pixel spans fov/w degrees at the centre; a source pixel 360/sw.
+    want_w = int(round(360.0 / (fov / w)))
+    if want_w < sw * 0.75:
+        want_w = max(want_w, 8)
+        src = cv2.resize(src, (want_w, max(4, int(round(want_w * sh / sw)))), interpolation=cv2.INTER_AREA)
+        if src.ndim == 2:
+            src = src[..., None]
+        sh, sw = src.shape[:2]
+    tx = math.tan(math.radians(fov) / 2)
+    ty = tx * h / w
+    xs = ((np.arange(w, dtype=np.float64) + 0.5) / w * 2 - 1) * tx
+    ys = (1 - (np.arange(h, dtype=np.float64) + 0.5) / h * 2) * ty
+    x, y = np.meshgrid(xs, ys)
+    z = np.ones_like(x)
+    p, q = math.radians(pitch), math.radians(yaw)
+    y1 = y * math.cos(p) + z * math.sin(p)
+    z1 = -y * math.sin(p) + z * math.cos(p)
+    x2 = x * math.cos(q) + z1 * math.sin(q)
+    z2 = -x * math.sin(q) + z1 * math.cos(q)
+    lon = np.arctan2(x2, z2)
+    lat = np.arctan2(y1, np.hypot(x2, z2))
+    map_x = ((lon / (2 * math.pi) + 0.5) * sw - 0.5).astype(np.float32)
+    map_y = np.clip((0.5 - lat / math.pi) * sh - 0.5, 0, sh - 1).astype(np.float32)
+    # Wrap in longitude: pad one column on each side so bilinear sampling crosses the seam.
+    padded = np.concatenate([src[:, -1:], src, src[:, :1]], axis=1)
+    map_x = np.mod(map_x, sw) + 1
+    out = cv2.remap(padded, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if out.ndim == 2:
+        out = out[..., None]
+    return out
+
+
+def conformed_aspect(aspect: float, src_size, dst_size, fit: str = "stretch") -> float:
+    """Pixel aspect ratio after conforming ``src_size`` (w, h) to ``dst_size``: 'stretch' keeps the
+    picture's shape (the pixels change shape), 'fill' scales uniformly (they keep it)."""
+    if fit == "stretch":
+        aspect = aspect * (src_size[0] / src_size[1]) / (dst_size[0] / dst_size[1])
+    return 1.0 if abs(aspect - 1.0) < 1e-4 else round(float(aspect), 6)
+
+
+def _clamp_half(img: np.ndarray) -> tuple[np.ndarray, int]:
+    over = np.abs(img) > HALF_MAX
+    if not over.any():
+        return img, 0
+    return np.clip(img, -HALF_MAX, HALF_MAX), int(over.any(axis=-1).sum())
+
+
+# ------------------------------------------------------------------------------------------------
+# checks done before anything is written
+# ------------------------------------------------------------------------------------------------
+
+
+def _with_shot(exc: PlateError, shot: str) -> PlateError:
+    return PlateError(exc.path, exc.problem, exc.fix, shot=shot)
+
+
+def _check_frames(source, info: PlateInfo, first: int, last: int, shot: str, part, view) -> None:
+    want = range(first, last + 1)
+    have = set(info.frames)
+    lacking = [f for f in want if f not in have]
+    if lacking:
+        span = f"{info.frames[0]}-{info.frames[-1]}" if info.frames else "none"
+        what = "movie frames (numbered from movie_start)" if info.kind == "movie" else "frames"
+        raise PlateError(source, f"{what} {frame_ranges(lacking)} of {first}-{last} are missing (source has {span})",
+                         "correct first_frame/last_frame, movie_start_frame, or render the missing frames", shot=shot)
+    if info.kind not in ("exr_sequence", "image_sequence"):
+        return
+    for f in want:  # every frame readable (EXR: structure and chunk tables) and of one size
+        path = frame_file(source, f)
+        try:
+            if info.kind == "exr_sequence":
+                p, _ = select_part(path, part, view, check_chunks=True)
+                size = (p.width, p.height)
+            else:
+                size = _image_size(path)[:2]
+        except PlateError as exc:
+            raise _with_shot(exc, shot) from None
+        if size != (info.width, info.height):
+            raise PlateError(path, f"frame {f} is {size[0]}x{size[1]} but the sequence's first frame is "
+                                   f"{info.width}x{info.height}",
+                             "re-render the sequence at one resolution", shot=shot)
+
+
+# ------------------------------------------------------------------------------------------------
+# ingest
+# ------------------------------------------------------------------------------------------------
+
+
+def ingest(source, *, shot: str, element: str, version: int, first: int, last: int, colourspace: str, out_dir,
+           resolution=None, part=None, view=None, movie_start: int = 1001, compression: str = "zip", fps=24,
+           kind: str = "plate", report_path=None, hdri_yaw: float = HDRI_YAW, hdri_pitch: float = HDRI_PITCH,
+           hdri_fov: float = HDRI_FOV, fit: str = "stretch") -> dict:
+    """Ingest frames ``first..last`` of ``source`` into ``out_dir`` as ACEScg half EXR; returns the report.
+
+    ``kind``: 'plate' (must be a sequence or movie), 'environment' (sequence, movie, or a single image
+    repeated for every frame; a single equirect image is projected), 'hdri' (treat a single image as an
+    equirect panorama even if it is not tagged as one). ``resolution`` = (width, height) or None to keep
+    the source size (for an HDRI, None gives width = panorama width * fov / 360 and a 16:9 frame).
+    ``fit``: 'stretch' (plain resize) or 'fill' (keep aspect, cover and crop the centre).
+    Raises PlateError naming the shot, the file and a fix before writing anything on bad input.
+    """
+    if kind not in ROLES:
+        raise ValueError(f"kind must be one of {ROLES}, got {kind!r}")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"unknown EXR compression {compression!r}; use one of {sorted(COMPRESSIONS)}")
+    first, last = int(first), int(last)
+    version = None if version is None else int(version)  # None: a work file (no version in its name)
+    problem = check_colourspace(colourspace)
+    if problem:
+        raise PlateError(source, problem, "tag the source with a colourspace of the OCIO config", shot=shot)
+    if first > last:
+        raise PlateError(source, f"frame range {first}-{last} is empty", "set first_frame <= last_frame", shot=shot)
+    if resolution is not None:
+        resolution = (int(resolution[0]), int(resolution[1]))
+        if resolution[0] < 1 or resolution[1] < 1:
+            raise PlateError(source, f"resolution {resolution} is not positive", "give WIDTHxHEIGHT", shot=shot)
+
+    try:
+        info = probe(source, part=part, view=view, movie_start=movie_start)
+    except PlateError as exc:
+        raise _with_shot(exc, shot) from None
+    single = info.kind in ("still", "hdri")
+    if single and kind == "plate":
+        raise PlateError(source, f"is a single image ({info.kind}), not a sequence or movie",
+                         "give a pattern like plate.####.exr or a movie file", shot=shot)
+    hdri = single and (info.kind == "hdri" or kind == "hdri")
+    if not single:
+        _check_frames(source, info, first, last, shot, part, view)
+    if resolution is None:
+        if hdri:
+            ow = max(16, int(round(info.width * hdri_fov / 360.0 / 2)) * 2)
+            resolution = (ow, max(8, int(round(ow * 9 / 16 / 2)) * 2))
+        else:
+            resolution = (info.width, info.height)
+
+    aspect = 1.0 if hdri else conformed_aspect(info.pixel_aspect, (info.width, info.height), resolution, fit)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {
+        "shot": shot, "element": element, "version": version, "role": kind, "source": str(source),
+        "source_kind": info.kind, "source_resolution": [info.width, info.height], "source_fps": info.fps,
+        "colourspace": colourspace, "working_colourspace": WORKING_SPACE, "resolution": list(resolution),
+        "source_pixel_aspect": info.pixel_aspect, "pixel_aspect": aspect,
+        "fit": fit, "first": first, "last": last, "fps": float(fps), "compression": compression,
+        "software": SOFTWARE, "frames": [],
+    }
+    if info.kind == "movie":
+        report["movie_start"] = int(movie_start)
+    if info.kind == "exr_sequence" or (single and str(source).lower().endswith(".exr")):
+        report["exr_part"], report["exr_view"] = info.details.get("part"), info.details.get("view")
+    if hdri:
+        report["hdri"] = {"yaw": hdri_yaw, "pitch": hdri_pitch, "fov": hdri_fov, "projection": "pinhole"}
+
+    def prepare(rgba: np.ndarray) -> tuple[np.ndarray, dict]:
+        rgba, n_src = repair_nonfinite(rgba)
+        rgb = convert(rgba[..., :3], colourspace, WORKING_SPACE)
+        rgb, n_conv = repair_nonfinite(rgb)
+        img = np.concatenate([rgb, rgba[..., 3:4]], axis=-1)
+        if hdri:
+            img = equirect_to_pinhole(img, resolution, yaw=hdri_yaw, pitch=hdri_pitch, fov=hdri_fov)
+            how = "hdri_projection"
+        else:
+            img, how = conform(img, resolution, fit)
+        img, n_clamp = _clamp_half(img)
+        return img, {"repaired": n_src + n_conv, "nonfinite_source": n_src, "nonfinite_converted": n_conv,
+                     "clamped": n_clamp, "resize": how}
+
+    def write(frame: int, img: np.ndarray, stats: dict, src_desc: str, extra_attrs: dict) -> None:
+        path = frame_path(out_dir, shot, element, version, frame)
+        attrs = {"shot": shot, "frame": int(frame), **({} if version is None else {"version": version}),
+                 "framesPerSecond": fps,
+                 "software": SOFTWARE, "sourcePlate": src_desc, "sourceColourspace": colourspace,
+                 **extra_attrs}
+        write_rgba(path, img, compression=compression, attrs=attrs, pixel_aspect=aspect)
+        report["frames"].append({"frame": int(frame), "source": src_desc, "file": str(path), **stats})
+
+    try:
+        if single:
+            img, stats = prepare(read_frame(source, first, part=part, view=view))
+            for f in range(first, last + 1):
+                write(f, img, stats, str(source), {})
+        elif info.kind == "movie":
+            frames = range(first, last + 1)
+            for f, rgba in zip(frames, iter_movie(source, first - int(movie_start), len(frames))):
+                img, stats = prepare(rgba)
+                write(f, img, stats, str(source), {"sourceFrameIndex": f - int(movie_start)})
+        else:
+            for f in range(first, last + 1):
+                img, stats = prepare(read_frame(source, f, part=part, view=view))
+                write(f, img, stats, str(frame_file(source, f)), {})
+    except PlateError as exc:
+        raise _with_shot(exc, shot) from None
+
+    report["repaired_total"] = sum(fr["repaired"] for fr in report["frames"])
+    report["clamped_total"] = sum(fr["clamped"] for fr in report["frames"])
+    report["resize"] = report["frames"][0]["resize"] if report["frames"] else "none"
+    if report_path is not None:
+        write_text(report_path, json.dumps(report, indent=2, default=str) + "\n")
+    return report

@@ -1,0 +1,100 @@
+"""The depth stage: per frame float32 camera-space depth (README "Depth").
+
+Backends: ``ground`` (default) — the environment is a ground plane seen by the shot camera (sky at
+FAR); ``plate`` — the environment's own Z channel. Either way every keyed object (character, prop)
+stands on the ground where its lowest keyed pixels are: it becomes a camera-facing card through that
+contact point, in front of the environment. Contacts are found per frame and smoothed over the shot,
+so depth and the shadows cast from it do not jitter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..camera import FAR, Camera
+
+OBJECTS = ("character", "prop")
+SOLID = 0.5  # mask value counted as part of an object
+
+
+def contact_pixel(mask: np.ndarray) -> tuple[float, float] | None:
+    """(x, y) where a soft mask touches the ground: its lowest solid row, at the centre of its
+    solid pixels in the lowest 3% of its height. None for an empty mask, and for one the frame's
+    bottom edge cuts (a medium shot: its feet, and so its contact, are out of frame)."""
+    solid = mask > SOLID
+    rows = np.flatnonzero(solid.any(axis=1))
+    if rows.size == 0 or solid.sum() < 4 or rows[-1] >= mask.shape[0] - 1:
+        return None
+    top, bottom = rows[0], rows[-1]
+    band = solid[max(top, bottom - max(1, int(0.03 * (bottom - top + 1)))) : bottom + 1]
+    xs = np.nonzero(band)[1]
+    return float(xs.mean() + 0.5), float(bottom + 1.0)  # the bottom edge of the lowest row
+
+
+def contact_point(camera: Camera, pixel: tuple[float, float], width: int, height: int) -> np.ndarray | None:
+    """World point on the ground under ``pixel``; None when the pixel lies at or above the horizon."""
+    ray = camera.unproject(pixel[0], pixel[1], 1.0, width, height) - camera.position
+    if ray[1] >= -1e-4:
+        return None
+    return camera.position + ray * (camera.height_m / -ray[1])
+
+
+def smooth_track(points: list, radius: int = 2) -> list:
+    """Median then mean over +-radius frames of a per-frame list of (3,) points (None = unknown);
+    unknown frames take the nearest known value. All None stays None."""
+    idx = [i for i, p in enumerate(points) if p is not None]
+    if not idx:
+        return points
+    arr = np.array([points[min(idx, key=lambda j: abs(j - i))] for i in range(len(points))], np.float64)
+    med = ndimage.median_filter(arr, size=(2 * radius + 1, 1), mode="nearest")
+    return list(ndimage.uniform_filter1d(med, 2 * radius + 1, axis=0, mode="nearest"))
+
+
+def card_depth(camera: Camera, contact: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W) depth of a vertical card through ``contact`` facing the camera's ground-forward axis."""
+    rays = camera.rays(width, height)
+    _, _, fwd = camera.basis()
+    t = contact[2] / np.maximum(rays[..., 2], 1e-6)
+    return (t * (rays @ fwd)).astype(np.float32)
+
+
+def object_contacts(camera: Camera, masks_per_frame, width: int, height: int) -> dict:
+    """Per object, the smoothed world contact point of every frame ({obj: [xyz or None]}).
+    ``masks_per_frame`` yields {obj: (H, W) mask}; a frame where an object is absent keeps the
+    nearest frame's contact (None only if the object never appears)."""
+    raw: dict[str, list] = {o: [] for o in OBJECTS}
+    for masks in masks_per_frame:
+        for o in OBJECTS:
+            px = contact_pixel(masks[o])
+            raw[o].append(None if px is None else contact_point(camera, px, width, height))
+    return {o: smooth_track(pts) for o, pts in raw.items()}
+
+
+def shot_depth(env_depth: np.ndarray, masks: dict, contacts: dict, camera: Camera) -> np.ndarray:
+    """Depth of one frame: the environment with each object's card in front where it is solid."""
+    h, w = env_depth.shape
+    z = env_depth.astype(np.float32).copy()
+    for o in OBJECTS:
+        c = contacts.get(o)
+        if c is None:
+            continue
+        solid = masks[o] > SOLID
+        if solid.any():
+            z = np.where(solid, np.minimum(z, card_depth(camera, np.asarray(c), w, h)), z)
+    return z
+
+
+def plate_depth(layers: dict, size: tuple[int, int]) -> np.ndarray | None:
+    """The environment's own Z (``Z``, ``depth.Z`` or any ``*.Z``/``*.depth``) at ``size`` = (w, h),
+    resampled to the nearest sample so edges never blend two surfaces. None if it has none."""
+    import cv2
+
+    names = [n for n in layers if n in ("Z", "depth.Z") or n.endswith((".Z", ".depth"))]
+    if not names:
+        return None
+    z = np.asarray(layers[sorted(names, key=len)[0]], np.float32)
+    z = np.where(np.isfinite(z) & (z > 0), np.minimum(z, FAR), FAR).astype(np.float32)
+    if (z.shape[1], z.shape[0]) != tuple(size):
+        z = cv2.resize(z, tuple(size), interpolation=cv2.INTER_NEAREST)
+    return z

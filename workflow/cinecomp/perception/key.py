@@ -1,0 +1,414 @@
+"""The `chroma` keyer: colour-difference keying of green or blue screens in scene-linear ACEScg.
+
+Per shot: the screen colour is estimated from a few frames (or given), and the plate must be mostly
+screen: at least ``min_screen`` of the sampled pixels screen-coloured (see ``screen_mask``), else the
+key stops before writing anything. Per frame:
+  1. colour difference d = S - max(other two) of each pixel (S: the screen's dominant channel);
+  2. an uneven screen (vignetting, falloff) is modelled by a smooth map of d over the pixels that are
+     screen-coloured: a quadratic fitted over the frame plus a smoothed residual (``fit``), or a
+     smoothing only (``smooth``, the previous model), so a darker corner still keys to alpha 0;
+  3. alpha = 1 - d / d_map. That is the most opaque alpha the pixel allows (it assumes a foreground
+     with no colour difference); a foreground whose own d is negative (skin, blonde hair) is keyed
+     too opaque in soft edges by the factor k = 1 - d_fg / d_map. ``fg_model`` divides soft alpha by
+     k estimated from the nearby solid foreground (smoothed local minimum; 0: off), and keeps solid
+     interiors (alpha >= 0.8 with all 8 neighbours too) at 1 so a greener costume gets no holes;
+  4. levels (clip_black, clip_white); optional guided-filter edge refinement and erosion;
+  5. temporal stabilisation: where the plate did not change since the previous frame, alpha is
+     blended with the previous alpha (moving edges are left alone);
+  6. unmix + despill: fg_premult = plate - (1 - alpha) * local screen colour, then the dominant
+     channel is limited to the max of the others (despill), clamped >= 0.
+Writes alpha and a despilled premultiplied foreground.
+
+Defaults were tuned with ``bench/key_quality.py`` on a synthetic soft-hair plate (vignetted screen)
+and the demo shots; ``BEFORE`` there is the previous default set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..io import exr as exrio
+from ..errors import PlateError
+from ..params import Choice, Flag, Num, Rgb, check_params
+
+# A pixel is screen-coloured when its colour difference is at least SCREEN_HUE x the screen's share of
+# its dominant channel (its hue matches the screen's at any brightness) and at least SCREEN_LEVEL x the
+# screen's colour difference (not a dark shadow or noise). Used by the screen model and min_screen.
+SCREEN_HUE, SCREEN_LEVEL = 0.85, 0.2
+CORE_LEVEL, CORE_SIZE = 0.8, 3  # fg_model: solid interiors (alpha >= 0.8, eroded 3x3) stay opaque
+FG_BLUR, FG_MAX = 0.05, 2.0  # fg_model: smoothing (fraction of the width) and largest correction
+SCREEN_MODELS = ("fit", "smooth", "off")
+
+
+@dataclass(frozen=True)
+class _Screen:
+    """`screen`: auto | green | blue, or [r, g, b] (ACEScg) with a green or blue excess."""
+
+    default: object = "auto"
+    doc: str = "auto, green, blue (the plate's screen colour, that channel) or [r, g, b] in ACEScg"
+
+    def check(self, name, v):
+        if v in ("auto", "green", "blue"):
+            return v, None
+        rgb, err = Rgb(None).check(name, v)
+        if err is None and max(rgb[1:]) <= max(rgb[0], min(rgb[1:])):
+            err = f"{name} {list(rgb)} has no green or blue excess (its green or blue must exceed the other two)"
+        return (None, f"{name} must be auto, green, blue or [r, g, b]: {err}") if err else (list(rgb), None)
+
+    def describe(self):
+        return "auto\\|green\\|blue\\|[r, g, b]"
+
+
+@dataclass(frozen=True)
+class _Model:
+    """`screen_model`: fit | smooth | off (true = fit, false = off)."""
+
+    default: str = "fit"
+    doc: str = ("uneven screen: fit (quadratic + smoothed residual), smooth (smoothing only, the old model), "
+                "off (one colour)")
+
+    def check(self, name, v):
+        v = {True: "fit", False: "off"}.get(v, v) if isinstance(v, bool) else v
+        if v not in SCREEN_MODELS:
+            return None, f"{name} must be one of {', '.join(SCREEN_MODELS)} (or true/false), got {v!r}"
+        return v, None
+
+    def describe(self):
+        return "\\|".join(SCREEN_MODELS)
+
+
+# Every key parameter: default, range (checked before any job runs), meaning. README 'Keying' lists them.
+KEY_SPEC = {
+    "screen": _Screen(),
+    "clip_black": Num(0.05, 0.0, 1.0, doc="alpha at or below this becomes 0 (cleans screen noise)"),
+    "clip_white": Num(1.0, 0.0, 1.0, doc="alpha at or above this becomes 1"),
+    "despill": Num(1.0, 0.0, 1.0, doc="strength of spill suppression"),
+    "screen_model": _Model(),
+    "screen_blur": Num(0.08, 0.0, 0.5, doc="smoothness of the screen map, as a fraction of the frame width"),
+    "fg_model": Num(0.5, 0.0, 1.0, doc="how far soft alpha is corrected for the foreground's own colour "
+                                       "(1: fully, as the nearby solid foreground; 0: off)"),
+    # Guided-filter edge refinement. Off by default: on the demo shots it raised SAD from 0.047 to
+    # 0.089 per frame (bench/key_quality.py); it helps noisy real edges more than clean CG ones.
+    "refine": Flag(False, doc="guided-filter edge refinement"),
+    "refine_radius": Num(1, 1, 50, integer=True, doc="refinement radius, pixels"),
+    "refine_eps": Num(1e-5, 1e-8, 1.0, doc="refinement regularisation"),
+    "temporal": Num(0.5, 0.0, 1.0, doc="weight of the previous frame's alpha where the plate is static"),
+    "temporal_threshold": Num(0.01, 0.0, 1.0, doc="largest plate change (linear) counted as static"),
+    "erode": Num(0, 0, 100, integer=True, doc="shrink the matte by this many pixels (a disc min filter)"),
+    "min_screen": Num(0.05, 0.0, 1.0, doc="least fraction of the sampled frames' pixels that must be "
+                                          "screen-coloured (0: no check)"),
+    # key backend `matanyone` only (matanyone_key.py)
+    "matanyone_combine": Choice("edges", ("edges", "matanyone"),
+                                doc="matanyone: MatAnyone's alpha in a band around the edges (hair), the chroma "
+                                    "key's elsewhere (edges), or MatAnyone's everywhere"),
+    "matanyone_edge": Num(8, 0, 200, integer=True, doc="matanyone: width of that edge band, pixels"),
+    "matanyone_first_mask": Choice("chroma", ("chroma", "sam2"),
+                                   doc="matanyone: the first frame's mask from the chroma key, or SAM 2 prompted "
+                                       "with the chroma key's box"),
+    "matanyone_warmup": Num(10, 0, 100, integer=True, doc="matanyone: repeats of the first frame before the shot"),
+    "matanyone_max_size": Num(0, 0, 16384, integer=True,
+                              doc="matanyone: shorter side it mattes at, the alpha scaled back (0: the plate's)"),
+}
+KEY_FIX = "README 'Keying' lists every key parameter with its range, e.g. {\"clip_black\": 0.05}"
+
+
+def _d(name):
+    return field(default=KEY_SPEC[name].default)
+
+
+@dataclass
+class KeyParams:
+    screen: object = _d("screen")
+    clip_black: float = _d("clip_black")
+    clip_white: float = _d("clip_white")
+    despill: float = _d("despill")
+    screen_model: str = _d("screen_model")
+    screen_blur: float = _d("screen_blur")
+    fg_model: float = _d("fg_model")
+    refine: bool = _d("refine")
+    refine_radius: int = _d("refine_radius")
+    refine_eps: float = _d("refine_eps")
+    temporal: float = _d("temporal")
+    temporal_threshold: float = _d("temporal_threshold")
+    erode: int = _d("erode")
+    min_screen: float = _d("min_screen")
+    matanyone_combine: str = _d("matanyone_combine")
+    matanyone_edge: int = _d("matanyone_edge")
+    matanyone_first_mask: str = _d("matanyone_first_mask")
+    matanyone_warmup: int = _d("matanyone_warmup")
+    matanyone_max_size: int = _d("matanyone_max_size")
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if isinstance(self.screen_model, bool):  # true/false, as before the screen models had names
+            self.screen_model = "fit" if self.screen_model else "off"
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "KeyParams":
+        """Checked parameters: ValueError naming each bad one, its range and the fix."""
+        if d is not None and not isinstance(d, dict):
+            raise ValueError(f"key parameters must be a JSON object, got {d!r} (fix: {KEY_FIX})")
+        out = cls(**check_params(dict(d or {}), KEY_SPEC, what="key parameter", fix=KEY_FIX))
+        if not out.clip_black < out.clip_white:
+            raise ValueError(f"key parameters need clip_black < clip_white, got {out.clip_black}, {out.clip_white} "
+                             f"(fix: {KEY_FIX})")
+        return out
+
+
+def _dominant(screen: np.ndarray) -> tuple[int, tuple[int, int]]:
+    main = int(np.argmax(screen[1:])) + 1  # green (1) or blue (2)
+    return main, tuple(c for c in range(3) if c != main)
+
+
+def estimate_screen(frames: list[np.ndarray], channel: str = "auto") -> np.ndarray:
+    """Median colour of pixels that are strongly green (or blue, whichever dominates; ``channel``
+    'green'/'blue' forces it)."""
+    px = np.concatenate([f[..., :3].reshape(-1, 3) for f in frames])
+    px = px[np.isfinite(px).all(1)]
+    best = None
+    for main in {"auto": (1, 2), "green": (1,), "blue": (2,)}[channel]:
+        others = [c for c in range(3) if c != main]
+        excess = px[:, main] - px[:, others].max(1)
+        sel = excess > 0.5 * np.maximum(px[:, main], 1e-6)
+        if best is None or sel.sum() > best[0]:
+            best = (sel.sum(), main, sel)
+    n, main, sel = best
+    if n < 16:
+        which = "green or blue" if channel == "auto" else channel
+        raise ValueError(f"no {which} screen found in the plate (fix: check the plate is the green-screen plate, "
+                         "or give key_params screen=[r,g,b])")
+    cand = px[sel]
+    excess = cand[:, main] - np.delete(cand, main, axis=1).max(1)
+    top = cand[excess >= np.quantile(excess, 0.5)]  # the cleanest half: no edges, no spill
+    return np.median(top, axis=0).astype(np.float32)
+
+
+def screen_mask(rgb: np.ndarray, screen) -> np.ndarray:
+    """(H, W) bool: screen-coloured pixels (hue of the screen's, not too dark; see SCREEN_HUE)."""
+    screen = np.asarray(screen, np.float32)
+    main, others = _dominant(screen)
+    rgb = np.nan_to_num(rgb[..., :3].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    return _is_screen(rgb[..., main], rgb[..., main] - rgb[..., list(others)].max(-1), screen, main)
+
+
+def _is_screen(s: np.ndarray, d: np.ndarray, screen: np.ndarray, main: int) -> np.ndarray:
+    """Screen pixels from the dominant channel ``s`` and the colour difference ``d`` of every pixel."""
+    d_screen = float(screen[main] - np.delete(screen, main).max())
+    return (d >= (SCREEN_HUE * d_screen / max(float(screen[main]), 1e-6)) * s) & (d >= SCREEN_LEVEL * d_screen)
+
+
+def shot_screen(frames: list[np.ndarray], params: KeyParams) -> tuple[np.ndarray, float]:
+    """The shot's screen colour (estimated or given) and its coverage of ``frames`` (fraction of the
+    pixels that are screen-coloured). ValueError when the coverage is below ``params.min_screen``."""
+    if isinstance(params.screen, str):
+        screen = estimate_screen(frames, params.screen)
+    else:
+        screen = np.asarray(params.screen, np.float32)
+    coverage = float(np.mean([screen_mask(f, screen).mean() for f in frames]))
+    if coverage < params.min_screen:
+        raise ValueError(
+            f"only {coverage:.1%} of the sampled plate pixels are screen-coloured (screen "
+            f"{[round(float(c), 4) for c in screen]}, key_params min_screen {params.min_screen:.0%}): this does "
+            "not look like a green- or blue-screen plate (fix: check the plate is the green-screen plate; give "
+            "key_params screen=[r,g,b] if the estimate is wrong; lower key_params min_screen for a shot that "
+            "is mostly foreground)")
+    return screen, coverage
+
+
+def _sample(n: int) -> list[int]:
+    """Indices of up to 5 evenly spaced frames of n."""
+    return sorted(set(np.linspace(0, n - 1, min(5, n)).astype(int).tolist()))
+
+
+def _box(x, r):
+    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter (grey guide), box filters only."""
+    mi, ms = _box(guide, r), _box(src, r)
+    cov = _box(guide * src, r) - mi * ms
+    var = _box(guide * guide, r) - mi * mi
+    a = cov / (var + eps)
+    b = ms - a * mi
+    return _box(a, r) * guide + _box(b, r)
+
+
+def _lowres(w: int, h: int, blur: float) -> tuple[tuple[int, int], float]:
+    """Size of a low-resolution grid for a smooth map of the frame, and the Gaussian sigma on it."""
+    f = max(1, int(blur * w / 4))
+    return (max(1, w // f), max(1, h // f)), max(0.5, blur * w / f)
+
+
+def _smooth_fill(val: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised Gaussian blur: the weighted local mean of ``val`` and the local weight."""
+    num = cv2.GaussianBlur(val * weight, (0, 0), sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)
+    return num / np.maximum(den, 1e-6), den
+
+
+def _quadratic_fit(val: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted least-squares quadratic surface in x, y through ``val`` (lightly damped: never wild),
+    fitted on at most ~64 x 64 samples, evaluated on the whole grid."""
+    h, w = val.shape
+    x, y = (np.arange(w) + 0.5) / w - 0.5, ((np.arange(h) + 0.5) / h - 0.5)[:, None]
+    sy, sx = max(1, h // 64), max(1, w // 64)
+    xs, ys = np.broadcast_arrays(x[::sx][None, :], y[::sy])
+    terms = np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], -1).reshape(-1, 6)
+    sw = np.sqrt(weight[::sy, ::sx].reshape(-1))
+    a, b = terms * sw[:, None], val[::sy, ::sx].reshape(-1) * sw
+    damp = np.diag([1e-9] + [1e-3 * max(float(sw @ sw), 1.0)] * 5)
+    c = np.linalg.solve(a.T @ a + damp, a.T @ b)
+    return (c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * x * y + c[5] * y * y).astype(np.float32)
+
+
+class ChromaKeyer:
+    """Keys frames one after the other (keeps the previous frame for temporal stabilisation)."""
+
+    def __init__(self, params: KeyParams, screen: np.ndarray):
+        self.p, self.screen = params, np.asarray(screen, np.float32)
+        self.main, self.others = _dominant(self.screen)
+        self.d_screen = float(self.screen[self.main] - self.screen[list(self.others)].max())
+        if self.d_screen <= 1e-6:
+            raise ValueError(f"screen colour {self.screen.tolist()} has no green/blue excess (fix: set key_params screen)")
+        self.prev = None
+
+    def screen_map(self, rgb: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """(H, W) colour difference of the (uneven) screen behind every pixel."""
+        p, ds = self.p, self.d_screen
+        h, w = d.shape
+        if p.screen_model == "smooth":  # the previous model: bright screen pixels, smoothing only
+            sure = (d > 0.6 * ds).astype(np.float32)
+        else:
+            sure = _is_screen(rgb[..., self.main], d, self.screen, self.main).astype(np.float32)
+        if p.screen_model == "off" or sure.mean() <= 0.01:
+            return np.full((h, w), ds, np.float32)
+        # at low resolution (the screen varies slowly), then back up: cheap at 2K
+        small, sigma = _lowres(w, h, p.screen_blur)
+        mean = cv2.resize(d * sure, small, interpolation=cv2.INTER_AREA)
+        cover = cv2.resize(sure, small, interpolation=cv2.INTER_AREA)
+        if p.screen_model == "smooth":
+            ratio, den = _smooth_fill(mean / np.maximum(cover, 1e-6), cover, sigma)
+            ratio = np.where(den > 1e-3, ratio, ds).astype(np.float32)
+            ok = cv2.resize((den > 1e-3).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+            d_map = np.where(ok, cv2.resize(ratio, (w, h), interpolation=cv2.INTER_LINEAR), ds)
+        else:  # a quadratic (vignetting, falloff) plus the smoothed residual where there is screen
+            mean = mean / np.maximum(cover, 1e-6)
+            base = _quadratic_fit(mean, cover * (cover > 0.5))
+            resid, den = _smooth_fill(mean - base, cover, sigma)
+            d_map = cv2.resize(base + np.where(den > 1e-3, resid, 0.0), (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.clip(d_map, 0.3 * ds, 2.0 * ds).astype(np.float32)
+
+    def fg_correct(self, a: np.ndarray) -> np.ndarray:
+        """Soft alpha divided by the nearby solid foreground's overshoot k (see module docstring).
+        ``a`` is the unclipped 1 - d / d_map: > 1 on foreground with a negative colour difference."""
+        h, w = a.shape
+        solid = cv2.erode((a > 1.0).astype(np.uint8), np.ones((3, 3), np.uint8))
+        # lower envelope of k over solid pixels (a greener costume next to skin is not overcorrected)
+        k = cv2.erode(np.where(solid > 0, np.minimum(a, FG_MAX), FG_MAX).astype(np.float32), np.ones((7, 7), np.uint8))
+        small, sigma = _lowres(w, h, FG_BLUR)
+        solid = solid.astype(np.float32)
+        cover = cv2.resize(solid, small, interpolation=cv2.INTER_AREA)
+        ks, den = _smooth_fill(cv2.resize(k * solid, small, interpolation=cv2.INTER_AREA) / np.maximum(cover, 1e-6),
+                               cover, sigma)
+        ks = cv2.resize(np.where(den > 1e-3, ks, 1.0).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        k = 1.0 + self.p.fg_model * (np.clip(ks, 1.0, FG_MAX) - 1.0)
+        core = cv2.erode((a >= CORE_LEVEL).astype(np.uint8), np.ones((CORE_SIZE, CORE_SIZE), np.uint8))
+        return np.where(core > 0, 1.0, np.clip(a / k, 0.0, 1.0)).astype(np.float32)
+
+    def key(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = self.p
+        rgb = np.nan_to_num(rgb[..., :3].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        d = rgb[..., self.main] - rgb[..., list(self.others)].max(-1)
+        d_map = self.screen_map(rgb, d)
+        alpha = 1.0 - d / d_map
+        alpha = self.fg_correct(alpha) if p.fg_model > 0 else np.clip(alpha, 0.0, 1.0)
+        alpha = np.clip((alpha - p.clip_black) / (p.clip_white - p.clip_black), 0.0, 1.0)
+        if p.refine:
+            lum = rgb @ np.array([0.2722, 0.6741, 0.0537], np.float32)
+            lum = lum / max(float(lum.max()), 1e-6)
+            band = cv2.dilate(((alpha > 0.02) & (alpha < 0.98)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            refined = np.clip(guided_filter(lum, alpha, p.refine_radius, p.refine_eps), 0.0, 1.0)
+            alpha = np.where(band, refined, alpha)
+        if p.erode > 0:
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * p.erode + 1, 2 * p.erode + 1))
+            alpha = cv2.erode(alpha.astype(np.float32), k, borderType=cv2.BORDER_REPLICATE)
+        raw = alpha
+        if p.temporal > 0 and self.prev is not None and self.prev[0].shape == rgb.shape:
+            # blend with the previous frame's *unstabilised* alpha, only where the plate is static
+            # and the two mattes nearly agree: noise is averaged, motion never leaves trails
+            static = (np.abs(rgb - self.prev[0]).max(-1) < p.temporal_threshold) & (np.abs(alpha - self.prev[1]) < 0.1)
+            alpha = np.where(static, (1 - p.temporal) * alpha + p.temporal * self.prev[1], alpha)
+        self.prev = (rgb, raw)
+        self.d_map = d_map
+        return alpha.astype(np.float32), self.unmix(rgb, alpha)
+
+    def unmix(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """Premultiplied despilled foreground of ``rgb`` for ``alpha``, with the screen map of the frame
+        last keyed (another backend's alpha gets the same unmix as the chroma key's)."""
+        p, d_map = self.p, self.d_map
+        rgb = np.nan_to_num(rgb[..., :3].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        # unmix the local screen colour, then despill
+        local_screen = self.screen[None, None, :] * (d_map / self.d_screen)[..., None]
+        fg = rgb - (1.0 - alpha)[..., None] * local_screen
+        limit = fg[..., list(self.others)].max(-1)
+        excess = np.maximum(fg[..., self.main] - limit, 0.0)
+        fg[..., self.main] -= p.despill * excess
+        fg = np.clip(fg, 0.0, None) * (alpha > 0)[..., None]
+        return fg.astype(np.float32)
+
+
+def key_frames(rgb: np.ndarray, params: KeyParams | dict | None = None):
+    """Key (T, H, W, 3) frames -> alpha (T, H, W), fg_premult (T, H, W, 3), info."""
+    params = params if isinstance(params, KeyParams) else KeyParams.from_dict(params)
+    rgb = np.asarray(rgb, np.float32)
+    screen, coverage = shot_screen([rgb[i] for i in _sample(len(rgb))], params)
+    keyer = ChromaKeyer(params, screen)
+    out = [keyer.key(f) for f in rgb]
+    return (np.stack([a for a, _ in out]), np.stack([f for _, f in out]),
+            {"screen": screen.tolist(), "screen_coverage": coverage})
+
+
+def prepare_key_shot(plate_files, out_files, params, attrs):
+    """What every keying backend needs first: checked params, the shot's screen (PlateError naming the
+    shot when the plate is no green/blue screen), the plate's pixel aspect and a ChromaKeyer."""
+    params = params if isinstance(params, KeyParams) else KeyParams.from_dict(params)
+    plate_files, out_files = list(plate_files), list(out_files)
+    shot = (attrs or {}).get("shot")
+    try:
+        screen, coverage = shot_screen([exrio.read_rgba(plate_files[i])[..., :3] for i in _sample(len(plate_files))],
+                                       params)
+    except ValueError as exc:
+        problem, _, fix = str(exc).partition(" (fix: ")
+        raise PlateError(Path(plate_files[0]).parent, problem, fix.rstrip(")"), shot=shot) from None
+    aspect = exrio.pixel_aspect(plate_files[0])
+    return params, plate_files, out_files, shot, screen, coverage, aspect, ChromaKeyer(params, screen)
+
+
+def key_shot(plate_files, out_files, params, attrs: dict | None = None, compression: str = "zip") -> dict:
+    """Key ingested plate frames (EXR) into R,G,B (premultiplied despilled fg) + A files, streaming.
+    The plate's pixel aspect ratio is carried over. A plate that is not a green/blue screen (see
+    ``shot_screen``) raises PlateError naming the shot before any file is written."""
+    params, plate_files, out_files, shot, screen, coverage, aspect, keyer = prepare_key_shot(
+        plate_files, out_files, params, attrs)
+    means = []
+    for src, dst in zip(plate_files, out_files):
+        alpha, fg = keyer.key(exrio.read_rgba(src)[..., :3])
+        a = dict(attrs or {})
+        m = re.search(r"\.(\d+)\.exr$", Path(dst).name)
+        if m:
+            a["frame"] = int(m.group(1))
+        a["keyScreen"] = ",".join(f"{c:.5f}" for c in screen)
+        chans = {c: fg[..., i].astype(np.float16) for i, c in enumerate("RGB")}
+        chans["A"] = alpha.astype(np.float16)
+        exrio.write_exr(dst, chans, compression=compression, attrs=a, pixel_aspect=aspect)
+        means.append(float(alpha.mean()))
+    return {"screen": screen.tolist(), "screen_coverage": coverage, "frames": len(out_files),
+            "mean_alpha": float(np.mean(means)) if means else 0.0, "pixel_aspect": aspect,
+            "params": {k: v for k, v in dataclasses.asdict(params).items() if k != "extra"}}

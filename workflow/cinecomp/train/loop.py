@@ -1,0 +1,610 @@
+"""Train the compositing model on curated shards: flow matching on RGB + depth latents, DeepSpeed.
+
+``cinecomp train --config train.yaml [--ranks N] [--resume]`` launches :func:`main` on N ranks with the
+DeepSpeed launcher (``DS_ACCELERATOR=cpu`` and gloo without CUDA).  One step, per rank and sample:
+
+* the target frames and depth are encoded by the frozen VAE (``x0``: RGB then depth latents), the
+  conditioning (keyed character, environment, tri-mask, presence flags) by the pipeline's own
+  :meth:`~cinecomp.diffusion.pipeline.CinecompPipeline.prepare_conditioning` -- training sees exactly
+  what inference gives the model;
+* condition dropout (for guidance): the prompt becomes the unconditional "" embedding, the
+  environment is dropped (flagged absent), each with its probability;
+* context (long-shot windows): with ``context_prob`` the first 1..F-1 latent frames are given clean at
+  timestep 0 per token, as :func:`~cinecomp.diffusion.windows.render_windows` gives a window its
+  predecessor's frames;
+* ``sigma`` from a shifted logit-normal (the scheduler's ``shift``), ``x_t = (1 - sigma) x0 + sigma
+  noise``, the model predicts ``v = noise - x0`` at ``timestep = 1000 sigma`` (the sampler's convention);
+* the loss is the squared error weighted per latent cell by region (character, prop, effect =
+  shadows/contact/moved props, environment; clean frames weigh 0), RGB plus ``depth_weight`` x depth.
+
+Modes: ``lora`` (default) trains PEFT LoRA adapters on the blocks' attention and feed-forward plus,
+fully, the modules the adapter cannot express -- the widened patch embedding (the new input channels)
+and the depth head -- saved beside the adapter and restored by ``load_lora`` / ``bake_lora``; ``full``
+trains every parameter (tiny configs).  ZeRO-2 by default (ZeRO-3 for the 14B base), bf16 on GPUs,
+gradient checkpointing, checkpoints with the optimizer and the step every ``checkpoint_every`` steps
+(``--resume`` continues from the newest: every random draw is a function of (seed, step, rank), so a
+resumed run repeats the loss trajectory), ``loss.csv`` and ``loss.png``, a model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..io.dataset import DatasetError, iter_samples, read_index
+from ..params import Choice, Flag, Num, check_params
+
+SECTIONS = {
+    "train": {
+        "mode": Choice("lora", ("lora", "full"), "LoRA adapters + patch embedding + depth head, or every parameter"),
+        "lora_rank": Num(16, 1, 1024, True, "LoRA rank"),
+        "steps": Num(100, 1, 10_000_000, True, "optimizer steps"),
+        "lr": Num(1e-4, 1e-8, 1.0, False, "AdamW learning rate"),
+        "weight_decay": Num(0.0, 0.0, 1.0, False, "AdamW weight decay"),
+        "warmup_steps": Num(0, 0, 1_000_000, True, "linear learning-rate warm-up"),
+        "batch": Num(1, 1, 64, True, "samples per rank per step"),
+        "grad_clip": Num(1.0, 0.0, 1000.0, False, "gradient norm clip (0 = off)"),
+        "seed": Num(0, 0, 2**31 - 1, True, "seed of every random draw"),
+        "zero_stage": Num(2, 0, 3, True, "DeepSpeed ZeRO stage (2 default, 3 for the 14B base)"),
+        "precision": Choice("auto", ("auto", "float32", "bfloat16"), "auto: bfloat16 on GPUs, float32 on CPU"),
+        "gradient_checkpointing": Flag(True, "recompute block activations in the backward pass"),
+        "checkpoint_every": Num(0, 0, 10_000_000, True, "steps between resumable checkpoints (0: only at the end)"),
+        "log_every": Num(1, 1, 1_000_000, True, "steps between loss.csv rows"),
+        "max_sequence_length": Num(512, 1, 4096, True, "prompt tokens (Wan: 512; the tiny models: 16)"),
+        "eval_every": Num(0, 0, 10_000_000, True, "steps between `cinecomp eval` runs on the baked model (0: off)"),
+    },
+    "loss": {
+        "character": Num(2.0, 0.0, 100.0, False, "weight of the character region"),
+        "prop": Num(2.0, 0.0, 100.0, False, "weight of the prop region"),
+        "effect": Num(3.0, 0.0, 100.0, False, "weight of shadows, contact and moved props"),
+        "environment": Num(1.0, 0.0, 100.0, False, "weight of the rest"),
+        "depth_weight": Num(0.5, 0.0, 100.0, False, "depth loss relative to RGB"),
+        "shift": Num(0.0, 0.0, 100.0, False, "sigma shift (0: the scheduler's)"),
+    },
+    "eval": {  # the `cinecomp eval` run every train.eval_every steps
+        "split": Choice("report", ("report", "tune", "all", *(f"ev{i:02d}" for i in range(1, 15))),
+                        "the eval shots scored: a split, or one shot"),
+        "width": Num(0, 0, 8192, True, "eval frame width (0: eval's default); even, at least 16, given with height"),
+        "height": Num(0, 0, 8192, True, "eval frame height (0: eval's default)"),
+        "frames": Num(0, 0, 1000, True, "frames per eval shot (0: eval's default)"),
+        "steps": Num(30, 1, 1000, True, "sampling steps"),
+        "guidance": Num(5.0, 0.0, 100.0, False, "classifier-free guidance (<= 1: off)"),
+        "window": Num(81, 5, 1001, True, "frames per window (4n+1)"),
+        "overlap": Num(17, 1, 1001, True, "frames (4m+1) a window shares with the one before"),
+        "output": Choice("frames", ("frames", "layers"), "diffusion.output of the eval renders"),
+        "layers_height": Num(0, 0, 4320, True, "diffusion.layers_height of the eval renders"),
+    },
+    "dropout": {
+        "text": Num(0.1, 0.0, 1.0, False, "probability of the unconditional prompt"),
+        "environment": Num(0.1, 0.0, 1.0, False, "probability of no environment plate"),
+        "context_prob": Num(0.3, 0.0, 1.0, False, "probability of clean context frames"),
+    },
+}
+PATHS = {"data": ("shards",), "model": ("pipeline", "text_encoder"), "out": ("dir",)}
+TRAINED_MODULES = ("patch_embedding", "depth_proj_out")  # full-trained next to the LoRA adapters
+
+
+class TrainConfigError(ValueError):
+    """A training config that cannot run, with every problem and the fix."""
+
+
+# ----------------------------------------------------------------------------------------- config
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """The training config: every number checked for type, range and finiteness, every path checked,
+    the dataset checked to hold samples -- all before a model is built or a step runs."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise TrainConfigError(f"{path}: cannot read the training config ({exc})") from None
+    if not isinstance(raw, dict):
+        raise TrainConfigError(f"{path}: the training config must be a mapping of sections")
+    problems = []
+    unknown = sorted(set(raw) - set(SECTIONS) - set(PATHS))
+    if unknown:
+        problems.append(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join([*PATHS, *SECTIONS])}")
+    cfg = {}
+    for section, spec in SECTIONS.items():
+        try:
+            cfg[section] = check_params(raw.get(section) or {}, spec, what=section,
+                                        fix="README 'Training' lists every key with its range")
+        except ValueError as exc:
+            problems.append(str(exc))
+    base = path.parent
+    for section, keys in PATHS.items():
+        given = raw.get(section) or {}
+        extra = sorted(set(given) - set(keys) - {"tokenizer"})
+        if extra:
+            problems.append(f"unknown {section} key(s) {', '.join(extra)}; valid: {', '.join(keys)}")
+        cfg[section] = {}
+        for key in (*keys, "tokenizer"):
+            value = given.get(key)
+            if value in (None, ""):
+                if key != "tokenizer":
+                    problems.append(f"{section}.{key} is required (a path)")
+                cfg[section][key] = None
+                continue
+            p = Path(str(value)).expanduser()
+            cfg[section][key] = p if p.is_absolute() else base / p
+    if not problems and cfg["train"]["eval_every"]:
+        problems += eval_problems(cfg["eval"])
+    if problems:
+        raise TrainConfigError(f"{path}: " + "; ".join(problems))
+    from ..diffusion.checks import check_pipeline_dir, check_text_encoder_dir, transformer_text_dim
+
+    problems += check_pipeline_dir(cfg["model"]["pipeline"], 1)
+    problems += check_text_encoder_dir(cfg["model"]["text_encoder"], cfg["model"]["tokenizer"],
+                                       transformer_text_dim(cfg["model"]["pipeline"]))
+    try:
+        cfg["shard_files"] = read_index(cfg["data"]["shards"])
+    except DatasetError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise TrainConfigError(f"{path}: " + "; ".join(problems))
+    cfg["path"] = path
+    return cfg
+
+
+def eval_problems(ev: dict) -> list[str]:
+    """What would make the periodic `cinecomp eval` fail, found before training starts."""
+    from ..diffusion.checks import window_problems
+    from ..evaluate.suite import EvalError, parse_size
+
+    problems = []
+    if bool(ev["width"]) != bool(ev["height"]):
+        problems.append(f"eval.width={ev['width']} and eval.height={ev['height']}: give both or neither")
+    elif ev["width"]:
+        try:
+            parse_size(f"{ev['width']}x{ev['height']}")  # cinecomp eval's own rule for --size
+        except EvalError as exc:
+            problems.append(f"eval.width x height: {exc}")
+    return problems + window_problems(ev["window"], ev["overlap"], "eval")
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+class SampleStream:
+    """Samples in a fixed order per epoch (shards shuffled by (seed, epoch)); ``at(position)`` opens
+    the stream at any position, so a resumed run reads what the interrupted one would have."""
+
+    def __init__(self, shard_files: list[Path], counts: list[int], seed: int):
+        self.files, self.counts, self.seed = list(shard_files), list(counts), seed
+        self.total = sum(counts)
+
+    def _order(self, epoch: int) -> list[int]:
+        return list(np.random.default_rng([self.seed, epoch]).permutation(len(self.files)))
+
+    def at(self, position: int):
+        epoch, skip = divmod(position, self.total)
+        while True:
+            for _, sample in iter_samples(self.files[i] for i in self._order(epoch)):
+                if skip:
+                    skip -= 1
+                    continue
+                yield sample
+            epoch += 1
+
+
+def shard_counts(shard_dir: Path) -> dict:
+    """{shard path (as read_index gives it): samples} of a dataset directory."""
+    index = json.loads((Path(shard_dir) / "index.json").read_text())
+    return {Path(shard_dir) / s["file"]: int(s["samples"]) for s in index["shards"]}
+
+
+# ------------------------------------------------------------------------------------- one example
+
+
+def region_weights(sample: dict, loss: dict):
+    """Per-pixel loss weight (T, H, W): the largest of the region weights that apply."""
+    import torch
+
+    m = torch.from_numpy(np.asarray(sample["tri_mask"], np.float32))
+    effect = torch.from_numpy(np.asarray(sample["effect_mask"], np.float32)).clamp(0, 1)
+    w = loss["environment"] * m[..., 2].clamp(0, 1)
+    w = torch.maximum(w, loss["character"] * m[..., 0].clamp(0, 1))
+    w = torch.maximum(w, loss["prop"] * m[..., 1].clamp(0, 1))
+    w = torch.maximum(w, loss["effect"] * effect)
+    return torch.maximum(w, torch.full_like(w, min(loss["environment"], 1e-3)))
+
+
+def latent_weights(weights, temporal: int = 4, spatial: int = 8):
+    """(T, H, W) pixel weights -> (1, 1, n+1, h, w) on the latent grid (the VAE's causal grouping)."""
+    import torch
+
+    w = weights[None, None]
+    first, rest = w[:, :, :1], w[:, :, 1:]
+    if rest.shape[2]:
+        rest = rest.reshape(1, 1, rest.shape[2] // temporal, temporal, *rest.shape[3:]).mean(dim=3)
+    w = torch.cat([first, rest], dim=2)
+    return torch.nn.functional.avg_pool3d(w, (1, spatial, spatial))
+
+
+def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds: dict, device):
+    """Model input, timestep, velocity target and loss weights of one sample (see the module doc)."""
+    import torch
+
+    drop, loss = cfg["dropout"], cfg["loss"]
+    prompt = sample.get("meta", {}).get("prompt", "")
+    text = embeds[""] if rng.random() < drop["text"] else embeds[prompt]
+    env = None if rng.random() < drop["environment"] else sample["environment_rgb"]
+    c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], sample.get("character_depth"),
+                                  env)
+    t, h, w = np.shape(sample["target_rgb"])[:3]
+    x0 = pipe.encode_context(sample["target_rgb"], sample["target_depth"], (0.1, 1000.0), h, w)
+    frames = x0.shape[2]
+    clean = int(rng.integers(1, frames)) if frames > 1 and rng.random() < drop["context_prob"] else 0
+
+    shift = loss["shift"] or float(getattr(pipe.scheduler.config, "shift", 1.0) or 1.0)
+    s = 1.0 / (1.0 + math.exp(-rng.standard_normal()))  # logit-normal
+    sigma = shift * s / (1.0 + (shift - 1.0) * s)
+    sigma = float(min(max(sigma, 1e-3), 1.0))
+    g = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    noise = torch.randn(x0.shape, generator=g)
+    xt = (1.0 - sigma) * x0 + sigma * noise
+    xt[:, :, :clean] = x0[:, :, :clean]
+    target = noise - x0
+
+    weights = latent_weights(region_weights(sample, loss), pipe.vae_scale_factor_temporal,
+                             pipe.vae_scale_factor_spatial)
+    weights[:, :, :clean] = 0.0
+    p_t, p_h, p_w = pipe.transformer.config.patch_size
+    tokens = (frames // p_t) * (x0.shape[3] // p_h) * (x0.shape[4] // p_w)
+    timestep = torch.full((1, tokens), sigma * 1000.0)
+    timestep[:, : clean // p_t * tokens // (frames // p_t)] = 0.0
+    model_input = torch.cat([xt, c.cond, c.masks, c.presence], dim=1)
+    return {"input": model_input.to(device), "timestep": timestep.to(device), "text": text.to(device),
+            "target": target.to(device), "weights": weights.to(device), "sigma": sigma, "clean": clean}
+
+
+def weighted_loss(pred, ex: dict, z: int, depth_weight: float):
+    """Region-weighted mean squared velocity error: RGB + depth_weight x depth."""
+    err = (pred.float() - ex["target"].float()) ** 2
+    w = ex["weights"]
+    norm = (w.sum() * z).clamp_min(1e-8)
+    rgb = (err[:, :z] * w).sum() / norm
+    depth = (err[:, z:] * w).sum() / norm
+    return rgb + depth_weight * depth, rgb.detach(), depth.detach()
+
+
+# ------------------------------------------------------------------------------------- model setup
+
+
+def trainable_transformer(pipe, cfg: dict):
+    """The transformer with what this mode trains marked trainable; returns its trainable parameters."""
+    from ..diffusion.lora import add_lora
+
+    transformer = pipe.transformer
+    transformer.train()
+    if cfg["train"]["mode"] == "lora":
+        transformer.requires_grad_(False)
+        add_lora(transformer, "cinecomp", rank=cfg["train"]["lora_rank"])
+        for name in TRAINED_MODULES:
+            getattr(transformer, name).requires_grad_(True)
+    else:
+        transformer.requires_grad_(True)
+    if cfg["train"]["gradient_checkpointing"]:
+        transformer.enable_gradient_checkpointing()
+    pipe.vae.requires_grad_(False).eval()
+    return [p for p in transformer.parameters() if p.requires_grad]
+
+
+def ds_config(cfg: dict, dtype) -> dict:
+    import torch
+
+    tr = cfg["train"]
+    return {
+        "train_micro_batch_size_per_gpu": 1,  # one sample per forward; a step accumulates ``batch`` of them
+        "gradient_accumulation_steps": tr["batch"],
+        "gradient_clipping": tr["grad_clip"],
+        "zero_optimization": {"stage": tr["zero_stage"]},
+        "bf16": {"enabled": dtype == torch.bfloat16},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def save_outputs(pipe, cfg: dict, out: Path, step: int, history: list[dict]) -> Path:
+    """The trained weights: a LoRA directory (adapter + fully trained modules) or a whole pipeline."""
+    from ..diffusion.lora import save_lora, save_trained_modules
+
+    if cfg["train"]["mode"] == "lora":
+        target = out / "lora"
+        save_lora(pipe.transformer, target, "cinecomp")
+        save_trained_modules(pipe.transformer, target, TRAINED_MODULES)
+    else:
+        from ..atomic import atomic_dir
+
+        target = out / "pipeline"
+        with atomic_dir(target) as tmp:
+            pipe.save_pretrained(str(tmp))
+    write_model_card(out, cfg, step, history)
+    return target
+
+
+def write_model_card(out: Path, cfg: dict, step: int, history: list[dict]) -> None:
+    from ..atomic import write_text
+
+    last = history[-1] if history else {}
+    first = history[0] if history else {}
+    lines = [
+        "# cinecomp compositing model (trained)", "",
+        f"- base: `{cfg['model']['pipeline']}`", f"- data: `{cfg['data']['shards']}` "
+        f"({sum(shard_counts(cfg['data']['shards']).values())} samples)",
+        f"- mode: {cfg['train']['mode']} (rank {cfg['train']['lora_rank']}), steps: {step}, "
+        f"lr {cfg['train']['lr']}, batch {cfg['train']['batch']} per rank, seed {cfg['train']['seed']}",
+        f"- loss: first {first.get('loss', float('nan')):.4f}, last {last.get('loss', float('nan')):.4f} "
+        "(loss.csv, loss.png)",
+        f"- config: `{cfg['path']}`", "",
+    ]
+    write_text(out / "MODEL_CARD.md", "\n".join(lines))
+
+
+def precision_report(transformer) -> dict:
+    """{"trainable" | "keep_fp32" | "other": sorted dtypes} of the transformer's tensors."""
+    from ..diffusion.distributed import keeps_fp32
+
+    keep = getattr(transformer, "_keep_in_fp32_modules", None)
+    seen: dict[str, set] = {"trainable": set(), "keep_fp32": set(), "other": set()}
+    for name, p in transformer.named_parameters():
+        kind = "trainable" if p.requires_grad else "keep_fp32" if keeps_fp32(name, keep) else "other"
+        seen[kind].add(str(p.dtype).removeprefix("torch."))
+    return {k: sorted(v) for k, v in seen.items()}
+
+
+def restore_fp32(transformer) -> list[str]:
+    """Put the frozen tensors of the transformer's ``_keep_in_fp32_modules`` (RoPE tables, time embedding,
+    modulation tables, norms) back in float32 after DeepSpeed cast the whole module to bfloat16, as
+    diffusers keeps them at inference: training then sees the model inference runs.  Trainable tensors
+    stay in the engine's precision (its optimizer holds them).  Returns the names restored."""
+    import torch
+
+    from ..diffusion.distributed import keeps_fp32
+
+    keep = getattr(transformer, "_keep_in_fp32_modules", None)
+    restored = []
+    tensors = [(n, p, p.requires_grad) for n, p in transformer.named_parameters()]
+    tensors += [(n, b, False) for n, b in transformer.named_buffers()]
+    for name, t, trainable in tensors:
+        if not trainable and t.is_floating_point() and t.dtype != torch.float32 and keeps_fp32(name, keep):
+            t.data = t.data.float()
+            restored.append(name)
+    return restored
+
+
+def plot_loss(history: list[dict], path: Path, width: int = 480, height: int = 240) -> None:
+    """loss.png: the loss per step as a line (PIL, no plotting library)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    if len(history) >= 2:
+        steps = np.array([h["step"] for h in history], float)
+        loss = np.array([h["loss"] for h in history], float)
+        lo, hi = float(loss.min()), float(loss.max())
+        span = hi - lo or 1.0
+        xs = 10 + (steps - steps[0]) / max(steps[-1] - steps[0], 1) * (width - 20)
+        ys = height - 20 - (loss - lo) / span * (height - 40)
+        draw.line(list(zip(xs, ys)), fill=(200, 40, 40), width=2)
+        draw.text((10, 4), f"loss {hi:.4g} .. {lo:.4g}, steps {int(steps[0])}..{int(steps[-1])}", fill="black")
+    img.save(path)
+
+
+# -------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="cinecomp training rank (run through `cinecomp train`)")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config)
+
+    import deepspeed
+    import deepspeed.comm as dist
+    import torch
+
+    from ..diffusion.distributed import init_distributed, is_cpu_accelerator, rank_device
+    from ..diffusion.pipeline import CinecompPipeline
+    from ..diffusion.prompts import encode_prompts, load_prompt_embeds
+
+    rank, world = init_distributed()
+    tr = cfg["train"]
+    out = Path(cfg["out"]["dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    device = rank_device()
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
+        tr["precision"], torch.float32 if is_cpu_accelerator() else torch.bfloat16)
+
+    counts = shard_counts(cfg["data"]["shards"])
+    files = cfg["shard_files"]
+    stream = SampleStream(files, [counts[f] for f in files], tr["seed"])
+    prompts = sorted({""} | {s.get("meta", {}).get("prompt", "") for _, s in iter_samples(files)})
+    cache = out / "prompt_embeds.safetensors"
+    if rank == 0:
+        encode_prompts(cfg["model"]["text_encoder"], prompts, cache, tokenizer_dir=cfg["model"]["tokenizer"],
+                       max_sequence_length=tr["max_sequence_length"])
+    dist.barrier()
+    embeds = {p: e.to(dtype) for p, e in load_prompt_embeds(cache).items()}
+
+    pipe = CinecompPipeline.from_pretrained(str(cfg["model"]["pipeline"]))
+    pipe.vae.to(device)
+    torch.manual_seed(tr["seed"])  # the LoRA's initial A matrices (and anything else drawn from torch's RNG)
+    params = trainable_transformer(pipe, cfg)
+    optimizer = torch.optim.AdamW(params, lr=tr["lr"], weight_decay=tr["weight_decay"])
+    warm = tr["warmup_steps"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    engine, optimizer, _, scheduler = deepspeed.initialize(model=pipe.transformer, optimizer=optimizer,
+                                                           lr_scheduler=scheduler, config=ds_config(cfg, dtype))
+    restore_fp32(pipe.transformer)  # DeepSpeed's bf16 cast takes the frozen fp32 modules with it
+    z = pipe.transformer.config.rgb_channels
+
+    step, history = 0, []
+    ckpt = out / "checkpoints"
+    if args.resume and (ckpt / "latest").is_file():
+        _, client = engine.load_checkpoint(str(ckpt), load_module_strict=False)
+        step, history = int(client["step"]), list(client["history"])
+        if rank == 0:
+            print(f"resumed at step {step} from {ckpt}", flush=True)
+
+    probe = next(stream.at(0))  # a fixed sample, sigma and noise: the loss curve without sampling noise
+    probe_start = probe_loss(engine, pipe, probe, cfg, embeds, device, dtype, z) if step == 0 else None
+    per_step = tr["batch"] * world
+    samples = stream.at(step * per_step)
+    t0 = time.perf_counter()
+    while step < tr["steps"]:
+        batch = [next(samples) for _ in range(per_step)][rank * tr["batch"] : (rank + 1) * tr["batch"]]
+        losses = []
+        for i, sample in enumerate(batch):  # micro-steps; DeepSpeed steps the optimizer after the last
+            rng = np.random.default_rng([tr["seed"], step, rank, i])
+            ex = make_example(pipe, sample, rng, cfg, embeds, device)
+            pred = engine(hidden_states=ex["input"].to(dtype), timestep=ex["timestep"],
+                          encoder_hidden_states=ex["text"], return_dict=False)[0]
+            loss, rgb, depth = weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"])
+            engine.backward(loss)  # scaled by 1 / batch (gradient accumulation)
+            engine.step()
+            losses.append([float(loss.detach()), float(rgb), float(depth)])
+        step += 1
+        mean = torch.tensor(np.mean(losses, axis=0), dtype=torch.float64, device=device)
+        dist.all_reduce(mean)
+        mean = (mean / world).tolist()
+        row = {"step": step, "loss": mean[0], "loss_rgb": mean[1], "loss_depth": mean[2],
+               "lr": float(scheduler.get_last_lr()[0]), "seconds": time.perf_counter() - t0}
+        if step % tr["log_every"] == 0 or step == tr["steps"]:
+            history.append(row)
+            if rank == 0:
+                print(f"step {step}: loss {row['loss']:.5f} (rgb {row['loss_rgb']:.5f}, depth "
+                      f"{row['loss_depth']:.5f})", flush=True)
+        if tr["checkpoint_every"] and step % tr["checkpoint_every"] == 0 and step < tr["steps"]:
+            save_checkpoint(engine, ckpt, step, history)
+        if tr["eval_every"] and step % tr["eval_every"] == 0:
+            with gathered(engine, tr):
+                if rank == 0:
+                    run_eval(cfg, out, step, pipe)
+            dist.barrier()
+    save_checkpoint(engine, ckpt, step, history)
+    summary = {"steps": step, "probe_loss_start": probe_start, "precision": precision_report(pipe.transformer),
+               "probe_loss_end": probe_loss(engine, pipe, probe, cfg, embeds, device, dtype, z),
+               "last_loss": history[-1]["loss"] if history else None, "ranks": world}
+    with gathered(engine, tr):
+        if rank == 0:
+            from ..atomic import write_text
+
+            write_text(out / "summary.json", json.dumps(summary, indent=1))
+            write_history(out, history)
+            target = save_outputs(pipe, cfg, out, step, history)
+            print(f"trained {step} steps; weights in {target}", flush=True)
+    dist.barrier()
+    return 0
+
+
+def probe_loss(engine, pipe, sample: dict, cfg: dict, embeds: dict, device, dtype, z: int) -> float:
+    """The loss on one fixed example (no dropout, a fixed sigma and noise): comparable across steps."""
+    import torch
+
+    fixed = {**cfg, "dropout": {"text": 0.0, "environment": 0.0, "context_prob": 0.0}}
+    ex = make_example(pipe, sample, np.random.default_rng([cfg["train"]["seed"], 2**31]), fixed, embeds, device)
+    with torch.no_grad():
+        pred = engine(hidden_states=ex["input"].to(dtype), timestep=ex["timestep"],
+                      encoder_hidden_states=ex["text"], return_dict=False)[0]
+        return float(weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"])[0])
+
+
+def save_checkpoint(engine, ckpt: Path, step: int, history: list[dict]) -> None:
+    """A resumable checkpoint: trainable weights, optimizer, scheduler, the step and the loss history
+    (the frozen base is not copied: it is the pipeline the config names)."""
+    engine.save_checkpoint(str(ckpt), tag=f"step_{step:07d}", client_state={"step": step, "history": history},
+                           exclude_frozen_parameters=True)
+
+
+def gathered(engine, tr: dict):
+    """Under ZeRO-3 every rank gathers the whole model (to save or bake it); otherwise nothing to do."""
+    import contextlib
+
+    if tr["zero_stage"] != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None)
+
+
+def write_history(out: Path, history: list[dict]) -> None:
+    import pandas as pd
+
+    from ..atomic import atomic_path
+
+    with atomic_path(out / "loss.csv") as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
+    plot_loss(history, out / "loss.png")
+
+
+def run_eval(cfg: dict, out: Path, step: int, pipe) -> None:
+    """Bake the current weights and run `cinecomp eval` with the diffusion backend on them."""
+    import subprocess
+
+    from ..diffusion.lora import save_lora, save_trained_modules, bake_lora
+
+    where = out / "eval" / f"step_{step:07d}"
+    if cfg["train"]["mode"] == "lora":
+        save_lora(pipe.transformer, where / "lora", "cinecomp")
+        save_trained_modules(pipe.transformer, where / "lora", TRAINED_MODULES)
+        bake_lora(cfg["model"]["pipeline"], where / "lora", where / "pipeline")
+    else:
+        pipe.save_pretrained(str(where / "pipeline"))
+    import yaml
+
+    ev = cfg["eval"]
+    model_cfg = where / "model.yaml"
+    model_cfg.write_text(yaml.safe_dump({"diffusion": {
+        "pipeline": str((where / "pipeline").resolve()), "text_encoder": str(Path(cfg["model"]["text_encoder"]).resolve()),
+        "max_sequence_length": cfg["train"]["max_sequence_length"],
+        "tokenizer": str(Path(cfg["model"]["tokenizer"]).resolve()) if cfg["model"]["tokenizer"] else "",
+        **{k: ev[k] for k in ("steps", "guidance", "window", "overlap", "output", "layers_height")}}}))
+    which = ["--split", ev["split"]] if ev["split"] in ("report", "tune", "all") else ["--shots", ev["split"]]
+    cmd = [sys.executable, "-m", "cinecomp.cli.main", "eval", "--out", str(where / "eval"), *which,
+           "--backends", "diffusion", "--configfile", str(model_cfg), "--json"]
+    if ev["width"] and ev["height"]:
+        cmd += ["--size", f"{ev['width']}x{ev['height']}"]
+    if ev["frames"]:
+        cmd += ["--frames", str(ev["frames"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    (where / "eval.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode == 0:  # the scores beside the loss curve: eval.json per step
+        from ..atomic import write_text
+
+        write_text(where / "eval.json", proc.stdout.strip().splitlines()[-1])
+    print(f"eval at step {step}: exit {proc.returncode}, {where / 'eval.log'}", flush=True)
+
+
+def launch(config: str | os.PathLike, ranks: int = 1, resume: bool = False, threads: int = 1) -> int:
+    """``cinecomp train``: check the config, then run :func:`main` on ``ranks`` ranks (DeepSpeed launcher)."""
+    import subprocess
+
+    from ..diffusion.distributed import launch_command, launch_env
+
+    load_config(config)  # every problem before any rank starts
+    try:
+        import torch
+
+        cpu = not torch.cuda.is_available()
+    except ImportError:
+        cpu = True
+    args = ["--config", str(config)] + (["--resume"] if resume else [])
+    cmd = launch_command(ranks, args, module="cinecomp.train.loop")
+    return subprocess.call(cmd, env=launch_env(ranks, cpu, threads))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
