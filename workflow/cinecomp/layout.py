@@ -1,4 +1,4 @@
-"""Where a shot's files go (README "Outputs"), and which versions are published.
+"""Where a shot's files go (docs/outputs.md), and which versions are published.
 
     <results>/<shot>/{ingest,key,masks,depth,light,composite,diffusion}/   work files, one set per shot,
                                                                           no version in their names

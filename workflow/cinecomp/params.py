@@ -104,7 +104,7 @@ def parse_json_object(text: str, *, example: str) -> dict:
 
 def check_params(obj: dict, spec: dict, *, what: str, fix: str = "") -> dict:
     """``obj`` checked against ``spec`` (name -> Num/Flag/Choice/Rgb); defaults filled for absent keys.
-    ``fix`` ends the error message (default: where the README lists the keys)."""
+    ``fix`` ends the error message (default: the docs index, which links every key table)."""
     problems = []
     unknown = sorted(set(obj) - set(spec))
     if unknown:
@@ -119,10 +119,10 @@ def check_params(obj: dict, spec: dict, *, what: str, fix: str = "") -> dict:
             problems.append(f"{what} {err}")
         out[name] = v
     if problems:
-        raise ValueError("; ".join(problems) + f" (fix: {fix or 'README lists every ' + what + ' key with its range'})")
+        raise ValueError("; ".join(problems) + f" (fix: {fix or 'docs/README.md links the table of every ' + what + ' key with its range'})")
     return out
 
 
 def spec_table(spec: dict) -> str:
-    """Markdown rows `| name | default | range | meaning |` for the README."""
+    """Markdown rows `| name | default | range | meaning |` (the docs' tables: cinecomp.docs_tables)."""
     return "\n".join(f"| `{n}` | {s.default} | {s.describe()} | {s.doc} |" for n, s in spec.items())

@@ -1,6 +1,6 @@
 """The shot sheet: load, validate (every problem at once), and describe each shot.
 
-A sheet is a UTF-8 CSV, one row per shot (columns in README "Shot sheet"). ``load_sheet`` checks the
+A sheet is a UTF-8 CSV, one row per shot (columns in docs/shot-sheet.md). ``load_sheet`` checks the
 JSON schema (schemas/shots.schema.yaml) row by row and then what a schema cannot: unique ids, ids and
 paths safe as file names and shell words, files that exist, frame ranges inside the plate, readable
 resolutions, known colourspaces and valid per-shot key parameters. Numbers a TD types (frames, fps,
@@ -124,7 +124,7 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict]], list[str]
         raise SheetError(path, [f"cannot read the sheet ({exc.strerror}) (fix: check its permissions)"]) from None
     records = list(_records(path, _decode(path, data)))
     if not records:
-        raise SheetError(path, ["the sheet is empty (fix: add a header line and one row per shot; see README)"])
+        raise SheetError(path, ["the sheet is empty (fix: add a header line and one row per shot; see docs/shot-sheet.md)"])
     (header_line, header), records = records[0], records[1:]
     header = [h.strip() for h in header]
     while header and not header[-1]:  # a trailing comma on the header line
@@ -211,7 +211,7 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
     missing = [c for c in schema["required"] if c not in header]
     if missing:
         raise SheetError(path, problems + [f"missing column(s) {', '.join(missing)} "
-                                           "(fix: add them to the header line; see README)"])
+                                           "(fix: add them to the header line; see docs/shot-sheet.md)"])
     unknown = [c for c in header if c and c not in schema["properties"]]
     if unknown:
         problems.append(f"unknown column(s) {', '.join(unknown)} (fix: remove or rename; known: {', '.join(schema['properties'])})")
@@ -250,7 +250,7 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
                 problems.append(f"{where}: shot id {raw['shot']!r} is not safe as a file name and shell word "
                                 "(fix: use only letters, digits, '_' and '-', at most 64 characters)")
             elif col:
-                problems.append(f"{where}: {col} {err.instance!r}: {err.message} (fix: see README 'Shot sheet')")
+                problems.append(f"{where}: {col} {err.instance!r}: {err.message} (fix: see docs/shot-sheet.md)")
             else:
                 problems.append(f"{where}: {err.message}")
         if shot:
@@ -379,7 +379,7 @@ def _check_key_params(text: str) -> list[str]:
         KeyParams.from_dict(params)
     except (TypeError, ValueError) as exc:
         msg = str(exc)
-        return [msg if "(fix:" in msg else f"{msg} (fix: use the parameters and ranges listed in README 'Keying')"]
+        return [msg if "(fix:" in msg else f"{msg} (fix: use the parameters and ranges listed in docs/key.md)"]
     return []
 
 

@@ -6,7 +6,7 @@
   cinecomp submit [--begin 22:00] [--time 10:00:00] [--shots ...]   the controller as a SLURM job (overnight)
   cinecomp status [--json] [--shots ...]         per shot done/failed/running/pending/stale, and its cost
   cinecomp colourspaces                          list the OCIO colourspaces a sheet may name
-  cinecomp curate --clips clips.csv --out DIR    training pairs from clips (README "Curation")
+  cinecomp curate --clips clips.csv --out DIR    training pairs from clips (docs/curation.md)
   cinecomp eval [--backends over,harmonize] [--split report] [--light given|auto|both] [--real]   score backends on the ground-truth eval set
   cinecomp train --config train.yaml [--ranks N] [--resume]   train the compositing model on curated shards
   cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--configfile", default=None, help="config file (default: the repository config.yaml)")
     st.add_argument("--no-sacct", action="store_true", help="do not ask SLURM's accounting even where it exists")
     sub.add_parser("colourspaces", help="list colourspace names and aliases a sheet may use")
-    tr = sub.add_parser("train", help="train the compositing model on curated shards (DeepSpeed; README 'Training')")
+    tr = sub.add_parser("train", help="train the compositing model on curated shards (DeepSpeed; docs/training.md)")
     tr.add_argument("--config", required=True, help="train.yaml: data.shards, model.pipeline/text_encoder, out.dir, ...")
     tr.add_argument("--ranks", type=int, default=1, help="DeepSpeed ranks (GPUs; CPU processes without CUDA)")
     tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out.dir")

@@ -1,7 +1,7 @@
 """Assemble: one multi-layer EXR per frame, `<shot>_comp_v<NNN>.<FFFF>.exr`.
 
 Layers: R,G,B,A (beauty, half), mask.character, mask.prop, mask.environment (float32), depth.Z
-(float32, the depth stage) and what the composite backend adds (harmonize.*, diffusion.Z). One compression per file (single part); metadata as in the README.
+(float32, the depth stage) and what the composite backend adds (harmonize.*, diffusion.Z). One compression per file (single part); metadata as in docs/outputs.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The `harmonize` composite backend: what a compositor does by hand, with no weights (README "Harmonize").
+"""The `harmonize` composite backend: what a compositor does by hand, with no weights (docs/harmonize.md).
 
 Per shot (constants, so nothing flickers): the light (light stage), the camera, and an exposure and
 colour gain that moves the character from the studio's light to the environment's.

@@ -1,4 +1,4 @@
-"""Prior-driven data curation (README "Curation"): clips of people in real scenes -> training pairs.
+"""Prior-driven data curation (docs/curation.md): clips of people in real scenes -> training pairs.
 
 ``cinecomp curate --clips clips.csv --out DIR`` (and rules/curate.smk: a job per clip, then a gather
 job) reads a sheet of clips, checks every row before any expensive work, and per clip:
@@ -69,7 +69,7 @@ CURATE_SPEC = {
     "min_travel": Num(2.5, 0.0, 100.0, doc="background model: least extent of the character's path over the clip, "
                       "in its widths (less: the median plate shows it)"),
 }
-CURATE_FIX = "README 'Curation' lists every setting, e.g. {\"window\": 17, \"width\": 320}"
+CURATE_FIX = "docs/curation.md lists every setting, e.g. {\"window\": 17, \"width\": 320}"
 
 
 class CurateError(CinecompError):

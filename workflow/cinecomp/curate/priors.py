@@ -1,4 +1,4 @@
-"""Curation priors: what turns a clip of a person in a real scene into a training pair (README "Curation").
+"""Curation priors: what turns a clip of a person in a real scene into a training pair (docs/curation.md).
 
 Weight-free, per clip at the training resolution (frames scene-linear ACEScg, (T, H, W, 3)):
 

@@ -1,4 +1,4 @@
-"""The depth stage: per frame float32 camera-space depth (README "Depth").
+"""The depth stage: per frame float32 camera-space depth (docs/depth.md).
 
 Backends: ``ground`` (default) — the environment is a ground plane seen by the shot camera (sky at
 FAR); ``plate`` — the environment's own Z channel. Either way every keyed object (character, prop)

@@ -115,7 +115,7 @@ KEY_SPEC = {
     "matanyone_max_size": Num(0, 0, 16384, integer=True,
                               doc="matanyone: shorter side it mattes at, the alpha scaled back (0: the plate's)"),
 }
-KEY_FIX = "README 'Keying' lists every key parameter with its range, e.g. {\"clip_black\": 0.05}"
+KEY_FIX = "docs/key.md lists every key parameter with its range, e.g. {\"clip_black\": 0.05}"
 
 
 def _d(name):

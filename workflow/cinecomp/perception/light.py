@@ -1,5 +1,5 @@
 """The shot's light: one estimate per shot, from the sheet, a light probe, an HDRI environment or the
-environment plate (README "Light"). Directions follow camera.py's conventions.
+environment plate (docs/light.md). Directions follow camera.py's conventions.
 
 ``estimate_light`` gives a key light (direction, colour, intensity, softness) and the ambient light of
 everything else as order-2 spherical harmonics of irradiance; ``irradiance`` shades world normals with

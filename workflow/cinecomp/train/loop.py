@@ -118,7 +118,7 @@ def load_config(path: str | os.PathLike) -> dict:
     for section, spec in SECTIONS.items():
         try:
             cfg[section] = check_params(raw.get(section) or {}, spec, what=section,
-                                        fix="README 'Training' lists every key with its range")
+                                        fix="docs/training.md lists every key with its range")
         except ValueError as exc:
             problems.append(str(exc))
     base = path.parent
