@@ -20,11 +20,12 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))  # this checkout's cinecomp
+
+from cinecomp.layout import REPO  # noqa: E402
 
 from cinecomp.evaluate import suite as evaluate  # noqa: E402
-from cinecomp import stages
+from cinecomp import stages  # noqa: E402
 from cinecomp.composite.harmonize import parse_harmonize_params  # noqa: E402
 
 GOALS = "shadow_err ratio <= 0.5, char_err ratio <= 0.7, no shot worse in psnr_full, flicker ratio <= 1"
@@ -56,6 +57,7 @@ def ratios(cand: dict, over: dict) -> dict:
     a, b = evaluate.average(cand), evaluate.average(over)
     worse = [s for s in cand if cand[s]["psnr_full"] < over[s]["psnr_full"]]
     return {"shadow_err": a["shadow_err"] / b["shadow_err"], "char_err": a["char_err"] / b["char_err"],
+            "ber": a["shadow_ber"],
             "flicker": a["flicker"] / b["flicker"], "psnr_full": a["psnr_full"] - b["psnr_full"], "worse": worse}
 
 
@@ -64,25 +66,32 @@ def main() -> None:
     ap.add_argument("eval_dir")
     ap.add_argument("--light", default="given", choices=evaluate.LIGHT_MODES)
     ap.add_argument("--split", default="tune", choices=evaluate.SPLITS)
+    ap.add_argument("--set", default="sdf", choices=["sdf", "pathtraced"], dest="eval_set",
+                    help="which eval set EVAL_DIR was made with (cinecomp eval --set)")
     ap.add_argument("--grid", default="", help="'name=v1,v2;name2=v3' (JSON values); default: the defaults only")
     args = ap.parse_args()
     out = Path(args.eval_dir).resolve()
     set_dir, results = out / "set", out / f"results_{args.light}"
-    manifest = json.loads((set_dir / "manifest.json").read_text())
-    entries = [e for e in manifest["shots"].values() if e["split"] == args.split
+    if args.eval_set == "pathtraced":
+        from cinecomp.evaluate.pathtraced import make_pathtraced_set
+
+        shots = make_pathtraced_set(set_dir, split=args.split)
+    else:
+        shots = json.loads((set_dir / "manifest.json").read_text())["shots"].values()
+    entries = [e for e in shots if e["split"] == args.split
                and (results / evaluate.shot_id(e["shot"], "harmonize")).is_dir()]
     over = {e["shot"]: evaluate.score_shot(evaluate.comp_frames(results, evaluate.shot_id(e["shot"], "over")), e, set_dir)
             for e in entries}
     axes = [(k, [json.loads(v) for v in vals.split(",")]) for k, vals in
             (item.split("=") for item in args.grid.split(";") if item)]
     print(f"{len(entries)} {args.split} shots, light {args.light}; goals: {GOALS}")
-    print(f"{'candidate':48} {'shadow':>7} {'char':>7} {'flicker':>7} {'dPSNR':>6}  worse")
+    print(f"{'candidate':48} {'shadow':>7} {'char':>7} {'BER':>6} {'flicker':>7} {'dPSNR':>6}  worse")
     for combo in itertools.product(*[v for _, v in axes]) if axes else [()]:
         overrides = dict(zip([k for k, _ in axes], combo))
         params = parse_harmonize_params(json.dumps(overrides))
         with tempfile.TemporaryDirectory() as tmp:
             r = ratios(run_candidate(results, entries, set_dir, params, Path(tmp)), over)
-        print(f"{json.dumps(overrides) or 'defaults':48} {r['shadow_err']:7.3f} {r['char_err']:7.3f} "
+        print(f"{json.dumps(overrides) or 'defaults':48} {r['shadow_err']:7.3f} {r['char_err']:7.3f} {r['ber']:6.3f} "
               f"{r['flicker']:7.3f} {r['psnr_full']:+6.2f}  {','.join(r['worse'])}")
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cinecomp.cli import common as cli_common
 from cinecomp.cli import main as cli
+from cinecomp.cli import render as cli_render
 
 HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version"
 
@@ -26,7 +28,7 @@ def show(tmp_path, monkeypatch):
 def render(argv, monkeypatch):
     """(exit code, the snakemake command or None) of `cinecomp render ARGV`."""
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(cli_render.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
     code = cli.main(["render", *argv])
     return code, (calls[0] if calls else None)
 
@@ -64,7 +66,7 @@ def test_shots_targets_under_the_configured_results(show, monkeypatch, how):
     results = {"config": "out/R", "configfile": "/show/comp", "default": "results"}[how]
     seen = []
     real = cli.shot_targets
-    monkeypatch.setattr(cli, "shot_targets", lambda *a: seen.append(a) or real(*a))
+    monkeypatch.setattr(cli_common, "shot_targets", lambda *a: seen.append(a) or real(*a))
     code, cmd = render(argv, monkeypatch)
     assert code == 0
     assert seen == [(results, "sh020", 3), (results, "sh010", 1)]  # the sheet's versions

@@ -167,8 +167,8 @@ def test_cli_eval_runs_the_workflow_and_scores(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     scores = json.loads(r.stdout)
     assert set(scores) == {"over"}
-    assert set(scores["over"]) == {"psnr_full", "ssim_full", "psnr_char", "ssim_char", "char_err", "psnr_shadow",
-                                   "shadow_err", "flicker"}
+    assert set(scores["over"]) == {"psnr_full", "ssim_full", "psnr_char", "ssim_char", "char_err", "fmse", "psnr_shadow",
+                                   "shadow_err", "shadow_ber", "flicker"}
     assert all(v is not None and np.isfinite(v) for v in scores["over"].values()), scores
     assert 5 < scores["over"]["psnr_full"] < 60 and 0 < scores["over"]["ssim_full"] <= 1
     from PIL import Image

@@ -1,5 +1,7 @@
 """Camera conventions, the depth stage's maths and the harmonize compositor (E2C relight, C2E shadows)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -178,9 +180,10 @@ def test_relight_shades_towards_the_key_and_keeps_texture():
     assert np.abs(np.diff(ratio[45, 60:100])).max() < 0.2 * ratio[45, 60:100].mean()
 
 
-def test_exposure_and_white_balance_of_the_plate_are_undone():
-    """With full matching, a plate shot brighter and bluer composites the same."""
-    params = hz.parse_harmonize_params('{"exposure_match": 1, "colour_match": 1}')
+def test_grey_world_grade_undoes_exposure_and_white_balance_when_asked():
+    """With an albedo given (the opt-in grey-world grade) and full matching, a plate shot brighter and
+    bluer composites the same."""
+    params = hz.parse_harmonize_params('{"albedo": 0.18, "exposure_match": 1, "colour_match": 1}')
     l = light()
     key, env, masks, contacts = frame_inputs()
     depth = CAM.ground_depth(W, H)
@@ -191,6 +194,65 @@ def test_exposure_and_white_balance_of_the_plate_are_undone():
         grade = hz.shot_grade([(k, masks)], l, CAM, params)
         outs.append(hz.harmonize_frame(k, env, masks, depth, contacts, l, grade, CAM, params)[0])
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_the_plates_exposure_and_relative_albedos_are_kept():
+    """By default the plate's exposure is evidence: a plate shot a stop brighter comes out a stop
+    brighter, and a white shirt stays whiter than a black coat (no normalisation to an albedo)."""
+    params = hz.parse_harmonize_params('{"light_wrap": 0}')
+    l = light()
+    key, env, masks, contacts = frame_inputs()
+    depth = CAM.ground_depth(W, H)
+    solid = key[..., 3] > 0.99
+    means = {}
+    for name, gain in (("plate", 1.0), ("brighter", 2.0), ("black coat", 0.1)):
+        k = key.copy()
+        k[..., :3] *= gain
+        grade = hz.shot_grade([(k, masks)], l, CAM, params)
+        beauty = hz.harmonize_frame(k, env, masks, depth, contacts, l, grade, CAM, params)[0]
+        means[name] = float(beauty[..., 1][solid].mean())
+    assert means["brighter"] / means["plate"] == pytest.approx(2.0, rel=1e-3)
+    assert means["black coat"] / means["plate"] == pytest.approx(0.1, rel=1e-3)
+
+
+def test_ratio_of_lights_moves_exposure_only_when_asked_and_trusted():
+    """exposure_match 1 moves the character by the environment's light on it over the light on the
+    ground; a key/fill split with no confidence moves nothing."""
+    key, env, masks, contacts = frame_inputs()
+    on = hz.parse_harmonize_params('{"exposure_match": 1}')
+    trusted, guessed = light(), dataclasses.replace(light(), fill_confidence=0.0)
+    g_on = hz.shot_grade([(key, masks)], trusted, CAM, on)
+    g_off = hz.shot_grade([(key, masks)], trusted, CAM, hz.parse_harmonize_params(""))
+    g_guess = hz.shot_grade([(key, masks)], guessed, CAM, on)
+    up = np.array([0.0, 1.0, 0.0], np.float32)
+    e_ref = float((trusted.key(up) + trusted.ambient(up)) @ hz.LUMA)
+    expected = float(np.clip(np.log2(float(g_on.mean_irradiance @ hz.LUMA) / e_ref), *hz.EXPOSURE_RANGE_STOPS))
+    assert np.log2(g_on.gain / g_off.gain) == pytest.approx([expected] * 3, abs=1e-4)
+    np.testing.assert_allclose(g_guess.gain, g_off.gain, rtol=1e-5)
+
+
+def test_no_confidence_in_any_estimate_gives_over():
+    """Direction, camera, key/fill and colour all unknown: no shadow, no contact, no shading, no colour:
+    the comp is plain `over` (light wrap, which rests on no estimate, switched off)."""
+    l = dataclasses.replace(light(), confidence=0.0, camera_confidence=0.0, fill_confidence=0.0, colour_trust=0.0)
+    key, env, masks, contacts = frame_inputs()
+    params = hz.parse_harmonize_params('{"light_wrap": 0}')
+    grade = hz.shot_grade([(key, masks)], l, CAM, params)
+    beauty, layers = hz.harmonize_frame(key, env, masks, CAM.ground_depth(W, H), contacts, l, grade, CAM, params)
+    a = key[..., 3:]
+    np.testing.assert_allclose(beauty[..., :3], key[..., :3] + (1 - a) * env, atol=1e-5)
+    assert layers["harmonize.shadow"].max() == 0 and layers["harmonize.contact"].max() == 0
+
+
+def test_a_guessed_key_to_fill_is_pulled_towards_even_keeping_the_light():
+    up = np.array([0.0, 1.0, 0.0], np.float32)
+    full = light(key=3.0, ambient=0.6)
+    for c, ratio in ((1.0, None), (0.5, None), (0.0, 1.0)):
+        t = dataclasses.replace(full, fill_confidence=c).trusted()
+        k, a = float(t.key(up) @ hz.LUMA), float(t.ambient(up) @ hz.LUMA)
+        k0, a0 = float(full.key(up) @ hz.LUMA), float(full.ambient(up) @ hz.LUMA)
+        assert k + a == pytest.approx(k0 + a0, rel=1e-5)  # the light on the ground is kept
+        assert k / a == pytest.approx(ratio if ratio is not None else (k0 / a0) ** c, rel=1e-4)
 
 
 def test_nothing_keyed_leaves_the_environment():

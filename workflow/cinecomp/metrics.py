@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .colour import LUMA_ACESCG
+
 
 def sad(alpha: np.ndarray, true: np.ndarray) -> float:
     """Sum of absolute differences, in thousands (alphamatting.com units)."""
@@ -38,7 +40,6 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
 # ------------------------------------------------------------------------------------------------
 # Image metrics for the evaluation harness (evaluate.py): images are display-encoded [0, 1] (H, W, 3).
 # ------------------------------------------------------------------------------------------------
-LUMA_ACESCG = np.array([0.2722287, 0.6740818, 0.0536895])  # luminance weights of scene-linear ACEScg
 
 
 def psnr_from_mse(m: float, peak: float = 1.0) -> float:
@@ -95,6 +96,28 @@ def shadow_region(gt_linear: np.ndarray, env_linear: np.ndarray, alpha: np.ndarr
     lum_gt = np.asarray(gt_linear, np.float64)[..., :3] @ LUMA_ACESCG
     lum_env = np.asarray(env_linear, np.float64)[..., :3] @ LUMA_ACESCG
     return (np.asarray(alpha) < outside) & (lum_gt < darker * lum_env)
+
+
+def shadow_ber(out_linear: np.ndarray, gt_linear: np.ndarray, env_linear: np.ndarray, alpha: np.ndarray,
+               darker: float = 0.9, outside: float = 0.05) -> float:
+    """Balanced error rate of the cast shadow, outside the objects: a pixel is in shadow where it is darker
+    than the environment alone (as :func:`shadow_region`), in the output and in the truth;
+    BER = 1 - (true-positive rate + true-negative rate) / 2, so shadows drawn where the truth has none
+    count as much as shadows missed. With no truth shadow it is the false-positive rate; nan if no pixel."""
+    env_l = np.asarray(env_linear, np.float64)[..., :3] @ LUMA_ACESCG
+    region = np.asarray(alpha) < outside
+    truth = shadow_region(gt_linear, env_linear, alpha, darker, outside)
+    pred = region & ((np.asarray(out_linear, np.float64)[..., :3] @ LUMA_ACESCG) < darker * env_l)
+    pos, neg = truth.sum(), (region & ~truth).sum()
+    tpr = (pred & truth).sum() / pos if pos else None
+    tnr = (~pred & region & ~truth).sum() / neg if neg else None
+    if tpr is None and tnr is None:
+        return float("nan")
+    if tpr is None:
+        return float(1.0 - tnr)
+    if tnr is None:
+        return float(1.0 - tpr)
+    return float(1.0 - 0.5 * (tpr + tnr))
 
 
 def flicker(outputs, truths) -> float:

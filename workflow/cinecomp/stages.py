@@ -170,7 +170,7 @@ def _equirect(path, colourspace: str | None) -> np.ndarray:
 
 def light(inputs, outputs, settings, log):
     from .camera import Camera
-    from .perception.light import estimate_light
+    from .perception.light import DEFAULT_CAMERA_CONFIDENCE, estimate_light
 
     camera = Camera.from_params(settings["camera"])
     env_frames = None
@@ -184,6 +184,8 @@ def light(inputs, outputs, settings, log):
     from .perception.light import ShotLight, up_shares
 
     est["camera"] = settings["camera"]
+    # the camera's confidence: the sheet's is measured on set; the default one is a guess
+    est["confidences"]["camera"] = 1.0 if settings["camera"] else DEFAULT_CAMERA_CONFIDENCE
     est["up_shares"] = dict(zip(("key", "ambient"), (v.tolist() for v in up_shares(ShotLight.from_json(est)))))
     Path(outputs[0]).parent.mkdir(parents=True, exist_ok=True)
     write_json(outputs[0], est)
@@ -239,7 +241,7 @@ def harmonize(inputs, outputs, settings, log):
 
     shot, version = _shot(settings)
     params, camera = settings["harmonize"], Camera.from_params(settings["camera"])
-    light = hz.ShotLight.from_json(json.loads(Path(inputs.light).read_text()))
+    light = hz.ShotLight.from_json(json.loads(Path(inputs.light).read_text())).trusted()  # each effect as far as it is known
     contacts = json.loads((Path(inputs.depth) / "contacts.json").read_text())
     keys = element_frames(inputs.key)
     envs, masks, depths = (dict(element_frames(d)) for d in (inputs.env, inputs.masks, inputs.depth))

@@ -127,11 +127,16 @@ def render_command(args, extra: list[str], profile: str) -> tuple[list[str] | No
     return cmd, cfg
 
 
-
-
 def sheet_config(args, extra: list[str]) -> tuple[dict, list[str], dict, str]:
     """The config of `render`/`submit`/`status` from --configfile, --sheet and the Snakemake args after `--`:
     (config, config files, KEY=VALUE entries by key, sheet path). UsageError when a file is missing."""
-    cfg, files, config, _ = sheet_config(args, extra)
-    rest = split_config_args(extra)[0]
+    files, entries = split_config_args(extra)[1:]
+    files = [str(args.configfile or REPO / "config.yaml"), *files]
+    config = {e.partition("=")[0]: e for e in entries}  # one entry per key, the last wins
+    if args.sheet:
+        config["shots"] = f"shots={args.sheet}"
+    cfg = load_config(files, config.values())
+    sheet = str(cfg.get("shots", "shots/shots.csv"))
+    if not Path(sheet).is_file():
+        raise UsageError(f"shot sheet {sheet} does not exist (fix: --sheet PATH or --config shots=PATH)")
     return cfg, files, config, sheet

@@ -21,7 +21,8 @@ def run(args) -> int:
             return 0
         by_mode = run_eval(args.out, backends, split=args.split, light=args.light, shots=shots,
                            frames=args.frames, size=parse_size(args.size), cores=args.cores,
-                           configfiles=tuple(getattr(args, "configfile", None) or ()))
+                           configfiles=tuple(getattr(args, "configfile", None) or ()),
+                           eval_set=getattr(args, "eval_set", "sdf"), pathtraced_root=getattr(args, "pathtraced", None))
     except CinecompError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="given: the sheet's camera, light and prop_hint from the set's survey; auto: estimated")
     e.add_argument("--shots", default=None, help="comma-separated eval shots (default: those of --split)")
     e.add_argument("--json", action="store_true", help="print only {backend: {metric: value}} as JSON")
+    e.add_argument("--set", default="auto", choices=["auto", "pathtraced", "sdf"], dest="eval_set",
+                   help="pathtraced: the Cycles shots (../shared/data/pathtraced, the judge); sdf: the project's "
+                        "renderer (a fast fixture); auto: pathtraced where present unless --shots/--size/--frames")
+    e.add_argument("--pathtraced", default=None, help="folder of path-traced shots (default ../shared/data/pathtraced)")
     e.add_argument("--real", action="store_true", help="real green-screen plates over real backgrounds: strips only")
     e.add_argument("--frames", type=int, default=None, help="frames per shot (default 12)")
     e.add_argument("--size", default=None, help="eval frame size WIDTHxHEIGHT (default 160x90)")

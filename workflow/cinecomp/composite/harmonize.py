@@ -24,23 +24,25 @@ import cv2
 import numpy as np
 
 from ..camera import FAR, Camera, light_direction
-from ..perception import light as light_module
+from ..colour import LUMA_ACESCG
 from ..perception.light import ALBEDO, PLATE_COLOUR_TRUST, ShotLight, sh_eval, up_shares  # noqa: F401
 from ..params import Num, check_params, parse_json_object
 
-LUMA = light_module.LUMA.astype(np.float32)  # ACEScg luminance
+LUMA = LUMA_ACESCG.astype(np.float32)  # ACEScg luminance
 
 HARMONIZE_SPEC = {
-    "exposure_match": Num(1.0, 0.0, 1.0, doc="how far the character's exposure moves to the environment's light (0: keep the plate's)"),
+    "exposure_match": Num(0.0, 0.0, 1.0, doc="how far the character's exposure follows the ratio of lights: the environment's light on the character over the light its plate was exposed for, against the same ratio in the studio (0: keep the plate's exposure)"),
+    "light_colour": Num(1.0, 0.0, 1.0, doc="how far the character takes the colour of the environment's light (times the light estimate's confidence in it)"),
     "colour_match": Num(0.0, 0.0, 1.0, doc="how far the plate's own colour cast is removed (grey-world on the character)"),
-    "albedo": Num(ALBEDO, 0.02, 0.95, doc="assumed mean reflectance of character and prop; sets their exposure in the environment (the light stage's grey world assumes the same of the environment)"),
+    "albedo": Num(None, 0.02, 0.95, doc="empty (default): the plate's exposure is evidence, kept up to the ratio of lights; a number forces the old grey-world grade (character and prop pushed to this mean reflectance under the environment's light)"),
+    "studio_stops": Num(0.0, -10.0, 10.0, doc="how much brighter (stops) the studio lit the character than the light the plate was exposed for (a flat, over-lit screen day: > 0)"),
     "exposure_stops": Num(0.0, -10.0, 10.0, doc="extra exposure on the character, in stops"),
     "relight": Num(0.6, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
     "shadow_density": Num(1.0, 0.0, 1.0, doc="1 blocks all key light in the cast shadow"),
     "shadow_softness_deg": Num(None, 0.0, 45.0, doc="angular size of the key for the penumbra (empty: the light's softness)"),
     "contact": Num(1.0, 0.0, 2.0, doc="strength of contact darkening (occlusion of the sky near the objects)"),
     "contact_radius": Num(0.3, 0.01, 10.0, doc="distance (m) over which contact darkening fades"),
-    "light_wrap": Num(0.3, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
+    "light_wrap": Num(0.15, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
     "light_wrap_size": Num(0.01, 0.0, 0.2, doc="width of the light wrap, as a fraction of the frame width"),
 }
 HARMONIZE_EXAMPLE = '{"shadow_density": 0.8, "light_wrap": 0.5}'
@@ -51,6 +53,9 @@ SHADOW_WIDTH = 1024  # cast shadows at this width at most (a 2K frame's shadow a
 # Shading from normals guessed off a matte is trusted within this range of the graded plate (a flat
 # prop seen edge-on gets normals that face away from every light and would go black).
 SHADE_RANGE = (0.4, 2.5)
+# The ratio of lights moves the exposure by at most this many stops (a character in deep shade of a
+# sunlit set is about 2 stops under the ground the plate was exposed for).
+EXPOSURE_RANGE_STOPS = (-2.0, 1.0)
 PENUMBRA = 0.5  # Gaussian sigma of the penumbra per (distance x tan(angular radius))
 MIN_SOFTNESS_DEG = 0.5  # even the sun's penumbra is ~0.5 degree wide
 MAX_SHADOW_ELEVATION = 87.0  # an overhead key casts its shadow straight down; keep the maths finite
@@ -136,8 +141,17 @@ class ShotGrade:
 
 
 def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera: Camera, params: dict) -> ShotGrade:
-    """From a few (key RGBA premultiplied, masks {character, prop}) frames of the shot: the gain that takes the
-    plate's character to ``albedo`` x the environment's light, moved by exposure_match/colour_match."""
+    """From a few (key RGBA premultiplied, masks {character, prop}) frames of the shot: the gain that moves
+    the plate's character from the studio's light to the environment's, as a ratio of lights.
+
+    The plate shows rho x E_studio / pi, the comp needs rho x E_env / pi: the gain is E_env / E_studio and
+    the plate's own exposure and the actors' relative albedos are kept (a white shirt stays whiter than
+    a black coat). Each plate was exposed for its own light, so both irradiances are measured against
+    that: E_env as the environment's light on the character's normals over the light on the ground the
+    environment plate was exposed for (both from the light estimate, so grey world cancels), E_studio as
+    1 (the plate exposed for the studio's light on the actor) times ``studio_stops``. The exposure part
+    scales with the confidence of the light's key/fill split, the colour part with that of its colour.
+    ``albedo`` set: the old grey-world grade (mean radiance albedo x E / pi), for shots that want it."""
     fg_sum, a_sum, e_sum = np.zeros(3), 0.0, np.zeros(3)
     normals, lum = [], []
     for key, masks in samples:
@@ -160,11 +174,15 @@ def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera:
     fg_mean = np.maximum(fg_sum / a_sum, 1e-6)
     e_mean = np.maximum(e_sum / a_sum, 1e-6)
     fg_l, e_l = float(fg_mean @ LUMA), float(e_mean @ LUMA)
-    # log2 gain: exposure to albedo x light (a matte surface of albedo rho under irradiance E has
-    # radiance rho E / pi), the light's colour, and (partly) the plate's own cast removed. With both
-    # matches at 1 the result does not depend on the plate's exposure or white balance at all.
-    log_gain = (params["exposure_match"] * math.log2(params["albedo"] * e_l / math.pi / fg_l)
-                + light.colour_trust * np.log2(e_mean / e_l) - params["colour_match"] * np.log2(fg_mean / fg_l) + params["exposure_stops"])
+    colour = params["light_colour"] * light.colour_trust * np.log2(e_mean / e_l) - params["colour_match"] * np.log2(fg_mean / fg_l)
+    if params["albedo"] is not None:  # grey world: exposure to albedo x light (radiance rho E / pi)
+        exposure = params["exposure_match"] * math.log2(params["albedo"] * e_l / math.pi / fg_l)
+    else:  # ratio of lights, each against the light its plate was exposed for
+        up = np.array([0.0, 1.0, 0.0], np.float32)
+        e_ref = max(float((light.key(up) + light.ambient(up)) @ LUMA), 1e-6)
+        ratio = float(np.clip(math.log2(e_l / e_ref), *EXPOSURE_RANGE_STOPS))
+        exposure = params["exposure_match"] * light.fill_confidence * ratio - params["studio_stops"]
+    log_gain = exposure + colour + params["exposure_stops"]
     return ShotGrade((2.0 ** log_gain).astype(np.float32), e_mean.astype(np.float32),
                      fit_plate_shading(np.concatenate(normals), np.concatenate(lum)))
 
@@ -439,10 +457,10 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     softness = params["shadow_softness_deg"] if params["shadow_softness_deg"] is not None else light.softness_deg
     shadow, contact = environment_occlusion(env_depth, objects, light, camera, softness, params["contact_radius"])
     shadow = params["shadow_density"] * light.shadow_trust * shadow
-    contact = np.clip(params["contact"] * contact, 0.0, 1.0)
+    contact = np.clip(params["contact"] * light.camera_confidence * contact, 0.0, 1.0)
     env_ratio = environment_ratio(shadow, contact, light)
     env_out = env[..., :3] * env_ratio
-    relit = relight_ratio(masks, light, grade, camera, params["relight"])
+    relit = relight_ratio(masks, light, grade, camera, params["relight"] * light.confidence)
     fg = key[..., :3] * relit
     wrap = light_wrap(env_out, alpha, params["light_wrap_size"] * w, params["light_wrap"])
     rgb = fg + wrap + (1.0 - alpha[..., None]) * env_out

@@ -14,6 +14,7 @@ the centre of row v elevation 90 - (v + 0.5) / H * 180.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import cv2
@@ -21,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..camera import Camera, azimuth_elevation, light_direction
+from ..colour import LUMA_ACESCG
 from ..params import Num, Rgb, check_params, parse_json_object
 
 LIGHT_SPEC = {
@@ -49,7 +51,7 @@ def parse_light(text: str) -> dict | None:
 # constants (the documented defaults and thresholds)
 # ------------------------------------------------------------------------------------------------
 
-LUMA = np.array([0.2722287, 0.6740818, 0.0536895])  # ACEScg (AP1) luminance weights
+LUMA = LUMA_ACESCG  # ACEScg (AP1) luminance weights
 UP = np.array([0.0, 1.0, 0.0])
 ANALYSIS_SIZE = (128, 256)  # (H, W) of equirect analysis, ~1.4 degrees a pixel
 FRAME_WIDTH = 128  # environment-plate frames are analysed at this width
@@ -59,6 +61,9 @@ DEFAULT_KEY_TO_FILL = 3.0  # a sunny exterior, when nothing measures the ratio
 DEFAULT_SOFTNESS_DEG = 1.0  # a sun through some haze
 DEFAULT_UP_IRRADIANCE = np.pi  # nothing known: an 18% grey card facing up reads 0.18
 DEFAULT_CONFIDENCE = 0.2
+DEFAULT_CAMERA_CONFIDENCE = 0.3  # the default camera (1.6 m, level): right only by luck
+# key/fill split measured on an HDRI or probe (the key and its surroundings are seen whole)
+FILL_CONFIDENCE = {"light_probe": 0.9, "environment_hdri": 0.8}
 MIN_SOFTNESS_DEG = 0.25  # below the analysis resolution: about the sun's radius
 MIN_SPLIT_ELEVATION = 5.0  # degrees; a grazing key would need an unbounded intensity to light the ground
 KEY_PERCENTILE = 99.5  # bright regions: luminance above this percentile ...
@@ -434,6 +439,9 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
         intensity, source["intensity"] = k_guess * _up(ambient) / sin_split, m.kind
         notes.append(f"key_to_fill: default {k_guess} (not measured)")
     key_to_fill = min(intensity * sin_el / max(_up(ambient), 1e-12), 1000.0) if intensity > 0 else 0.0
+    fill_confidence = (1.0 if source["intensity"] == "sheet" else
+                       FILL_CONFIDENCE.get(m.kind, DEFAULT_CONFIDENCE) if m.up_irradiance is None else DEFAULT_CONFIDENCE)
+    colour_confidence = 1.0 if source["colour"] == "sheet" else PLATE_COLOUR_TRUST if m.kind == "environment_plate" else 1.0
     if "azimuth_deg" in sheet and intensity == 0:
         notes.append("the sheet gives a key direction but the environment shows no key: give key_to_fill to force one")
 
@@ -447,6 +455,9 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
         "key_to_fill": float(key_to_fill),
         "ambient_sh": [[float(v) for v in row] for row in ambient],
         "confidence": float(confidence),
+        # each estimate's confidence (0..1); harmonize scales each effect by what it rests on
+        "confidences": {"direction": float(confidence), "key_to_fill": float(fill_confidence),
+                        "colour": float(colour_confidence)},
         "notes": notes,
     }
 
@@ -497,20 +508,40 @@ class ShotLight:
     softness_deg: float
     confidence: float = 1.0  # in the direction: 1 given or measured, ~0.2 a guess
     colour_trust: float = 1.0  # how much of the ambient's colour is the light's (not the scene's paint)
+    fill_confidence: float = 1.0  # in the key/fill split and so the light's shape on the character
+    camera_confidence: float = 1.0  # in the camera (where the ground is): 1 given, lower estimated
 
     @classmethod
     def from_json(cls, light: dict) -> "ShotLight":
         d = np.asarray(light["direction"], np.float32)
+        conf = light.get("confidences") or {}
+        colour_trust = PLATE_COLOUR_TRUST if light.get("source", {}).get("ambient") == "environment_plate" else 1.0
         return cls(d / np.linalg.norm(d), float(light["intensity"]) * np.asarray(light["colour"], np.float32),
                    np.asarray(light["ambient_sh"], np.float32).reshape(9, 3), float(light.get("softness_deg") or 0.0),
-                   float(light.get("confidence", 1.0)),
-                   PLATE_COLOUR_TRUST if light.get("source", {}).get("ambient") == "environment_plate" else 1.0)
+                   float(light.get("confidence", 1.0)), float(conf.get("colour", colour_trust)),
+                   float(conf.get("key_to_fill", 1.0)), float(conf.get("camera", 1.0)))
 
     @property
     def shadow_trust(self) -> float:
-        """How dense a cast shadow may be: a shadow along a guessed direction is more likely wrong
-        than right (measured on the eval set's tune half), so it is drawn fainter."""
-        return min(1.0, 0.25 + self.confidence)
+        """How dense a cast shadow may be: a shadow along a guessed direction, or on a ground from a
+        guessed camera, is more likely wrong than right, so it is drawn fainter (none with no trust)."""
+        return float(np.clip(self.confidence, 0.0, 1.0) * np.clip(self.camera_confidence, 0.0, 1.0))
+
+    def trusted(self) -> "ShotLight":
+        """The light as far as it is known: the key/fill split pulled towards an even one (key = fill on
+        an upward surface) as its confidence drops (geometric mean, weight = ``fill_confidence``), the
+        light on an upward surface kept. A guessed ratio then casts moderate shadows and shades gently."""
+        up = np.array([0.0, 1.0, 0.0], np.float32)
+        k, a = float(self.key(up) @ LUMA), float(self.ambient(up) @ LUMA)
+        c = float(np.clip(self.fill_confidence, 0.0, 1.0))
+        if k <= 0 or a <= 0 or c >= 1:
+            return self
+        ratio = k / a
+        trusted_ratio = ratio ** c
+        key_scale = trusted_ratio / ratio * (k + a) / (k * trusted_ratio / ratio + a)
+        amb_scale = (k + a) / (k * trusted_ratio / ratio + a)
+        return dataclasses.replace(self, key_rgb=(self.key_rgb * key_scale).astype(np.float32),
+                                   ambient_sh=(self.ambient_sh * amb_scale).astype(np.float32), fill_confidence=1.0)
 
     def key(self, n: np.ndarray) -> np.ndarray:
         return np.clip(n @ self.direction, 0.0, None)[..., None] * self.key_rgb
