@@ -16,6 +16,7 @@ CONFIG = "ocio://studio-config-latest"
 WORKING_SPACE = "ACEScg"
 DEFAULT_DISPLAY = "sRGB - Display"
 DEFAULT_VIEW = "ACES 2.0 - SDR 100 nits (Rec.709)"
+LUMA_ACESCG = np.array([0.2722287, 0.6740818, 0.0536895])  # luminance (Y) weights of scene-linear ACEScg (AP1)
 
 
 @lru_cache(maxsize=4)

@@ -42,13 +42,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from PIL.PngImagePlugin import PngInfo
 
 from .. import colour
 from ..io import exr as exrio
 from ..atomic import atomic_path
 from ..errors import PlateError
 from ..frames import sample_indices
+from ..io.images import save_png, scale_to, tile_rows, upscale
 
 DEFAULT_MIN_HEIGHT = 360
 FFMPEG_THREADS = 2
@@ -151,18 +151,6 @@ def display_8bit(rgb: np.ndarray, *, display: str, view: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 
 
-def scale_factor(height: int, min_height: int | None) -> int:
-    """Smallest integer k with height * k >= min_height (1 when already tall enough or no minimum)."""
-    if not min_height or height >= min_height:
-        return 1
-    return math.ceil(min_height / height)
-
-
-def upscale(img: np.ndarray, k: int) -> np.ndarray:
-    """Nearest-neighbour integer upscale (each pixel -> a k x k block)."""
-    return img if k == 1 else np.repeat(np.repeat(img, k, axis=0), k, axis=1)
-
-
 def pad_even(img: np.ndarray) -> np.ndarray:
     """Pad an odd height/width by one replicated edge row/column (4:2:0 needs even sizes)."""
     h, w = img.shape[:2]
@@ -236,7 +224,7 @@ def desqueeze(img: np.ndarray, pixel_aspect: float) -> np.ndarray:
 def daily_frame(display_img: np.ndarray, *, shot: str, version, frame: int,
                 min_height: int | None = DEFAULT_MIN_HEIGHT, pixel_aspect: float = 1.0) -> tuple[np.ndarray, dict]:
     """One daily frame: desqueeze, upscale (integer, nearest), pad to even, burn in. Returns (image, boxes)."""
-    k = scale_factor(display_img.shape[0], min_height)
+    k = scale_to(display_img.shape[0], min_height)
     img = pad_even(upscale(desqueeze(display_img, pixel_aspect), k))
     return burn_in(img, top_left=f"{shot}  {version_label(version)}", bottom_right=f"{int(frame):04d}")
 
@@ -307,7 +295,7 @@ def make_daily(frame_files, out_mp4, *, shot: str, version, first_frame: int | N
     title = f"{shot} {vlabel}"
     comment = (f"cinecomp daily: frames {numbers[0]}-{numbers[-1]}, {display} / {view}, "
                + (f"desqueezed x{aspect:g}, " if aspect != 1.0 else "")
-               + f"x{scale_factor(src_h, min_height)} nearest upscale")
+               + f"x{scale_to(src_h, min_height)} nearest upscale")
 
     with atomic_path(out_mp4, suffix=".mp4") as tmp, tempfile.TemporaryFile() as errlog:
         cmd = ffmpeg_command(tmp, out_w, out_h, fps=fps, title=title, comment=comment, display=display)
@@ -343,7 +331,7 @@ def make_daily(frame_files, out_mp4, *, shot: str, version, first_frame: int | N
     return {
         "path": str(out_mp4), "frames": len(files), "first_frame": numbers[0], "last_frame": numbers[-1],
         "source_size": (src_w, src_h), "size": (out_w, out_h), "pixel_aspect": aspect,
-        "scale": scale_factor(src_h, min_height),
+        "scale": scale_to(src_h, min_height),
         "fps": float(fps), "codec": "h264", "pix_fmt": "yuv420p", "crf": CRF, "display": display, "view": view,
         "title": title, "burn_in": boxes0, "command": [*cmd[:-1], str(out_mp4)],
     }
@@ -399,33 +387,23 @@ def make_contact_sheet(frame_files, out_png, *, shot: str, version, columns: int
     title_font, label_font = _font(title_size), _font(label_size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     tx0, ty0, tx1, ty1 = _text_box(probe, title_font, title)
-    width = max(gap + cols * (tw + gap), (tx1 - tx0) + 2 * gap)
-    height = title_h + rows * (th + label_h + gap) + gap
+    pils = [Image.fromarray(img) for img in thumbs]
+    pils = [p if p.size == (tw, th) else p.resize((tw, th), Image.Resampling.LANCZOS) for p in pils]
+    sheet, boxes = tile_rows([pils[r * cols:(r + 1) * cols] for r in range(rows)], gap=gap, top=title_h,
+                             row_foot=label_h, bottom=gap, min_width=(tx1 - tx0) + 2 * gap, background=(28, 28, 28))
+    width, height = sheet.size
 
-    sheet = Image.new("RGB", (width, height), (28, 28, 28))
     draw = ImageDraw.Draw(sheet)
     draw.text((gap - tx0, (title_h - (ty1 - ty0)) // 2 - ty0), title, font=title_font, fill=(240, 240, 240))
     cells = []
-    for k, (i, img) in enumerate(zip(picks, thumbs)):
-        r, c = divmod(k, cols)
-        x0 = gap + c * (tw + gap)
-        y0 = title_h + r * (th + label_h + gap)
-        pil = Image.fromarray(img)
-        if pil.size != (tw, th):
-            pil = pil.resize((tw, th), Image.Resampling.LANCZOS)
-        sheet.paste(pil, (x0, y0))
+    for i, (x0, y0, x1, y1) in zip(picks, (box for row in boxes for box in row)):
         label = f"{numbers[i]:04d}"
         lx0, ly0, lx1, ly1 = _text_box(draw, label_font, label)
-        draw.text((x0 + (tw - (lx1 - lx0)) // 2 - lx0, y0 + th + (label_h - (ly1 - ly0)) // 2 - ly0), label,
+        draw.text((x0 + (tw - (lx1 - lx0)) // 2 - lx0, y1 + (label_h - (ly1 - ly0)) // 2 - ly0), label,
                   font=label_font, fill=(220, 220, 220))
-        cells.append((numbers[i], (x0, y0, x0 + tw, y0 + th)))
+        cells.append((numbers[i], (x0, y0, x1, y1)))
 
-    meta = PngInfo()
-    meta.add_text("Title", title)
-    meta.add_text("Software", "cinecomp")
-    meta.add_text("Comment", f"{display} / {view}")
-    with atomic_path(out_png, suffix=".png") as tmp:
-        sheet.save(tmp, format="PNG", pnginfo=meta)
+    save_png(sheet, out_png, {"Title": title, "Software": "cinecomp", "Comment": f"{display} / {view}"})
     return {
         "path": str(out_png), "size": (width, height), "frames": [numbers[i] for i in picks],
         "total_frames": len(files), "columns": cols, "rows": rows, "thumb_size": (tw, th),
@@ -435,4 +413,4 @@ def make_contact_sheet(frame_files, out_png, *, shot: str, version, columns: int
 
 
 __all__ = ["make_daily", "make_contact_sheet", "read_display", "burn_in", "daily_frame", "frame_numbers",
-           "sample_indices", "scale_factor", "ffmpeg_command", "version_label", "DEFAULT_MIN_HEIGHT"]
+           "sample_indices", "ffmpeg_command", "version_label", "DEFAULT_MIN_HEIGHT"]
