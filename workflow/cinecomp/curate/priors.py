@@ -28,10 +28,11 @@ import cv2
 import numpy as np
 
 from ..camera import Camera, light_direction
+from ..colour import LUMA_ACESCG
 from ..composite.harmonize import object_normals
 from ..perception.light import ShotLight
 
-LUMA = np.array([0.2722287, 0.6740818, 0.0536895], np.float32)
+LUMA = LUMA_ACESCG.astype(np.float32)
 SCREEN_RGB = np.array([0.045, 0.30, 0.055], np.float32)  # ACEScg chroma green (the demo's studio screen)
 EPS = 1e-4
 

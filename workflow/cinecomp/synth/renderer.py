@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import colour
+from ..colour import LUMA_ACESCG
 from ..io import exr as exrio
 from ..atomic import atomic_path
 from ..camera import azimuth_elevation
@@ -38,7 +39,6 @@ SRGB = "sRGB Encoded Rec.709 (sRGB)"
 SKIN, SHIRT, TROUSERS, BOX = 1, 2, 3, 4
 ALBEDO = {SKIN: (0.62, 0.38, 0.26), SHIRT: (0.12, 0.16, 0.55), TROUSERS: (0.22, 0.17, 0.12), BOX: (0.62, 0.30, 0.08)}
 FAR = 1.0e4
-LUMA = np.array([0.2722287, 0.6740818, 0.0536895])  # ACEScg luminance
 # Real environments (read-only shared data); absent -> procedural sky, no photo backdrop.
 BACKGROUNDS = Path(os.environ.get("CINECOMP_BACKGROUNDS", SHARED_DATA / "backgrounds"))
 AMBIENT_TARGET = 0.5  # luminance of the fill an HDRI or photo gives at env_gain 1
@@ -261,14 +261,14 @@ def _load_hdri(path: str) -> tuple[np.ndarray, np.ndarray]:
     img = colour.convert(img, "Linear Rec.709 (sRGB)", colour.WORKING_SPACE).astype(np.float64)
     h, w = img.shape[:2]
     lat = (0.5 - (np.arange(h) + 0.5) / h) * np.pi
-    lum = img @ LUMA
+    lum = img @ LUMA_ACESCG
     up = lat > 0
     clip = HDRI_CLIP * np.median(lum[up])
     fill = img * np.minimum(1.0, clip / np.maximum(lum, 1e-9))[..., None]
     # cosine-weighted upper hemisphere / pi: the irradiance of a surface facing up, as a radiance
     weight = np.where(up, np.sin(lat) * np.cos(lat), 0.0) * (2 * np.pi / w) * (np.pi / h) / np.pi
     ambient = (fill * weight[:, None, None]).sum(axis=(0, 1))
-    gain = AMBIENT_TARGET / float(ambient @ LUMA)
+    gain = AMBIENT_TARGET / float(ambient @ LUMA_ACESCG)
     return (img * gain).astype(np.float32), ambient * gain
 
 
@@ -280,7 +280,7 @@ def hdri_sun(name: str) -> tuple[float, float] | None:
     if path is None:
         return None
     img, _ = _load_hdri(str(path))
-    lum = cv2.GaussianBlur((img @ LUMA.astype(np.float32)), (0, 0), 2)
+    lum = cv2.GaussianBlur((img @ LUMA_ACESCG.astype(np.float32)), (0, 0), 2)
     y, x = np.unravel_index(int(np.argmax(lum)), lum.shape)
     h, w = lum.shape
     return float(((x + 0.5) / w - 0.5) * 360.0), float((0.5 - (y + 0.5) / h) * 180.0)
@@ -312,7 +312,7 @@ def _load_photo(path: str) -> np.ndarray:
         im.thumbnail((640, 640))
         rgb = np.asarray(im, np.float32) / 255.0
     lin = colour.convert(rgb, SRGB, colour.WORKING_SPACE).astype(np.float64)
-    return (lin * PHOTO_TARGET / float(lin.reshape(-1, 3).mean(0) @ LUMA)).astype(np.float32)
+    return (lin * PHOTO_TARGET / float(lin.reshape(-1, 3).mean(0) @ LUMA_ACESCG)).astype(np.float32)
 
 
 def _hdri(scene):
@@ -342,7 +342,7 @@ def scene_ambient(scene) -> np.ndarray:
         return hdri[1] * scene.env_gain
     if photo is not None:
         mean = photo.reshape(-1, 3).mean(0).astype(np.float64)
-        return mean / float(mean @ LUMA) * AMBIENT_TARGET * scene.env_gain
+        return mean / float(mean @ LUMA_ACESCG) * AMBIENT_TARGET * scene.env_gain
     return 0.5 * (np.asarray(scene.sky_zenith) + np.asarray(scene.sky_horizon))
 
 
@@ -507,13 +507,13 @@ def scene_light(scene: DemoScene, frames: int | None = None) -> dict:
     else:
         direction, rgb = np.asarray(scene.sun_dir, np.float64), np.asarray(scene.sun_rgb, np.float64)
     az, el = azimuth_elevation(to_camera_world(direction, scene, point=False))
-    lum = float(rgb @ LUMA)
+    lum = float(rgb @ LUMA_ACESCG)
     return {"azimuth_deg": round(az, 3), "elevation_deg": round(el, 3),
             # the renderer's surfaces reflect albedo x irradiance; physically (light.py) radiance is
             # albedo x E / pi, so the irradiance a survey would measure is pi times the renderer's
             "colour": [round(float(c), 4) for c in rgb / lum], "intensity": round(np.pi * lum, 4),
             "softness_deg": round(float(np.degrees(np.arctan(1.0 / scene.shadow_k))), 3),
-            "key_to_fill": round(lum * np.sin(np.radians(el)) / float(amb @ LUMA), 4)}
+            "key_to_fill": round(lum * np.sin(np.radians(el)) / float(amb @ LUMA_ACESCG), 4)}
 
 
 # ---------------------------------------------------------------- files
