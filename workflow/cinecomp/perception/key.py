@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from ..io import exr as exrio
+from ..colour import LUMA_ACESCG
 from ..errors import PlateError
 from ..params import Choice, Flag, Num, Rgb, check_params
 
@@ -44,6 +45,7 @@ SCREEN_HUE, SCREEN_LEVEL = 0.85, 0.2
 CORE_LEVEL, CORE_SIZE = 0.8, 3  # fg_model: solid interiors (alpha >= 0.8, eroded 3x3) stay opaque
 FG_BLUR, FG_MAX = 0.05, 2.0  # fg_model: smoothing (fraction of the width) and largest correction
 SCREEN_MODELS = ("fit", "smooth", "off")
+REFINE_LUMA = LUMA_ACESCG.round(4).astype(np.float32)  # refine: the guide's luminance, to 4 places as the keyer was tuned
 
 
 @dataclass(frozen=True)
@@ -331,7 +333,7 @@ class ChromaKeyer:
         alpha = self.fg_correct(alpha) if p.fg_model > 0 else np.clip(alpha, 0.0, 1.0)
         alpha = np.clip((alpha - p.clip_black) / (p.clip_white - p.clip_black), 0.0, 1.0)
         if p.refine:
-            lum = rgb @ np.array([0.2722, 0.6741, 0.0537], np.float32)
+            lum = rgb @ REFINE_LUMA
             lum = lum / max(float(lum.max()), 1e-6)
             band = cv2.dilate(((alpha > 0.02) & (alpha < 0.98)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
             refined = np.clip(guided_filter(lum, alpha, p.refine_radius, p.refine_eps), 0.0, 1.0)
@@ -400,15 +402,27 @@ def key_shot(plate_files, out_files, params, attrs: dict | None = None, compress
     means = []
     for src, dst in zip(plate_files, out_files):
         alpha, fg = keyer.key(exrio.read_rgba(src)[..., :3])
-        a = dict(attrs or {})
-        m = re.search(r"\.(\d+)\.exr$", Path(dst).name)
-        if m:
-            a["frame"] = int(m.group(1))
-        a["keyScreen"] = ",".join(f"{c:.5f}" for c in screen)
-        chans = {c: fg[..., i].astype(np.float16) for i, c in enumerate("RGB")}
-        chans["A"] = alpha.astype(np.float16)
-        exrio.write_exr(dst, chans, compression=compression, attrs=a, pixel_aspect=aspect)
+        write_key_frame(dst, fg, alpha, screen, attrs, aspect, compression)
         means.append(float(alpha.mean()))
     return {"screen": screen.tolist(), "screen_coverage": coverage, "frames": len(out_files),
             "mean_alpha": float(np.mean(means)) if means else 0.0, "pixel_aspect": aspect,
-            "params": {k: v for k, v in dataclasses.asdict(params).items() if k != "extra"}}
+            "params": params_summary(params)}
+
+
+def write_key_frame(dst, fg: np.ndarray, alpha: np.ndarray, screen, attrs: dict | None, aspect: float,
+                    compression: str = "zip") -> None:
+    """One key frame file, every key backend's: R,G,B (premultiplied, despilled fg) + A as half, the
+    shot's attrs plus ``frame`` (from the file name's ``.NNNN.exr``) and ``keyScreen``, the plate's pixel aspect."""
+    a = dict(attrs or {})
+    m = re.search(r"\.(\d+)\.exr$", Path(dst).name)
+    if m:
+        a["frame"] = int(m.group(1))
+    a["keyScreen"] = ",".join(f"{c:.5f}" for c in screen)
+    chans = {c: fg[..., i].astype(np.float16) for i, c in enumerate("RGB")}
+    chans["A"] = alpha.astype(np.float16)
+    exrio.write_exr(dst, chans, compression=compression, attrs=a, pixel_aspect=aspect)
+
+
+def params_summary(params: KeyParams) -> dict:
+    """The key parameters as a stage reports them (without ``extra``)."""
+    return {k: v for k, v in dataclasses.asdict(params).items() if k != "extra"}

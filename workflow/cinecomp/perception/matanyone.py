@@ -19,16 +19,12 @@ everywhere. The foreground is the keyer's unmix + despill for that alpha, so the
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from pathlib import Path
-
 import cv2
 import numpy as np
 
 from ..io import exr as exrio
 from ..errors import PlateError
-from .key import ChromaKeyer, KeyParams, prepare_key_shot
+from .key import ChromaKeyer, KeyParams, params_summary, prepare_key_shot, write_key_frame
 
 
 def _display(rgb: np.ndarray) -> np.ndarray:
@@ -156,18 +152,11 @@ def matanyone_key_shot(plate_files, out_files, params, *, settings: dict, attrs:
             alpha_m = matter.step(_display(rgb))
         alpha = combine(alpha_m, alpha_c, params)
         fg = keyer.unmix(rgb, alpha)
-        a = dict(attrs or {})
-        m = re.search(r"\.(\d+)\.exr$", Path(dst).name)
-        if m:
-            a["frame"] = int(m.group(1))
-        a["keyScreen"] = ",".join(f"{c:.5f}" for c in screen)
-        chans = {c: fg[..., k].astype(np.float16) for k, c in enumerate("RGB")}
-        chans["A"] = alpha.astype(np.float16)
-        exrio.write_exr(dst, chans, compression=compression, attrs=a, pixel_aspect=aspect)
+        write_key_frame(dst, fg, alpha, screen, attrs, aspect, compression)
         means.append(float(alpha.mean()))
         agreement.append(float(np.abs(alpha_m - alpha_c).mean()))
     return {"backend": "matanyone", "package": matter.package, "device": matter.device.type,
             "screen": screen.tolist(), "screen_coverage": coverage, "frames": len(out_files),
             "mean_alpha": float(np.mean(means)) if means else 0.0,
             "mean_abs_diff_to_chroma": float(np.mean(agreement)) if agreement else 0.0, "pixel_aspect": aspect,
-            "params": {k: v for k, v in dataclasses.asdict(params).items() if k != "extra"}}
+            "params": params_summary(params)}
