@@ -6,7 +6,8 @@ import numpy as np
 import OpenEXR
 
 from cinecomp.io import exr as exrio
-from cinecomp.composite.assemble import MASK_LAYERS, key_only_trimask, write_comp_frame
+from cinecomp.composite.assemble import MASK_LAYERS, write_comp_frame
+from cinecomp.perception.masks import key_only_trimask
 from cinecomp.composite.over import over
 
 

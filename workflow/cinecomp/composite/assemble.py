@@ -13,12 +13,6 @@ from ..io.exr import write_exr
 MASK_LAYERS = ("mask.character", "mask.prop", "mask.environment")
 
 
-def key_only_trimask(alpha: np.ndarray) -> dict[str, np.ndarray]:
-    """Tri-mask until the mask stage exists: character = alpha, prop = 0, environment = 1 - alpha."""
-    a = np.clip(alpha.astype(np.float32), 0.0, 1.0)
-    return {"mask.character": a, "mask.prop": np.zeros_like(a), "mask.environment": 1.0 - a}
-
-
 def write_comp_frame(path, beauty_rgba: np.ndarray, masks: dict[str, np.ndarray], depth: np.ndarray | None,
                      *, frame: int, compression: str, attrs: dict, extra: dict | None = None) -> None:
     """``extra``: more layers kept in their own pixel type (e.g. harmonize.*, diffusion.Z)."""

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from ..io import exr as exrio
-from ..composite.assemble import MASK_LAYERS, key_only_trimask
+from ..composite.assemble import MASK_LAYERS
 from ..colour import WORKING_SPACE, convert
 from ..composite.over import over
 from ..frames import frame_path
+from ..perception.masks import key_only_trimask
 from .errors import DiffusionInputError
 
 SPATIAL_MULTIPLE = 16  # VAE 8x times the transformer's 2x2 patch

@@ -31,6 +31,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from ..io import exr as exrio
+from ..colour import LUMA_ACESCG
 from ..frames import frame_ranges
 from ..io.plates import read_image
 
@@ -42,7 +43,7 @@ HINT_FIX = (f"use frame:x0,y0,x1,y1 (a box in plate pixels, x right, y down) lik
 POINTS_NEED_SAM2 = ("prop_hint clicks (frame:points:...) prompt the sam2 masks backend; the track backend "
                     "needs a box or a mask image (fix: set masks_backend to sam2, or give a box)")
 WORK_WIDTH = 960  # tracking resolution cap (pixels); the masks are written at the key's resolution
-LUMA = np.array([0.2722, 0.6741, 0.0537], np.float32)  # ACEScg luminance weights
+LUMA = LUMA_ACESCG.round(4).astype(np.float32)  # ACEScg luminance, to 4 places as the tracker was tuned
 
 
 # ------------------------------------------------------------------------------------------------
@@ -401,6 +402,56 @@ def trimask(alpha: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     return {"mask.character": alpha - prop, "mask.prop": prop, "mask.environment": (1.0 - alpha).astype(np.float32)}
 
 
+NO_HINT = "no prop_hint: character = alpha, prop = 0"
+
+
+def key_only_trimask(alpha: np.ndarray) -> dict[str, np.ndarray]:
+    """The tri-mask without a prop hint (every backend's, and the diffusion stage's before the mask stage
+    exists): character = alpha, prop = 0, environment = 1 - alpha (float32, alpha clipped to [0, 1])."""
+    a = np.clip(alpha.astype(np.float32), 0.0, 1.0)
+    return {"mask.character": a, "mask.prop": np.zeros_like(a), "mask.environment": 1.0 - a}
+
+
+class TrimaskFiles:
+    """The tri-mask EXRs of one shot, one per key frame, as every masks backend writes them, and the
+    prop's area per frame for the stage's report."""
+
+    def __init__(self, key_frames: list[tuple[int, Path]], out_files: list[Path], attrs: dict):
+        if not key_frames or len(key_frames) != len(out_files):
+            raise ValueError(f"{len(key_frames)} key frames and {len(out_files)} output files "
+                             "(fix: rerun the key rule; one output per key frame)")
+        self.key_files = [Path(p) for _, p in key_frames]
+        self.out_files, self.attrs = list(out_files), attrs
+        self.frames = [int(f) for f, _ in key_frames]
+        self.area: dict[int, float] = {}
+
+    def write(self, i: int, masks: dict[str, np.ndarray]) -> None:
+        exrio.write_exr(self.out_files[i], masks, compression="zip", attrs={**self.attrs, "frame": self.frames[i]})
+        self.area[self.frames[i]] = round(float(masks["mask.prop"].mean()), 6)
+
+    def write_key_only(self) -> None:
+        """No hint: every frame's tri-mask is its key's alpha (key_only_trimask)."""
+        for i, path in enumerate(self.key_files):
+            self.write(i, key_only_trimask(_read_key(path)[0]))
+
+    def hint_index(self, hint: dict) -> int:
+        """The index of the hint's frame (the shot's first when the hint names none)."""
+        frames = self.frames
+        start = frames[0] if hint.get("frame") is None else int(hint["frame"])
+        if start not in frames:
+            raise ValueError(f"prop_hint frame {start} is not among the key frames {frames[0]}-{frames[-1]} "
+                             "(fix: give a frame of the shot)")
+        return frames.index(start)
+
+    def area_report(self, hint: dict | None) -> dict:
+        """The prop's area (fraction of the frame: min, mean, max and their frames) and the frames without any prop."""
+        frames, area = self.frames, self.area
+        lo, hi = min(frames, key=area.get), max(frames, key=area.get)
+        return {"prop_area": {"min": area[lo], "min_frame": lo, "mean": round(float(np.mean(list(area.values()))), 6),
+                              "max": area[hi], "max_frame": hi},
+                "frames_without_prop": frame_ranges([f for f in frames if area[f] == 0.0]) if hint else ""}
+
+
 def _seed(hint: dict, plate_size, fg, alpha, bins, base_dir) -> np.ndarray:
     """p on the hint frame at the working resolution of ``alpha``."""
     h, w = alpha.shape
@@ -423,11 +474,8 @@ def track_masks(key_frames: list[tuple[int, Path]], out_files: list[Path], *, hi
     """Write one tri-mask EXR per key frame (see the module doc). The report: frames, the hint, how the
     prop was tracked, how often each motion model served (similarity / flow / hold / lost), the prop's
     area (fraction of the frame: min, mean, max and their frames) and the frames without any prop."""
-    if not key_frames or len(key_frames) != len(out_files):
-        raise ValueError(f"{len(key_frames)} key frames and {len(out_files)} output files "
-                         "(fix: rerun the key rule; one output per key frame)")
-    frames = [int(f) for f, _ in key_frames]
-    area: dict[int, float] = {}
+    files = TrimaskFiles(key_frames, out_files, attrs)
+    frames = files.frames
 
     def load(i):
         alpha, fg = _read_key(key_frames[i][1])
@@ -436,23 +484,15 @@ def track_masks(key_frames: list[tuple[int, Path]], out_files: list[Path], *, hi
         return alpha, a_w, fg_w, _flow_image(fg_w), colour_bins(fg_w, a_w)
 
     def write(i, alpha, p_work):
-        p = _resize(p_work, (alpha.shape[1], alpha.shape[0]))
-        masks = trimask(alpha, p)
-        exrio.write_exr(out_files[i], masks, compression="zip", attrs={**attrs, "frame": frames[i]})
-        area[frames[i]] = round(float(masks["mask.prop"].mean()), 6)
+        files.write(i, trimask(alpha, _resize(p_work, (alpha.shape[1], alpha.shape[0]))))
 
     if hint is None:
-        for i in range(len(frames)):
-            alpha = _read_key(key_frames[i][1])[0]
-            write(i, alpha, np.zeros_like(alpha))
-        how = "no prop_hint: character = alpha, prop = 0"
+        files.write_key_only()
+        how = NO_HINT
         motion = {}
     else:
-        start = frames[0] if hint.get("frame") is None else int(hint["frame"])
-        if start not in frames:
-            raise ValueError(f"prop_hint frame {start} is not among the key frames {frames[0]}-{frames[-1]} "
-                             "(fix: give a frame of the shot)")
-        h0 = frames.index(start)
+        h0 = files.hint_index(hint)
+        start = frames[h0]
         alpha, a_w, fg_w, img, bins = load(h0)
         p0 = _seed(hint, plate_size, fg_w, a_w, bins, base_dir)
         if log is not None and not (p0 > 0.5).any():
@@ -469,8 +509,5 @@ def track_masks(key_frames: list[tuple[int, Path]], out_files: list[Path], *, hi
                 motion[k] = motion.get(k, 0) + v
         how = (f"seeded by the {'box' if 'box' in hint else 'mask'} on frame {start}, followed forwards and "
                "backwards with DIS optical flow (similarity fit, else dense warp) and a prop/character colour model")
-    lo, hi = min(frames, key=area.get), max(frames, key=area.get)
     return {"backend": "track", "frames": len(frames), "hint": hint, "tracking": how, "motion": motion,
-            "prop_area": {"min": area[lo], "min_frame": lo, "mean": round(float(np.mean(list(area.values()))), 6),
-                          "max": area[hi], "max_frame": hi},
-            "frames_without_prop": frame_ranges([f for f in frames if area[f] == 0.0]) if hint else ""}
+            **files.area_report(hint)}

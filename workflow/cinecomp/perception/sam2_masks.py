@@ -28,9 +28,7 @@ from unittest import mock
 
 import numpy as np
 
-from ..io import exr as exrio
-from ..frames import frame_ranges
-from .masks import _mask_file, _read_key, read_hint_mask, trimask
+from .masks import NO_HINT, TrimaskFiles, _mask_file, _read_key, read_hint_mask, trimask
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # the predictor's input normalisation (ImageNet)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -180,31 +178,16 @@ def sam2_masks(key_frames: list[tuple[int, Path]], out_files: list[Path], *, hin
                log=None, predictor=None) -> dict:
     """Write one tri-mask EXR per key frame with SAM 2 (see the module doc); the report as
     masks.track_masks'. ``settings``: config.yaml's perception.sam2 plus ``device``."""
-    if not key_frames or len(key_frames) != len(out_files):
-        raise ValueError(f"{len(key_frames)} key frames and {len(out_files)} output files "
-                         "(fix: rerun the key rule; one output per key frame)")
-    frames_no = [int(f) for f, _ in key_frames]
-    area: dict[int, float] = {}
-
-    def write(i, alpha, p):
-        masks = trimask(alpha, p)
-        exrio.write_exr(out_files[i], masks, compression="zip", attrs={**attrs, "frame": frames_no[i]})
-        area[frames_no[i]] = round(float(masks["mask.prop"].mean()), 6)
-
-    report = {"backend": "sam2", "frames": len(frames_no), "hint": hint}
+    files = TrimaskFiles(key_frames, out_files, attrs)
+    report = {"backend": "sam2", "frames": len(files.frames), "hint": hint}
     if hint is None:  # nothing to separate: character = alpha
-        for i in range(len(frames_no)):
-            alpha = _read_key(key_frames[i][1])[0]
-            write(i, alpha, np.zeros_like(alpha))
-        report["tracking"] = "no prop_hint: character = alpha, prop = 0 (SAM 2 not run)"
+        files.write_key_only()
+        report["tracking"] = f"{NO_HINT} (SAM 2 not run)"
     else:
         import torch
 
-        start = frames_no[0] if hint.get("frame") is None else int(hint["frame"])
-        if start not in frames_no:
-            raise ValueError(f"prop_hint frame {start} is not among the key frames {frames_no[0]}-{frames_no[-1]} "
-                             "(fix: give a frame of the shot)")
-        h0 = frames_no.index(start)
+        h0 = files.hint_index(hint)
+        start = files.frames[h0]
         if predictor is None:
             predictor = load_predictor(settings["config"], settings["checkpoint"], settings.get("device", "auto"))
         device = predictor.device
@@ -225,15 +208,12 @@ def sam2_masks(key_frames: list[tuple[int, Path]], out_files: list[Path], *, hin
                         p = torch.sigmoid(logits[0, 0].float()).cpu().numpy()
                     else:
                         p = prop_share(logits[order])
-                    write(i, frames.key(i)[0], p)
+                    files.write(i, trimask(frames.key(i)[0], p))
                     _trim_memory(predictor, state, i, h0, reverse, keep)
-        if log is not None and area.get(start, 0.0) == 0.0:
+        if log is not None and files.area.get(start, 0.0) == 0.0:
             log.warning("SAM 2 finds no prop inside the key on the hint frame %d", start)
         report.update(tracking=f"SAM 2 ({Path(settings['config']).name}) on {device.type}: prop prompted by the "
                                f"{prompted['prop']} on frame {start}, propagated forwards and backwards, "
                                "intersected with the key", prompts=prompted)
-    lo, hi = min(frames_no, key=area.get), max(frames_no, key=area.get)
-    report["prop_area"] = {"min": area[lo], "min_frame": lo, "mean": round(float(np.mean(list(area.values()))), 6),
-                           "max": area[hi], "max_frame": hi}
-    report["frames_without_prop"] = frame_ranges([f for f in frames_no if area[f] == 0.0]) if hint else ""
+    report.update(files.area_report(hint))
     return report
