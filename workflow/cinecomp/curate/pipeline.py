@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CinecompError
+from ..errors import ProblemsError
 from ..params import Num, check_params
 
 SRGB = "sRGB Encoded Rec.709 (sRGB)"
@@ -72,13 +72,8 @@ CURATE_SPEC = {
 CURATE_FIX = "docs/curation.md lists every setting, e.g. {\"window\": 17, \"width\": 320}"
 
 
-class CurateError(CinecompError):
+class CurateError(ProblemsError):
     """A clips sheet or settings that cannot be curated; ``problems`` lists each with its fix."""
-
-    def __init__(self, where, problems: list[str]):
-        self.where, self.problems = str(where), list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{where} has {len(self.problems)} problem(s):\n{lines}")
 
 
 def check_settings(settings: dict | None) -> dict:
@@ -687,43 +682,31 @@ def write_contact_sheet(path, clip_id: str, entries: list, plate=None, scale: in
     keyed input | environment | effect, labelled with the window's status and reasons."""
     from PIL import Image, ImageDraw
 
-    from ..atomic import atomic_path
+    from ..io.images import save_png, scale_to, tile_rows, upscale
 
-    if not entries:
-        entries = []
-    rows_img = []
-    for row, pair in entries:
+    rows, labels, names = [], [], []
+    for row, pair in entries or []:
         s = pair["sample"]
         i = len(s["target_rgb"]) // 2
         cols = pair_columns(s, i, pair.get("green"), pair.get("alpha"))
-        h, w = cols[0][1].shape[:2]
-        k = scale or max(1, int(np.ceil(160 / w)))
-        tiles = [np.kron((np.clip(c, 0, 1) * 255).astype(np.uint8), np.ones((k, k, 1), np.uint8)) for _, c in cols]
-        strip = np.concatenate(tiles, 1)
-        band = np.zeros((18, strip.shape[1], 3), np.uint8)
-        rows_img.append(np.concatenate([band, strip], 0))
-        rows_img[-1] = (rows_img[-1], f"{row['key']} {row['first_frame']}-{row['last_frame']}: {row['status']}"
-                        + (f" ({row['reasons']})" if row.get("reasons") else ""), [n for n, _ in cols], w * k)
-    if not rows_img:
+        k = scale or scale_to(cols[0][1].shape[1], 160)
+        rows.append([upscale((np.clip(c, 0, 1) * 255).astype(np.uint8), k) for _, c in cols])
+        labels.append(f"{row['key']} {row['first_frame']}-{row['last_frame']}: {row['status']}"
+                      + (f" ({row['reasons']})" if row.get("reasons") else ""))
+        names = names or [n for n, _ in cols]
+    if not rows:
         img = Image.new("RGB", (480, 40), (20, 20, 20))
         ImageDraw.Draw(img).text((6, 12), f"{clip_id}: no window to show", fill=(230, 230, 230))
-    else:
-        width = max(r[0].shape[1] for r in rows_img)
-        head = np.zeros((16, width, 3), np.uint8)
-        arr = np.concatenate([head] + [np.pad(r[0], ((0, 0), (0, width - r[0].shape[1]), (0, 0))) for r in rows_img], 0)
-        img = Image.fromarray(arr)
+    else:  # a header band of column names, then per window a band with its label over its tiles
+        img, boxes = tile_rows(rows, top=16, row_head=18)
         d = ImageDraw.Draw(img)
-        for j, name in enumerate(rows_img[0][2]):
-            d.text((j * rows_img[0][3] + 4, 2), name, fill=(230, 230, 230))
-        y = 16
-        for r in rows_img:
-            ok = "accepted" in r[1].split(":")[1][:10]
-            d.text((4, y + 3), r[1][:200], fill=(140, 230, 140) if ok else (240, 140, 120))
-            y += r[0].shape[0]
+        for name, (x0, *_) in zip(names, boxes[0]):
+            d.text((x0 + 4, 2), name, fill=(230, 230, 230))
+        for label, row_boxes in zip(labels, boxes):
+            ok = "accepted" in label.split(":")[1][:10]
+            d.text((4, row_boxes[0][1] - 18 + 3), label[:200], fill=(140, 230, 140) if ok else (240, 140, 120))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    save_png(img, path)
     return path
 
 

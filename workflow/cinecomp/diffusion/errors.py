@@ -1,17 +1,10 @@
 """Errors raised by the diffusion engine; each names the file or input and says how to fix it."""
 
-from ..errors import CinecompError
+from ..errors import CinecompError, FileError
 
 
-class CheckpointError(CinecompError, ValueError):
+class CheckpointError(FileError, ValueError):
     """A model directory cannot be used (missing, incomplete, or the wrong kind of checkpoint)."""
-
-    def __init__(self, path, problem: str, fix: str = ""):
-        self.path, self.problem, self.fix = str(path), problem, fix
-        msg = f"{path}: {problem}"
-        if fix:
-            msg += f" (fix: {fix})"
-        super().__init__(msg)
 
 
 class DiffusionInputError(CinecompError, ValueError):
