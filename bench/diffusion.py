@@ -100,8 +100,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))  # this checkout's cinecomp
+
+from cinecomp.layout import REPO  # noqa: E402
 
 SIZE = 64  # frames are SIZE x SIZE: 8x8 latents, 4x4 tokens per latent frame
 WINDOW = 17  # 5 latent frames => 80 tokens per window (divisible by 2 ranks)

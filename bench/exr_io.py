@@ -55,8 +55,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))  # this checkout's cinecomp
+
+from cinecomp.layout import REPO  # noqa: E402
 
 import OpenEXR  # noqa: E402
 

@@ -28,8 +28,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))  # this checkout's cinecomp
+
+from cinecomp.layout import REPO  # noqa: E402
 
 RULES = {"key": ("chroma", "matanyone"), "masks": ("track", "sam2"), "depth": ("ground", "model")}
 FIRST = 1001

@@ -24,8 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))  # this checkout's cinecomp
+
+from cinecomp.layout import REPO  # noqa: E402
 
 PROOF_TRANSFORMER = dict(num_attention_heads=4, attention_head_dim=16, ffn_dim=256, num_layers=4, freq_dim=32,
                          rope_max_seq_len=64)
