@@ -1,19 +1,19 @@
 # Composite + key + masks + depth -> <shot>/v###/comp/<shot>_comp_v###.####.exr, one multi-layer EXR per
-# frame: a published version, never overwritten (common.smk skips a version that is published).
+# frame: a published version, never overwritten (targets.smk skips a version that is published).
 
 
 rule assemble:
     input:
-        composite=f"{RESULTS}/{{shot}}/composite",
-        key=f"{RESULTS}/{{shot}}/key",
-        masks=f"{RESULTS}/{{shot}}/masks",
-        depth=f"{RESULTS}/{{shot}}/depth",
+        composite=layout.work_dir(RESULTS, "{shot}", "composite"),
+        key=layout.work_dir(RESULTS, "{shot}", "key"),
+        masks=layout.work_dir(RESULTS, "{shot}", "masks"),
+        depth=layout.work_dir(RESULTS, "{shot}", "depth"),
     output:
-        directory(f"{RESULTS}/{{shot}}/v{{version}}/comp"),
+        directory(layout.comp_dir(RESULTS, "{shot}", "{version}")),
     log:
-        f"{RESULTS}/logs/assemble/{{shot}}_v{{version}}.log",
+        layout.log_file(RESULTS, "assemble", "{shot}", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/assemble/{{shot}}_v{{version}}.tsv"
+        layout.benchmark_file(RESULTS, "assemble", "{shot}", "{version}")
     conda:
         "../envs/core.yaml"
     resources:

@@ -5,11 +5,11 @@
 # The text encoder runs here, once per shot; the inference ranks only load the cached embeddings.
 rule prompt_embeds:
     output:
-        f"{RESULTS}/{{shot}}/diffusion/prompt_embeds.safetensors",
+        layout.prompt_embeds_file(RESULTS, "{shot}"),
     log:
-        f"{RESULTS}/logs/prompt_embeds/{{shot}}.log",
+        layout.log_file(RESULTS, "prompt_embeds", "{shot}"),
     benchmark:
-        f"{RESULTS}/benchmarks/prompt_embeds/{{shot}}.tsv"
+        layout.benchmark_file(RESULTS, "prompt_embeds", "{shot}")
     conda:
         "../envs/diffusion.yaml"
     resources:
@@ -25,11 +25,11 @@ rule composite:
     input:
         unpack(composite_inputs),
     output:
-        directory(f"{RESULTS}/{{shot}}/composite"),
+        directory(layout.work_dir(RESULTS, "{shot}", "composite")),
     log:
-        f"{RESULTS}/logs/composite/{{shot}}.log",
+        layout.log_file(RESULTS, "composite", "{shot}"),
     benchmark:
-        f"{RESULTS}/benchmarks/composite/{{shot}}.tsv"
+        layout.benchmark_file(RESULTS, "composite", "{shot}")
     conda:
         "../envs/diffusion.yaml"
     threads: composite_threads

@@ -17,9 +17,9 @@ rule curate_clip:
     output:
         directory(f"{CURATE_OUT}/clips/{{clip}}"),
     log:
-        f"{CURATE_OUT}/logs/curate_clip/{{clip}}.log",
+        layout.log_file(CURATE_OUT, "curate_clip", "{clip}"),
     benchmark:
-        f"{CURATE_OUT}/benchmarks/curate_clip/{{clip}}.tsv"
+        layout.benchmark_file(CURATE_OUT, "curate_clip", "{clip}")
     conda:
         "../envs/core.yaml"
     resources:
@@ -38,7 +38,7 @@ rule curate:
         index=f"{CURATE_OUT}/index.json",
         manifest=f"{CURATE_OUT}/manifest.csv",
     log:
-        f"{CURATE_OUT}/logs/curate/gather.log",
+        layout.log_file(CURATE_OUT, "curate", "gather"),
     conda:
         "../envs/core.yaml"
     params:

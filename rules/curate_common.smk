@@ -1,5 +1,7 @@
 # Helpers of rules/curate.smk (the clips sheet, per-clip settings); read only when a curate job is asked for.
+import functools
 
+from snakemake.exceptions import WorkflowError
 
 CURATE = config.get("curate") or {}
 CURATE_OUT = CURATE.get("out") or "curated"

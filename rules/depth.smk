@@ -6,11 +6,11 @@ rule depth:
     input:
         unpack(depth_inputs),
     output:
-        directory(f"{RESULTS}/{{shot}}/depth"),
+        directory(layout.work_dir(RESULTS, "{shot}", "depth")),
     log:
-        f"{RESULTS}/logs/depth/{{shot}}.log",
+        layout.log_file(RESULTS, "depth", "{shot}"),
     benchmark:
-        f"{RESULTS}/benchmarks/depth/{{shot}}.tsv"
+        layout.benchmark_file(RESULTS, "depth", "{shot}")
     conda:
         stage_env("depth")
     resources:

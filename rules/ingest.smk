@@ -5,11 +5,11 @@ rule ingest_plate:
     input:
         lambda wc: shot_frame_files(wc.shot),
     output:
-        directory(f"{RESULTS}/{{shot}}/ingest/plate"),
+        directory(layout.work_dir(RESULTS, "{shot}", "ingest/plate")),
     log:
-        f"{RESULTS}/logs/ingest_plate/{{shot}}.log",
+        layout.log_file(RESULTS, "ingest_plate", "{shot}"),
     benchmark:
-        f"{RESULTS}/benchmarks/ingest_plate/{{shot}}.tsv"
+        layout.benchmark_file(RESULTS, "ingest_plate", "{shot}")
     conda:
         "../envs/core.yaml"
     resources:
@@ -25,11 +25,11 @@ rule ingest_env:
     input:
         lambda wc: shot_env_files(wc.shot),
     output:
-        directory(f"{RESULTS}/{{shot}}/ingest/env"),
+        directory(layout.work_dir(RESULTS, "{shot}", "ingest/env")),
     log:
-        f"{RESULTS}/logs/ingest_env/{{shot}}.log",
+        layout.log_file(RESULTS, "ingest_env", "{shot}"),
     benchmark:
-        f"{RESULTS}/benchmarks/ingest_env/{{shot}}.tsv"
+        layout.benchmark_file(RESULTS, "ingest_env", "{shot}")
     conda:
         "../envs/core.yaml"
     resources:

@@ -4,13 +4,13 @@
 
 rule key:
     input:
-        f"{RESULTS}/{{shot}}/ingest/plate",
+        layout.work_dir(RESULTS, "{shot}", "ingest/plate"),
     output:
-        directory(f"{RESULTS}/{{shot}}/key"),
+        directory(layout.work_dir(RESULTS, "{shot}", "key")),
     log:
-        f"{RESULTS}/logs/key/{{shot}}.log",
+        layout.log_file(RESULTS, "key", "{shot}"),
     benchmark:
-        f"{RESULTS}/benchmarks/key/{{shot}}.tsv"
+        layout.benchmark_file(RESULTS, "key", "{shot}")
     conda:
         stage_env("key")
     resources:

@@ -5,11 +5,11 @@ rule light:
     input:
         unpack(light_inputs),
     output:
-        f"{RESULTS}/{{shot}}/light/light.json",
+        layout.light_file(RESULTS, "{shot}"),
     log:
-        f"{RESULTS}/logs/light/{{shot}}.log",
+        layout.log_file(RESULTS, "light", "{shot}"),
     benchmark:
-        f"{RESULTS}/benchmarks/light/{{shot}}.tsv"
+        layout.benchmark_file(RESULTS, "light", "{shot}")
     conda:
         "../envs/core.yaml"
     resources:

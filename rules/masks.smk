@@ -4,13 +4,13 @@
 
 rule masks:
     input:
-        f"{RESULTS}/{{shot}}/key",
+        layout.work_dir(RESULTS, "{shot}", "key"),
     output:
-        directory(f"{RESULTS}/{{shot}}/masks"),
+        directory(layout.work_dir(RESULTS, "{shot}", "masks")),
     log:
-        f"{RESULTS}/logs/masks/{{shot}}.log",
+        layout.log_file(RESULTS, "masks", "{shot}"),
     benchmark:
-        f"{RESULTS}/benchmarks/masks/{{shot}}.tsv"
+        layout.benchmark_file(RESULTS, "masks", "{shot}")
     conda:
         stage_env("masks")
     resources:

@@ -3,17 +3,17 @@
 
 rule daily:
     input:
-        f"{RESULTS}/{{shot}}/v{{version}}/comp",
+        layout.comp_dir(RESULTS, "{shot}", "{version}"),
     output:
         report(
-            f"{RESULTS}/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_daily.mp4",
+            layout.daily_file(RESULTS, "{shot}", "{version}"),
             category="Dailies",
             labels={"shot": "{shot}", "version": "v{version}", "type": "daily"},
         ),
     log:
-        f"{RESULTS}/logs/daily/{{shot}}_v{{version}}.log",
+        layout.log_file(RESULTS, "daily", "{shot}", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/daily/{{shot}}_v{{version}}.tsv"
+        layout.benchmark_file(RESULTS, "daily", "{shot}", "{version}")
     conda:
         "../envs/core.yaml"
     resources:
@@ -27,10 +27,10 @@ rule daily:
 
 rule contact_sheet:
     input:
-        f"{RESULTS}/{{shot}}/v{{version}}/comp",
+        layout.comp_dir(RESULTS, "{shot}", "{version}"),
     output:
         report(
-            f"{RESULTS}/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_contact.png",
+            layout.contact_sheet_file(RESULTS, "{shot}", "{version}"),
             category="Contact sheets",
             labels={
                 "shot": "{shot}",
@@ -39,9 +39,9 @@ rule contact_sheet:
             },
         ),
     log:
-        f"{RESULTS}/logs/contact_sheet/{{shot}}_v{{version}}.log",
+        layout.log_file(RESULTS, "contact_sheet", "{shot}", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/contact_sheet/{{shot}}_v{{version}}.tsv"
+        layout.benchmark_file(RESULTS, "contact_sheet", "{shot}", "{version}")
     conda:
         "../envs/core.yaml"
     resources:
@@ -62,18 +62,18 @@ localrules:
 
 rule cost:
     input:
-        daily=f"{RESULTS}/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_daily.mp4",
-        contact=f"{RESULTS}/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_contact.png",
+        daily=layout.daily_file(RESULTS, "{shot}", "{version}"),
+        contact=layout.contact_sheet_file(RESULTS, "{shot}", "{version}"),
     output:
         report(
-            f"{RESULTS}/{{shot}}/v{{version}}/review/{{shot}}_v{{version}}_cost.html",
+            layout.cost_report(RESULTS, "{shot}", "{version}"),
             category="Cost",
             labels={"shot": "{shot}", "version": "v{version}", "type": "cost"},
         ),
     log:
-        f"{RESULTS}/logs/cost/{{shot}}_v{{version}}.log",
+        layout.log_file(RESULTS, "cost", "{shot}", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/cost/{{shot}}_v{{version}}.tsv"
+        layout.benchmark_file(RESULTS, "cost", "{shot}", "{version}")
     conda:
         "../envs/core.yaml"
     params:

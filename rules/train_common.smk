@@ -1,5 +1,7 @@
 # Helpers of rules/train.smk: the training config (read only when the target `train` is asked for).
+import os
 
+from snakemake.exceptions import WorkflowError
 
 TRAIN_CONFIG = config.get("train") or ""
 

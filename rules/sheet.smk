@@ -1,0 +1,90 @@
+# The config and the shot sheet: the config checked against its schema, the sheet's rows loaded
+# once (unless only a target that reads no sheet is asked for), and the look-ups every rule shares.
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from cinecomp import layout  # noqa: E402
+from cinecomp.errors import SheetError  # noqa: E402
+from cinecomp.sheet import env_files, frame_files, load_sheet  # noqa: E402
+
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = config["results"]
+
+# Targets that never read the shot sheet (curation and training): asked for alone, they plan and
+# run where no valid sheet exists (a clean checkout, a training box).
+NO_SHEET_RULES = {"curate", "curate_clip", "train"}
+
+
+def sheet_needed():
+    """False when the command line asks only for NO_SHEET_RULES (targets, or a cluster job's
+    --target-jobs); read with Snakemake's own parser, and True whenever in doubt."""
+    try:
+        from snakemake.cli import get_argument_parser
+
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except (Exception, SystemExit):
+        return True
+    asked = set(getattr(args, "targets", None) or ())
+    asked |= {str(j).split(":", 1)[0] for j in getattr(args, "target_jobs", None) or ()}
+    return not asked or not asked <= NO_SHEET_RULES
+
+
+ROWS = {}
+if sheet_needed():
+    try:
+        SHOTS = load_sheet(
+            config["shots"],
+            movie_start=config["movie_start_frame"],
+            composite_default=config["backends"]["composite"],
+        )
+    except SheetError as exc:
+        raise WorkflowError(str(exc))
+    # load_sheet has validated every row against schemas/shots.schema.yaml and filled its
+    # defaults. Jobs look rows up in plain dicts: a pandas .loc per input/param function was a
+    # third of the planning time of a 1000-shot sheet (bench/plan.py).
+    ROWS = SHOTS.to_dict("index")
+
+
+wildcard_constraints:
+    shot=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    version=r"\d{3}",
+
+
+def shot_row(wildcards):
+    return ROWS[wildcards.shot]
+
+
+def backend(row, stage):
+    """The shot's backend of a stage: the sheet's column, else config `backends`."""
+    return row[f"{stage}_backend"] or config["backends"][stage]
+
+
+@functools.cache
+def shot_frame_files(shot):
+    return frame_files(ROWS[shot])
+
+
+@functools.cache
+def shot_env_files(shot):
+    return env_files(ROWS[shot])
+
+
+def sheet_version(wildcards):
+    """The version a versioned job renders: the sheet's. A target for another version (an old one
+    named on the command line) is refused: it would be rendered with today's settings.
+    """
+    row = shot_row(wildcards)
+    if int(wildcards.version) != int(row["version"]):
+        raise WorkflowError(
+            f"shot {row['shot']}: v{wildcards.version} was requested but the sheet says "
+            f"v{int(row['version']):03d} (fix: ask for the sheet's version, or change the sheet)"
+        )
+    return int(row["version"])
