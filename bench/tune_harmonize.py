@@ -65,9 +65,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("eval_dir")
     ap.add_argument("--light", default="given", choices=evaluate.LIGHT_MODES)
-    ap.add_argument("--split", default="tune", choices=evaluate.SPLITS)
+    ap.add_argument("--split", default="tune", choices=[*evaluate.SPLITS, "all"])
     ap.add_argument("--set", default="sdf", choices=["sdf", "pathtraced"], dest="eval_set",
                     help="which eval set EVAL_DIR was made with (cinecomp eval --set)")
+    ap.add_argument("--pathtraced", default=None, help="with --set pathtraced: the shots' folder (default ../shared/data/pathtraced)")
     ap.add_argument("--grid", default="", help="'name=v1,v2;name2=v3' (JSON values); default: the defaults only")
     args = ap.parse_args()
     out = Path(args.eval_dir).resolve()
@@ -75,10 +76,10 @@ def main() -> None:
     if args.eval_set == "pathtraced":
         from cinecomp.evaluate.pathtraced import make_pathtraced_set
 
-        shots = make_pathtraced_set(set_dir, split=args.split)
+        shots = make_pathtraced_set(set_dir, args.pathtraced, split=args.split)
     else:
         shots = json.loads((set_dir / "manifest.json").read_text())["shots"].values()
-    entries = [e for e in shots if e["split"] == args.split
+    entries = [e for e in shots if args.split in ("all", e["split"])
                and (results / evaluate.shot_id(e["shot"], "harmonize")).is_dir()]
     over = {e["shot"]: evaluate.score_shot(evaluate.comp_frames(results, evaluate.shot_id(e["shot"], "over")), e, set_dir)
             for e in entries}

@@ -213,6 +213,11 @@ def relight_ratio(masks: dict, light: ShotLight, grade: ShotGrade, camera: Camer
     n = object_normals(small, camera)
     studio = np.clip(grade.plate_shading[0] + n @ grade.plate_shading[1:], 0.2, None)[..., None]
     shade = (light.key(n) + light.ambient(n)) / grade.mean_irradiance / studio
+    # the shape of the change of light only: its mean over the objects is 1, so the level stays the
+    # grade's (dividing out the studio's shading must not move the exposure)
+    weight = np.clip(small["character"] + small.get("prop", 0.0), 0.0, 1.0)
+    if weight.sum() > 1e-6:
+        shade = shade / np.maximum((shade * weight[..., None]).reshape(-1, 3).sum(0) / weight.sum(), 1e-6)
     shade = np.clip(1.0 + strength * (shade - 1.0), SHADE_RANGE[0], SHADE_RANGE[1]).astype(np.float32, copy=False)
     if shade.shape[:2] != (h, w):
         shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
