@@ -1,4 +1,4 @@
-# Curation of training pairs (README "Curation"): a job per clip of the clips sheet, then one job
+# Curation of training pairs (docs/curation.md): a job per clip of the clips sheet, then one job
 # that gathers their shards into one index and manifest. Only the target `curate` asks for them:
 #   snakemake curate --config curate='{clips: clips.csv, out: curated}'
 # so the render DAG (rule all) never contains these jobs and never reads the clips sheet.

@@ -1,4 +1,4 @@
-# Training (README "Training"): only the target `train` asks for it, never rule all:
+# Training (docs/training.md): only the target `train` asks for it, never rule all:
 #   snakemake train --config train=train.yaml
 # The training config names the shards (a curated dataset's index.json is the input) and the output
 # directory; `cinecomp train` checks it before any rank starts.

@@ -29,7 +29,7 @@ from .params import parse_json_object
 from .layout import REPO
 
 SCHEMA_PATH = REPO / "schemas" / "shots.schema.yaml"
-# Bounds of the numbers a sheet gives (also in the schema and README "Shot sheet").
+# Bounds of the numbers a sheet gives (also in the schema and docs/shot-sheet.md).
 FRAME_MIN, FRAME_MAX = 0, 9_999_999  # frame numbers
 MAX_FRAMES = 100_000  # frames per shot (over an hour at 24 fps)
 FPS_MIN, FPS_MAX = 1, 1000
@@ -482,7 +482,7 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
     else:
         w = h = None
     row["width"], row["height"] = w, h
-    if info is not None and w:  # the plate's pixel aspect after the conform (README "Outputs")
+    if info is not None and w:  # the plate's pixel aspect after the conform (docs/outputs.md)
         from .io.ingest import conformed_aspect
 
         row["pixel_aspect"] = conformed_aspect(info.pixel_aspect, (info.width, info.height), (w, h))

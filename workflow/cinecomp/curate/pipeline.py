@@ -6,7 +6,7 @@ job) reads a sheet of clips, checks every row before any expensive work, and per
 1. reads the frames (a movie, or an EXR/PNG/... sequence) at the training size (scaled to cover, then
    centre-cropped to ``width`` x ``height``, multiples of 16), every ``step``-th frame for the row's fps;
 2. priors: character and prop masks (SAM 2 when ``perception.sam2`` is configured and a prompt box is
-   known; else the background model of a still camera, curate_priors), depth (the ``ground`` backend:
+   known; else the background model of a still camera, curate.priors), depth (the ``ground`` backend:
    the environment as a ground plane of the clip's camera, the character a card at its contact; or the
    ``model`` backend when ``perception.depth_model.path`` is configured), the light (the light stage's
    estimate from the clean plate, or the row's ``light``);
@@ -21,7 +21,7 @@ job) reads a sheet of clips, checks every row before any expensive work, and per
 5. writes the accepted windows as shards (dataset.ShardWriter), ``manifest.csv`` (one row per window,
    and one per clip rejected whole) and a contact sheet PNG.
 
-The demo ray-marcher is a second source (curate_synthetic): a row ``synthetic:<eval shot>`` or
+The demo ray-marcher is a second source (curate.synthetic): a row ``synthetic:<eval shot>`` or
 ``synthetic:random:<seed>`` renders a scene with exact ground truth (plate on green, environment,
 comp with shadows, masks, depth) and writes its true pair.
 """

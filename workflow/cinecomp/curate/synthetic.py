@@ -88,7 +88,7 @@ def render_scene(scene, frames: int, size: tuple[int, int], contact: float = 0.6
 
 def studio_of(scene) -> dict:
     """The renderer's studio light (demo.render_frame's key, fill and flat term, times the plate gain)
-    in curate_priors.studio_irradiance's terms and camera.py's world frame; irradiance x pi, as the
+    in curate.priors.studio_irradiance's terms and camera.py's world frame; irradiance x pi, as the
     light stage measures it (a matte of albedo a reflects a E / pi)."""
     from ..synth.renderer import to_camera_world, unit
 

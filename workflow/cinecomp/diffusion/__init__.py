@@ -7,7 +7,7 @@ Modules (one model per file, pipeline apart from model, distributed code apart):
   pipeline       CinecompPipeline (transformer + AutoencoderKLWan + flow-matching scheduler)
   prompts        UMT5 prompt embeddings, computed once and cached
   lora           fine-tunes as PEFT LoRA adapters
-  configs        tiny random configs for tests and the demo
+  tiny_models    tiny random configs for tests and the demo
   windows        long shots: overlapping 4n+1-frame windows, blended, resumable
   distributed    multi-rank inference: DeepSpeed ZeRO-3 + Ulysses sequence parallelism
 
@@ -29,8 +29,8 @@ _EXPORTS = {
     "load_prompt_embeds": "prompts",
     "load_lora": "lora",
     "unload_lora": "lora",
-    "make_tiny_models": "configs",
-    "make_tiny_wan": "configs",
+    "make_tiny_models": "tiny_models",
+    "make_tiny_wan": "tiny_models",
     "CheckpointError": "errors",
     "DiffusionInputError": "errors",
 }

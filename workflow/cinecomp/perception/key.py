@@ -85,7 +85,7 @@ class _Model:
         return "\\|".join(SCREEN_MODELS)
 
 
-# Every key parameter: default, range (checked before any job runs), meaning. README 'Keying' lists them.
+# Every key parameter: default, range (checked before any job runs), meaning. docs/key.md lists them.
 KEY_SPEC = {
     "screen": _Screen(),
     "clip_black": Num(0.05, 0.0, 1.0, doc="alpha at or below this becomes 0 (cleans screen noise)"),
