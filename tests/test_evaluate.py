@@ -15,8 +15,6 @@ from cinecomp.camera import Camera, light_direction
 from cinecomp.synth.renderer import pose, render_frame, scene_camera, scene_light, to_camera_world
 from cinecomp.evaluate.suite import (PSNR_CAP, display, eval_shots, frame_metrics, make_eval_set, sheet_rows)
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _spec(name):
     return next(s for s in eval_shots() if s.name == name)
@@ -186,3 +184,102 @@ def test_cli_eval_unknown_backend_is_a_clear_error(tmp_path):
     assert r.returncode == 2
     assert "unknown composite backend(s) magic" in r.stderr and "over" in r.stderr
     assert not (tmp_path / "set").exists()
+
+
+# ---------------------------------------------------------------- the path-traced judge
+def test_shadow_ber_counts_shadows_drawn_where_there_are_none():
+    env = np.full((20, 20, 3), 0.5, np.float32)
+    alpha = np.zeros((20, 20), np.float32)
+    truth = env.copy()
+    truth[10:, :10] *= 0.4  # a shadow in the lower left
+    assert metrics.shadow_ber(truth, truth, env, alpha) == 0.0
+    assert metrics.shadow_ber(env, truth, env, alpha) == pytest.approx(0.5)  # nothing drawn: all missed
+    everywhere = env * 0.4
+    assert metrics.shadow_ber(everywhere, truth, env, alpha) == pytest.approx(0.5)  # all drawn: half wrong
+    assert metrics.shadow_ber(everywhere, env, env, alpha) == pytest.approx(1.0)  # the truth has none
+    assert metrics.shadow_ber(env, env, env, alpha) == pytest.approx(0.0)
+
+
+def test_worse_than_over_flag():
+    from cinecomp.evaluate.suite import worse_than_over
+
+    assert worse_than_over({"psnr_full": 25.0}, {"psnr_full": 26.0})
+    assert not worse_than_over({"psnr_full": 25.97}, {"psnr_full": 26.0})  # inside the noise margin
+    assert worse_than_over({"psnr_full": float("nan")}, {"psnr_full": 26.0})  # no frame at all
+    assert not worse_than_over({"psnr_full": 20.0}, None)
+
+
+def _blender_camera(height, tilt_deg, roll_deg=0.0, yaw_deg=30.0):
+    """A Blender camera matrix (Z up, looking along its local -Z) at ``height``, pitched and rolled."""
+    from scipy.spatial.transform import Rotation
+
+    r = Rotation.from_euler("xyz", [90.0 + tilt_deg, roll_deg, yaw_deg], degrees=True)  # Blender's XYZ euler
+    m = np.eye(4)
+    m[:3, :3] = r.as_matrix()
+    m[:3, 3] = [1.0, -2.0, height]
+    return m
+
+
+@pytest.mark.parametrize("tilt", [-12.0, 0.0, 5.0])
+def test_blender_camera_to_the_sheets_camera(tilt):
+    from cinecomp.evaluate.pathtraced import camera_of, key_of
+
+    m = _blender_camera(1.55, tilt)
+    meta = {"camera": {"matrix_world": m.tolist(), "focal_length_mm": 30.0, "sensor_width_mm": 36.0}}
+    cam = camera_of(meta)
+    assert cam["height_m"] == pytest.approx(1.55) and cam["tilt_deg"] == pytest.approx(tilt, abs=1e-3)
+    assert cam["roll_deg"] == pytest.approx(0.0, abs=1e-3) and cam["focal_mm"] == 30.0
+    fwd, right = -m[:3, 2], m[:3, 0]
+    for d, az in ((right, 90.0), (-right, 270.0), (np.array([fwd[0], fwd[1], 0.0]), 0.0)):
+        up = d / np.linalg.norm(d) * np.cos(np.radians(40)) + np.array([0, 0, np.sin(np.radians(40))])
+        light = key_of({**meta, "sun": {"direction_to_sun": up.tolist(), "angular_diameter_deg": 1.0}})
+        assert light["azimuth_deg"] % 360 == pytest.approx(az, abs=1e-3)
+        assert light["elevation_deg"] == pytest.approx(40.0, abs=1e-3) and light["softness_deg"] == 0.5
+
+
+def test_blender_camera_roll_turns_the_horizon_counter_clockwise():
+    from cinecomp.evaluate.pathtraced import camera_of
+
+    cam = camera_of({"camera": {"matrix_world": _blender_camera(1.6, -5.0, roll_deg=-8.0).tolist(),
+                                "focal_length_mm": 35.0}})
+    # the sheet's camera, rolled as given, puts a world-horizontal direction on the same image slope
+    c = Camera.from_params(cam)
+    right, up, _ = c.basis()
+    assert abs(cam["roll_deg"]) == pytest.approx(8.0, abs=0.2)
+    assert np.sign(cam["roll_deg"]) == np.sign(-(right @ np.array([0.0, 1.0, 0.0])))
+
+
+PATHTRACED = Path(__file__).resolve().parents[2] / "shared" / "data" / "pathtraced"
+
+
+@pytest.mark.skipif(not (PATHTRACED / "shot09_empty_warehouse_01" / "shot.json").is_file(),
+                    reason="../shared/data/pathtraced is absent (the path-traced judge set)")
+def test_pathtraced_shot_becomes_an_eval_entry(tmp_path):
+    from cinecomp.evaluate import pathtraced as pt
+    from cinecomp.io import exr
+
+    shots = {p.name for p in pt.find_shots()}
+    assert set(pt.TUNE) | set(pt.REPORT) <= shots and not set(pt.TUNE) & set(pt.REPORT)
+    e = pt.convert_shot(PATHTRACED / "shot09_empty_warehouse_01", tmp_path)
+    assert e["split"] == "tune" and (e["first"], e["last"]) == (1001, 1012)
+    meta = json.loads((PATHTRACED / "shot09_empty_warehouse_01" / "shot.json").read_text())
+    assert e["camera"]["height_m"] == pytest.approx(meta["camera"]["location"][2], abs=1e-3)
+    truth = exr.read_layers(tmp_path / e["truth"].replace("####", "1006"))
+    env = exr.read_layers(tmp_path / e["environment"].replace("####", "1006"))
+    assert {"R", "G", "B", "alpha.A", "mask.character", "mask.prop"} <= set(truth) and "depth.Z" in env
+    assert 0 < truth["alpha.A"].mean() < 0.5 and np.isfinite(env["depth.Z"]).all()
+    frame, box = e["prop_hint"].split(":")
+    x0, y0, x1, y1 = map(int, box.split(","))
+    assert int(frame) == 1006 and 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 180
+    stamp = (tmp_path / e["shot"] / "converted.json").stat().st_mtime_ns
+    pt.convert_shot(PATHTRACED / "shot09_empty_warehouse_01", tmp_path)  # converted once
+    assert (tmp_path / e["shot"] / "converted.json").stat().st_mtime_ns == stamp
+
+
+def test_pathtraced_set_bad_folder_and_knobs(tmp_path):
+    from cinecomp.evaluate.suite import EvalError, run_eval
+
+    with pytest.raises(EvalError, match="no path-traced shots under"):
+        run_eval(tmp_path / "out", ["over"], eval_set="pathtraced", pathtraced_root=tmp_path / "nothing")
+    with pytest.raises(EvalError, match="--set must be"):
+        run_eval(tmp_path / "out", ["over"], eval_set="cycles")

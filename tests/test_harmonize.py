@@ -287,7 +287,9 @@ def test_layers_rebuild_the_comp():
 @pytest.mark.parametrize("text, fix", [
     ('{"shadow_density": 2}', "shadow_density"), ('{"relight": NaN}', "finite"),
     ('{"light_wrap": Infinity}', "finite"), ('{"shadow": 1}', "unknown harmonize_params"),
-    ('{"albedo": 0}', "albedo"), ("0.5", "JSON object"),
+    ('{"albedo": 0}', "albedo"), ("0.5", "JSON object"), ('{"studio_stops": NaN}', "finite"),
+    ('{"studio_stops": 11}', "studio_stops"), ('{"light_colour": 1.5}', "light_colour"),
+    ('{"exposure_match": -1}', "exposure_match"),
 ])
 def test_harmonize_params_bad_values(text, fix):
     with pytest.raises(ValueError, match=fix):

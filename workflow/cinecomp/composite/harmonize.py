@@ -42,7 +42,7 @@ HARMONIZE_SPEC = {
     "shadow_softness_deg": Num(None, 0.0, 45.0, doc="angular size of the key for the penumbra (empty: the light's softness)"),
     "contact": Num(1.0, 0.0, 2.0, doc="strength of contact darkening (occlusion of the sky near the objects)"),
     "contact_radius": Num(0.3, 0.01, 10.0, doc="distance (m) over which contact darkening fades"),
-    "light_wrap": Num(0.15, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
+    "light_wrap": Num(0.0, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
     "light_wrap_size": Num(0.01, 0.0, 0.2, doc="width of the light wrap, as a fraction of the frame width"),
 }
 HARMONIZE_EXAMPLE = '{"shadow_density": 0.8, "light_wrap": 0.5}'
