@@ -465,7 +465,7 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     contact = np.clip(params["contact"] * light.camera_confidence * contact, 0.0, 1.0)
     env_ratio = environment_ratio(shadow, contact, light)
     env_out = env[..., :3] * env_ratio
-    relit = relight_ratio(masks, light, grade, camera, params["relight"] * light.confidence)
+    relit = relight_ratio(masks, light, grade, camera, params["relight"] * light.direction_weight)
     fg = key[..., :3] * relit
     wrap = light_wrap(env_out, alpha, params["light_wrap_size"] * w, params["light_wrap"])
     rgb = fg + wrap + (1.0 - alpha[..., None]) * env_out

@@ -493,10 +493,11 @@ def irradiance(light: dict, normals: np.ndarray, visibility: np.ndarray | None =
 
 
 # ------------------------------------------------------------------------------------------ the stage's type
-# A plate's mean colour is its light's colour times its surfaces' (green grass, red brick): only this
-# much of a colour estimated from the environment plate is taken as the light's (path-traced tune split:
-# at 0.5 the character took the forest's green).
-PLATE_COLOUR_TRUST = 0.25
+# A plate's mean colour is its light's colour times its surfaces' (green grass, red brick), and grey
+# world cannot tell them apart: a colour estimated from the environment plate is not taken as the
+# light's (path-traced shots: at 0.5 the character took the forest's green; at 0.25 four of the 14
+# generated shots ended below `over`). The sheet's colour, a probe's or an HDRI's is.
+PLATE_COLOUR_TRUST = 0.0
 
 
 @dataclass
@@ -523,10 +524,16 @@ class ShotLight:
                    float(conf.get("key_to_fill", 1.0)), float(conf.get("camera", 1.0)))
 
     @property
+    def direction_weight(self) -> float:
+        """How much of an effect that rests on the key direction is applied: none for the default
+        guess (DEFAULT_CONFIDENCE), all for a given one, linear between."""
+        return float(np.clip((self.confidence - DEFAULT_CONFIDENCE) / (1.0 - DEFAULT_CONFIDENCE), 0.0, 1.0))
+
+    @property
     def shadow_trust(self) -> float:
         """How dense a cast shadow may be: a shadow along a guessed direction, or on a ground from a
         guessed camera, is more likely wrong than right, so it is drawn fainter (none with no trust)."""
-        return float(np.clip(self.confidence, 0.0, 1.0) * np.clip(self.camera_confidence, 0.0, 1.0))
+        return float(self.direction_weight * np.clip(self.camera_confidence, 0.0, 1.0))
 
     def trusted(self) -> "ShotLight":
         """The light as far as it is known: the key/fill split pulled towards an even one (key = fill on
