@@ -30,7 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
-from ..layout import REPO
+from ..layout import REPO, benchmark_file
 from pathlib import Path
 
 FAILED_STATES = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
@@ -180,8 +180,8 @@ def shot_cost(results: str, shot: str, version: int, rules: list[str], sacct: li
             if j["rule"] == rule and j["wildcards"] in (shot, versioned) and j["state"] == "COMPLETED":
                 job = j  # the latest completed one
         bench = None
-        for name in (f"{shot}.tsv", f"{shot}_v{version:03d}.tsv"):
-            bench = bench or benchmark(Path(results) / "benchmarks" / rule / name)
+        for v in (None, version):  # per-shot work rules, then the version's own
+            bench = bench or benchmark(Path(benchmark_file(results, rule, shot, v)))
         src = job or bench
         if not src:
             continue
