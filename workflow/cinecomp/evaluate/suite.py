@@ -249,7 +249,10 @@ def run_workflow(out: Path, sheet: str, results: str, shot_ids: list[str], cores
     cmd = [sys.executable, "-m", "snakemake", *[published_targets(results, s, 1)[0] for s in shot_ids],
            "--snakefile", str(REPO / "Snakefile"), "--directory", str(out), "--configfile", str(REPO / "config.yaml"),
            *[str(Path(c).resolve()) for c in configfiles], "--profile", str(REPO / "profiles" / "default"), "--cores", str(cores),
-           "--config", f"shots={sheet}", f"results={results}"]
+           "--config", f"shots={sheet}", f"results={results}",
+           # every job again: Snakemake's code trigger sees the rules' scripts, not the package they run,
+           # so an eval after a change to cinecomp would otherwise score the previous code's frames
+           "--forceall"]
     log.parent.mkdir(parents=True, exist_ok=True)
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
     with open(log, "w") as fh:
