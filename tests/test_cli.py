@@ -5,13 +5,13 @@ subprocess.call is mocked: no snakemake runs here."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from cinecomp.cli import common as cli_common
 from cinecomp.cli import main as cli
 from cinecomp.cli import render as cli_render
+from helpers import REPO
 
 HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version"
 
@@ -130,7 +130,7 @@ def test_split_config_args():
 
 
 def test_no_traceback_from_the_real_command(show):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "workflow")}  # this checkout
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}  # this checkout
     r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "render", "--shots", "sh010", "--", "--configfile",
                         "missing.yaml"], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "missing.yaml does not exist" in r.stderr

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +12,7 @@ from cinecomp.curate import pipeline as curate
 from cinecomp.curate import runner
 from cinecomp.curate.pipeline import CurateError, check_settings, read_clips
 from cinecomp.io.dataset import DatasetError, check_sample, iter_samples, read_index
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, cinecomp
 TINY = {"window": 5, "width": 64, "height": 48, "max_windows": 2}
 
 
@@ -102,10 +100,7 @@ def test_clip_rejected_by_filters_with_its_reason(tmp_path, png_clip):
     with pytest.raises(DatasetError, match="no accepted samples"):
         read_index(tmp_path / "out")
     # and the command says so (exit 1), naming the manifest
-    r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "curate", "--clips", str(sheet), "--out",
-                        str(tmp_path / "out2"), "--settings", json.dumps(settings)],
-                       capture_output=True, text=True, cwd=REPO, env={**__import__("os").environ,
-                                                                      "PYTHONPATH": str(REPO / "workflow")})
+    r = cinecomp(REPO, "curate", "--clips", str(sheet), "--out", str(tmp_path / "out2"), "--settings", json.dumps(settings))
     assert r.returncode == 1, r.stderr
     assert "no window was accepted" in r.stderr and "manifest.csv" in r.stderr
 
@@ -138,9 +133,7 @@ def test_bad_clips_rows_are_named_before_any_work(tmp_path, png_clip):
     with pytest.raises(ValueError, match="multiple of 16"):
         check_settings({"width": 100})
     # the command: exit 2 and every problem, nothing written
-    r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "curate", "--clips", str(sheet), "--out",
-                        str(tmp_path / "never")], capture_output=True, text=True, cwd=REPO,
-                       env={**__import__("os").environ, "PYTHONPATH": str(REPO / "workflow")})
+    r = cinecomp(REPO, "curate", "--clips", str(sheet), "--out", str(tmp_path / "never"))
     assert r.returncode == 2 and "row 3 (missing.mp4)" in r.stderr
     assert not (tmp_path / "never").exists()
 

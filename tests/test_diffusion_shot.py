@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from cinecomp.diffusion.checks import (
     model_fingerprint,
 )
 from cinecomp.diffusion.shot import from_model_space, padded_size, prepare_inputs, to_model_space
+from helpers import REPO
 
 pytest.importorskip("torch")
 
@@ -180,11 +180,10 @@ def test_the_shipped_proof_model_is_complete_small_and_selected_by_its_overlay()
 
     from cinecomp.diffusion.checks import check_diffusion_config
 
-    repo = Path(__file__).resolve().parents[1]
-    root = repo / "models" / "proof"
+    root = REPO / "models" / "proof"
     overlay = yaml.safe_load((root / "cinecomp.yaml").read_text())
-    d = {**yaml.safe_load((repo / "config.yaml").read_text())["diffusion"], **overlay["diffusion"], "tokenizer": ""}
-    d = {k: str(repo / v) if k in ("pipeline", "text_encoder") else v for k, v in d.items()}
+    d = {**yaml.safe_load((REPO / "config.yaml").read_text())["diffusion"], **overlay["diffusion"], "tokenizer": ""}
+    d = {k: str(REPO / v) if k in ("pipeline", "text_encoder") else v for k, v in d.items()}
     assert check_diffusion_config(d) == []
     assert overlay["backends"]["composite"] == "diffusion" and d["output"] == "layers"
     assert sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) < 20e6

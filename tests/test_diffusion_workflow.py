@@ -16,13 +16,13 @@ import yaml
 
 pytest.importorskip("deepspeed")
 from cinecomp.io import exr as exrio  # noqa: E402
+from helpers import SHEET_COLUMNS, planned_jobs, snakemake_command  # noqa: E402
+from helpers import snakemake as run_snakemake  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 FIRST, LAST = 1001, 1009  # 9 frames: two windows of 5 overlapping by 1
-HEADER = ("shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version,prompt,"
-          "composite_backend,reference,reference_colourspace")
+HEADER = SHEET_COLUMNS + ",prompt,composite_backend,reference,reference_colourspace"
 ATOL_RANKS = 1e-3  # 1 vs 2 ranks, after the half-float EXR round trip (observed ~2e-6 before it)
 
 
@@ -38,10 +38,8 @@ def sheet(prompt="a person walks in a forest", sd_version=1):
 
 
 def snakemake(root: Path, *args, configs=("tiny.yaml",), timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
-           str(REPO / "config.yaml"), *[str(root / c) for c in configs], "--directory", str(root), "--cores", "2",
-           "--config", "shots=shots.csv", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    """The workflow with the tiny models' config (``cinecomp models tiny``'s cinecomp.yaml) and ``configs``."""
+    return run_snakemake(root, *args, configs=configs, timeout=timeout)
 
 
 def write_config(root: Path, name: str, diffusion: dict) -> None:
@@ -58,7 +56,7 @@ def models(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rendered(models, tmp_path_factory):
+def diffusion_run(models, tmp_path_factory):
     from cinecomp.synth.renderer import make_demo_shot
 
     root = tmp_path_factory.mktemp("diffusion")
@@ -79,12 +77,7 @@ def rendered(models, tmp_path_factory):
 
 
 def planned(root: Path, *args, configs=("tiny.yaml",)) -> set[tuple[str, str]]:
-    import re
-
-    r = snakemake(root, "--dry-run", *args, configs=configs)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return {(m.group(1), m.group(2)) for m in re.finditer(
-        r"^(?:localrule|rule) (\w+):\n(?:.*\n)*?\s+wildcards: shot=([\w-]+)", r.stdout + r.stderr, re.M)}
+    return planned_jobs(root, *args, configs=configs)
 
 
 def comp_layers(root: Path, shot: str, version: str = "v001") -> list[dict]:
@@ -92,8 +85,8 @@ def comp_layers(root: Path, shot: str, version: str = "v001") -> list[dict]:
     return [exrio.read_layers(f) for f in files]
 
 
-def test_comp_has_rgb_and_joint_depth(rendered):
-    layers = comp_layers(rendered, "sd")
+def test_comp_has_rgb_and_joint_depth(diffusion_run):
+    layers = comp_layers(diffusion_run, "sd")
     assert len(layers) == LAST - FIRST + 1
     for ch in layers:
         assert {"R", "G", "B", "A", "depth.Z", "diffusion.Z", "mask.character"} <= set(ch)
@@ -102,45 +95,45 @@ def test_comp_has_rgb_and_joint_depth(rendered):
         assert np.isfinite(rgb).all() and rgb.std() > 0
         z = ch["diffusion.Z"]  # the model's joint depth (depth.Z is the depth stage's, as for every backend)
         assert np.isfinite(z).all() and (z >= 0.1 - 1e-3).all() and (z <= 1000.0 + 1e-1).all()
-    header = exrio.read_exr_header(sorted((rendered / "results" / "sd" / "v001" / "comp").glob("*.exr"))[0])
+    header = exrio.read_exr_header(sorted((diffusion_run / "results" / "sd" / "v001" / "comp").glob("*.exr"))[0])
     assert header["backend"] == "key=chroma composite=diffusion"
     # the classical shot of the same run has the depth stage's depth, not the model's
-    assert all("depth.Z" in ch and "diffusion.Z" not in ch for ch in comp_layers(rendered, "so"))
-    assert (rendered / "results" / "sd" / "v001" / "review" / "sd_v001_contact.png").stat().st_size > 0
+    assert all("depth.Z" in ch and "diffusion.Z" not in ch for ch in comp_layers(diffusion_run, "so"))
+    assert (diffusion_run / "results" / "sd" / "v001" / "review" / "sd_v001_contact.png").stat().st_size > 0
 
 
-def test_shot_without_environment_is_synthesised_from_its_reference(rendered):
-    layers = comp_layers(rendered, "sr")
+def test_shot_without_environment_is_synthesised_from_its_reference(diffusion_run):
+    layers = comp_layers(diffusion_run, "sr")
     assert len(layers) == 5 and all("diffusion.Z" in ch for ch in layers)
-    assert not (rendered / "results" / "sr" / "ingest" / "env").exists()
-    log = (rendered / "results" / "logs" / "composite" / "sr.log").read_text()
+    assert not (diffusion_run / "results" / "sr" / "ingest" / "env").exists()
+    log = (diffusion_run / "results" / "logs" / "composite" / "sr.log").read_text()
     assert "environment: synthesised; environment reference ref.png" in log
-    shot = rendered / "results" / "sr" / "diffusion" / "shot"  # what the ranks read
+    shot = diffusion_run / "results" / "sr" / "diffusion" / "shot"  # what the ranks read
     assert not (shot / "environment_rgb.npy").exists()
     assert np.load(shot / "reference_image.npy").shape == (40, 64, 3)
     assert str(np.load(shot / "reference_role.npy")) == "environment"
 
 
-def test_log_shows_ranks_and_windows(rendered):
-    log = (rendered / "results" / "logs" / "composite" / "sd.log").read_text()
+def test_log_shows_ranks_and_windows(diffusion_run):
+    log = (diffusion_run / "results" / "logs" / "composite" / "sd.log").read_text()
     assert "2 rank(s)" in log and "DS_ACCELERATOR=cpu" in log and "--num_gpus 2" in log
     assert "window 0: frames 0-4 rendered" in log and "window 1: frames 4-8 rendered" in log
-    assert (rendered / "results" / "logs" / "prompt_embeds" / "sd.log").exists()
-    assert not (rendered / "results" / "so" / "diffusion").exists()  # no prompt rule for a classical shot
+    assert (diffusion_run / "results" / "logs" / "prompt_embeds" / "sd.log").exists()
+    assert not (diffusion_run / "results" / "so" / "diffusion").exists()  # no prompt rule for a classical shot
 
 
-def test_changing_ranks_reruns_nothing_and_a_prompt_edit_reruns_that_shot(rendered, tmp_path):
-    write_config(rendered, "one_rank.yaml", {"ranks": 1})
-    assert planned(rendered, configs=("tiny.yaml", "one_rank.yaml")) == set()
+def test_changing_ranks_reruns_nothing_and_a_prompt_edit_reruns_that_shot(diffusion_run, tmp_path):
+    write_config(diffusion_run, "one_rank.yaml", {"ranks": 1})
+    assert planned(diffusion_run, configs=("tiny.yaml", "one_rank.yaml")) == set()
     root = tmp_path / "w"
-    shutil.copytree(rendered, root, symlinks=True)
+    shutil.copytree(diffusion_run, root, symlinks=True)
     (root / "shots.csv").write_text(sheet("a person runs on a beach at night", sd_version=2))
     assert planned(root) == {(r, "sd") for r in ("prompt_embeds", "composite", "assemble", "daily", "contact_sheet", "cost")}
 
 
-def test_interrupted_shot_resumes_at_its_unfinished_window_on_fewer_ranks(rendered, tmp_path):
+def test_interrupted_shot_resumes_at_its_unfinished_window_on_fewer_ranks(diffusion_run, tmp_path):
     root = tmp_path / "w"
-    shutil.copytree(rendered, root, symlinks=True)
+    shutil.copytree(diffusion_run, root, symlinks=True)
     before = comp_layers(root, "sd")
     # as if the job died after window 0: no composite output, window 1 never written, nothing published
     shutil.rmtree(root / "results" / "sd" / "v001")
@@ -159,9 +152,9 @@ def test_interrupted_shot_resumes_at_its_unfinished_window_on_fewer_ranks(render
                                        atol=ATOL_RANKS, rtol=ATOL_RANKS if k == "diffusion.Z" else 0)
 
 
-def test_bad_model_directories_fail_before_any_job(rendered, models, tmp_path):
+def test_bad_model_directories_fail_before_any_job(diffusion_run, models, tmp_path):
     root = tmp_path / "w"
-    shutil.copytree(rendered, root, symlinks=True)
+    shutil.copytree(diffusion_run, root, symlinks=True)
     before = {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*") if p.is_file()}
     write_config(root, "bad.yaml", {"pipeline": str(tmp_path / "no_such_model")})
     r = snakemake(root, configs=("tiny.yaml", "bad.yaml"))
@@ -184,9 +177,9 @@ def test_bad_model_directories_fail_before_any_job(rendered, models, tmp_path):
     assert before == after
 
 
-def test_layers_output_lays_the_models_light_on_the_plain_comp(rendered, tmp_path):
+def test_layers_output_lays_the_models_light_on_the_plain_comp(diffusion_run, tmp_path):
     root = tmp_path / "w"
-    shutil.copytree(rendered, root, symlinks=True)
+    shutil.copytree(diffusion_run, root, symlinks=True)
     write_config(root, "layers.yaml", {"output": "layers", "layers_blur": float("nan"), "ranks": 1})
     r = snakemake(root, "--dry-run", configs=("tiny.yaml", "layers.yaml"))
     out = r.stdout + r.stderr
@@ -226,14 +219,14 @@ class _Job:
         self.threads, self.resources = threads, _Resources(resources)
 
 
-def test_slurm_gets_gpus_for_diffusion_shots_only(rendered):
+def test_slurm_gets_gpus_for_diffusion_shots_only(diffusion_run):
     """What the SLURM executor plugin would pass to sbatch for each composite job of the plan."""
     import re
 
     from snakemake_executor_plugin_slurm.utils import set_gres_string
     from snakemake_executor_plugin_slurm_jobstep import get_cpu_setting
 
-    r = snakemake(rendered, "--dry-run", *[f"results/{s}/composite" for s in ("sd", "sr", "so")], "--forcerun",
+    r = snakemake(diffusion_run, "--dry-run", *[f"results/{s}/composite" for s in ("sd", "sr", "so")], "--forcerun",
                   "composite", "--default-resources", "cpus_per_task=1")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
@@ -249,21 +242,19 @@ def test_slurm_gets_gpus_for_diffusion_shots_only(rendered):
     assert sbatch["so"] == "--cpus-per-task=1"
 
 
-def test_killed_mid_shot_resumes_from_its_finished_windows(rendered, tmp_path):
+def test_killed_mid_shot_resumes_from_its_finished_windows(diffusion_run, tmp_path):
     """SIGKILL the whole run while the composite job is between windows; the rerun reuses them."""
     import os
     import signal
     import time
 
     root = tmp_path / "w"
-    shutil.copytree(rendered, root, symlinks=True)
+    shutil.copytree(diffusion_run, root, symlinks=True)
     shutil.rmtree(root / "results" / "sd" / "v001")  # not published yet
     shutil.rmtree(root / "results" / "sd" / "composite")
     shutil.rmtree(root / "results" / "sd" / "diffusion" / "windows")
     write_config(root, "many.yaml", {"window": 5, "overlap": 1, "ranks": 1, "steps": 12})  # 2 windows of 5 frames
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
-           str(REPO / "config.yaml"), str(root / "tiny.yaml"), str(root / "many.yaml"), "--directory", str(root),
-           "--cores", "2", "--config", "shots=shots.csv"]
+    cmd = snakemake_command(root, configs=("tiny.yaml", "many.yaml"))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     first = root / "results" / "sd" / "diffusion" / "windows" / "window_0000.npz"
     deadline = time.time() + 300

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from cinecomp import docs_tables
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M)
 INLINE_CODE = re.compile(r"`+[^`\n]*`+")

@@ -1,11 +1,10 @@
 """envs/*.yaml (for --sdm conda, not buildable here) carry the same pins as the virtual environment."""
 
 import re
-from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def pins() -> dict[str, str]:

@@ -22,10 +22,9 @@ import pytest
 from cinecomp.io import exr as exrio
 from cinecomp.errors import PlateError
 from cinecomp.io.exr import exr_info, luminance_weights, read_exr, read_exr_rgba, select_part, yc_to_rgb
+from helpers import REPO, SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-EXR_DIR = SHARED / "exr"
+EXR_DIR = SHARED_DATA / "exr"
 
 
 def _hdr(**kw):

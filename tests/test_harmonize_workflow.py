@@ -8,35 +8,24 @@ import numpy as np
 import pytest
 
 from cinecomp.io import exr as exrio
-from test_workflow import comp_files, copy_run, planned_jobs, snakemake
+from helpers import SHEET_COLUMNS, comp_files, copy_run, planned_jobs, prop_hint_cell, snakemake, write_sheet
 
 pytestmark = pytest.mark.slow
 
 FIRST, LAST = 1001, 1006
 W, H = 64, 36
-HEADER = ("shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version,"
-          "camera,light,prop_hint,harmonize_params,composite_backend")
+HEADER = SHEET_COLUMNS + ",camera,light,prop_hint,harmonize_params,composite_backend"
 CAMERA = '"{""focal_mm"": 49.45, ""height_m"": 1.25, ""tilt_deg"": -3.81}"'
 LIGHT = '"{""azimuth_deg"": 122.5, ""elevation_deg"": 49}"'
 
 
-def prop_box(root: Path, shot: str, frame: int) -> str:
-    prop = exrio.read_layers(root / "demo" / shot / "truth" / f"{shot}_truth.{frame:04d}.exr")["mask.prop"]
-    ys, xs = np.nonzero(prop > 0.5)
-    return f'"{frame}:{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}"'
-
-
 def rows(root: Path, hint: str | None = None, light: str = LIGHT, camera: str = CAMERA, params: str = "",
          version: int = 1) -> list[str]:
-    hint = prop_box(root, "ha", FIRST + 3) if hint is None else hint
+    hint = prop_hint_cell(root, "ha", FIRST + 3) if hint is None else hint
     env = "demo/{s}/env/{s}_env.####.exr"
     plate = "demo/{s}/plate/{s}_plate.####.exr"
     return [f"ha,{plate.format(s='ha')},ACEScg,{FIRST},{LAST},24,{env.format(s='ha')},ACEScg,{version},{camera},{light},{hint},{params},harmonize",
             f"hb,{plate.format(s='hb')},ACEScg,{FIRST},{LAST},24,{env.format(s='hb')},ACEScg,1,,,,,over"]
-
-
-def write(root: Path, lines: list[str]) -> None:
-    (root / "shots.csv").write_text("\n".join([HEADER, *lines]) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +35,7 @@ def harmonized(tmp_path_factory):
     root = tmp_path_factory.mktemp("harmonize")
     for shot in ("ha", "hb"):
         make_demo_shot(root / "demo", shot, W, H, FIRST, LAST)
-    write(root, rows(root))
+    write_sheet(root, rows(root), HEADER)
     r = snakemake(root)
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
     return root
@@ -94,7 +83,7 @@ def test_harmonize_is_closer_to_the_truth_than_over_in_the_shadow(harmonized, tm
     """The same shot through both backends: harmonize's shadow region error is lower."""
     root = copy_run(harmonized, tmp_path / "w")
     lines = rows(root)
-    write(root, [lines[0], lines[0].replace("ha,", "hc,", 1).replace(",harmonize", ",over")])
+    write_sheet(root, [lines[0], lines[0].replace("ha,", "hc,", 1).replace(",harmonize", ",over")], HEADER)
     shutil.copytree(root / "demo" / "ha", root / "demo" / "hc")
     for p in (root / "demo" / "hc").rglob("ha_*"):
         p.rename(p.with_name(p.name.replace("ha_", "hc_")))
@@ -123,7 +112,7 @@ def test_harmonize_is_closer_to_the_truth_than_over_in_the_shadow(harmonized, tm
 ])
 def test_an_edit_reruns_only_what_it_touches(harmonized, tmp_path, edit, expect):
     root = copy_run(harmonized, tmp_path / "w")
-    write(root, rows(root, **edit, version=2))  # a new version: v001 stays as it is
+    write_sheet(root, rows(root, **edit, version=2), HEADER)  # a new version: v001 stays as it is
     jobs = planned_jobs(root)
     assert {s for _, s in jobs} == {"ha"} and {r for r, _ in jobs} == expect, jobs
 
@@ -138,7 +127,7 @@ def test_an_edit_reruns_only_what_it_touches(harmonized, tmp_path, edit, expect)
 def test_bad_input_stops_before_any_job_and_keeps_outputs(harmonized, tmp_path, edit, says):
     root = copy_run(harmonized, tmp_path / "w")
     before = {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*") if p.is_file()}
-    write(root, rows(root, **edit))
+    write_sheet(root, rows(root, **edit), HEADER)
     r = snakemake(root)
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "shot ha" in out and says in out and "fix" in out, out[-3000:]

@@ -2,7 +2,6 @@
 
 import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ from cinecomp.io import exr as exrio
 from cinecomp.errors import PlateError
 from cinecomp.perception.key import KEY_SPEC, KeyParams, estimate_screen, key_frames, key_shot
 from cinecomp.metrics import gradient_error, mse, psnr, sad
+from helpers import REPO
 
-_BENCH = Path(__file__).resolve().parents[1] / "bench" / "key_quality.py"
+_BENCH = REPO / "bench" / "key_quality.py"
 _spec = importlib.util.spec_from_file_location("key_quality", _BENCH)
 key_quality = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(key_quality)  # the bench's synthetic soft-hair plate and its BEFORE defaults

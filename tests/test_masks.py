@@ -1,18 +1,14 @@
 """The tri-mask backend `track` (cinecomp.perception.masks) on a small demo shot keyed by the real keyer."""
 
-import dataclasses
-
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from cinecomp.synth import renderer as demo
 from cinecomp.io import exr as exrio
 from cinecomp.perception import masks
-from cinecomp.composite.assemble import MASK_LAYERS
 from cinecomp.frames import frame_path
-from cinecomp.perception.key import key_shot
+from helpers import check_trimask, keyed_push_shot, prop_box
 
 W, H, FIRST, LAST = 96, 54, 1001, 1014
 HINT_FRAME = 1010  # the character is pushing the box: hands inside the hint box
@@ -25,19 +21,12 @@ def soft_iou(a, b):
 @pytest.fixture(scope="module")
 def shot(tmp_path_factory):
     """A demo shot whose box is pushed ~15 px, its keys (chroma keyer) and the true prop masks."""
-    root = tmp_path_factory.mktemp("masks")
-    scene = dataclasses.replace(demo.SHOT_SCENES["sh010"], push_speed=0.12)
-    demo.make_demo_shot(root, "sh", W, H, FIRST, LAST, scene=scene)
-    frames = list(range(FIRST, LAST + 1))
-    keys = [frame_path(root / "key", "sh", "key", 1, f) for f in frames]
-    key_shot([root / "sh" / "plate" / f"sh_plate.{f:04d}.exr" for f in frames], keys, {}, attrs={"shot": "sh"})
-    truth = {f: exrio.read_layers(root / "sh" / "truth" / f"sh_truth.{f:04d}.exr")["mask.prop"] for f in frames}
-    return {"root": root, "frames": frames, "keys": list(zip(frames, keys)), "truth": truth}
+    shot = keyed_push_shot(tmp_path_factory.mktemp("masks"), W, H, FIRST, LAST, version=1)
+    return {**shot, "truth": {f: layers["mask.prop"] for f, layers in shot["truth"].items()}}
 
 
 def box_around(mask, margin=3, scale=1.0):
-    ys, xs = np.nonzero(mask > 0.5)
-    return [scale * v for v in (xs.min() - margin, ys.min() - margin, xs.max() + 1 + margin, ys.max() + 1 + margin)]
+    return [scale * v for v in prop_box(mask, margin)]
 
 
 def run(shot, tmp_path, hint, plate_size=(W, H), base_dir=None):
@@ -45,16 +34,6 @@ def run(shot, tmp_path, hint, plate_size=(W, H), base_dir=None):
     report = masks.track_masks(shot["keys"], outs, hint=hint, plate_size=plate_size, base_dir=base_dir,
                                attrs={"shot": "sh", "version": 1})
     return report, {f: exrio.read_layers(o) for f, o in zip(shot["frames"], outs)}
-
-
-def check_trimask(shot, layers):
-    for f, key in shot["keys"]:
-        m = layers[f]
-        assert all(m[n].dtype == np.float32 for n in MASK_LAYERS)
-        alpha = exrio.read_layers(key)["A"].astype(np.float32)
-        np.testing.assert_allclose(sum(m[n] for n in MASK_LAYERS), 1.0, atol=1e-5)
-        np.testing.assert_allclose(m["mask.character"] + m["mask.prop"], alpha, atol=1e-5)
-        assert m["mask.prop"].min() >= 0 and m["mask.character"].min() >= -1e-6
 
 
 def ious(shot, layers):
@@ -67,7 +46,7 @@ def test_box_hint_follows_the_pushed_box_both_ways(shot, tmp_path):
     assert moved >= 10  # the shot really pushes the box
     box = ",".join(f"{v:g}" for v in box_around(truth[HINT_FRAME]))
     report, layers = run(shot, tmp_path, masks.parse_prop_hint(f"{HINT_FRAME}:{box}"))
-    check_trimask(shot, layers)
+    check_trimask(shot["keys"], layers)
     iou = ious(shot, layers)
     assert min(iou.values()) >= 0.7, iou
     assert report["frames"] == len(shot["frames"]) and report["frames_without_prop"] == ""
@@ -79,7 +58,7 @@ def test_box_hint_follows_the_pushed_box_both_ways(shot, tmp_path):
 
 def test_no_hint_is_all_character(shot, tmp_path):
     report, layers = run(shot, tmp_path, None)
-    check_trimask(shot, layers)
+    check_trimask(shot["keys"], layers)
     assert all(not m["mask.prop"].any() for m in layers.values())
     assert report["prop_area"]["max"] == 0.0
 
@@ -89,7 +68,7 @@ def test_mask_image_hint_without_frame_seeds_the_first_frame(shot, tmp_path):
     hint = masks.parse_prop_hint("prop.png")
     assert hint == {"frame": None, "mask": "prop.png"}
     _, layers = run(shot, tmp_path / "out", hint, base_dir=tmp_path)
-    check_trimask(shot, layers)
+    check_trimask(shot["keys"], layers)
     assert min(ious(shot, layers).values()) >= 0.7
 
 

@@ -1,8 +1,6 @@
 """Learned perception backends (sam2 masks, matanyone key, model depth) with random-weight models
 built from the packages' own configs and loaded from local files, as real weights would be."""
 
-import dataclasses
-import importlib.util
 import json
 import logging
 import shutil
@@ -11,51 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cinecomp.synth import renderer as demo
 from cinecomp.io import exr as exrio
 from cinecomp.perception import models as perception
-from cinecomp.composite.assemble import MASK_LAYERS
 from cinecomp.camera import FAR, Camera
 from cinecomp.frames import frame_path
-from cinecomp.perception.key import key_shot
+from helpers import HAS_MATANYONE, NO_MATANYONE, check_trimask, keyed_push_shot, prop_box
 
 W, H, FIRST, LAST = 64, 36, 1001, 1005
 HINT = 1003
-HAS_MATANYONE = any(importlib.util.find_spec(m) for m in ("matanyone2", "matanyone"))
-NO_MATANYONE = "MatAnyone is not installed (pip install --no-deps matanyone2-runtime==0.2.0; `make venv` does)"
-
-
-@pytest.fixture(scope="session")
-def models(tmp_path_factory):
-    """Random SAM 2.1 hiera-t (the sam2 package's config at a 256 input), a tiny Depth Anything and,
-    where installed, MatAnyone's network, saved to local files."""
-    from cinecomp.perception import tiny_models as perception_tiny
-
-    root = tmp_path_factory.mktemp("models")
-    out = {"sam2": perception_tiny.make_sam2(root / "sam2", image_size=256),
-           "depth_model": {**perception_tiny.make_depth_model(root), "input_size": 56}}
-    if HAS_MATANYONE:
-        out["matanyone"] = perception_tiny.make_matanyone(root / "matanyone")
-    return out
 
 
 @pytest.fixture(scope="module")
 def shot(tmp_path_factory):
     """A demo shot whose character pushes a box, keyed by the chroma keyer."""
-    root = tmp_path_factory.mktemp("shot")
-    scene = dataclasses.replace(demo.SHOT_SCENES["sh010"], push_speed=0.12)
-    demo.make_demo_shot(root, "sh", W, H, FIRST, LAST, scene=scene)
-    frames = list(range(FIRST, LAST + 1))
-    keys = [frame_path(root / "key", "sh", "key", None, f) for f in frames]
-    plates = [root / "sh" / "plate" / f"sh_plate.{f:04d}.exr" for f in frames]
-    key_shot(plates, keys, {}, attrs={"shot": "sh"})
-    truth = {f: exrio.read_layers(root / "sh" / "truth" / f"sh_truth.{f:04d}.exr") for f in frames}
-    return {"root": root, "frames": frames, "keys": list(zip(frames, keys)), "plates": plates, "truth": truth}
-
-
-def prop_box(truth, margin=2):
-    ys, xs = np.nonzero(truth["mask.prop"] > 0.5)
-    return [int(xs.min()) - margin, int(ys.min()) - margin, int(xs.max()) + 1 + margin, int(ys.max()) + 1 + margin]
+    return keyed_push_shot(tmp_path_factory.mktemp("shot"), W, H, FIRST, LAST, version=None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -73,26 +40,16 @@ def run_sam2(shot, models, out_dir, hint):
     return report, {f: exrio.read_layers(o) for f, o in zip(shot["frames"], outs)}
 
 
-def check_trimask(shot, layers):
-    for f, key in shot["keys"]:
-        m = layers[f]
-        alpha = exrio.read_layers(key)["A"].astype(np.float32)
-        assert all(m[n].dtype == np.float32 for n in MASK_LAYERS)
-        np.testing.assert_allclose(sum(m[n] for n in MASK_LAYERS), 1.0, atol=1e-5)
-        np.testing.assert_allclose(m["mask.character"] + m["mask.prop"], alpha, atol=1e-5)  # masks agree with alpha
-        assert m["mask.prop"].min() >= 0 and m["mask.character"].min() >= -1e-6
-
-
-def test_sam2_box_prompt_gives_one_trimask_per_frame_inside_the_key(shot, models, tmp_path, monkeypatch):
+def test_sam2_box_prompt_gives_one_trimask_per_frame_inside_the_key(shot, perception_models, tmp_path, monkeypatch):
     from cinecomp.perception import sam2_masks
 
     seen = []  # the predictor reads frames on demand, one at a time (streamed)
     get = sam2_masks.KeyFrames.__getitem__
     monkeypatch.setattr(sam2_masks.KeyFrames, "__getitem__", lambda self, i: seen.append(i) or get(self, i))
-    box = prop_box(shot["truth"][HINT])
-    report, layers = run_sam2(shot, models, tmp_path, {"frame": HINT, "box": box})
+    box = prop_box(shot["truth"][HINT]["mask.prop"], margin=2)
+    report, layers = run_sam2(shot, perception_models, tmp_path, {"frame": HINT, "box": box})
     assert sorted(layers) == shot["frames"]
-    check_trimask(shot, layers)
+    check_trimask(shot["keys"], layers)
     assert report["backend"] == "sam2" and report["frames"] == len(shot["frames"])
     p = report["prompts"]
     assert p["prop_frame_index"] == HINT - FIRST and p["character_frame_indices"] == [HINT - FIRST]
@@ -102,18 +59,18 @@ def test_sam2_box_prompt_gives_one_trimask_per_frame_inside_the_key(shot, models
     assert hdr["shot"] == "sh" and hdr["frame"] == FIRST
 
 
-def test_sam2_clicks_and_mask_prompts(shot, models, tmp_path):
+def test_sam2_clicks_and_mask_prompts(shot, perception_models, tmp_path):
     from PIL import Image
 
-    box = prop_box(shot["truth"][HINT], margin=0)
+    box = prop_box(shot["truth"][HINT]["mask.prop"])
     centre = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]
-    report, layers = run_sam2(shot, models, tmp_path / "points",
+    report, layers = run_sam2(shot, perception_models, tmp_path / "points",
                               {"frame": HINT, "points": [centre, [2, 2]], "labels": [1, 0]})
-    check_trimask(shot, layers)
+    check_trimask(shot["keys"], layers)
     assert report["prompts"]["prop"] == "2 click(s)"
     Image.fromarray(((shot["truth"][HINT]["mask.prop"] > 0.5) * 255).astype(np.uint8)).save(shot["root"] / "hint.png")
-    report, layers = run_sam2(shot, models, tmp_path / "mask", {"frame": HINT, "mask": "hint.png"})
-    check_trimask(shot, layers)
+    report, layers = run_sam2(shot, perception_models, tmp_path / "mask", {"frame": HINT, "mask": "hint.png"})
+    check_trimask(shot["keys"], layers)
     assert report["prompts"]["prop"].startswith("mask")
 
 
@@ -171,12 +128,12 @@ def test_aligner_matches_the_ground_and_smooths_over_time():
     assert flicker(smooth) < 0.6 * flicker(raw)
 
 
-def test_depth_model_loads_from_a_local_directory_and_aligns(shot, models):
+def test_depth_model_loads_from_a_local_directory_and_aligns(shot, perception_models):
     from cinecomp.perception.depth_model import DepthRun
 
     cam = Camera.from_params({})
     ground = cam.ground_depth(W, H)
-    run = DepthRun(ground, {**models["depth_model"], "device": "cpu"})
+    run = DepthRun(ground, {**perception_models["depth_model"], "device": "cpu"})
     envs = [exrio.read_rgba(shot["root"] / "sh" / "env" / f"sh_env.{f:04d}.exr") for f in shot["frames"]]
     zs = [run.depth(e) for e in envs]
     rep = run.report()
@@ -193,13 +150,13 @@ def test_depth_model_loads_from_a_local_directory_and_aligns(shot, models):
 
 
 @pytest.mark.skipif(not HAS_MATANYONE, reason=NO_MATANYONE)
-def test_matanyone_network_from_the_package_config_keys_like_the_chroma_backend(shot, models, tmp_path):
+def test_matanyone_network_from_the_package_config_keys_like_the_chroma_backend(shot, perception_models, tmp_path):
     from cinecomp.perception.matanyone import matanyone_key_shot
 
     frames = shot["frames"][:3]
     outs = [frame_path(tmp_path, "sh", "key", None, f) for f in frames]
     report = matanyone_key_shot(shot["plates"][:3], outs, {"matanyone_warmup": 1},
-                                settings={**models["matanyone"], "device": "cpu"}, attrs={"shot": "sh"})
+                                settings={**perception_models["matanyone"], "device": "cpu"}, attrs={"shot": "sh"})
     assert report["backend"] == "matanyone" and report["frames"] == 3
     for f, out in zip(frames, outs):
         chroma = exrio.read_layers(dict(shot["keys"])[f])
@@ -212,7 +169,7 @@ def test_matanyone_network_from_the_package_config_keys_like_the_chroma_backend(
     assert hdr["frame"] == FIRST and "keyScreen" in hdr
     # matted at a 24-pixel shorter side by the package's own resizing, alpha back at the plate's size
     small = matanyone_key_shot(shot["plates"][:2], outs[:2], {"matanyone_warmup": 0, "matanyone_max_size": 24},
-                               settings={**models["matanyone"], "device": "cpu"}, attrs={"shot": "sh"})
+                               settings={**perception_models["matanyone"], "device": "cpu"}, attrs={"shot": "sh"})
     assert small["frames"] == 2 and exrio.read_layers(outs[1])["A"].shape == (H, W)
 
 
@@ -237,25 +194,25 @@ def test_edge_combination_keeps_the_chroma_key_away_from_edges():
 # ------------------------------------------------------------------------------------------------
 
 
-def test_checks_accept_the_models_and_name_bad_paths(models, tmp_path):
-    p = {"sam2": models["sam2"], "depth_model": models["depth_model"], "matanyone": models.get("matanyone", {})}
+def test_checks_accept_the_models_and_name_bad_paths(perception_models, tmp_path):
+    p = {k: perception_models.get(k, {}) for k in ("sam2", "depth_model", "matanyone")}
     assert perception.check_backend("masks", "sam2", p) == []
     assert perception.check_backend("depth", "model", p) == []
     assert perception.check_backend("masks", "track", p) == []
-    missing = perception.check_backend("masks", "sam2", {"sam2": {"config": models["sam2"]["config"],
+    missing = perception.check_backend("masks", "sam2", {"sam2": {"config": perception_models["sam2"]["config"],
                                                                    "checkpoint": str(tmp_path / "nope.pt")}})
     assert len(missing) == 1 and "nope.pt" in missing[0] and "does not exist" in missing[0]
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
-    bad = perception.check_backend("masks", "sam2", {"sam2": {**models["sam2"], "checkpoint": str(junk)}})
+    bad = perception.check_backend("masks", "sam2", {"sam2": {**perception_models["sam2"], "checkpoint": str(junk)}})
     assert "junk.pt" in bad[0] and "weights_only" in bad[0]
     # the checkpoint of the tiny model with the package's small (hiera-s) config: not that model
-    wrong = perception.check_backend("masks", "sam2", {"sam2": {**models["sam2"],
+    wrong = perception.check_backend("masks", "sam2", {"sam2": {**perception_models["sam2"],
                                                                 "config": "configs/sam2.1/sam2.1_hiera_s.yaml"}})
-    assert "not a checkpoint of the SAM 2 model" in wrong[0] and models["sam2"]["checkpoint"] in wrong[0]
+    assert "not a checkpoint of the SAM 2 model" in wrong[0] and perception_models["sam2"]["checkpoint"] in wrong[0]
     # a depth directory whose weights belong to another config
     other = tmp_path / "other_depth"
-    shutil.copytree(models["depth_model"]["path"], other)
+    shutil.copytree(perception_models["depth_model"]["path"], other)
     cfg = json.loads((other / "config.json").read_text())
     cfg["fusion_hidden_size"] = 24
     (other / "config.json").write_text(json.dumps(cfg))
@@ -265,22 +222,24 @@ def test_checks_accept_the_models_and_name_bad_paths(models, tmp_path):
     assert "does not exist" in nodir[0]
     if HAS_MATANYONE:
         assert perception.check_backend("key", "matanyone", p) == []
-        bad = perception.check_backend("key", "matanyone", {"matanyone": {"checkpoint": models["sam2"]["checkpoint"]}})
-        assert "not a checkpoint of the" in bad[0] and models["sam2"]["checkpoint"] in bad[0]
+        bad = perception.check_backend("key", "matanyone",
+                                       {"matanyone": {"checkpoint": perception_models["sam2"]["checkpoint"]}})
+        assert "not a checkpoint of the" in bad[0] and perception_models["sam2"]["checkpoint"] in bad[0]
 
 
-def test_cli_models_check_perception(models, tmp_path):
+def test_cli_models_check_perception(perception_models, tmp_path):
     import yaml
 
     from cinecomp.cli.main import main
 
     cfg = tmp_path / "p.yaml"
-    cfg.write_text(yaml.safe_dump({"perception": {"sam2": models["sam2"], "depth_model": models["depth_model"],
+    cfg.write_text(yaml.safe_dump({"perception": {"sam2": perception_models["sam2"],
+                                                  "depth_model": perception_models["depth_model"],
                                                   "matanyone": {"checkpoint": str(tmp_path / "m.pth")}}}))
     assert main(["models", "check", "--perception", "--configfile", str(cfg)]) == 1  # matanyone path missing
 
 
-def test_cli_validate_names_shot_backend_and_path(shot, models, tmp_path, capsys):
+def test_cli_validate_names_shot_backend_and_path(shot, perception_models, tmp_path, capsys):
     import yaml
 
     from cinecomp.cli.main import REPO, main
@@ -292,26 +251,26 @@ def test_cli_validate_names_shot_backend_and_path(shot, models, tmp_path, capsys
                      f"masks_backend,depth_backend\nsx,{plate},ACEScg,{FIRST},{LAST},24,{env},ACEScg,1,sam2,model\n"
                      f"sy,{plate},ACEScg,{FIRST},{LAST},24,{env},ACEScg,1,,model\n")
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["perception"]["sam2"] = models["sam2"]
+    cfg["perception"]["sam2"] = perception_models["sam2"]
     cfg["perception"]["depth_model"]["path"] = str(tmp_path / "no_depth_model")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["validate", "--sheet", str(sheet), "--configfile", str(tmp_path / "c.yaml")]) == 1
     err = capsys.readouterr().err
     assert f"shot(s) sx, sy: depth backend model: {tmp_path / 'no_depth_model'}: depth model directory does not exist" in err
     assert "masks backend sam2" not in err  # that one is fine
-    cfg["perception"]["depth_model"] = models["depth_model"]
+    cfg["perception"]["depth_model"] = perception_models["depth_model"]
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["validate", "--sheet", str(sheet), "--configfile", str(tmp_path / "c.yaml")]) == 0
 
 
 @pytest.mark.skipif(not HAS_MATANYONE, reason=NO_MATANYONE)
-def test_matanyone_first_mask_from_sam2(shot, models):
+def test_matanyone_first_mask_from_sam2(shot, perception_models):
     from cinecomp.perception.key import KeyParams
     from cinecomp.perception.matanyone import first_mask
 
     rgb = exrio.read_rgba(shot["plates"][0])[..., :3]
     alpha = exrio.read_layers(shot["keys"][0][1])["A"].astype(np.float32)
     params = KeyParams.from_dict({"matanyone_first_mask": "sam2"})
-    m = first_mask(rgb, alpha, params, {**models["sam2"], "device": "cpu"})
+    m = first_mask(rgb, alpha, params, {**perception_models["sam2"], "device": "cpu"})
     assert m.shape == (H, W) and set(np.unique(m)) <= {0.0, 1.0}
     assert (first_mask(rgb, alpha, KeyParams(), None) == (alpha > 0.5)).all()

@@ -1,23 +1,18 @@
 """Learned perception backends chosen per shot in the sheet, through the workflow to the final EXR,
 and their model files checked before any job runs."""
 
-import importlib.util
-
 import numpy as np
 import pytest
 import yaml
 
 from cinecomp.io import exr as exrio
-from test_perception import models  # noqa: F401 (the session's random-weight models)
-from test_workflow import REPO, comp_files, snakemake
+from helpers import HAS_MATANYONE, REPO, SHEET_COLUMNS, comp_files, prop_hint_cell, snakemake
 
 pytestmark = pytest.mark.slow
 
 FIRST, LAST = 1001, 1004
 W, H = 64, 36
-HAS_MATANYONE = any(importlib.util.find_spec(m) for m in ("matanyone2", "matanyone"))
-HEADER = ("shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version,"
-          "prop_hint,key_backend,masks_backend,depth_backend,composite_backend,key_params")
+HEADER = SHEET_COLUMNS + ",prop_hint,key_backend,masks_backend,depth_backend,composite_backend,key_params"
 
 
 def row(shot, hint="", key="", masks="", depth="", composite="over", src=None):
@@ -27,25 +22,19 @@ def row(shot, hint="", key="", masks="", depth="", composite="over", src=None):
             '"{""matanyone_warmup"": 1}"')
 
 
-def prop_hint(root, shot, frame):
-    prop = exrio.read_layers(root / "demo" / shot / "truth" / f"{shot}_truth.{frame:04d}.exr")["mask.prop"]
-    ys, xs = np.nonzero(prop > 0.5)
-    return f'"{frame}:{xs.min() - 1},{ys.min() - 1},{xs.max() + 2},{ys.max() + 2}"'
-
-
 @pytest.fixture(scope="module")
-def learned(tmp_path_factory, models):  # noqa: F811
+def learned(tmp_path_factory, perception_models):
     from cinecomp.synth.renderer import make_demo_shot
 
     root = tmp_path_factory.mktemp("learned")
     make_demo_shot(root / "demo", "pa", W, H, FIRST, LAST)
-    perception = {**models, "device": "cpu"}
+    perception = {**perception_models, "device": "cpu"}
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())  # the repository's config, models swapped
     cfg["perception"].update(perception)
     (root / "perception.yaml").write_text(yaml.safe_dump(cfg))
     key = "matanyone" if HAS_MATANYONE else ""
     (root / "shots.csv").write_text("\n".join([
-        HEADER, row("pa", prop_hint(root, "pa", FIRST + 2), key=key, masks="sam2", depth="model",
+        HEADER, row("pa", prop_hint_cell(root, "pa", FIRST + 2, margin=1), key=key, masks="sam2", depth="model",
                     composite="harmonize")]) + "\n")
     r = snakemake(root, "--configfile", str(root / "perception.yaml"))
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-6000:]

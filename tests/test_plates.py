@@ -15,8 +15,7 @@ import pytest
 from cinecomp.io import exr as exrio, plates
 from cinecomp.errors import PlateError
 from cinecomp.io.plates import probe, read_frame, read_movie
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from helpers import SHARED_DATA
 W, H = 64, 48
 
 
@@ -209,7 +208,7 @@ def test_movie_with_alpha_and_16bit_movie(tmp_path):
 
 
 def test_shared_real_movie_probe_and_decode():
-    mp4 = SHARED / "greenscreen" / "aframe_chromakey" / "example.mp4"
+    mp4 = SHARED_DATA / "greenscreen" / "aframe_chromakey" / "example.mp4"
     if not mp4.is_file():
         pytest.skip(f"shared sample data absent: {mp4}")
     info = probe(mp4)

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +10,9 @@ from PIL import Image
 from cinecomp.io import exr as exrio
 from cinecomp.errors import SheetError
 from cinecomp.sheet import check_path, load_sheet
+from helpers import REPO, SHEET_COLUMNS as HEADER
 
-REPO_WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
-HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version"
+REPO_WORKFLOW = REPO / "workflow"
 
 
 def make_plates(root, w=32, h=18, frames=range(1001, 1006)):

@@ -19,18 +19,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import OpenEXR
 import pytest
 
-from test_workflow import FIRST, LAST, TINY, sheet_rows, snakemake, write_sheet
+from helpers import FIRST, LAST, REPO, cinecomp, comp_files, exr_pixels
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 RULES = {"ingest_plate", "ingest_env", "key", "masks", "depth", "light", "composite", "assemble", "daily",
@@ -50,12 +47,6 @@ def cluster():
     yield
     if not running:  # leave nothing running that this session started
         subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=300)
-
-
-def cinecomp(root: Path, *args, timeout=300):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
-    return subprocess.run([sys.executable, "-m", "cinecomp.cli.main", *args], cwd=root, capture_output=True, text=True,
-                          timeout=timeout, env=env)
 
 
 def submit(root: Path, *args) -> str:
@@ -112,15 +103,6 @@ def wait_for_job(root: Path, comment: str, states=("RUNNING",), exclude=(), time
     raise AssertionError(f"no {'/'.join(states)} job {comment} within {timeout}s")
 
 
-def exr_pixels(path: Path) -> dict:
-    with OpenEXR.File(str(path), separate_channels=True) as f:
-        return {k: np.array(v.pixels) for k, v in f.channels().items()}
-
-
-def comp_files(root: Path, shot: str) -> list[Path]:
-    return sorted((root / "results" / shot / "v001" / "comp").glob("*.exr"))
-
-
 def assert_same_pixels(a: Path, b: Path, shot: str) -> None:
     fa, fb = comp_files(a, shot), comp_files(b, shot)
     assert [f.name for f in fa] == [f.name for f in fb] == [f"{shot}_comp_v001.{n:04d}.exr"
@@ -143,29 +125,10 @@ def no_half_written(root: Path) -> None:
     assert not temps, f"half-written files survived: {temps}"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    from cinecomp.synth.renderer import make_demo_shot
-
-    root = tmp_path_factory.mktemp("slurm_demo")
-    for shot, fmt, env in TINY:
-        make_demo_shot(root / "demo", shot, 48, 28, FIRST, LAST, plate_format=fmt, env_kind=env)
-    write_sheet(root, sheet_rows(root))
-    return root
-
-
-@pytest.fixture(scope="module")
-def local(demo, tmp_path_factory):
-    root = tmp_path_factory.mktemp("slurm_local")
-    shutil.copytree(demo, root, dirs_exist_ok=True)
-    r = snakemake(root)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return root
-
-
-def test_overnight_story_on_slurm(cluster, demo, local, tmp_path):
+def test_overnight_story_on_slurm(cluster, tiny_demo, rendered, tmp_path):
+    """``rendered``: the same shots run locally (conftest), what every SLURM-made frame must equal."""
     root = tmp_path / "show"
-    shutil.copytree(demo, root)
+    shutil.copytree(tiny_demo, root)
     root = root.resolve()
 
     # 1. submitted to start a few seconds from now; sb's composite is cancelled twice (the retry included)
@@ -193,7 +156,7 @@ def test_overnight_story_on_slurm(cluster, demo, local, tmp_path):
             assert j["State"] == "COMPLETED", j
             want = (4000, "01:00:00") if j["rule"] == "key" else (2000, "00:30:00")
             assert (j["ReqMem"], j["Timelimit"], j["AllocCPUS"]) == (f"{want[0]}M", want[1], "1"), j
-        assert_same_pixels(root, local, shot)
+        assert_same_pixels(root, rendered, shot)
     sb = [j for j in jobs if j["shot"] == "sb" and j["rule"] == "composite"]
     assert [(j["JobIDRaw"], j["State"].split()[0], j["ReqMem"]) for j in sb] == [
         (first, "CANCELLED", "2000M"), (retry, "CANCELLED", "4000M")]  # attempt 2: twice the memory
@@ -226,7 +189,7 @@ def test_overnight_story_on_slurm(cluster, demo, local, tmp_path):
     composite = [j for j in later if j["rule"] == "composite"]
     assert len(composite) == 1 and composite[0]["State"] == "COMPLETED"  # not redone after the kill
     assert {p: p.stat().st_mtime_ns for s in ("sa", "sc") for p in (root / "results" / s).rglob("*")} == finished
-    assert_same_pixels(root, local, "sb")
+    assert_same_pixels(root, rendered, "sb")
     no_half_written(root)
     rc, st = status(root)
     assert rc == 0 and {s["state"] for s in st.values()} == {"done"}, st

@@ -5,24 +5,18 @@ shot in `snakemake --report`."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from test_workflow import FIRST, LAST, TINY, sheet_rows, snakemake, write_sheet
+from helpers import FIRST, LAST, cinecomp, copy_run, sheet_rows, snakemake, write_sheet
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
 def status(root: Path, *args) -> tuple[int, dict, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
-    r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "status", "--sheet", "shots.csv", "--no-sacct", *args],
-                       cwd=root, capture_output=True, text=True, env=env, timeout=300)
+    r = cinecomp(root, "status", "--sheet", "shots.csv", "--no-sacct", *args)
     assert r.returncode in (0, 1), r.stdout + r.stderr
     if "--json" in args:
         return r.returncode, {s["shot"]: s for s in json.loads(r.stdout)["shots"]}, r.stdout
@@ -30,17 +24,16 @@ def status(root: Path, *args) -> tuple[int, dict, str]:
 
 
 @pytest.fixture(scope="module")
-def run_with_a_failure(tmp_path_factory):
-    """The tiny demo shots plus `sx`, whose plate is not a green screen: its key job fails."""
-    from cinecomp.synth.renderer import make_demo_shot
-
-    root = tmp_path_factory.mktemp("status")
-    for shot, fmt, env in TINY[:2]:
-        make_demo_shot(root / "demo", shot, 48, 28, FIRST, LAST, plate_format=fmt, env_kind=env)
-    rows = sheet_rows(root)[:2]
+def run_with_a_failure(tiny_demo, rendered, tmp_path_factory):
+    """The tiny demo shots sa and sb plus `sx`, whose plate is not a green screen: its key job fails.
+    Their status before any run, then a run (sa and sb as rendered by the tiny demo's run)."""
+    rows = sheet_rows()[:2]
     rows.append(f"sx,demo/sa/env/sa_env.####.exr,ACEScg,{FIRST},{LAST},24,demo/sa/env/sa_env.####.exr,ACEScg,1,")
+    fresh = copy_run(tiny_demo, tmp_path_factory.mktemp("status") / "fresh")
+    write_sheet(fresh, rows)
+    rc, before, _ = status(fresh, "--json")
+    root = copy_run(rendered, tmp_path_factory.mktemp("status") / "run")
     write_sheet(root, rows)
-    rc, before, _ = status(root, "--json")
     r = snakemake(root, "--keep-going")
     assert r.returncode != 0
     return root, rc, before

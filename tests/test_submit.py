@@ -13,9 +13,7 @@ import pytest
 
 from cinecomp.cli import main as cli
 from cinecomp.farm.slurm import SubmitError, controller_name, parse_begin, parse_time_limit
-
-REPO = Path(__file__).resolve().parents[1]
-HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version"
+from helpers import REPO, SHEET_COLUMNS as HEADER
 
 
 @pytest.fixture

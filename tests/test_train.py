@@ -15,6 +15,7 @@ pytest.importorskip("deepspeed")
 
 from cinecomp.io.dataset import DatasetError, ShardWriter, check_sample, iter_samples, read_index  # noqa: E402
 from cinecomp.train.loop import TrainConfigError, launch, load_config  # noqa: E402
+from helpers import REPO  # noqa: E402
 
 T, H, W = 5, 32, 32
 
@@ -203,15 +204,12 @@ def test_a_dataset_with_no_accepted_samples_is_a_clear_error(setup, tmp_path):
 def test_the_train_target_plans_one_job_and_checks_the_config_first(setup, tmp_path):
     """`snakemake train --config train=train.yaml` is one job writing the model card; rule all never
     contains it; a bad training config stops the planning with the config's own message."""
-    from pathlib import Path
-
     root, tiny = setup
-    repo = Path(__file__).resolve().parents[1]
     good = write_config(tmp_path / "t.yaml", root, tiny, tmp_path / "out")
     # planned in an empty directory with no shot sheet: the train target reads none
     (tmp_path / "empty").mkdir()
-    cmd = [sys.executable, "-m", "snakemake", "train", "-n", "--snakefile", str(repo / "Snakefile"),
-           "--configfile", str(repo / "config.yaml"), "--directory", str(tmp_path / "empty"),
+    cmd = [sys.executable, "-m", "snakemake", "train", "-n", "--snakefile", str(REPO / "Snakefile"),
+           "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path / "empty"),
            "--config", "shots=/nonexistent/shots.csv", f"train={good}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -1,7 +1,6 @@
 """End-to-end workflow behaviour on tiny demo shots the project renders itself."""
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -15,84 +14,10 @@ import OpenEXR
 import pytest
 
 from cinecomp.io import exr as exrio
+from helpers import (FIRST, LAST, REPO, TINY, comp_files, copy_run, planned_jobs, review_files, sheet_rows,
+                     snakemake, snakemake_command, write_sheet)
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version,key_params"
-TINY = [  # shot, plate format, environment kind
-    ("sa", "exr", "sequence"),
-    ("sb", "png", "image"),
-    ("sc", "mp4", "sequence"),
-]
-FIRST, LAST = 1001, 1005
-
-
-def sheet_rows(root: Path, versions: dict | None = None) -> list[str]:
-    rows = []
-    for shot, fmt, env in TINY:
-        plate = {"exr": f"demo/{shot}/plate/{shot}_plate.####.exr", "png": f"demo/{shot}/plate/{shot}_plate.####.png",
-                 "mp4": f"demo/{shot}/plate/{shot}_plate.mp4"}[fmt]
-        pcs = "ACEScg" if fmt == "exr" else "srgb_tx"
-        envp, ecs = ((f"demo/{shot}/env/{shot}_env.####.exr", "ACEScg") if env == "sequence"
-                     else (f"demo/{shot}/env/{shot}_env.jpg", "srgb_tx"))
-        rows.append(f"{shot},{plate},{pcs},{FIRST},{LAST},24,{envp},{ecs},{(versions or {}).get(shot, 1)},")
-    return rows
-
-
-def write_sheet(root: Path, rows: list[str]) -> None:
-    (root / "shots.csv").write_text("\n".join([HEADER, *rows]) + "\n")
-
-
-def snakemake(root: Path, *args, timeout=900, **kw):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
-           str(REPO / "config.yaml"), "--directory", str(root), "--cores", "2", "--config", "shots=shots.csv", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-
-
-def planned_jobs(root: Path, *args) -> set[tuple[str, str]]:
-    """(rule, shot) of every job a dry run would run."""
-    r = snakemake(root, "--dry-run", *args)
-    assert r.returncode == 0, r.stdout + r.stderr
-    out = r.stdout + r.stderr
-    jobs = set()
-    for m in re.finditer(r"^(?:localrule|rule) (\w+):\n(?:.*\n)*?\s+wildcards: shot=([\w-]+)", out, re.M):
-        jobs.add((m.group(1), m.group(2)))
-    return jobs
-
-
-@pytest.fixture(scope="module")
-def tiny_demo(tmp_path_factory):
-    from cinecomp.synth.renderer import make_demo_shot
-
-    root = tmp_path_factory.mktemp("tiny")
-    for shot, fmt, env in TINY:
-        make_demo_shot(root / "demo", shot, 48, 28, FIRST, LAST, plate_format=fmt, env_kind=env)
-    write_sheet(root, sheet_rows(root))
-    return root
-
-
-@pytest.fixture(scope="module")
-def rendered(tiny_demo, tmp_path_factory):
-    root = tmp_path_factory.mktemp("rendered")
-    shutil.copytree(tiny_demo, root, dirs_exist_ok=True)
-    r = snakemake(root)
-    assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
-    return root
-
-
-def copy_run(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, symlinks=True)
-    return dst
-
-
-def comp_files(root: Path, shot: str, version: int = 1) -> list[Path]:
-    return sorted((root / "results" / shot / f"v{version:03d}" / "comp").glob(f"{shot}_comp_v*.exr"))
-
-
-def review_files(root: Path, shot: str, version: int = 1) -> list[Path]:
-    d = root / "results" / shot / f"v{version:03d}" / "review"
-    return [d / f"{shot}_v{version:03d}_daily.mp4", d / f"{shot}_v{version:03d}_contact.png"]
 
 
 def test_outputs_layers_and_metadata(rendered):
@@ -123,7 +48,7 @@ def test_up_to_date_run_plans_nothing(rendered):
 
 def test_editing_one_row_reruns_only_that_shot(rendered, tmp_path):
     root = copy_run(rendered, tmp_path / "w")
-    rows = sheet_rows(root, {"sb": 2})
+    rows = sheet_rows({"sb": 2})
     rows[1] += '"{""clip_black"": 0.2}"'  # sb: new key parameters, as v002
     write_sheet(root, rows)
     jobs = planned_jobs(root)
@@ -134,7 +59,7 @@ def test_editing_one_row_reruns_only_that_shot(rendered, tmp_path):
 def test_an_edit_without_a_new_version_renders_nothing(rendered, tmp_path):
     """v001 is published: it is never rendered again; the run says how to render the change."""
     root = copy_run(rendered, tmp_path / "w")
-    rows = sheet_rows(root)
+    rows = sheet_rows()
     rows[1] += '"{""clip_black"": 0.2}"'
     write_sheet(root, rows)
     r = snakemake(root, "--dry-run")
@@ -145,7 +70,7 @@ def test_an_edit_without_a_new_version_renders_nothing(rendered, tmp_path):
 def test_versions_sit_side_by_side_and_reverting_rerenders_nothing(rendered, tmp_path):
     root = copy_run(rendered, tmp_path / "w")
     v1 = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in comp_files(root, "sa") + review_files(root, "sa")}
-    write_sheet(root, sheet_rows(root, {"sa": 2}))
+    write_sheet(root, sheet_rows({"sa": 2}))
     # the same settings as v002: no work file is rendered again, only v002's comp and review
     assert planned_jobs(root) == {("assemble", "sa"), ("daily", "sa"), ("contact_sheet", "sa"), ("cost", "sa")}
     r = snakemake(root)
@@ -153,7 +78,7 @@ def test_versions_sit_side_by_side_and_reverting_rerenders_nothing(rendered, tmp
     assert [f.name for f in comp_files(root, "sa", 2)] == [f"sa_comp_v002.{f:04d}.exr" for f in range(FIRST, LAST + 1)]
     assert all(p.exists() for p in review_files(root, "sa", 2))
     assert exrio.read_exr_header(comp_files(root, "sa", 2)[0])["shotVersion"] == 2
-    write_sheet(root, sheet_rows(root))  # back to v001
+    write_sheet(root, sheet_rows())  # back to v001
     assert planned_jobs(root) == set()
     assert snakemake(root).returncode == 0
     assert v1 == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in comp_files(root, "sa") + review_files(root, "sa")}
@@ -161,7 +86,7 @@ def test_versions_sit_side_by_side_and_reverting_rerenders_nothing(rendered, tmp
 
 def test_an_old_version_named_on_the_command_line_is_refused(rendered, tmp_path):
     root = copy_run(rendered, tmp_path / "w")
-    write_sheet(root, sheet_rows(root, {"sa": 2}))
+    write_sheet(root, sheet_rows({"sa": 2}))
     r = snakemake(root, "--dry-run", "results/sa/v001/comp")
     assert r.returncode != 0 and "the sheet says v002" in r.stdout + r.stderr
 
@@ -192,7 +117,7 @@ def test_broken_plate_fails_alone(tiny_demo, tmp_path):
 def test_bad_sheet_fails_before_any_job_and_keeps_outputs(rendered, tmp_path):
     root = copy_run(rendered, tmp_path / "w")
     before = {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*") if p.is_file()}
-    write_sheet(root, sheet_rows(root) + [sheet_rows(root)[0]])  # duplicate id
+    write_sheet(root, sheet_rows() + [sheet_rows()[0]])  # duplicate id
     r = snakemake(root)
     assert r.returncode != 0
     assert "duplicate shot id 'sa'" in r.stdout + r.stderr
@@ -202,9 +127,7 @@ def test_bad_sheet_fails_before_any_job_and_keeps_outputs(rendered, tmp_path):
 
 def test_sigkill_then_rerun_incomplete_matches(rendered, tiny_demo, tmp_path):
     root = copy_run(tiny_demo, tmp_path / "w")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
-           str(REPO / "config.yaml"), "--directory", str(root), "--cores", "1", "--config", "shots=shots.csv"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(snakemake_command(root, cores=1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # Kill while a job is part-way through writing a directory of frames.
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -227,10 +150,11 @@ def test_sigkill_then_rerun_incomplete_matches(rendered, tiny_demo, tmp_path):
                 np.testing.assert_array_equal(la[k], lb[k], err_msg=f"{fa.name} {k}")
 
 
-def test_lint_and_format(tiny_demo):
+def test_lint_and_format(tiny_demo, tmp_path):
+    root = copy_run(tiny_demo, tmp_path / "w")
     r = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile"),
-                        "--configfile", str(REPO / "config.yaml"), "--directory", str(tiny_demo),
-                        "--config", "shots=shots.csv"], capture_output=True, text=True, cwd=tiny_demo)
+                        "--configfile", str(REPO / "config.yaml"), "--directory", str(root),
+                        "--config", "shots=shots.csv"], capture_output=True, text=True, cwd=root)
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "Congratulations" in out, out[-4000:]
     snakefmt = Path(sys.executable).with_name("snakefmt")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,11 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "workflow"))
-HEADER = "shot,plate,plate_colourspace,first_frame,last_frame,fps,environment,env_colourspace,version"
-FIRST, LAST = 1001, 1005
-KINDS = [("exr", "sequence"), ("png", "image"), ("mp4", "sequence")]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the helpers the tests share
+
+from helpers import FIRST, LAST, TINY, cinecomp, exr_pixels, make_tiny_shot, sheet_row, write_sheet  # noqa: E402
+
+KINDS = [(fmt, env) for _, fmt, env in TINY]  # plate format, environment kind, in turn
 
 
 def main() -> int:
@@ -35,11 +34,6 @@ def main() -> int:
     ap.add_argument("--dir", default="/tmp/cinecomp-load")
     ap.add_argument("--timeout", type=int, default=3600)
     args = ap.parse_args()
-    import numpy as np
-    import OpenEXR
-
-    from cinecomp.synth.renderer import make_demo_shot
-
     root = Path(args.dir).resolve()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -47,20 +41,12 @@ def main() -> int:
     for i in range(args.shots):
         shot = f"ld{i:03d}"
         fmt, env = KINDS[i % len(KINDS)]
-        make_demo_shot(root / "demo", shot, 48, 28, FIRST, LAST, plate_format=fmt, env_kind=env)
-        plate = {"exr": f"demo/{shot}/plate/{shot}_plate.####.exr", "png": f"demo/{shot}/plate/{shot}_plate.####.png",
-                 "mp4": f"demo/{shot}/plate/{shot}_plate.mp4"}[fmt]
-        pcs = "ACEScg" if fmt == "exr" else "srgb_tx"
-        envp, ecs = ((f"demo/{shot}/env/{shot}_env.####.exr", "ACEScg") if env == "sequence"
-                     else (f"demo/{shot}/env/{shot}_env.jpg", "srgb_tx"))
-        rows.append(f"{shot},{plate},{pcs},{FIRST},{LAST},24,{envp},{ecs},1")
-    (root / "shots.csv").write_text("\n".join([HEADER, *rows]) + "\n")
-    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
-    cc = [sys.executable, "-m", "cinecomp.cli.main"]
+        make_tiny_shot(root, shot, fmt, env)
+        rows.append(sheet_row(shot, fmt, env))
+    write_sheet(root, rows)
     t0 = time.time()
-    r = subprocess.run([*cc, "submit", "--sheet", "shots.csv", "--time", "2:00:00", "--",
-                        "--slurm-init-seconds-before-status-checks", "5"], cwd=root, capture_output=True, text=True,
-                       env=env)
+    r = cinecomp(root, "submit", "--sheet", "shots.csv", "--time", "2:00:00", "--",
+                 "--slurm-init-seconds-before-status-checks", "5")
     print(r.stdout + r.stderr, end="")
     job = re.search(r"submitted controller job (\d+)", r.stdout).group(1)
     state = "PENDING"
@@ -85,8 +71,7 @@ def main() -> int:
                 problems.append(f"missing {p}")
                 continue
             try:
-                with OpenEXR.File(str(p), separate_channels=True) as fh:
-                    ch = {k: np.array(v.pixels) for k, v in fh.channels().items()}
+                ch = exr_pixels(p)
                 if not {"R", "G", "B", "A", "depth.Z", "mask.character"} <= set(ch) or ch["R"].shape != (28, 48):
                     problems.append(f"incomplete {p}: {sorted(ch)} {ch['R'].shape}")
             except Exception as exc:  # noqa: BLE001 (any unreadable file is a loss)
@@ -97,8 +82,7 @@ def main() -> int:
                 problems.append(f"missing {q}")
     temps = [str(p) for p in (root / "results").rglob(".*") if ".tmp" in p.name]
     problems += [f"half-written {t}" for t in temps]
-    st = subprocess.run([*cc, "status", "--sheet", "shots.csv", "--json"], cwd=root, capture_output=True, text=True,
-                        env=env)
+    st = cinecomp(root, "status", "--sheet", "shots.csv", "--json")
     states = {s["shot"]: s["state"] for s in json.loads(st.stdout)["shots"]} if st.stdout.strip() else {}
     not_done = {s: v for s, v in states.items() if v != "done"}
     if len(states) != args.shots or not_done:
