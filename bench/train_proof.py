@@ -34,7 +34,7 @@ PROOF_Z = 8
 
 
 def curate(out: Path, scenes: int, width: int, height: int) -> Path:
-    from cinecomp.curate.pipeline import run
+    from cinecomp.curate.runner import run
 
     data = out / "curated"
     if (data / "index.json").is_file():
