@@ -14,6 +14,7 @@ from cinecomp import metrics
 from cinecomp.camera import Camera, light_direction
 from cinecomp.synth.renderer import pose, render_frame, scene_camera, scene_light, to_camera_world
 from cinecomp.evaluate.suite import (PSNR_CAP, display, eval_shots, frame_metrics, make_eval_set, sheet_rows)
+from helpers import SHARED_DATA
 
 
 def _spec(name):
@@ -249,7 +250,7 @@ def test_blender_camera_roll_turns_the_horizon_counter_clockwise():
     assert np.sign(cam["roll_deg"]) == np.sign(-(right @ np.array([0.0, 1.0, 0.0])))
 
 
-PATHTRACED = Path(__file__).resolve().parents[2] / "shared" / "data" / "pathtraced"
+PATHTRACED = SHARED_DATA / "pathtraced"
 
 
 @pytest.mark.skipif(not (PATHTRACED / "shot09_empty_warehouse_01" / "shot.json").is_file(),

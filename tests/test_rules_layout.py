@@ -5,11 +5,9 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 from cinecomp import layout
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def test_layout_paths_for_numbers_and_wildcards():

@@ -4,9 +4,10 @@ that entry point still cancels the stale rule jobs of its run directory after th
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from helpers import REPO
 
 
 @pytest.mark.parametrize("module", ["cinecomp.slurm", "cinecomp.farm.slurm"])
@@ -24,7 +25,7 @@ def test_queued_controllers_cleanup_entry_point(tmp_path, module):
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "workflow")}
+           "PYTHONPATH": str(REPO / "workflow")}
     r = subprocess.run([sys.executable, "-m", module, "cleanup", str(work), "14"], env=env,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
