@@ -29,21 +29,16 @@ demo-diffusion: venv
 	test -d demo || $(BIN)/cinecomp demo --out demo
 	$(BIN)/cinecomp render -- --configfile config.yaml models/proof/cinecomp.yaml --config results=results-diffusion
 
-# Three pytest processes side by side on the 2 cores: the SLURM story (marker slurm, it mostly waits
-# on the scheduler), the DeepSpeed training and multi-rank tests (SIDE_TESTS), and the rest. Each
-# report is printed, the rest's last; the exit status is the worst of the three.
-SIDE_TESTS := tests/test_train.py tests/test_diffusion_distributed.py
+# The SLURM story (marker slurm) mostly waits on the scheduler, so it runs beside the other tests;
+# its report comes first, theirs last. The exit status is the worse of the two.
 test: venv
-	@rm -f .pytest-slurm.log .pytest-side.log .pytest-rest.log; \
+	@rm -f .pytest-slurm.log; \
 	$(BIN)/python -m pytest -q -ra -m slurm > .pytest-slurm.log 2>&1 & slurm=$$!; \
-	$(BIN)/python -m pytest -q -ra -m "not slurm" $(SIDE_TESTS) > .pytest-side.log 2>&1 & side=$$!; \
-	$(BIN)/python -m pytest -q -ra -m "not slurm" $(addprefix --ignore=,$(SIDE_TESTS)) > .pytest-rest.log 2>&1; rest=$$?; \
-	wait $$slurm; sl=$$?; wait $$side; sd=$$?; \
-	echo "--- SLURM tests (marker slurm):"; cat .pytest-slurm.log; \
-	echo "--- training and multi-rank tests ($(SIDE_TESTS)):"; cat .pytest-side.log; \
+	$(BIN)/python -m pytest -q -ra -m "not slurm" > .pytest-rest.log 2>&1; rest=$$?; \
+	wait $$slurm; sl=$$?; \
+	echo "--- SLURM tests (marker slurm), run beside the others:"; cat .pytest-slurm.log; \
 	echo "--- all other tests:"; cat .pytest-rest.log; \
-	for rc in $$rest $$sd; do if [ $$rc -ne 0 ]; then exit $$rc; fi; done; \
-	if [ $$sl -ne 0 ] && [ $$sl -ne 5 ]; then exit $$sl; fi
+	if [ $$rest -ne 0 ]; then exit $$rest; fi; if [ $$sl -ne 0 ] && [ $$sl -ne 5 ]; then exit $$sl; fi
 
 lint: venv
 	$(BIN)/snakemake --lint
