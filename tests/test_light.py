@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from cinecomp.colour import LUMA_ACESCG
 from cinecomp.camera import Camera, light_direction
 from cinecomp.perception.light import (equirect_directions, equirect_solid_angles, estimate_light, irradiance, parse_light,
                             sh_eval, sh_irradiance_from_equirect)
@@ -32,7 +33,7 @@ def sun_panorama(az, el, radius_deg=2.0, h=256, w=512):
 
 
 def luminance(rgb):
-    return float(np.asarray(rgb) @ [0.2722287, 0.6740818, 0.0536895])
+    return float(np.asarray(rgb) @ LUMA_ACESCG)
 
 
 def assert_finite_json(light):
