@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-
 
 def run(args) -> int:
     from ..synth.renderer import make_demo

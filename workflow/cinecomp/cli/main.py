@@ -23,7 +23,6 @@ import argparse
 import importlib
 import os
 import sys
-from pathlib import Path
 
 from ..layout import REPO
 from .common import shot_targets, split_config_args  # noqa: F401 (the dispatcher's public helpers)

@@ -4,7 +4,6 @@ Snakemake stages of rules/curate.smk."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

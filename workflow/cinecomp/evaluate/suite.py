@@ -36,8 +36,6 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +44,7 @@ from .. import colour, metrics
 from ..io import exr as exrio
 from ..atomic import write_text
 from ..io.images import save_png, scale_to, tile_rows
-from ..camera import light_direction
-from ..synth.renderer import (BACKGROUNDS, DemoScene, background_file, from_camera_world, hdri_sun, heading, make_demo_shot,
+from ..synth.renderer import (BACKGROUNDS, DemoScene, background_file, heading, make_demo_shot,
                    scene_camera, scene_light)
 from ..errors import CinecompError
 from ..layout import REPO, SHARED_DATA, published_targets

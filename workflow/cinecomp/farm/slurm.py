@@ -18,10 +18,8 @@ profile's), so half-made outputs are redone and finished ones are kept.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile

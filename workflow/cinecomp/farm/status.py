@@ -29,8 +29,7 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-from ..layout import REPO, benchmark_file
+from ..layout import benchmark_file
 from pathlib import Path
 
 FAILED_STATES = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
