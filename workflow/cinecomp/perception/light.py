@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from ..camera import Camera, azimuth_elevation, light_direction
 from ..colour import LUMA_ACESCG
@@ -168,6 +167,8 @@ def _prepare(img, size: tuple[int, int]) -> np.ndarray:
 
 def _dilate(mask: np.ndarray, r: int, wrap: bool) -> np.ndarray:
     """8-connected dilation by r pixels; ``wrap``: columns wrap around (equirect)."""
+    from scipy import ndimage  # lazily: the workflow imports this module to plan, and scipy.ndimage costs 0.3 s
+
     st = np.ones((3, 3), bool)
     if not wrap:
         return ndimage.binary_dilation(mask, st, iterations=r)
@@ -177,6 +178,8 @@ def _dilate(mask: np.ndarray, r: int, wrap: bool) -> np.ndarray:
 
 def _label(mask: np.ndarray, wrap: bool) -> tuple[np.ndarray, int]:
     """8-connected components; ``wrap``: regions touching across the left/right edge are one."""
+    from scipy import ndimage
+
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if not wrap or n < 2:
         return labels, n
@@ -243,6 +246,8 @@ def _find_key(rgb, dirs, omega, wrap: bool) -> tuple[_Blob | None, float]:
     labels, n = _label(_dilate(mask, 1, wrap), wrap)  # fragments (a sun through leaves) 2 px apart merge
     if n == 0:
         return None, 0.0
+    from scipy import ndimage
+
     strength = ndimage.sum_labels(y * omega * mask, labels, index=np.arange(1, n + 1))
     blobs = [_blob(rgb, dirs, omega, mask & (labels == i + 1), wrap)
              for i in np.argsort(strength)[::-1][:KEY_MAX_BLOBS]]

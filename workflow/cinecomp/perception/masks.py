@@ -28,7 +28,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from ..io import exr as exrio
 from ..colour import LUMA_ACESCG
@@ -218,6 +217,8 @@ def colour_bins(fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def colour_hist(bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Smoothed, normalised histogram (a floor keeps unseen colours possible)."""
+    from scipy.ndimage import gaussian_filter  # lazily: planning imports this module
+
     h = np.bincount(bins.ravel(), weights.ravel().astype(np.float64), CHROMA_BINS * CHROMA_BINS * LUMA_BINS)
     h = gaussian_filter(h.reshape(CHROMA_BINS, CHROMA_BINS, LUMA_BINS), 1.0, mode="nearest").ravel()
     total = h.sum()
