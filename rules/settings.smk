@@ -114,7 +114,8 @@ def light_settings(wildcards):
         camera=camera_params(row),
         env_colourspace=row["env_colourspace"],
         probe_colourspace=row["light_probe_colourspace"],
-        probe_rotation_deg=float(row["light_probe_rotation_deg"] or 0.0),
+        # empty: registered to the environment plate (perception.light.register_probe_yaw)
+        probe_rotation_deg=float(row["light_probe_rotation_deg"]) if row["light_probe_rotation_deg"] else None,
         shot=row["shot"],
     )
 

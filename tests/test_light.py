@@ -177,3 +177,83 @@ def test_real_hdris(shared_data):
         assert v["confidence"] > 0.8 and v["softness_deg"] < 3.0
     if "potsdamer_platz_1k" in got:  # overcast
         assert got["potsdamer_platz_1k"]["key_to_fill"] < 0.1 and got["potsdamer_platz_1k"]["confidence"] <= 0.3
+
+
+def textured_world(seed: int):
+    """Radiance as a function of (azimuth, elevation) in degrees: smooth random structure and a sun."""
+    rng = np.random.default_rng(seed)
+    waves = [(rng.integers(4, 20), rng.uniform(0.02, 0.15), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.6))
+             for _ in range(12)]
+
+    def radiance(az, el):
+        a, e = np.radians(az), np.radians(el)
+        log = sum(amp * np.sin(k * a + f * np.degrees(e) + ph) for k, f, ph, amp in waves) - 0.005 * el
+        return np.exp(log)[..., None] * np.array([0.5, 0.5, 0.5], np.float32)
+
+    return radiance
+
+
+def panorama_of(radiance, h=128, w=256):
+    az = ((np.arange(w) + 0.5) / w - 0.5) * 360.0
+    el = 90.0 - (np.arange(h) + 0.5) / h * 180.0
+    return radiance(*np.meshgrid(az, el)).astype(np.float32)
+
+
+def plate_of(radiance, camera, rotation_deg, w=120, h=68):
+    """The environment plate a camera sees when the probe's centre column faces azimuth rotation_deg."""
+    rays = camera.rays(w, h)
+    az = np.degrees(np.arctan2(rays[..., 0], rays[..., 2]))
+    el = np.degrees(np.arcsin(rays[..., 1]))
+    return radiance(az - rotation_deg, el).astype(np.float32)
+
+
+def test_a_probe_without_rotation_is_registered_to_the_environment_plate():
+    from cinecomp.perception.light import register_probe_yaw
+
+    world = textured_world(3)
+    probe, _ = sun_panorama(40.0, 30.0, h=128, w=256)
+    probe = probe / SKY * panorama_of(world)  # the sun on the textured world
+    camera = Camera(tilt_deg=-6.0)
+    plate = plate_of(world, camera, 137.0)
+    reg = register_probe_yaw(probe, plate, camera)
+    assert reg.rotation_deg == pytest.approx(137.0, abs=2.0) and reg.confidence > 0.5, reg
+    guessed = register_probe_yaw(probe, plate, Camera(), search_tilt=True)  # camera unknown: tilt searched too
+    assert guessed.rotation_deg == pytest.approx(137.0, abs=3.0), guessed
+    light = estimate_light(sheet_light=None, camera=camera, probe=probe, probe_rotation_deg=None, env_frames=[plate])
+    assert angle_deg(light["direction"], light_direction(40.0 + 137.0, 30.0)) < 3.0
+    assert "registered to the environment plate" in light["notes"][0]
+    assert light["confidences"]["direction"] > 0.5
+    # a given rotation wins: no search
+    given = estimate_light(sheet_light=None, camera=camera, probe=probe, probe_rotation_deg=0.0, env_frames=[plate])
+    assert angle_deg(given["direction"], light_direction(40.0, 30.0)) < 3.0
+
+    # a plate of another place: no clear peak, so the probe's direction is not trusted
+    other = plate_of(textured_world(11), camera, 137.0)
+    light = estimate_light(sheet_light=None, camera=camera, probe=probe, probe_rotation_deg=None, env_frames=[other])
+    assert light["confidences"]["direction"] < 0.25, light["notes"]
+    # nothing like it (a flat grey plate): rotation 0 and a note saying how to fix it
+    flat = np.full_like(plate, 0.2)
+    light = estimate_light(sheet_light=None, camera=camera, probe=probe, probe_rotation_deg=None, env_frames=[flat])
+    assert "does not match the environment plate" in light["notes"][0] and "light_probe_rotation_deg" in light["notes"][0]
+    assert angle_deg(light["direction"], light_direction(40.0, 30.0)) < 3.0 and light["confidences"]["direction"] == 0
+
+
+def test_probe_registration_on_the_path_traced_shots(shared_data):
+    """The shot's own HDRI as an unregistered probe: the key lands within 15 degrees of the sun
+    (shot09: a warehouse; bench/probe_yaw.py reports every shot)."""
+    from cinecomp import colour
+    from cinecomp.evaluate.pathtraced import _frame, _read_png, _srgb_to_working, camera_of, key_of
+    from cinecomp.io.plates import read_image
+
+    shot = shared_data / "pathtraced" / "shot09_empty_warehouse_01"
+    if not shot.is_dir():
+        pytest.skip(f"path-traced shots absent: {shot}")
+    meta = json.loads((shot / "shot.json").read_text())
+    hdri = shared_data / "backgrounds" / "hdri_equirect" / "empty_warehouse_01_1k.hdr"
+    probe = colour.convert(np.ascontiguousarray(read_image(hdri)[..., :3], np.float32), "Linear Rec.709 (sRGB)",
+                           colour.WORKING_SPACE)
+    plate = _srgb_to_working(_read_png(_frame(shot, "environment", 1006)))
+    key = key_of(meta)
+    for camera in (Camera.from_params(camera_of(meta)), Camera()):
+        light = estimate_light(sheet_light=None, camera=camera, probe=probe, probe_rotation_deg=None, env_frames=[plate])
+        assert angle_deg(light["direction"], light_direction(key["azimuth_deg"], key["elevation_deg"])) < 15.0, light["notes"]

@@ -342,6 +342,77 @@ def _measure_frames(frames, camera: Camera, key_to_fill: float) -> _Measure:
                     up_irradiance, notes)
 
 
+# ------------------------------------------------------------------------------------------------
+# a probe registered to the plate: the yaw at which the panorama, seen through the camera, looks most
+# like the environment plate (log luminance, normalised cross-correlation)
+# ------------------------------------------------------------------------------------------------
+
+YAW_STEP_DEG = 2.0  # candidate rotations; refined to a fraction of a step by a parabola
+YAW_TILTS_DEG = (-20.0, -12.0, -6.0, 0.0, 6.0)  # searched with the yaw when the camera is a guess
+YAW_WIDTH = 96  # plate analysis width (pixels)
+YAW_MIN_SCORE = 0.5  # correlation below this: the panorama is not of this place (no registration)
+YAW_RIVAL_DEG = 30.0  # a rival peak further than this from the best one makes the yaw ambiguous
+
+
+@dataclass
+class YawRegistration:
+    rotation_deg: float  # light_probe_rotation_deg: azimuth of the probe's centre column
+    score: float  # correlation at the best yaw (1: the plate is the panorama seen through the camera)
+    rival: float  # best correlation further than YAW_RIVAL_DEG from it
+    tilt_deg: float  # camera tilt it was found at
+    confidence: float
+
+    def note(self) -> str:
+        return (f"light_probe registered to the environment plate: rotation {self.rotation_deg:.1f} deg "
+                f"(correlation {self.score:.2f}, next best {self.rival:.2f} elsewhere, tilt {self.tilt_deg:.0f}; "
+                f"confidence {self.confidence:.2f})")
+
+
+def register_probe_yaw(probe, frame, camera: Camera, search_tilt: bool = False) -> YawRegistration:
+    """The probe rotation that lines the panorama ``probe`` up with the environment-plate ``frame``
+    seen through ``camera`` (also over YAW_TILTS_DEG when ``search_tilt``: a guessed camera)."""
+    size = _fit(np.shape(frame), (10**6, YAW_WIDTH))
+    target = np.log(_luminance(_prepare(frame, size)) + 1e-4).astype(np.float32)
+    h, w = target.shape
+    pano = np.log(_luminance(_prepare(probe, _fit(np.shape(probe), ANALYSIS_SIZE))) + 1e-4).astype(np.float32)
+    ph, pw = pano.shape
+    # the plate blurred to the panorama's resolution (its pixels are finer)
+    target = cv2.GaussianBlur(target, (0, 0), max(0.5 * (360.0 / pw) / (camera_fov_deg(camera) / w), 0.3))
+    t = (target - target.mean()).ravel()
+    t /= max(float(np.linalg.norm(t)), 1e-9)
+    steps = np.arange(0.0, 360.0, YAW_STEP_DEG)
+    best = None
+    for tilt in (YAW_TILTS_DEG if search_tilt else (camera.tilt_deg,)):
+        rays = dataclasses.replace(camera, tilt_deg=tilt).rays(w, h)
+        az = np.degrees(np.arctan2(rays[..., 0], rays[..., 2]))
+        el = np.degrees(np.arcsin(np.clip(rays[..., 1], -1, 1)))
+        v = ((90.0 - el) / 180.0 * ph - 0.5).astype(np.float32)
+        scores = np.empty(len(steps))
+        for i, rot in enumerate(steps):
+            u = ((((az - rot) / 360.0 + 0.5) % 1.0) * pw - 0.5).astype(np.float32)
+            seen = cv2.remap(pano, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP).ravel()
+            seen = seen - seen.mean()
+            scores[i] = float(seen @ t) / max(float(np.linalg.norm(seen)), 1e-9)
+        i = int(np.argmax(scores))
+        if best is None or scores[i] > best[0]:
+            best = (float(scores[i]), i, scores, tilt)
+    score, i, scores, tilt = best
+    a, b, c = scores[i - 1], scores[i], scores[(i + 1) % len(scores)]
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0
+    rotation = (steps[i] + shift * YAW_STEP_DEG) % 360.0
+    far = np.abs((steps - rotation + 180.0) % 360.0 - 180.0) > YAW_RIVAL_DEG
+    rival = float(scores[far].max()) if far.any() else -1.0
+    # confident when the plate matches well and no other yaw comes close
+    confidence = float(np.clip((score - YAW_MIN_SCORE) / (1.0 - YAW_MIN_SCORE), 0, 1)
+                       * np.clip((score - rival) / 0.2, 0, 1))
+    return YawRegistration(float(rotation), score, rival, float(tilt), confidence)
+
+
+def camera_fov_deg(camera: Camera) -> float:
+    """Horizontal field of view."""
+    return float(np.degrees(2.0 * np.arctan(camera.sensor_width_mm / (2.0 * camera.focal_mm))))
+
+
 def _frames_environment(rgb, camera: Camera, sky, ground) -> np.ndarray:
     """(H, W, 3) equirect environment: the frame where the camera sees, sky above / ground below elsewhere."""
     h, w = rgb.shape[:2]
@@ -368,11 +439,13 @@ def _measure_nothing(key_to_fill: float) -> _Measure:
 
 def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list[np.ndarray] | None = None,
                    env_hdri: np.ndarray | None = None, probe: np.ndarray | None = None,
-                   probe_rotation_deg: float = 0.0) -> dict:
+                   probe_rotation_deg: float | None = 0.0) -> dict:
     """One light estimate for a shot (JSON-serialisable).
 
     Each quantity comes from the sheet if it gives it, else from the probe, else the HDRI environment,
-    else the environment plate frames, else the defaults above; ``source`` says which. Keys:
+    else the environment plate frames, else the defaults above; ``source`` says which. A probe whose
+    ``probe_rotation_deg`` is None is registered to the environment plate (``register_probe_yaw``; 0
+    without frames), and its key direction's confidence scales with the registration's. Keys:
     - ``azimuth_deg``, ``elevation_deg``, ``direction`` (world unit vector towards the key);
     - ``colour`` (ACEScg, luminance 1), ``intensity``: key irradiance on a surface facing the key;
     - ``softness_deg``: angular radius of the key;
@@ -391,7 +464,19 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
     k_sheet = sheet.get("key_to_fill")
     k_guess = DEFAULT_KEY_TO_FILL if k_sheet is None else k_sheet
     if probe is not None:
-        m = _measure_equirect(probe, probe_rotation_deg, "light_probe")
+        registration = None
+        if probe_rotation_deg is None and env_frames is not None and len(env_frames):
+            registration = register_probe_yaw(probe, env_frames[len(env_frames) // 2], camera,
+                                              search_tilt=camera == Camera())
+            probe_rotation_deg = registration.rotation_deg if registration.score >= YAW_MIN_SCORE else 0.0
+        m = _measure_equirect(probe, probe_rotation_deg or 0.0, "light_probe")
+        if registration is not None:
+            m.notes.insert(0, registration.note() if registration.score >= YAW_MIN_SCORE else
+                           f"light_probe: does not match the environment plate (correlation {registration.score:.2f}); "
+                           "rotation 0 assumed (fix: give light_probe_rotation_deg)")
+            m.key_confidence *= registration.confidence
+        elif probe_rotation_deg is None:
+            m.notes.insert(0, "light_probe: no environment plate to register it to; rotation 0 assumed")
     elif env_hdri is not None:
         m = _measure_equirect(env_hdri, 0.0, "environment_hdri")
     elif env_frames is not None and len(env_frames):
