@@ -254,3 +254,45 @@ def test_two_ranks_in_bf16_keep_the_fp32_modules_and_evaluate_every_n_steps(setu
     cfg.write_text(yaml.safe_dump(raw))
     with pytest.raises(TrainConfigError, match=r"eval.overlap=3 must be 4m\+1"):
         load_config(cfg)
+
+
+def test_sigma_shift_is_the_sampling_schedulers():
+    """Wan's UniPC calls its shift flow_shift: training drew sigma with shift 1 where sampling used 3."""
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    from cinecomp.train.loop import scheduler_shift
+
+    wan = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    assert scheduler_shift(wan.config) == 3.0
+    assert scheduler_shift(FlowMatchEulerDiscreteScheduler(shift=5.0).config) == 5.0
+    assert scheduler_shift(DDIMScheduler().config) == 1.0
+
+
+def test_examples_train_the_flag_states_and_timesteps_inference_uses(setup, tmp_path):
+    """Character depth is dropped (flag 0) as the workflow gives none; without clean context frames the
+    timestep is one scalar per sample (per token only with context)."""
+    from cinecomp.diffusion.conditioning import PRESENCE_NAMES
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.train.loop import make_example
+
+    root, tiny = setup
+    cfg = load_config(write_config(tmp_path / "c.yaml", root, tiny, tmp_path / "out"))
+    pipe = CinecompPipeline.from_pretrained(str(tiny["pipeline"]))
+    rng = np.random.default_rng(0)
+    sample = synthetic_sample(rng)
+    sample["character_depth"] = sample["target_depth"]
+    embeds = {"": torch.zeros(1, 16, 32), "a person stands in a room": torch.ones(1, 16, 32)}
+    flag = -len(PRESENCE_NAMES) + PRESENCE_NAMES.index("character_depth")
+
+    def example(**dropout):
+        cfg["dropout"].update(dropout)
+        return make_example(pipe, sample, np.random.default_rng(1), cfg, embeds, "cpu")
+
+    dropped = example(character_depth=1.0, context_prob=0.0)
+    assert float(dropped["input"][:, flag].abs().max()) == 0.0
+    assert tuple(dropped["timestep"].shape) == (1,) and dropped["clean"] == 0
+    kept = example(character_depth=0.0)
+    assert float(kept["input"][:, flag].min()) == 1.0
+    context = example(context_prob=1.0)
+    assert context["clean"] > 0 and context["timestep"].ndim == 2
+    assert float(context["timestep"][0, 0]) == 0.0 and float(context["timestep"][0, -1]) > 0

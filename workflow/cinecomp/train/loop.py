@@ -5,15 +5,19 @@ DeepSpeed launcher (``DS_ACCELERATOR=cpu`` and gloo without CUDA).  One step, pe
 
 * the target frames and depth are encoded by the frozen VAE (``x0``: RGB then depth latents), the
   conditioning (keyed character, environment, tri-mask, presence flags) by the pipeline's own
-  :meth:`~cinecomp.diffusion.pipeline.CinecompPipeline.prepare_conditioning` -- training sees exactly
-  what inference gives the model;
-* condition dropout (for guidance): the prompt becomes the unconditional "" embedding, the
-  environment is dropped (flagged absent), each with its probability;
+  :meth:`~cinecomp.diffusion.pipeline.CinecompPipeline.prepare_conditioning`;
+* condition dropout: the prompt becomes the unconditional "" embedding (for guidance), the environment
+  and the character depth are dropped (flagged absent), each with its probability -- the workflow's
+  composite gives no character depth, so a model trained with it always present would run in a flag
+  state it never saw. References and prop replacement are not trained yet (issue 20);
 * context (long-shot windows): with ``context_prob`` the first 1..F-1 latent frames are given clean at
   timestep 0 per token, as :func:`~cinecomp.diffusion.windows.render_windows` gives a window its
   predecessor's frames;
-* ``sigma`` from a shifted logit-normal (the scheduler's ``shift``), ``x_t = (1 - sigma) x0 + sigma
-  noise``, the model predicts ``v = noise - x0`` at ``timestep = 1000 sigma`` (the sampler's convention);
+* ``sigma`` from a shifted logit-normal (the scheduler's shift: ``flow_shift`` for Wan's UniPC,
+  ``shift`` for flow-matching Euler; :func:`scheduler_shift`), ``x_t = (1 - sigma) x0 + sigma noise``,
+  the model predicts ``v = noise - x0`` at ``timestep = 1000 sigma`` (the sampler's convention): one
+  timestep per sample, per token only when frames are held clean (a per-token timestep makes diffusers
+  build a (batch, tokens, 6 dim) modulation per block);
 * the loss is the squared error weighted per latent cell by region (character, prop, effect =
   shadows/contact/moved props, environment; clean frames weigh 0), RGB plus ``depth_weight`` x depth.
 
@@ -84,6 +88,7 @@ SECTIONS = {
     "dropout": {
         "text": Num(0.1, 0.0, 1.0, False, "probability of the unconditional prompt"),
         "environment": Num(0.1, 0.0, 1.0, False, "probability of no environment plate"),
+        "character_depth": Num(0.5, 0.0, 1.0, False, "probability of no character depth (the workflow gives none)"),
         "context_prob": Num(0.3, 0.0, 1.0, False, "probability of clean context frames"),
     },
 }
@@ -239,14 +244,14 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     prompt = sample.get("meta", {}).get("prompt", "")
     text = embeds[""] if rng.random() < drop["text"] else embeds[prompt]
     env = None if rng.random() < drop["environment"] else sample["environment_rgb"]
-    c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], sample.get("character_depth"),
-                                  env)
+    char_depth = None if rng.random() < drop["character_depth"] else sample.get("character_depth")
+    c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], char_depth, env)
     t, h, w = np.shape(sample["target_rgb"])[:3]
     x0 = pipe.encode_context(sample["target_rgb"], sample["target_depth"], (0.1, 1000.0), h, w)
     frames = x0.shape[2]
     clean = int(rng.integers(1, frames)) if frames > 1 and rng.random() < drop["context_prob"] else 0
 
-    shift = loss["shift"] or float(getattr(pipe.scheduler.config, "shift", 1.0) or 1.0)
+    shift = loss["shift"] or scheduler_shift(pipe.scheduler.config)
     s = 1.0 / (1.0 + math.exp(-rng.standard_normal()))  # logit-normal
     sigma = shift * s / (1.0 + (shift - 1.0) * s)
     sigma = float(min(max(sigma, 1e-3), 1.0))
@@ -261,11 +266,24 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     weights[:, :, :clean] = 0.0
     p_t, p_h, p_w = pipe.transformer.config.patch_size
     tokens = (frames // p_t) * (x0.shape[3] // p_h) * (x0.shape[4] // p_w)
-    timestep = torch.full((1, tokens), sigma * 1000.0)
-    timestep[:, : clean // p_t * tokens // (frames // p_t)] = 0.0
+    if clean:  # per token: 0 on the clean frames' tokens, as render_windows gives a window its context
+        timestep = torch.full((1, tokens), sigma * 1000.0)
+        timestep[:, : clean // p_t * tokens // (frames // p_t)] = 0.0
+    else:
+        timestep = torch.full((1,), sigma * 1000.0)
     model_input = torch.cat([xt, c.cond, c.masks, c.presence], dim=1)
     return {"input": model_input.to(device), "timestep": timestep.to(device), "text": text.to(device),
             "target": target.to(device), "weights": weights.to(device), "sigma": sigma, "clean": clean}
+
+
+def scheduler_shift(config) -> float:
+    """The sigma shift the pipeline's scheduler samples with: ``flow_shift`` (Wan's UniPC / DPM-Solver
+    configs), else ``shift`` (flow-matching Euler), else 1."""
+    for name in ("flow_shift", "shift"):
+        value = config.get(name) if hasattr(config, "get") else getattr(config, name, None)
+        if value:
+            return float(value)
+    return 1.0
 
 
 def weighted_loss(pred, ex: dict, z: int, depth_weight: float):
