@@ -26,6 +26,8 @@ demo: venv
 # The demo shots through the diffusion backend with the shipped proof model (models/proof, MODEL_CARD.md:
 # a tiny CPU-trained model applied as light layers on the over comp): prompt rule, DeepSpeed launcher, windows.
 demo-diffusion: venv
+	@echo "demo-diffusion shows the plumbing (prompt rule, DeepSpeed ranks, windows, checkpoints): the proof model"
+	@echo "is worse than plain over on unseen shots; read models/proof/MODEL_CARD.md before judging any picture."
 	test -d demo || $(BIN)/cinecomp demo --out demo
 	$(BIN)/cinecomp render -- --configfile config.yaml models/proof/cinecomp.yaml --config results=results-diffusion
 
