@@ -115,7 +115,11 @@ def light_settings(wildcards):
         env_colourspace=row["env_colourspace"],
         probe_colourspace=row["light_probe_colourspace"],
         # empty: registered to the environment plate (perception.light.register_probe_yaw)
-        probe_rotation_deg=float(row["light_probe_rotation_deg"]) if row["light_probe_rotation_deg"] else None,
+        probe_rotation_deg=(
+            float(row["light_probe_rotation_deg"])
+            if row["light_probe_rotation_deg"]
+            else None
+        ),
         shot=row["shot"],
     )
 
@@ -170,6 +174,8 @@ def composite_settings(wildcards):
             reference_role=row["reference_role"] or None,
             reference_colourspace=row["reference_colourspace"] or None,
         )
+        if d.get("model_height"):  # only when set: finished shots' params stay the same
+            settings["model_height"] = d["model_height"]
     return settings
 
 

@@ -65,3 +65,33 @@ def test_layers_size_keeps_the_aspect_in_multiples_of_16():
     assert layers_size(1080, 1920, 0) == (1088, 1920)  # 0: the plate's own size, padded
     assert layers_size(1080, 1920, 96) == (96, 176)
     assert layers_size(16, 16, 16, ranks=2) == (16, 32)  # 2 ranks split the tokens evenly
+
+
+def test_frames_at_a_model_resolution_come_back_with_the_plates_detail_where_the_model_kept_it(over):
+    """output: frames with diffusion.model_height: the model ran at 32x24 (its over reconstruction: the
+    comp made smaller); it darkened the left half and replaced a patch. A model that changes nothing
+    gives the comp back exactly."""
+    import cv2
+
+    from cinecomp.diffusion.light_ratio import frames_to_plate, resize_to
+
+    h, w = over.shape[:2]
+    small = cv2.resize(over, (32, 24), interpolation=cv2.INTER_AREA)
+    model = small.copy()
+    model[:, :16] *= 0.5  # a change of light: the content is kept
+    rng = np.random.default_rng(1)
+    model[4:10, 22:30] = rng.uniform(0.0, 1.0, (6, 8, 3)).astype(np.float32)  # new content
+    np.testing.assert_allclose(frames_to_plate(small, over, small, 1.0), over, atol=1e-5)
+    out = frames_to_plate(model, over, small, 1.0)
+    assert out.shape == over.shape
+    truth = over.copy()
+    truth[:, : w // 2] *= 0.5
+    plain = resize_to(model, h, w)  # what upsampling alone gives
+    kept = np.zeros((h, w), bool)
+    kept[:, :12] = kept[:, 36:40] = True  # away from the light's edge and the new patch
+    err = lambda img: np.abs(img - truth)[kept].mean()  # noqa: E731
+    assert err(out) < 0.3 * err(plain), (err(out), err(plain))
+    detail = lambda img: np.abs(img - blur(img, 1.0))[kept].mean()  # noqa: E731
+    assert detail(out) > 0.8 * detail(truth) > 0.8 * 2 * detail(plain)
+    new = (slice(10, 18), slice(46, 58))  # inside the replaced patch (plate pixels): the model's own picture
+    np.testing.assert_allclose(out[new], plain[new], atol=0.02)

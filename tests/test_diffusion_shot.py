@@ -189,3 +189,57 @@ def test_the_shipped_proof_model_is_complete_small_and_selected_by_its_overlay()
     assert sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) < 20e6
     card = (root / "MODEL_CARD.md").read_text()
     assert "Data:" in card and "steps" in card and "shadow_err" in card
+
+
+def test_frames_at_a_model_height_come_back_to_the_plate_with_its_detail(tmp_path, monkeypatch):
+    """output: frames with diffusion.model_height: the shot goes to the model at that height, the launcher
+    is asked for the over reconstruction, and a model that changes nothing gives back the full-size over
+    comp, detail included (here the launcher is a stand-in that returns the over comp it was given)."""
+    import logging
+
+    from cinecomp.composite.over import over
+    from cinecomp.diffusion import shot as D
+    from cinecomp.diffusion.windows import Window, window_path, write_manifest
+
+    t, h, w = 2, 40, 64
+    rng = np.random.default_rng(0)
+    alpha = np.zeros((h, w), np.float32)
+    alpha[8:32, 20:40] = 1.0
+    keys, envs, plates = [], [], []
+    for i in range(t):
+        char = rng.uniform(0.1, 0.6, (h, w, 3)).astype(np.float32) * alpha[..., None]
+        env = rng.uniform(0.05, 0.9, (h, w, 3)).astype(np.float32)  # fine detail a small model cannot carry
+        keys.append((1001 + i, tmp_path / f"k.{i}.exr"))
+        envs.append((1001 + i, tmp_path / f"e.{i}.exr"))
+        exrio.write_rgba(keys[-1][1], np.concatenate([char, alpha[..., None]], -1), dtype=np.float32)
+        exrio.write_rgba(envs[-1][1], env, dtype=np.float32)
+        plates.append(over(char, alpha, env))
+    asked = {}
+
+    def launcher(work, settings, ranks, threads, log_file):  # a model that keeps the over comp it is given
+        asked.update(settings)
+        arr = {n: np.load(work / "shot" / f"{n}.npy") for n in ("character_rgb", "tri_mask", "environment_rgb")}
+        a = arr["tri_mask"][..., :1] + arr["tri_mask"][..., 1:2]
+        comp = arr["character_rgb"] + (1 - a) * arr["environment_rgb"]  # premultiplied over, model space
+        out = work / "windows"
+        out.mkdir(exist_ok=True)
+        win = Window(0, 0, t, t)
+        np.savez(window_path(out, win), frames=comp, depth=np.ones(comp.shape[:3], np.float32),
+                 over_reconstruction=comp, key=np.array("k"))
+        write_manifest(out, [win], {0: "k"}, t)
+        return out
+
+    monkeypatch.setattr(D, "launch", launcher)
+    monkeypatch.setattr(D, "prompt_arrays", lambda *a: {})
+    settings = {"attrs": {"shot": "mh"}, "output": "frames", "model_height": 16,
+                "model_colourspace": "sRGB Encoded Rec.709 (sRGB)", "window": 5, "overlap": 1, "steps": 1,
+                "prompt": "", "negative_prompt": ""}
+    D.composite_shot(keys, envs, None, tmp_path / "out", tmp_path / "work", settings, logging.getLogger("t"))
+    assert asked["output"] == "layers"  # the over reconstruction is what tells kept content from new
+    assert np.load(tmp_path / "work" / "shot" / "character_rgb.npy").shape[1:3] == (16, 32)  # the model's size
+    outs = sorted((tmp_path / "out").glob("*.exr"))
+    assert len(outs) == t
+    for f, plate in zip(outs, plates):
+        rgb = exrio.read_rgba(f)[..., :3]
+        assert rgb.shape == plate.shape
+        np.testing.assert_allclose(rgb, plate, atol=0.01)  # the plate's detail, not a 16-px picture upsampled

@@ -14,6 +14,13 @@ any picture, so only what the model changed remains.  Because the change is smoo
 at a fraction of the plate's resolution (``diffusion.layers_height``): its ratio is resized to the
 plate, whose own pixels are never resampled.  ``output: frames`` (the default) writes the
 model's frames as they are, which is right for a model whose VAE keeps the plate's detail.
+
+``output: frames`` at a model resolution (``diffusion.model_height``: Wan is trained at 480p/720p, a 2K
+plate would be far outside it) returns to the plate with :func:`frames_to_plate`: the model's frame,
+upsampled, plus what its size and VAE lost of the `over` comp, relit by the model's change of light,
+wherever the model kept the content (its frame is a smooth change of light of its `over`
+reconstruction); where it replaced content (a synthesised environment, a new prop) the upsampled
+frame alone.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 RATIO_LIMITS = (1.0 / 16.0, 4.0)  # a shadow darkens at most 16x, relighting brightens at most 4x
+KEEP_TOLERANCE = 0.25  # relative difference from a relit `over` above which the model replaced the content
 EPSILON = 1e-2  # scene-linear; keeps near-black pixels from making ratios of noise
 
 
@@ -57,3 +65,19 @@ def apply_layers(over_lin: np.ndarray, model_lin: np.ndarray, over_rec_lin: np.n
     there (``sigma`` in model pixels) and resized to ``over_lin``'s."""
     h, w = over_lin.shape[:2]
     return (over_lin * resize_to(light_ratio(model_lin, over_rec_lin, sigma), h, w)).astype(np.float32)
+
+
+def frames_to_plate(model_lin: np.ndarray, over_lin: np.ndarray, over_rec_lin: np.ndarray, sigma: float) -> np.ndarray:
+    """The model's frame ``model_lin`` (run at a smaller size, beside ``over_rec_lin``: the VAE's
+    reconstruction of the `over` comp there) at the size of ``over_lin`` (the plate's `over` comp):
+    upsampled, plus what the model's size and VAE lost of `over` (``over_lin`` minus ``over_rec_lin``
+    upsampled) times the model's light ratio where the model kept the content (module doc): a model
+    that changes nothing gives ``over_lin`` back. ``sigma`` in model pixels."""
+    h, w = over_lin.shape[:2]
+    ratio = light_ratio(model_lin, over_rec_lin, sigma)
+    relit = np.maximum(over_rec_lin, 0.0) * ratio
+    residual = (np.abs(model_lin - relit) / (relit + EPSILON)).mean(axis=-1, keepdims=True)
+    keep = np.clip(1.0 - residual / KEEP_TOLERANCE, 0.0, 1.0)
+    detail = over_lin - resize_to(np.ascontiguousarray(over_rec_lin, np.float32), h, w)
+    lit_detail = resize_to(np.ascontiguousarray(keep * ratio, np.float32), h, w) * detail
+    return (resize_to(model_lin, h, w) + lit_detail).astype(np.float32)

@@ -222,19 +222,23 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     if layers and env_files is None:
         raise DiffusionInputError(f"shot {shot}: diffusion.output 'layers' needs an environment plate to lay the "
                                   "model's light on (fix: give the shot an environment, or set diffusion.output: frames)")
+    # output frames at a model resolution: back to the plate with over's detail (light_ratio.frames_to_plate)
+    model_height = 0 if layers else int(settings.get("model_height", 0))
+    with_over = layers or (model_height > 0 and env_files is not None)
     work = Path(work_dir).resolve()  # the launcher runs in it
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     info, (h, w) = write_shot_dir(work, [p for _, p in key_files],
                                   None if env_files is None else [p for _, p in env_files], settings, ranks,
                                   prompt_file, None if mask_files is None else [p for _, p in mask_files],
-                                  int(settings.get("layers_height", 0)) if layers else None)
+                                  int(settings.get("layers_height", 0)) if layers else model_height or None)
     log.info("shot %s: %d frames %dx%d (model %dx%d), %d rank(s), window %s overlap %s, %s steps; environment: %s%s",
              shot, len(frames), w, h, info["character_rgb"][2], info["character_rgb"][1], ranks,
              settings["window"], settings["overlap"], settings["steps"],
              "plate" if "environment_rgb" in info else "synthesised",
              f"; {settings['reference_role']} reference {settings['reference']}" if settings.get("reference") else "")
-    windows = launch(work, settings, ranks, threads, sys.stdout)  # the job's log (jobs.run)
+    windows = launch(work, {**settings, "output": "layers" if with_over else "frames"}, ranks, threads,
+                     sys.stdout)  # the job's log (jobs.run)
     from .windows import iter_blended, read_manifest
 
     if read_manifest(windows)["num_frames"] != len(frames):
@@ -243,15 +247,19 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cs = settings["model_colourspace"]
-    for i, rgb, depth, *over_rec in iter_blended(windows, with_over=layers):  # one frame at a time
+    for i, rgb, depth, *over_rec in iter_blended(windows, with_over=with_over):  # one frame at a time
         frame = frames[i]
-        if layers:
-            from .light_ratio import apply_layers, resize_to
+        if layers or model_height:
+            from .light_ratio import apply_layers, frames_to_plate, resize_to
 
-            key = exrio.read_rgba(key_files[i][1])
-            plain = over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3])
-            rgb = apply_layers(plain, from_model_space(rgb, cs), from_model_space(over_rec[0], cs),
-                               settings.get("layers_blur", 4.0))
+            if with_over:
+                key = exrio.read_rgba(key_files[i][1])
+                plain = over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3])
+                model_lin, rec, sigma = from_model_space(rgb, cs), from_model_space(over_rec[0], cs), \
+                    settings.get("layers_blur", 4.0)
+                rgb = apply_layers(plain, model_lin, rec, sigma) if layers else frames_to_plate(model_lin, plain, rec, sigma)
+            else:  # a synthesised environment: no over comp to take detail from
+                rgb = resize_to(from_model_space(rgb, cs), h, w)
             depth = resize_to(depth[..., None], h, w)[..., 0]
         else:
             rgb = from_model_space(rgb[:h, :w], cs)
@@ -262,5 +270,7 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
                         attrs={**settings["attrs"], "frame": int(frame), "backend": "diffusion"})
     seconds = time.perf_counter() - t0
     log.info("shot %s: diffusion composite of %d frames (%s) in %.1f s", shot, len(frames),
-             "the model's light laid on the over comp" if layers else "the model's frames", seconds)
+             "the model's light laid on the over comp" if layers else
+             f"the model's frames at height {model_height}, back to the plate" if model_height else "the model's frames",
+             seconds)
     return {"frames": len(frames), "seconds": seconds, "ranks": ranks}
