@@ -212,7 +212,7 @@ def test_the_train_target_plans_one_job_and_checks_the_config_first(setup, tmp_p
     assert proc.returncode != 0 and "lr must be in" in proc.stdout + proc.stderr
 
 
-def test_sample_stream_reads_a_gathered_index_with_nested_shards_and_seeks(tmp_path):
+def test_sample_stream_reads_a_gathered_index_with_nested_shards_and_seeks(tmp_path, monkeypatch):
     """Curation gathers per-clip shards (``clips/<clip>/...tar``) into one index; the stream reads them in
     a fixed order per epoch and opens at any position (what --resume relies on)."""
     from cinecomp.train.loop import SampleStream, shard_counts
@@ -230,6 +230,21 @@ def test_sample_stream_reads_a_gathered_index_with_nested_shards_and_seeks(tmp_p
     again = [s["target_rgb"].sum() for s, _ in zip(stream.at(5), range(3))]
     np.testing.assert_allclose(again, first[5:8])
     assert len({round(float(v), 3) for v in first[:6]}) == 6  # an epoch is every sample once
+
+    # a rank of two (batch 1) decodes only its own share: every other sample, across the epoch's end
+    import cinecomp.io.dataset as dataset
+
+    loads = []
+    real_load = dataset.np.load
+    monkeypatch.setattr(dataset.np, "load", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    mine = [s for s, _ in zip(stream.at(4, keep=lambda pos: pos % 2 == 1), range(4))]
+    assert [s is None for s in mine] == [True, False, True, False]
+    np.testing.assert_allclose([mine[1]["target_rgb"].sum(), mine[3]["target_rgb"].sum()], [first[5], first[7]])
+    assert len(loads) == 2 * 6  # two samples of six arrays: the skipped ones were never read
+    # the prompts are collected from the samples' meta alone
+    loads.clear()
+    metas = [m for _, m in dataset.iter_samples(files, arrays=False)]
+    assert len(metas) == 6 and all(set(m) == {"meta"} for m in metas) and not loads
 
 
 @pytest.mark.slow

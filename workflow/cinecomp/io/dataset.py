@@ -145,8 +145,11 @@ def read_index(shard_dir: str | os.PathLike) -> list[Path]:
     return shards
 
 
-def iter_samples(shards: Iterable[str | os.PathLike]) -> Iterator[tuple[str, dict]]:
-    """``(key, sample)`` one at a time from tar shards (float32 arrays, ``meta`` a dict)."""
+def iter_samples(shards: Iterable[str | os.PathLike], decode=None, arrays: bool = True) -> Iterator[tuple[str, dict | None]]:
+    """``(key, sample)`` one at a time from tar shards (float32 arrays, ``meta`` a dict). ``decode(i)``
+    (i: the sample's running number from 0) False: that sample is ``None``, its members never read;
+    ``arrays=False``: samples hold ``meta`` only (no array is read)."""
+    n = 0
     for shard in shards:
         current, sample = None, {}
         try:
@@ -158,7 +161,11 @@ def iter_samples(shards: Iterable[str | os.PathLike]) -> Iterator[tuple[str, dic
                     if key != current:
                         if current is not None:
                             yield current, sample
-                        current, sample = key, {}
+                            n += 1
+                        current = key
+                        sample = {} if decode is None or decode(n) else None
+                    if sample is None or (field != "meta.json" and not arrays):
+                        continue
                     data = tar.extractfile(member).read()
                     if field == "meta.json":
                         sample["meta"] = json.loads(data)
@@ -168,3 +175,4 @@ def iter_samples(shards: Iterable[str | os.PathLike]) -> Iterator[tuple[str, dic
             raise DatasetError(f"{shard}: damaged shard ({exc}) (fix: curate again)") from None
         if current is not None:
             yield current, sample
+            n += 1

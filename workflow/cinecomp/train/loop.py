@@ -191,15 +191,20 @@ class SampleStream:
     def _order(self, epoch: int) -> list[int]:
         return list(np.random.default_rng([self.seed, epoch]).permutation(len(self.files)))
 
-    def at(self, position: int):
+    def at(self, position: int, keep=None):
+        """Samples from ``position`` on; ``keep(position)`` False: that one is ``None``, never decoded
+        (a rank skips the others' share of a step without reading it)."""
         epoch, skip = divmod(position, self.total)
         while True:
-            for _, sample in iter_samples(self.files[i] for i in self._order(epoch)):
-                if skip:
-                    skip -= 1
-                    continue
-                yield sample
-            epoch += 1
+            start = epoch * self.total
+
+            def decode(i):
+                return i >= skip and (keep is None or keep(start + i))
+
+            for i, (_, sample) in enumerate(iter_samples((self.files[j] for j in self._order(epoch)), decode)):
+                if i >= skip:
+                    yield sample
+            epoch, skip = epoch + 1, 0
 
 
 def shard_counts(shard_dir: Path) -> dict:
@@ -449,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = shard_counts(cfg["data"]["shards"])
     files = cfg["shard_files"]
     stream = SampleStream(files, [counts[f] for f in files], tr["seed"])
-    prompts = sorted({""} | {s.get("meta", {}).get("prompt", "") for _, s in iter_samples(files)})
+    prompts = sorted({""} | {s.get("meta", {}).get("prompt", "") for _, s in iter_samples(files, arrays=False)})
     cache = out / "prompt_embeds.safetensors"
     if rank == 0:
         encode_prompts(cfg["model"]["text_encoder"], prompts, cache, tokenizer_dir=cfg["model"]["tokenizer"],
@@ -480,10 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     probe = next(stream.at(0))  # a fixed sample, sigma and noise: the loss curve without sampling noise
     probe_start = probe_loss(engine, pipe, probe, cfg, embeds, device, dtype, z) if step == 0 else None
     per_step = tr["batch"] * world
-    samples = stream.at(step * per_step)
+    samples = stream.at(step * per_step, keep=lambda pos: (pos % per_step) // tr["batch"] == rank)
     t0 = time.perf_counter()
     while step < tr["steps"]:
-        batch = [next(samples) for _ in range(per_step)][rank * tr["batch"] : (rank + 1) * tr["batch"]]
+        batch = [s for s in (next(samples) for _ in range(per_step)) if s is not None]  # this rank's share
         losses = []
         for i, sample in enumerate(batch):  # micro-steps; DeepSpeed steps the optimizer after the last
             rng = np.random.default_rng([tr["seed"], step, rank, i])
