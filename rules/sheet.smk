@@ -44,6 +44,7 @@ if sheet_needed():
             config["shots"],
             movie_start=config["movie_start_frame"],
             composite_default=config["backends"]["composite"],
+            depth_default=config["backends"]["depth"],
         )
     except SheetError as exc:
         raise WorkflowError(str(exc))

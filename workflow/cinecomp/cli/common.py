@@ -83,6 +83,11 @@ def composite_default(cfg: dict) -> str:
     return backends.get("composite", "over") if isinstance(backends, dict) else "over"
 
 
+def depth_default(cfg: dict) -> str:
+    backends = cfg.get("backends")
+    return backends.get("depth", "ground") if isinstance(backends, dict) else "ground"
+
+
 def targets_of_shots(ids: str, cfg: dict) -> list[str]:
     """Targets of `--shots a,b`: ids checked against the sheet, under the configured results."""
     from ..sheet import load_sheet
