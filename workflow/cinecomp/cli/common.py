@@ -88,6 +88,18 @@ def depth_default(cfg: dict) -> str:
     return backends.get("depth", "ground") if isinstance(backends, dict) else "ground"
 
 
+def check_whole_sheet(cfg: dict) -> None:
+    """Every row of the configured sheet checked as the workflow will (files too): SheetError lists
+    every problem. `submit` runs it before anything is queued."""
+    from ..sheet import load_sheet
+
+    movie_start = cfg.get("movie_start_frame", 1001)
+    if isinstance(movie_start, bool) or not isinstance(movie_start, int):
+        raise UsageError(f"movie_start_frame {movie_start!r} is not a whole number (fix: e.g. 1001)")
+    load_sheet(str(cfg.get("shots", "shots/shots.csv")), movie_start=movie_start,
+               composite_default=composite_default(cfg), depth_default=depth_default(cfg))
+
+
 def targets_of_shots(ids: str, cfg: dict) -> list[str]:
     """Targets of `--shots a,b`: ids checked against the sheet, under the configured results."""
     from ..sheet import load_sheet
