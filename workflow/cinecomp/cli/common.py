@@ -45,37 +45,14 @@ def split_config_args(extra: list[str]) -> tuple[list[str], list[str], list[str]
     return rest, files, entries
 
 
-def merge_config(base: dict, over: dict) -> dict:
-    """Nested dicts merged the way snakemake merges config files."""
-    for k, v in over.items():
-        base[k] = merge_config(dict(base[k]), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return base
-
-
 def load_config(files: list[str], entries=()) -> dict:
-    """The config snakemake will see: the files in order, then KEY=VALUE entries (values as text,
-    YAML for {...}/[...]). UsageError names a missing or unreadable file."""
-    import yaml
+    """The config snakemake will see (configfile.load_config); UsageError names a missing or unreadable file."""
+    from ..configfile import ConfigFileError, load_config as load
 
-    cfg: dict = {}
-    for f in files:
-        if not Path(f).is_file():
-            raise UsageError(f"config file {f} does not exist (fix: check the --configfile path)")
-        try:
-            data = yaml.safe_load(Path(f).read_text()) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise UsageError(f"config file {f} cannot be read: {' '.join(str(exc).split())}") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"config file {f} is not a YAML mapping of keys (fix: see config.yaml)")
-        merge_config(cfg, data)
-    for e in entries:
-        key, _, value = e.partition("=")
-        try:
-            value = yaml.safe_load(value) if value.startswith(("{", "[")) else value
-        except yaml.YAMLError:
-            pass
-        merge_config(cfg, {key: value})
-    return cfg
+    try:
+        return load(files, entries)
+    except ConfigFileError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def composite_default(cfg: dict) -> str:

@@ -758,15 +758,12 @@ def clip_dir(out_dir, clip_id: str) -> Path:
 
 def load_settings(configfile=None, overrides: dict | None = None) -> tuple[dict, dict]:
     """(curate settings, perception settings) from config.yaml (+ a config file, + overrides)."""
-    import yaml
+    from ..configfile import DEFAULTS, ConfigFileError, load_config
 
-    cfg = {}
-    from ..layout import REPO as repo
-    for f in [repo / "config.yaml"] + ([Path(configfile)] if configfile else []):
-        if f.is_file():
-            data = yaml.safe_load(f.read_text()) or {}
-            for k, v in data.items():
-                cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    try:
+        cfg = load_config([DEFAULTS, *([configfile] if configfile else [])])
+    except ConfigFileError as exc:
+        raise CurateError(configfile, [str(exc)]) from None
     settings = {**((cfg.get("curate") or {}).get("settings") or {}), **(overrides or {})}
     return check_settings(settings), dict(cfg.get("perception") or {})
 

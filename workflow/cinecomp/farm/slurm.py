@@ -22,7 +22,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 from ..layout import REPO
 from ..params import shown
 from datetime import datetime, timedelta
@@ -127,13 +126,12 @@ def controller_name(workdir: Path) -> str:
 
 def check_log_dir(path: Path) -> Path:
     """The controller log directory, made and tried with a real file (root ignores permission bits)."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise SubmitError(f"the controller log directory {path} is not writable ({exc.strerror or exc}) "
-                          "(fix: --log-dir DIR, or a results folder you can write to)") from None
+    from ..atomic import writable_dir_problem
+
+    problem = writable_dir_problem(path)
+    if problem:
+        raise SubmitError(f"the controller log directory {path} is not writable ({problem}) "
+                          "(fix: --log-dir DIR, or a results folder you can write to)")
     return path.resolve()
 
 
