@@ -19,7 +19,8 @@ from .layout import REPO
 # Config keys that name an input file or directory (relative: relative to the config file giving them).
 PATH_KEYS = (("shots",), ("diffusion", "pipeline"), ("diffusion", "text_encoder"), ("diffusion", "tokenizer"),
              ("perception", "sam2", "config"), ("perception", "sam2", "checkpoint"),
-             ("perception", "matanyone", "checkpoint"), ("perception", "depth_model", "path"), ("curate", "clips"))
+             ("perception", "matanyone", "checkpoint"), ("perception", "depth_model", "path"), ("curate", "clips"),
+             ("train",))
 DEFAULTS = REPO / "config.yaml"
 
 
