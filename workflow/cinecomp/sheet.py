@@ -519,6 +519,8 @@ def _check_plate_depth(env: Path, einfo) -> list[str]:
 def _broken_files(col: str, pattern: Path, info, first: int, last: int) -> list[str]:
     """A frame of the shot whose file is a dangling or self-looping symlink: named here, not left to
     Snakemake's MissingInputException."""
+    if not frames.is_sequence(str(pattern)):  # a movie: one file, probed already
+        return []
     bad = frames.broken_frames(pattern, [f for f in info.frames if first <= f <= last])
     if not bad:
         return []
