@@ -13,6 +13,8 @@ import pytest
 from helpers import FIRST, LAST, cinecomp, copy_run, sheet_rows, snakemake, write_sheet
 
 pytestmark = pytest.mark.slow
+# a stand-in for a Snakemake in a run directory: says it started, then waits until its stdin closes
+WAITER = "import sys; print('started', flush=True); sys.stdin.read()"
 
 
 def status(root: Path, *args) -> tuple[int, dict, str]:
@@ -103,9 +105,10 @@ def test_running_locally(run_with_a_failure, tmp_path):
     import sys
 
     # the lock is live while a Snakemake runs in the directory (this one only waits, as a stand-in)
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "snakemake"], cwd=root,
-                            stdin=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", WAITER, "snakemake"], cwd=root, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
     try:
+        proc.stdout.readline()  # it has started (exec'd): its command line is its own
         _, st, _ = status(root, "--json", "--shots", "sx")
     finally:
         proc.communicate(b"")
@@ -163,9 +166,10 @@ def test_stale_lock_after_a_kill_is_not_running(tmp_path):
     assert lock == "stale" and st["state"] == "failed" and st["failures"][0]["reason"] == STALE_LOCK, st
     assert "stale lock, run `cinecomp render -- --unlock`" in format_table([st])
     # a Snakemake running in this directory (its command line and working directory) holds it
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "snakemake"], cwd=tmp_path,
-                            stdin=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", WAITER, "snakemake"], cwd=tmp_path, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
     try:
+        proc.stdout.readline()  # it has started (exec'd): its command line is its own
         lock, st = state()
         assert lock == "live" and st["state"] == "running" and st["jobs"] == {"ingest_plate": "running"}, st
     finally:
