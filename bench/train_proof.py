@@ -202,11 +202,11 @@ def ship(out: Path, trained: Path, text_encoder: Path, dest: Path, table: dict, 
     shutil.copytree(text_encoder, dest / "text_encoder")
     shutil.copytree(text_encoder.parent / "tokenizer", dest / "tokenizer")
     shutil.copy(trained / "loss.png", dest / "loss.png")
-    rel = dest.resolve().relative_to(REPO) if dest.resolve().is_relative_to(REPO) else dest.resolve()
     (dest / "cinecomp.yaml").write_text(
         "# the shipped proof model (MODEL_CARD.md): `make demo-diffusion` renders the demo shots with it\n"
+        "# (relative paths are relative to this file: docs/configuration.md)\n"
         + yaml.safe_dump({"backends": {"composite": "diffusion"},
-                          "diffusion": {"pipeline": f"{rel}/pipeline", "text_encoder": f"{rel}/text_encoder",
+                          "diffusion": {"pipeline": "pipeline", "text_encoder": "text_encoder",
                                         **SHIP_SETTINGS}}, sort_keys=False))
     summary = json.loads((trained / "summary.json").read_text())
     vae = json.loads((out / "vae" / "reconstruction.json").read_text())

@@ -11,9 +11,13 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from cinecomp import layout  # noqa: E402
+from cinecomp.configfile import resolve_paths  # noqa: E402
 from cinecomp.errors import SheetError  # noqa: E402
 from cinecomp.sheet import env_files, frame_files, load_sheet  # noqa: E402
 
+# relative paths in a --configfile are relative to that file, as every cinecomp command reads them
+# (a value the files did not give, e.g. --config shots=X, is left relative to the run directory)
+resolve_paths(config, [str(f) for f in workflow.overwrite_configfiles])
 validate(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
@@ -44,6 +48,7 @@ if sheet_needed():
             config["shots"],
             movie_start=config["movie_start_frame"],
             composite_default=config["backends"]["composite"],
+            depth_default=config["backends"]["depth"],
         )
     except SheetError as exc:
         raise WorkflowError(str(exc))

@@ -134,3 +134,28 @@ def test_no_traceback_from_the_real_command(show):
     r = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "render", "--shots", "sh010", "--", "--configfile",
                         "missing.yaml"], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "missing.yaml does not exist" in r.stderr
+
+
+def test_config_file_paths_are_relative_to_the_file(tmp_path, capsys):
+    """Issue 19: a config file's relative paths are found beside it, whichever command reads it and
+    wherever it runs; the defaults (config.yaml) and --config KEY=VALUE stay relative to the run directory."""
+    from cinecomp.configfile import load_config
+
+    sub = tmp_path / "show"
+    sub.mkdir()
+    (sub / "cfg.yaml").write_text("shots: my.csv\ndiffusion: {pipeline: models/p}\n")
+    (sub / "my.csv").write_text(f"{HEADER}\nsh010,nothere.####.exr,ACEScg,1001,1005,24,env.png,ACEScg,1\n")
+    cfg = load_config([REPO / "config.yaml", sub / "cfg.yaml"])
+    assert cfg["shots"] == str(sub / "my.csv") and cfg["diffusion"]["pipeline"] == str(sub / "models" / "p")
+    assert cfg["results"] == "results" and cfg["diffusion"]["text_encoder"] == "models/cinecomp/text_encoder"
+    assert load_config([REPO / "config.yaml", sub / "cfg.yaml"], ["shots=x.csv"])["shots"] == "x.csv"
+    # a command
+    assert cli.main(["validate", "--configfile", str(sub / "cfg.yaml")]) == 1
+    assert f"shot sheet {sub / 'my.csv'} has 2 problem" in capsys.readouterr().err
+    # the workflow itself (a bare snakemake, as a SLURM job runs it), from another directory
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
+                        str(REPO / "config.yaml"), "show/cfg.yaml", "--directory", str(tmp_path), "--dry-run",
+                        "--cores", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(REPO / "workflow")))
+    assert r.returncode != 0 and f"shot sheet {sub / 'my.csv'} has 2 problem" in r.stdout + r.stderr, r.stderr[-2000:]
+    assert "nothere.####.exr" in r.stdout + r.stderr

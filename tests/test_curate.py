@@ -182,3 +182,21 @@ def test_curate_target_is_not_in_the_render_dag(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "rule ingest" in r.stdout or "localrule ingest" in r.stdout  # the render DAG was planned
     assert "curate_clip" not in r.stdout and "rule curate" not in r.stdout
+
+
+def test_hostile_curate_arguments_are_refused_before_any_work(tmp_path, capsys):
+    """Deep --settings, --out naming a file, a clips row with extra cells (issue 19)."""
+    from cinecomp.cli import main as cli
+
+    sheet = _sheet(tmp_path / "clips.csv", ["synthetic:ev01,a prompt,extra"], header="clip,prompt")
+    with pytest.raises(CurateError, match="row 2: 3 cells but the header has 2 columns"):
+        read_clips(sheet, TINY)
+    assert cli.main(["curate", "--clips", str(sheet), "--out", str(tmp_path / "o"),
+                     "--settings", "[" * 60_000]) == 2
+    assert "nested too deeply" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    good = _sheet(tmp_path / "good.csv", ["synthetic:ev01,a prompt"], header="clip,prompt")
+    assert cli.main(["curate", "--clips", str(good), "--out", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert "afile is a file, not a directory" in err and "fix" in err
+    assert (tmp_path / "afile").read_text() == "" and not (tmp_path / "clips").exists()

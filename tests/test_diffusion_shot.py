@@ -181,9 +181,11 @@ def test_the_shipped_proof_model_is_complete_small_and_selected_by_its_overlay()
     from cinecomp.diffusion.checks import check_diffusion_config
 
     root = REPO / "models" / "proof"
+    from cinecomp.configfile import load_config
+
     overlay = yaml.safe_load((root / "cinecomp.yaml").read_text())
-    d = {**yaml.safe_load((REPO / "config.yaml").read_text())["diffusion"], **overlay["diffusion"], "tokenizer": ""}
-    d = {k: str(REPO / v) if k in ("pipeline", "text_encoder") else v for k, v in d.items()}
+    d = load_config([REPO / "config.yaml", root / "cinecomp.yaml"])["diffusion"]  # its paths: beside the file
+    assert d["pipeline"] == str(root / "pipeline") and d["text_encoder"] == str(root / "text_encoder")
     assert check_diffusion_config(d) == []
     assert overlay["backends"]["composite"] == "diffusion" and d["output"] == "layers"
     assert sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) < 20e6

@@ -284,3 +284,69 @@ def test_pathtraced_set_bad_folder_and_knobs(tmp_path):
         run_eval(tmp_path / "out", ["over"], eval_set="pathtraced", pathtraced_root=tmp_path / "nothing")
     with pytest.raises(EvalError, match="--set must be"):
         run_eval(tmp_path / "out", ["over"], eval_set="cycles")
+
+
+# ---------------------------------------------------------------- issue 19: a failed or hostile eval run
+def _eval(capsys, *args) -> tuple[int, str, str]:
+    from cinecomp.cli import main as cli
+
+    rc = cli.main(["eval", *args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--cores", "0"], "--cores 0 is outside 1..1024"),  # hung
+    (["--frames", "100000000"], "--frames 100000000 is outside 2..1000"),  # hung
+    (["--size", "200000x200000"], "must be even and 16..8192"),  # a 1.16 TiB allocation
+    (["--size", "9" * 5000 + "x16"], "must be WIDTHxHEIGHT"),
+    (["--configfile", "nope.yaml"], "config file nope.yaml does not exist"),  # Snakemake's traceback, exit 0
+])
+def test_eval_bad_numbers_and_files_are_one_line_errors(tmp_path, monkeypatch, capsys, args, says):
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = _eval(capsys, "--out", str(tmp_path / "ev"), "--shots", "ev01", "--backends", "over", *args)
+    assert rc == 2 and says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "ev" / "set").exists()
+
+
+def test_eval_unwritable_out_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    rc, _, err = _eval(capsys, "--out", str(tmp_path / "afile" / "ev"), "--shots", "ev01", "--backends", "over")
+    assert rc == 2 and "cannot be written" in err and "Traceback" not in err, err
+
+
+def test_failed_eval_rows_exit_non_zero_naming_them(monkeypatch, capsys):
+    """Rows the workflow did not finish: the tables still print, the exit code says it failed."""
+    from cinecomp.evaluate import suite
+
+    done = {m: 20.0 for m in suite.METRICS} | {"frames": 3, "expected": 3}
+    lost = {m: float("nan") for m in suite.METRICS} | {"frames": 0, "expected": 3}
+    monkeypatch.setattr(suite, "run_eval", lambda *a, **k: {"given": {"over": {"ev01": done},
+                                                                      "diffusion": {"ev01": lost}}})
+    import cinecomp.cli.eval as cli_eval
+
+    monkeypatch.setattr(cli_eval, "run_eval", suite.run_eval)
+    rc, out, err = _eval(capsys, "--backends", "over,diffusion", "--shots", "ev01", "--json")
+    assert rc == 1 and json.loads(out)["diffusion"]["psnr_full"] is None
+    assert "the workflow failed for 1 eval row(s): ev01_diffusion (light given): 0 of 3 frames" in err, err
+
+
+def test_an_earlier_runs_frames_are_never_scored(tmp_path, monkeypatch):
+    """Another --size (or a failed run) must not score the comps an earlier run left in --out."""
+    from cinecomp.evaluate import suite
+
+    old = tmp_path / "results_given" / "ev01_over" / "v001" / "comp" / "ev01_over_comp_v001.1001.exr"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"an earlier run's frame")
+    monkeypatch.setattr(suite.subprocess, "call", lambda *a, **k: 1)  # this run's workflow fails
+    assert suite.run_workflow(tmp_path, "s.csv", "results_given", ["ev01_over"], 1, tmp_path / "log") == 1
+    assert suite.comp_frames(tmp_path / "results_given", "ev01_over") == {}
+    # and a comp that is not its truth's size is a one-line reason, not a numpy broadcast error
+    set_dir = tmp_path / "set"
+    entry = make_eval_set(set_dir, ["ev01"], frames=2, size=(32, 18))[0]
+    comp = tmp_path / "c.exr"
+    from cinecomp.io import exr as exrio
+
+    exrio.write_rgba(comp, np.zeros((36, 64, 4), np.float32))
+    with pytest.raises(suite.EvalError, match=r"is 64x36 but the truth of ev01 is 32x18"):
+        suite.score_shot({1001: comp}, entry, set_dir)

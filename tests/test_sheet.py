@@ -423,3 +423,73 @@ def test_every_bad_value_at_once(tmp_path):
     assert len(probs) == 5, probs
     for i, shot in enumerate("abcde", start=2):
         assert any(f"row {i} (shot {shot})" in p for p in probs), (shot, probs)
+
+
+# ---------------------------------------------------------------- issue 19: hostile inputs at validation
+BIG = "9" * 401  # a JSON integer no float holds: math.isfinite(int) overflowed
+
+
+@pytest.mark.parametrize("cells, says", [
+    (dict(camera='{"height_m": %s}' % BIG), "camera height_m must be in [0.05, 1000.0], got 99999"),
+    (dict(light='{"azimuth_deg": %s, "elevation_deg": 30}' % BIG), "light azimuth_deg must be in"),
+    (dict(light='{"colour": [%s, 1, 1]}' % BIG), "light colour must be [r, g, b]"),
+    (dict(params='{"relight": %s}' % BIG), "harmonize_params relight must be in"),
+])
+def test_huge_json_integers_are_a_range_error(tmp_path, cells, says):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, hz_row("bad", **cells), hz_row("good"), header=HZ_HEADER), tmp_path)
+    assert len(probs) == 1 and "shot bad" in probs[0] and says in probs[0] and len(probs[0]) < 400, probs
+
+
+def test_huge_json_integer_in_key_params_is_a_range_error(tmp_path):
+    p = one_problem(tmp_path, params='{"clip_black": %s}' % BIG)
+    assert "key parameter clip_black must be in [0.0, 1.0]" in p and len(p) < 400, p
+
+
+def test_twenty_digit_version_is_a_range_error(tmp_path):
+    make_plates(tmp_path)
+    probs, _ = problems(write_sheet(tmp_path, row("bad")[:-1] + "9" * 20, row("good")), tmp_path)
+    assert len(probs) == 1 and "shot bad" in probs[0] and "version" in probs[0], probs
+    assert "out of range, 20 digits" in probs[0] and "not a whole number" not in probs[0], probs
+
+
+def test_semicolon_sheet_gets_a_delimiter_hint(tmp_path):
+    p = write_sheet(tmp_path, row().replace(",", ";"), header=HEADER.replace(",", ";"))
+    probs, _ = problems(p, tmp_path)
+    assert len(probs) == 1 and "separated by ';', not commas" in probs[0] and "fix" in probs[0], probs
+
+
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+def test_symlink_frame_that_cannot_be_opened_fails_validation(tmp_path, link):
+    make_plates(tmp_path)
+    f = tmp_path / "plate" / "p.1003.exr"
+    f.unlink()
+    f.symlink_to(f if link == "loop" else tmp_path / "gone.exr")
+    probs, _ = problems(write_sheet(tmp_path, row("bad"), row("good", last=1002)), tmp_path)
+    assert len(probs) == 1 and "shot bad" in probs[0] and str(f) in probs[0], probs
+    assert "dangling or looping symlink" in probs[0] and "fix" in probs[0], probs
+
+
+def test_plate_depth_needs_an_exr_environment_with_z(tmp_path):
+    make_plates(tmp_path)
+    exrio.write_rgba(tmp_path / "env.exr", np.full((18, 32, 4), 0.5, np.float32))
+    Image.fromarray(np.full((18, 32, 3), 128, np.uint8)).save(tmp_path / "env.jpg")
+    header = HEADER + ",depth_backend"
+    sheet = write_sheet(tmp_path, row("jpg", env="env.jpg") + ",plate", row("noz", env="env.exr", env_cs="ACEScg")
+                        + ",plate", row("ground", env="env.jpg") + ",ground", header=header)
+    probs, _ = problems(sheet, tmp_path)
+    assert len(probs) == 2, probs
+    assert "shot jpg" in probs[0] and "needs an EXR environment with a Z channel" in probs[0] and "not an EXR" in probs[0]
+    assert "shot noz" in probs[1] and "has none" in probs[1] and "fix" in probs[1], probs
+    # the config's default backend counts for rows that leave depth_backend empty
+    sheet = write_sheet(tmp_path, row("dflt", env="env.jpg"))
+    with pytest.raises(SheetError, match="needs an EXR environment"):
+        load_sheet(sheet, base_dir=tmp_path, depth_default="plate")
+
+
+def test_prop_hint_mask_that_is_a_directory(tmp_path):
+    make_plates(tmp_path)
+    (tmp_path / "maskdir.png").mkdir()
+    probs, _ = problems(write_sheet(tmp_path, hz_row("bad", hint="maskdir.png"), hz_row("good"), header=HZ_HEADER),
+                        tmp_path)
+    assert len(probs) == 1 and "is a directory, not an image" in probs[0] and "does not exist" not in probs[0], probs

@@ -13,6 +13,8 @@ import pytest
 from helpers import FIRST, LAST, cinecomp, copy_run, sheet_rows, snakemake, write_sheet
 
 pytestmark = pytest.mark.slow
+# a stand-in for a Snakemake in a run directory: says it started, then waits until its stdin closes
+WAITER = "import sys; print('started', flush=True); sys.stdin.read()"
 
 
 def status(root: Path, *args) -> tuple[int, dict, str]:
@@ -99,5 +101,76 @@ def test_running_locally(run_with_a_failure, tmp_path):
     marker = base64.urlsafe_b64encode(b"results/sx/ingest/plate").decode()
     (root / ".snakemake" / "incomplete").mkdir(parents=True, exist_ok=True)
     (root / ".snakemake" / "incomplete" / marker).write_text("")
-    _, st, _ = status(root, "--json", "--shots", "sx")
+    import subprocess
+    import sys
+
+    # the lock is live while a Snakemake runs in the directory (this one only waits, as a stand-in)
+    proc = subprocess.Popen([sys.executable, "-c", WAITER, "snakemake"], cwd=root, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    try:
+        proc.stdout.readline()  # it has started (exec'd): its command line is its own
+        _, st, _ = status(root, "--json", "--shots", "sx")
+    finally:
+        proc.communicate(b"")
     assert st["sx"]["state"] == "running" and st["sx"]["jobs"] == {"ingest_plate": "running"}
+
+
+# ---------------------------------------------------------------- issue 19: damaged run directories (no workflow run)
+def test_damaged_run_logs_and_benchmarks_are_no_traceback(tmp_path):
+    from cinecomp.farm.status import benchmark, snakemake_errors
+
+    logs = tmp_path / ".snakemake" / "log"
+    logs.mkdir(parents=True)
+    (logs / "a.snakemake.log").write_text("Error in rule key:\n    wildcards: garbage\n    log: logs/k.log\n")
+    (logs / "b.snakemake.log").mkdir()  # a directory
+    (logs / "c.snakemake.log").symlink_to(tmp_path / "gone")  # dangling
+    found = snakemake_errors(tmp_path)
+    assert [(e["rule"], e["wildcards"], e["log"]) for e in found] == [("key", {}, "logs/k.log")]
+    bench = tmp_path / "b.tsv"
+    bench.write_bytes(b"s\tcpu_time\tmax_rss\n1.5\t\xff\xfe\t12\n")  # not UTF-8
+    assert benchmark(bench)["elapsed_s"] == 1.5
+
+
+def test_summary_failure_shows_snakemakes_reason(tmp_path):
+    """`--quiet all` hid why `snakemake --summary` failed (corrupt metadata, missing plates): shown now."""
+    import sys
+
+    from cinecomp.farm.status import summary
+
+    fake = ("import sys; quiet = '--quiet' in sys.argv; "
+            "print('' if quiet else 'WorkflowError: plate p.####.exr: no frames on disk', file=sys.stderr); sys.exit(1)")
+    with pytest.raises(RuntimeError, match="no frames on disk"):
+        summary([sys.executable, "-c", fake], ["results/sh010/comp"], tmp_path)
+
+
+def test_stale_lock_after_a_kill_is_not_running(tmp_path):
+    """Snakemake's lock files name no process: the lock is live only while a Snakemake runs here."""
+    import base64
+    import subprocess
+    import sys
+
+    from cinecomp.farm.status import STALE_LOCK, format_table, lock_state, running_locally, shot_status
+
+    smk = tmp_path / ".snakemake"
+    (smk / "locks").mkdir(parents=True)
+    (smk / "locks" / "0.output.lock").write_text(f"{tmp_path}/results/sx/ingest/plate\n")
+    (smk / "incomplete").mkdir()
+    (smk / "incomplete" / base64.urlsafe_b64encode(b"results/sx/ingest/plate").decode()).write_text("")
+    files = {"results/sx/ingest/plate": dict(rule="ingest_plate", status="missing", log="", date="", plan="")}
+
+    def state():
+        lock = lock_state(tmp_path)
+        return lock, shot_status("sx", 1, "results", files, [], None, running_locally(tmp_path, lock), tmp_path, lock)
+
+    lock, st = state()  # what a SIGKILLed run leaves
+    assert lock == "stale" and st["state"] == "failed" and st["failures"][0]["reason"] == STALE_LOCK, st
+    assert "stale lock, run `cinecomp render -- --unlock`" in format_table([st])
+    # a Snakemake running in this directory (its command line and working directory) holds it
+    proc = subprocess.Popen([sys.executable, "-c", WAITER, "snakemake"], cwd=tmp_path, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    try:
+        proc.stdout.readline()  # it has started (exec'd): its command line is its own
+        lock, st = state()
+        assert lock == "live" and st["state"] == "running" and st["jobs"] == {"ingest_plate": "running"}, st
+    finally:
+        proc.communicate(b"")

@@ -66,6 +66,12 @@ def test_submits_the_controller_with_begin_time_and_log(show, capsys):
     (["--time", "10:75:00"], "minutes and seconds go up to 59"),
     (["--time", "0"], "no time at all"),
     (["--shots", "sh999"], "unknown shot 'sh999'"),
+    (["--begin", "now+99999999999h"], "more than 365 days from now"),  # was an OverflowError traceback
+    (["--begin", f"{datetime.now() + timedelta(days=400):%Y-%m-%dT%H:%M}"], "more than 365 days from now"),
+    (["--time", "99999999999999999999"], "more than 365 days"),  # SLURM would make it UNLIMITED
+    (["--time", "9" * 5000], "more than 365 days"),
+    (["--time", "366-00:00:00"], "more than 365 days"),
+    (["--mem-mb", "0"], "--mem-mb 0 is outside"),  # SLURM would give the whole node
 ])
 def test_bad_input_submits_nothing(show, capsys, args, says):
     assert run(*args) == 2
@@ -99,3 +105,13 @@ def test_time_and_begin_forms():
     assert parse_begin("2026-12-24T22:00", now) == datetime(2026, 12, 24, 22, 0)
     with pytest.raises(SubmitError, match="in the past"):
         parse_begin("2026-12-02T22:59", now)
+
+
+def test_bad_sheet_without_shots_is_refused_before_queuing(show, capsys):
+    """Without --shots the whole sheet is checked as the controller will check it (issue 19)."""
+    sheet = show / "shots.csv"
+    sheet.write_text(sheet.read_text().replace(",24,", ",nan,"))
+    assert run() == 1
+    err = capsys.readouterr().err
+    assert "shot sh010" in err and "fps 'nan'" in err and "fix" in err
+    assert not (show / "sbatch.args").exists()

@@ -311,3 +311,35 @@ def test_examples_train_the_flag_states_and_timesteps_inference_uses(setup, tmp_
     context = example(context_prob=1.0)
     assert context["clean"] > 0 and context["timestep"].ndim == 2
     assert float(context["timestep"][0, 0]) == 0.0 and float(context["timestep"][0, -1]) > 0
+
+
+@pytest.mark.parametrize("text, says", [
+    ("train:\n  lr: 0.001\n# caf\xe9\n".encode("latin-1"), "is not UTF-8 (byte 0xe9"),
+    (b"data: curated\n", "data must be a mapping of keys, e.g. `data: {shards: PATH}`, got 'curated'"),
+    (b"train: [lr]\n", "train must be a mapping of keys"),
+    (b"train:\n  steps: " + b"9" * 401 + b"\n", "train steps must be in [1, 10000000], got 99999"),
+])
+def test_malformed_training_configs_name_the_field(tmp_path, capsys, text, says):
+    """Refused before any path or model is looked at: no traceback, the field named (issue 19)."""
+    from cinecomp.cli import main as cli
+
+    path = tmp_path / "train.yaml"
+    path.write_bytes(text)
+    with pytest.raises(TrainConfigError) as exc:
+        load_config(path)
+    assert says in str(exc.value), exc.value
+    assert cli.main(["train", "--config", str(path)]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_lr_written_1e_minus_4_is_a_number(tmp_path):
+    """YAML 1.1 reads 1e-4 (no dot) as a string; a TD means the number."""
+    path = tmp_path / "train.yaml"
+    path.write_text("train:\n  lr: 1e-4\n  weight_decay: 1E-2\n")
+    with pytest.raises(TrainConfigError) as exc:  # the paths are missing, but the numbers are fine
+        load_config(path)
+    msg = str(exc.value).split(": ", 1)[1]  # after the file's path
+    assert "lr" not in msg and "weight_decay" not in msg and "data.shards" in msg, msg
+    from cinecomp.params import load_yaml
+
+    assert load_yaml("lr: 1e-4\nn: 3\ns: '1e-4'\n") == {"lr": 1e-4, "n": 3, "s": "1e-4"}

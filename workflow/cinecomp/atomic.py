@@ -71,3 +71,15 @@ def atomic_dir(path: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def writable_dir_problem(path: str | os.PathLike) -> str | None:
+    """None if ``path`` is (or can be made) a directory a file can be written in, tried with a real
+    file (root ignores permission bits); else why not."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None

@@ -93,6 +93,12 @@ def frames_on_disk(pattern) -> list[int]:
     return sorted(out)
 
 
+def broken_frames(pattern, nums) -> list[Path]:
+    """Files of ``nums`` that are listed on disk but cannot be opened as files: a dangling or looping
+    symlink (globbing lists it, so frames_on_disk counts it)."""
+    return [f for f in (expand(pattern, n) for n in nums) if not f.is_file()]
+
+
 def frame_ranges(nums: list[int]) -> str:
     """[1001, 1002, 1003, 1007] -> '1001-1003,1007'."""
     parts, start, prev = [], None, None

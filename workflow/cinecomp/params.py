@@ -12,6 +12,17 @@ import math
 from dataclasses import dataclass
 
 
+def is_finite_number(v) -> bool:
+    """A JSON/YAML number that is finite: any int (math.isfinite overflows on a huge one), a finite float."""
+    return not isinstance(v, bool) and (isinstance(v, int) or (isinstance(v, float) and math.isfinite(v)))
+
+
+def shown(v, limit: int = 40) -> str:
+    """``repr(v)`` cut to ``limit`` characters (a 400-digit number in a message helps nobody)."""
+    r = repr(v)
+    return r if len(r) <= limit else f"{r[:limit]}... ({len(r)} characters)"
+
+
 @dataclass(frozen=True)
 class Num:
     default: float | None
@@ -21,12 +32,12 @@ class Num:
     doc: str = ""
 
     def check(self, name, v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return None, f"{name} must be a finite number in [{self.lo}, {self.hi}], got {v!r}"
+        if not is_finite_number(v):
+            return None, f"{name} must be a finite number in [{self.lo}, {self.hi}], got {shown(v)}"
+        if not self.lo <= v <= self.hi:  # before any float(): a 400-digit JSON integer is no float
+            return None, f"{name} must be in [{self.lo}, {self.hi}], got {shown(v)}"
         if self.integer and float(v) != int(v):
             return None, f"{name} must be a whole number in [{self.lo}, {self.hi}], got {v!r}"
-        if not self.lo <= v <= self.hi:
-            return None, f"{name} must be in [{self.lo}, {self.hi}], got {v!r}"
         return (int(v) if self.integer else float(v)), None
 
     def describe(self):
@@ -73,14 +84,28 @@ class Rgb:
 
     def check(self, name, v):
         ok = (isinstance(v, (list, tuple)) and len(v) == 3
-              and all(not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
-                      and self.lo <= x <= self.hi for x in v) and any(x > 0 for x in v))
+              and all(is_finite_number(x) and self.lo <= x <= self.hi for x in v) and any(x > 0 for x in v))
         if not ok:
-            return None, f"{name} must be [r, g, b], three finite numbers in [{self.lo}, {self.hi}], not all 0; got {v!r}"
+            return None, f"{name} must be [r, g, b], three finite numbers in [{self.lo}, {self.hi}], not all 0; got {shown(v)}"
         return tuple(float(x) for x in v), None
 
     def describe(self):
         return "[r, g, b]"
+
+
+def load_yaml(text: str):
+    """YAML as a TD means it: ``1e-4`` is a number (YAML 1.1, PyYAML's default, reads it as a string
+    because it has no dot); everything else as ``yaml.safe_load``."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                 re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+    return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _no_constant(name):

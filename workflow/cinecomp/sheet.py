@@ -152,8 +152,11 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict]], list[str]
 
 # ------------------------------------------------------------------------------------------ typed cells
 def _whole(text: str) -> int:
-    if not re.fullmatch(r"[+-]?[0-9]{1,18}", text):
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
         raise ValueError(f"{text!r} is not a whole number (fix: e.g. 1001)")
+    if len(text.lstrip("+-").lstrip("0")) > 18:  # a range problem, not a format one (int() of 5000 digits fails)
+        raise ValueError(f"{text[:24]!r}{'...' if len(text) > 24 else ''} is out of range, {len(text.lstrip('+-'))} "
+                         "digits (fix: a small whole number, e.g. 1001 for a frame or 1 for a version)")
     return int(text)
 
 
@@ -195,13 +198,14 @@ TYPED_CELLS = (("first_frame", _frame), ("last_frame", _frame), ("version", _who
 
 
 def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: bool = True,
-               composite_default: str = "over") -> pd.DataFrame:
+               composite_default: str = "over", depth_default: str = "ground") -> pd.DataFrame:
     """Validate the sheet and return it indexed by shot id, typed, with defaults filled.
 
     Relative paths in the sheet are relative to ``base_dir`` (default: the current directory, i.e.
     where snakemake runs). Adds columns ``plate_path``, ``env_path`` (absolute), ``plate_kind``,
     ``env_kind``, ``width``, ``height`` (conformed resolution). ``composite_default`` is the config's
-    ``backends.composite``: a shot may leave out the environment only if it composites with ``diffusion``.
+    ``backends.composite``: a shot may leave out the environment only if it composites with ``diffusion``;
+    ``depth_default`` is ``backends.depth`` (``plate`` needs an EXR environment with a Z channel).
     """
     path = Path(path)
     base_dir = Path(base_dir) if base_dir else Path.cwd()
@@ -210,6 +214,11 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
 
     missing = [c for c in schema["required"] if c not in header]
     if missing:
+        delim = next((d for d in (";", "\t", "|") if any(d in h for h in header)), None)
+        if delim:  # a spreadsheet's "CSV" in a locale whose list separator is not the comma
+            raise SheetError(path, problems + [
+                f"the header is separated by {delim!r}, not commas, so no column can be found "
+                "(fix: save the sheet as comma-separated CSV, e.g. Excel's 'CSV UTF-8 (Comma delimited)')"])
         raise SheetError(path, problems + [f"missing column(s) {', '.join(missing)} "
                                            "(fix: add them to the header line; see docs/shot-sheet.md)"])
     unknown = [c for c in header if c and c not in schema["properties"]]
@@ -287,7 +296,7 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
             else:
                 row["_range"] = (first, last)
         if check_files and not row.get("_unsafe") and row["plate"]:
-            problems.extend(f"{where}: {m}" for m in _check_media(row, base_dir, movie_start))
+            problems.extend(f"{where}: {m}" for m in _check_media(row, base_dir, movie_start, depth_default))
 
     if problems:
         raise SheetError(path, problems)
@@ -421,7 +430,7 @@ def probe(path: Path, *, part=None, view=None, movie_start: int = 1001):
     return _probe_cached(str(path), part, view, movie_start, stamp)
 
 
-def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
+def _check_media(row: dict, base_dir: Path, movie_start: int, depth_default: str = "ground") -> list[str]:
     """Plate and environment exist, the frame range is inside the plate, resolutions are readable."""
     out = []
     first, last = row["_range"] or (None, None)
@@ -445,6 +454,7 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
                 out.append(f"plate {plate}: frames {_ranges_text(lacking)} of {first}-{last} are missing "
                            f"(plate has {span}; "
                            "fix: correct first_frame/last_frame or render the missing frames)")
+            out.extend(_broken_files("plate", plate, info, first, last))
     if row.get("reference") and not row.get("_unsafe"):
         ref = resolve(row["reference"], base_dir)
         try:
@@ -467,6 +477,9 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
             if lacking:
                 out.append(f"environment {env}: frames {_ranges_text(lacking)} of {first}-{last} are missing "
                            "(fix: extend the environment sequence or use a still image)")
+            out.extend(_broken_files("environment", env, einfo, first, last))
+    if einfo is not None and (row.get("depth_backend") or depth_default) == "plate":
+        out.extend(_check_plate_depth(env, einfo))
     if row.get("light_probe") and not row.get("_unsafe"):
         out.extend(_check_probe(resolve(row["light_probe"], base_dir), movie_start))
     if row.get("_prop_hint") and info is not None and first is not None:
@@ -487,6 +500,33 @@ def _check_media(row: dict, base_dir: Path, movie_start: int) -> list[str]:
 
         row["pixel_aspect"] = conformed_aspect(info.pixel_aspect, (info.width, info.height), (w, h))
     return out
+
+
+def _check_plate_depth(env: Path, einfo) -> list[str]:
+    """The ``plate`` depth backend reads the environment's own Z: it must be an EXR with a Z channel."""
+    from .perception.depth import z_channels
+
+    if "channels" not in einfo.details:
+        return [f"depth_backend plate needs an EXR environment with a Z channel, but {env} is not an EXR "
+                "(fix: give an EXR with Z/depth.Z, or set depth_backend to ground or model)"]
+    if not z_channels(einfo.details["channels"]):
+        return [f"depth_backend plate needs an EXR environment with a Z channel, but {env} has none "
+                f"(channels: {', '.join(einfo.details['channels'])}; fix: give an EXR with Z/depth.Z, or set "
+                "depth_backend to ground or model)"]
+    return []
+
+
+def _broken_files(col: str, pattern: Path, info, first: int, last: int) -> list[str]:
+    """A frame of the shot whose file is a dangling or self-looping symlink: named here, not left to
+    Snakemake's MissingInputException."""
+    if not frames.is_sequence(str(pattern)):  # a movie: one file, probed already
+        return []
+    bad = frames.broken_frames(pattern, [f for f in info.frames if first <= f <= last])
+    if not bad:
+        return []
+    more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+    return [f"{col} frame {bad[0]}{more} cannot be opened: a dangling or looping symlink "
+            f"(fix: point the link at a real file, or replace it with the frame)"]
 
 
 def _check_probe(path: Path, movie_start: int) -> list[str]:

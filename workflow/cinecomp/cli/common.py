@@ -45,42 +45,36 @@ def split_config_args(extra: list[str]) -> tuple[list[str], list[str], list[str]
     return rest, files, entries
 
 
-def merge_config(base: dict, over: dict) -> dict:
-    """Nested dicts merged the way snakemake merges config files."""
-    for k, v in over.items():
-        base[k] = merge_config(dict(base[k]), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return base
-
-
 def load_config(files: list[str], entries=()) -> dict:
-    """The config snakemake will see: the files in order, then KEY=VALUE entries (values as text,
-    YAML for {...}/[...]). UsageError names a missing or unreadable file."""
-    import yaml
+    """The config snakemake will see (configfile.load_config); UsageError names a missing or unreadable file."""
+    from ..configfile import ConfigFileError, load_config as load
 
-    cfg: dict = {}
-    for f in files:
-        if not Path(f).is_file():
-            raise UsageError(f"config file {f} does not exist (fix: check the --configfile path)")
-        try:
-            data = yaml.safe_load(Path(f).read_text()) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise UsageError(f"config file {f} cannot be read: {' '.join(str(exc).split())}") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"config file {f} is not a YAML mapping of keys (fix: see config.yaml)")
-        merge_config(cfg, data)
-    for e in entries:
-        key, _, value = e.partition("=")
-        try:
-            value = yaml.safe_load(value) if value.startswith(("{", "[")) else value
-        except yaml.YAMLError:
-            pass
-        merge_config(cfg, {key: value})
-    return cfg
+    try:
+        return load(files, entries)
+    except ConfigFileError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def composite_default(cfg: dict) -> str:
     backends = cfg.get("backends")
     return backends.get("composite", "over") if isinstance(backends, dict) else "over"
+
+
+def depth_default(cfg: dict) -> str:
+    backends = cfg.get("backends")
+    return backends.get("depth", "ground") if isinstance(backends, dict) else "ground"
+
+
+def check_whole_sheet(cfg: dict) -> None:
+    """Every row of the configured sheet checked as the workflow will (files too): SheetError lists
+    every problem. `submit` runs it before anything is queued."""
+    from ..sheet import load_sheet
+
+    movie_start = cfg.get("movie_start_frame", 1001)
+    if isinstance(movie_start, bool) or not isinstance(movie_start, int):
+        raise UsageError(f"movie_start_frame {movie_start!r} is not a whole number (fix: e.g. 1001)")
+    load_sheet(str(cfg.get("shots", "shots/shots.csv")), movie_start=movie_start,
+               composite_default=composite_default(cfg), depth_default=depth_default(cfg))
 
 
 def targets_of_shots(ids: str, cfg: dict) -> list[str]:

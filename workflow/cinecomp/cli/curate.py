@@ -22,6 +22,10 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"cinecomp curate: --settings {args.settings!r}: {exc} (fix: {CURATE_FIX})", file=sys.stderr)
         return 2
+    except RecursionError:
+        print(f"cinecomp curate: --settings {args.settings[:40]!r}... is nested too deeply "
+              f"(fix: a flat JSON object; {CURATE_FIX})", file=sys.stderr)
+        return 2
     try:
         settings, perception = load_settings(args.configfile, overrides)
         counts = curate_clips(args.clips, args.out, settings, perception)

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from ..errors import CinecompError
-from ..evaluate.suite import parse_size, markdown_table, run_eval, run_real, summary
+from ..evaluate.suite import failed_rows, parse_size, markdown_table, run_eval, run_real, summary
+
 
 def run(args) -> int:
     """``cinecomp eval``: see the module doc; returns the exit code."""
@@ -35,4 +36,10 @@ def run(args) -> int:
         print(json.dumps(res if args.light == "both" else res[args.light], allow_nan=False))
     else:
         print(tables)
+    failed = failed_rows(by_mode)
+    if failed:  # scores of what was made are printed above; the run itself failed
+        logs = ", ".join(str(Path(args.out).resolve() / "logs" / f"eval_{m}.log") for m in by_mode)
+        print(f"error: the workflow failed for {len(failed)} eval row(s): {'; '.join(failed)} (see {logs})",
+              file=sys.stderr)
+        return 1
     return 0

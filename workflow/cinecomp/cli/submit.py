@@ -9,8 +9,8 @@ import shutil
 import subprocess
 
 from ..errors import SheetError
-from ..farm.slurm import SubmitError, check_log_dir, controller_name, controller_script, parse_begin, parse_time_limit
-from .common import UsageError, render_command
+from ..farm.slurm import SubmitError, check_log_dir, check_mem_mb, controller_name, controller_script, parse_begin, parse_time_limit
+from .common import UsageError, check_whole_sheet, render_command
 
 
 def run(args, extra: list[str]) -> int:
@@ -21,7 +21,9 @@ def run(args, extra: list[str]) -> int:
                               "or render locally with `cinecomp render`)")
         begin = parse_begin(args.begin) if args.begin else None
         minutes = parse_time_limit(args.time)
+        check_mem_mb(args.mem_mb)
         cmd, cfg = render_command(args, extra, profile="slurm")
+        check_whole_sheet(cfg)  # as the controller will, hours later: a bad sheet is refused now
         if cmd is None:
             print("cinecomp submit: nothing to render (every shot asked for is published); nothing submitted")
             return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, composite_default, load_config
+from .common import UsageError, composite_default, depth_default, load_config
 
 
 def run(args) -> int:
@@ -21,7 +21,8 @@ def run(args) -> int:
         return 2
     sheet = args.sheet or str(cfg.get("shots", "shots/shots.csv"))
     try:
-        df = load_sheet(sheet, movie_start=movie_start, composite_default=composite_default(cfg))
+        df = load_sheet(sheet, movie_start=movie_start, composite_default=composite_default(cfg),
+                        depth_default=depth_default(cfg))
     except SheetError as exc:
         print(exc, file=sys.stderr)
         return 1

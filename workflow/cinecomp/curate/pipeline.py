@@ -179,7 +179,7 @@ def read_clips(path, settings: dict | None = None) -> list[Clip]:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
+            rows = list(reader)  # extra cells of a row land under the key None (DictReader's restkey)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CurateError(path, [f"cannot read it as CSV ({exc}) (fix: save it as UTF-8 CSV)"]) from None
     if "clip" not in header:
@@ -190,8 +190,15 @@ def read_clips(path, settings: dict | None = None) -> list[Clip]:
     if not rows:
         problems.append("no clips (fix: one clip a row under the header)")
     clips, ids = [], {}
-    for n, r in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them
+    for n, raw in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them
         where = f"row {n}"
+        r = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        extra = [c for c in raw.get(None) or [] if c.strip()]
+        if extra:  # as the shot sheet: shifted cells would be read as the wrong columns
+            problems.append(f"{where}: {len(header) + len(raw[None])} cells but the header has {len(header)} "
+                            "columns, so its cells do not line up (fix: quote a cell that contains a comma, "
+                            'e.g. "a, b", or delete the extra comma)')
+            continue
         src = r.get("clip", "")
         bad = []
         if not src:
@@ -751,15 +758,12 @@ def clip_dir(out_dir, clip_id: str) -> Path:
 
 def load_settings(configfile=None, overrides: dict | None = None) -> tuple[dict, dict]:
     """(curate settings, perception settings) from config.yaml (+ a config file, + overrides)."""
-    import yaml
+    from ..configfile import DEFAULTS, ConfigFileError, load_config
 
-    cfg = {}
-    from ..layout import REPO as repo
-    for f in [repo / "config.yaml"] + ([Path(configfile)] if configfile else []):
-        if f.is_file():
-            data = yaml.safe_load(f.read_text()) or {}
-            for k, v in data.items():
-                cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    try:
+        cfg = load_config([DEFAULTS, *([configfile] if configfile else [])])
+    except ConfigFileError as exc:
+        raise CurateError(configfile, [str(exc)]) from None
     settings = {**((cfg.get("curate") or {}).get("settings") or {}), **(overrides or {})}
     return check_settings(settings), dict(cfg.get("perception") or {})
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .pipeline import (MANIFEST, Clip, check_settings, clip_dir, clip_from_json, clip_rejected, curate_real,
+from ..errors import CinecompError
+from .pipeline import (MANIFEST, Clip, CurateError, check_settings, clip_dir, clip_from_json, clip_rejected, curate_real,
                        gather, read_clips)
 
 
@@ -43,8 +44,11 @@ def curate_clip(clip: Clip, out_dir, settings: dict, perception: dict | None = N
 def run(clips_csv, out_dir, settings: dict | None = None, perception: dict | None = None, log=print) -> dict:
     """Check the sheet, curate every clip, gather: the whole ``cinecomp curate``."""
     settings = check_settings(settings)
-    clips = read_clips(clips_csv, settings)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CurateError(out_dir, [f"--out {out_dir} is a file, not a directory (fix: name a new or existing "
+                                    "dataset directory)"])
+    clips = read_clips(clips_csv, settings)
     dirs = []
     for clip in clips:
         t0 = time.time()

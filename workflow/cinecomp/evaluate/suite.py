@@ -32,6 +32,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,7 @@ import numpy as np
 
 from .. import colour, metrics
 from ..io import exr as exrio
-from ..atomic import write_text
+from ..atomic import atomic_path, write_text
 from ..io.images import save_png, scale_to, tile_rows
 from ..synth.renderer import (BACKGROUNDS, DemoScene, background_file, heading, make_demo_shot,
                    scene_camera, scene_light)
@@ -60,6 +61,7 @@ RENDER_VERSION = 1  # bump when the renderer changes pictures: cached eval shots
 PSNR_CAP = 100.0  # dB; identical frames score this instead of inf so averages stay finite
 METRICS = ("psnr_full", "ssim_full", "psnr_char", "ssim_char", "char_err", "fmse", "psnr_shadow", "shadow_err", "shadow_ber",
            "flicker")
+MAX_FRAMES, MAX_SIZE, MAX_CORES = 1000, 8192, 1024  # bounds of --frames, --size (each side), --cores
 EVAL_SETS = ("auto", "sdf", "pathtraced")  # auto: the path-traced set where it exists, else the SDF fixture set
 SPLITS = ("tune", "report")
 LIGHT_MODES = ("given", "auto")
@@ -251,6 +253,8 @@ def run_workflow(out: Path, sheet: str, results: str, shot_ids: list[str], cores
            # so an eval after a change to cinecomp would otherwise score the previous code's frames
            "--forceall"]
     log.parent.mkdir(parents=True, exist_ok=True)
+    for sid in shot_ids:  # --forceall renders every row again: an earlier run's frames (another --size or
+        shutil.rmtree(out / results / sid, ignore_errors=True)  # --frames) must not be scored if this one fails
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
     with open(log, "w") as fh:
         rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
@@ -311,7 +315,8 @@ def _nanmean(values) -> float:
 
 
 def score_shot(comps: dict[int, Path], entry: dict, set_dir: Path) -> dict:
-    """Metrics of one (shot, backend), averaged over its frames; nan everywhere if no comp frame exists."""
+    """Metrics of one (shot, backend), averaged over its frames; nan everywhere if no comp frame exists
+    (``frames`` of ``expected`` were scored). EvalError when a comp is not the size of its truth."""
     per_frame, outs, gts = [], [], []
     for f in range(entry["first"], entry["last"] + 1):
         if f not in comps:
@@ -320,14 +325,17 @@ def score_shot(comps: dict[int, Path], entry: dict, set_dir: Path) -> dict:
         gt = np.stack([truth[c] for c in "RGB"], -1).astype(np.float32)
         env = read_rgb(set_dir / entry["environment"].replace("####", f"{f:04d}"))
         out = read_rgb(comps[f])
+        if out.shape != gt.shape:
+            raise EvalError(f"{comps[f]} is {out.shape[1]}x{out.shape[0]} but the truth of {entry['shot']} is "
+                            f"{gt.shape[1]}x{gt.shape[0]} (fix: a new --out, or delete {comps[f].parents[2]})")
         per_frame.append(frame_metrics(out, gt, env, truth["alpha.A"]))
         outs.append(display(out))
         gts.append(display(gt))
     scores = {m: _nanmean([p[m] for p in per_frame]) for m in METRICS if m != "flicker"}
     expected = entry["last"] - entry["first"] + 1
     scores["flicker"] = metrics.flicker(outs, gts) if len(outs) == expected else float("nan")
-    scores["frames"] = len(per_frame)
-    return {m: scores[m] for m in (*METRICS, "frames")}
+    scores["frames"], scores["expected"] = len(per_frame), expected
+    return {m: scores[m] for m in (*METRICS, "frames", "expected")}
 
 
 def average(per_shot: dict[str, dict]) -> dict:
@@ -412,6 +420,33 @@ def evaluate_mode(out: Path, entries: list[dict], backends: list[str], mode: str
     return scores
 
 
+def failed_rows(by_mode: dict) -> list[str]:
+    """'<eval shot>_<backend> (light <mode>): N of M frames' of every row the workflow did not finish."""
+    return [f"{shot_id(shot, b)} (light {mode}): {m['frames']} of {m['expected']} frames"
+            for mode, scores in by_mode.items() for b, shots in scores.items() for shot, m in shots.items()
+            if m["frames"] < m["expected"]]
+
+
+def check_run(out: Path, cores, frames, configfiles=()) -> None:
+    """Every number bounded, the output directory writable and the config files readable, before any
+    frame is rendered."""
+    from ..atomic import writable_dir_problem
+    from ..configfile import ConfigFileError, read_config_file
+
+    if isinstance(cores, bool) or not isinstance(cores, int) or not 1 <= cores <= MAX_CORES:
+        raise EvalError(f"--cores {cores} is outside 1..{MAX_CORES} (fix: e.g. --cores 2)")
+    if frames is not None and not 2 <= frames <= MAX_FRAMES:
+        raise EvalError(f"--frames {frames} is outside 2..{MAX_FRAMES} (fix: e.g. --frames {EVAL_FRAMES})")
+    problem = writable_dir_problem(out)
+    if problem:
+        raise EvalError(f"--out {out} cannot be written ({problem}) (fix: a directory you can write to)")
+    for c in configfiles:
+        try:
+            read_config_file(c)
+        except ConfigFileError as exc:
+            raise EvalError(str(exc)) from None
+
+
 def _fmt(v) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
 
@@ -462,6 +497,8 @@ def run_eval(out, backends: list[str], split: str = "report", light: str = "give
     {mode: {backend: {shot: metrics}}}."""
     out = Path(out).resolve()
     check_backends(backends)
+    if size is not None:
+        size = parse_size(f"{size[0]}x{size[1]}")  # bounded as --size is
     if split not in (*SPLITS, "all"):
         raise EvalError(f"--split must be tune, report or all, got {split!r}")
     modes = LIGHT_MODES if light == "both" else (light,)
@@ -471,15 +508,17 @@ def run_eval(out, backends: list[str], split: str = "report", light: str = "give
         raise EvalError(f"--set must be one of {', '.join(EVAL_SETS)}, got {eval_set!r}")
     if eval_set == "auto":  # the judge where it exists; the SDF set's own knobs (shots, size, frames) pick it
         eval_set = "pathtraced" if find_shots(pathtraced_root) and not (shots or size or frames) else "sdf"
+    if eval_set == "pathtraced" and (size or frames):
+        raise EvalError("--size and --frames apply to the SDF set; path-traced shots are scored as rendered")
+    names = [s.name for s in _select(shots) if shots or split == "all" or s.split == split] \
+        if eval_set != "pathtraced" else []
+    check_run(out, cores, frames, configfiles)
     if eval_set == "pathtraced":
-        if size or frames:
-            raise EvalError("--size and --frames apply to the SDF set; path-traced shots are scored as rendered")
         try:
             entries = make_pathtraced_set(out / "set", pathtraced_root, split=split, shots=shots)
         except PathtracedError as exc:
             raise EvalError(str(exc)) from None
     else:
-        names = [s.name for s in _select(shots) if shots or split == "all" or s.split == split]
         entries = make_eval_set(out / "set", names, frames=frames, size=size)
     return {m: evaluate_mode(out, entries, backends, m, cores, configfiles) for m in modes}
 
@@ -533,6 +572,7 @@ def run_real(out, backends: list[str], frames: int | None = None, cores: int = 2
     """Every real plate over every real background with every backend; a strip per (plate, background)."""
     out = Path(out).resolve()
     check_backends(backends)
+    check_run(out, cores, frames)
     frames = int(frames or EVAL_FRAMES)
     bgs = _real_backgrounds()
     if not bgs:
@@ -575,12 +615,12 @@ def run_real(out, backends: list[str], frames: int | None = None, cores: int = 2
 def parse_size(text: str | None):
     if not text:
         return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise EvalError(f"--size must be WIDTHxHEIGHT, e.g. 160x90, got {text!r}") from None
-    if w % 2 or h % 2 or w < 16 or h < 16:
-        raise EvalError(f"--size {text}: width and height must be even and at least 16")
+    m = re.fullmatch(r"\s*([0-9]{1,9})\s*[xX]\s*([0-9]{1,9})\s*", text)
+    if not m:
+        raise EvalError(f"--size must be WIDTHxHEIGHT, e.g. 160x90, got {text[:40]!r}")
+    w, h = int(m[1]), int(m[2])
+    if w % 2 or h % 2 or not (16 <= w <= MAX_SIZE and 16 <= h <= MAX_SIZE):
+        raise EvalError(f"--size {w}x{h}: width and height must be even and 16..{MAX_SIZE} (fix: e.g. 160x90)")
     return w, h
 
 

@@ -22,16 +22,18 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 from ..layout import REPO
+from ..params import shown
 from datetime import datetime, timedelta
 from pathlib import Path
 
 
-_NOW_PLUS = re.compile(r"^now\+(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)?$", re.I)
+_NOW_PLUS = re.compile(r"^now\+(\d{1,15})\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)?$", re.I)
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 TIME_EXAMPLES = "10:00:00 (hours:minutes:seconds), 600 (minutes), 1-12:00:00 (days-hours:minutes:seconds)"
 BEGIN_EXAMPLES = "22:00 (the next 22:00), 2026-12-24T22:00, now+30m"
+MAX_DAYS = 365  # --time and --begin reach at most a year: more is a typo, and SLURM reads a huge limit as UNLIMITED
+MEM_MB_MIN, MEM_MB_MAX = 100, 16 * 1024 * 1024  # the controller's --mem: 0 means the whole node to SLURM
 
 
 class SubmitError(Exception):
@@ -41,6 +43,9 @@ class SubmitError(Exception):
 def parse_time_limit(text: str) -> int:
     """A SLURM time limit -> minutes (seconds round up). SubmitError when malformed or zero."""
     t = (text or "").strip()
+    if re.search(r"\d{13}", t):  # int() of thousands of digits fails, and any such limit is past MAX_DAYS
+        raise SubmitError(f"--time {shown(text)} is more than {MAX_DAYS} days (SLURM would run the controller "
+                          f"UNLIMITED) (fix: e.g. {TIME_EXAMPLES})")
     d = h = mi = s = 0
     if m := re.fullmatch(r"(\d+)", t):
         mi = int(m[1])
@@ -59,7 +64,18 @@ def parse_time_limit(text: str) -> int:
     minutes = d * 1440 + h * 60 + mi + (1 if s else 0)
     if minutes <= 0:
         raise SubmitError(f"--time {text!r} is no time at all (fix: e.g. {TIME_EXAMPLES})")
+    if minutes > MAX_DAYS * 1440:
+        raise SubmitError(f"--time {shown(text)} is more than {MAX_DAYS} days (SLURM would run the controller "
+                          f"UNLIMITED) (fix: e.g. {TIME_EXAMPLES})")
     return minutes
+
+
+def check_mem_mb(mem_mb: int) -> int:
+    """The controller's memory in MB, bounded (SLURM reads --mem=0 as all of a node's memory)."""
+    if not MEM_MB_MIN <= mem_mb <= MEM_MB_MAX:
+        raise SubmitError(f"--mem-mb {mem_mb} is outside {MEM_MB_MIN}..{MEM_MB_MAX} (SLURM gives --mem=0 the whole "
+                          "node) (fix: e.g. --mem-mb 4000, the default)")
+    return mem_mb
 
 
 def parse_begin(text: str, now: datetime | None = None) -> datetime:
@@ -74,7 +90,11 @@ def parse_begin(text: str, now: datetime | None = None) -> datetime:
     m = _NOW_PLUS.match(t)
     if m:
         unit = (m.group(2) or "s").lower()[0]
-        return now + timedelta(seconds=int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit])
+        seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]
+        if seconds > MAX_DAYS * 86400:  # timedelta overflows long before a huge number ends
+            raise SubmitError(f"--begin {shown(text)} is more than {MAX_DAYS} days from now "
+                              f"(fix: e.g. {BEGIN_EXAMPLES})")
+        return now + timedelta(seconds=seconds)
     m = _CLOCK.match(t)
     if m:
         h, mi, s = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
@@ -89,6 +109,8 @@ def parse_begin(text: str, now: datetime | None = None) -> datetime:
                           f"(fix: e.g. {BEGIN_EXAMPLES})") from None
     if at.tzinfo is not None:
         at = at.astimezone().replace(tzinfo=None)
+    if at > now + timedelta(days=MAX_DAYS):
+        raise SubmitError(f"--begin {text!r} is more than {MAX_DAYS} days from now (fix: e.g. {BEGIN_EXAMPLES})")
     if at < now - timedelta(seconds=1):
         raise SubmitError(f"--begin {text!r} is in the past (it is now {now:%Y-%m-%dT%H:%M:%S}; fix: a later "
                           f"time, or leave --begin out to start now)")
@@ -104,13 +126,12 @@ def controller_name(workdir: Path) -> str:
 
 def check_log_dir(path: Path) -> Path:
     """The controller log directory, made and tried with a real file (root ignores permission bits)."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise SubmitError(f"the controller log directory {path} is not writable ({exc.strerror or exc}) "
-                          "(fix: --log-dir DIR, or a results folder you can write to)") from None
+    from ..atomic import writable_dir_problem
+
+    problem = writable_dir_problem(path)
+    if problem:
+        raise SubmitError(f"the controller log directory {path} is not writable ({problem}) "
+                          "(fix: --log-dir DIR, or a results folder you can write to)")
     return path.resolve()
 
 

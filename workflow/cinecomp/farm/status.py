@@ -26,6 +26,7 @@ import csv
 import html
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -43,11 +44,14 @@ _ERROR = re.compile(r"(Error|Exception|error:|Traceback|Killed|CANCELLED|oom)", 
 # ------------------------------------------------------------------------------------------ sources
 def summary(cmd_base: list[str], targets: list[str], cwd: Path) -> dict[str, dict]:
     """`snakemake --summary` of the targets: {output file: {rule, log, status, plan, date}}."""
-    r = subprocess.run([*cmd_base[:3], *targets, *cmd_base[3:], "--summary", "--quiet", "all"],
-                       capture_output=True, text=True, cwd=cwd)
-    if r.returncode != 0:
-        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
-        raise RuntimeError(f"snakemake --summary failed:\n{tail}")
+    cmd = [*cmd_base[:3], *targets, *cmd_base[3:], "--summary"]
+    r = subprocess.run([*cmd, "--quiet", "all"], capture_output=True, text=True, cwd=cwd)
+    if r.returncode != 0:  # `--quiet all` hid the reason: ask again to show it
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+        lines = [ln for ln in (r.stderr + "\n" + r.stdout).strip().splitlines()
+                 if ln.strip() and not ln.startswith(("Using workflow specific profile", "Building DAG", "Assuming"))]
+        raise RuntimeError("snakemake --summary failed (Snakemake cannot read this run directory):\n"
+                           + "\n".join(lines[-15:]))
     out = {}
     rows = csv.reader(io.StringIO(r.stdout), delimiter="\t")
     for row in rows:
@@ -59,26 +63,68 @@ def summary(cmd_base: list[str], targets: list[str], cwd: Path) -> dict[str, dic
 
 def snakemake_errors(workdir: Path) -> list[dict]:
     """Jobs that failed, from Snakemake's run logs, oldest first: {rule, outputs, wildcards, log, when}."""
-    found = []
-    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
-    for path in logs:
-        text = path.read_text(errors="replace")
+    found, logs = [], []
+    for path in (workdir / ".snakemake" / "log").glob("*.snakemake.log"):
+        try:  # a directory, a dangling link or an unreadable file is no run log
+            if path.is_file():
+                logs.append((path.stat().st_mtime, path, path.read_text(errors="replace")))
+        except OSError:
+            continue
+    for when, path, text in sorted(logs, key=lambda t: t[0]):
         for m in re.finditer(r"^Error in rule (\w+):\n((?:[ \t]+.*\n?)*)", text, re.M):
             block = m.group(2)
             wc = re.search(r"^\s+wildcards: (.*)$", block, re.M)
             log = re.search(r"^\s+log: (\S+)", block, re.M)
             outputs = re.search(r"^\s+output: (.*)$", block, re.M)
-            wildcards = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
+            wildcards = dict(kv.split("=", 1) for kv in wc.group(1).split(", ") if "=" in kv) if wc else {}
             found.append(dict(rule=m.group(1), wildcards=wildcards, log=log.group(1) if log else "",
                               outputs=outputs.group(1).split(", ") if outputs else [],
-                              when=path.stat().st_mtime, run_log=str(path)))
+                              when=when, run_log=str(path)))
     return found
 
 
-def running_locally(workdir: Path) -> set[str]:
-    """Outputs of jobs a local Snakemake is running now (incomplete markers while a lock is held)."""
+def snakemake_alive(workdir: Path) -> bool | None:
+    """Whether a Snakemake process runs in ``workdir`` (its working directory or ``--directory``), from
+    /proc; None where there is no /proc to ask. Snakemake's lock files (.snakemake/locks/*.lock) list
+    the files locked, not the process holding them: a SIGKILLed run leaves them behind."""
+    proc = Path("/proc")
+    if not (proc / "self" / "cmdline").exists():
+        return None
+    workdir = Path(workdir).resolve()
+    for p in proc.iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in (p / "cmdline").read_bytes().split(b"\0")]
+            if not any(a.endswith("snakemake") for a in argv):  # .../bin/snakemake, python -m snakemake
+                continue
+            cwd = Path(os.readlink(p / "cwd"))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        dirs = [cwd] + [cwd / argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--directory", "-d")]
+        if any(d.resolve() == workdir for d in dirs):
+            return True
+    return False
+
+
+def lock_state(workdir: Path, sacct: list[dict] | None = None) -> str:
+    """'none' (no lock), 'live' (a Snakemake of this directory runs, here or as SLURM jobs; or no way
+    to tell) or 'stale' (locks left by a run that was killed)."""
+    if not any((Path(workdir) / ".snakemake" / "locks").glob("*.lock")):
+        return "none"
+    if any(j["state"] in ACTIVE_STATES for j in sacct or []):
+        return "live"
+    return "stale" if snakemake_alive(workdir) is False else "live"
+
+
+STALE_LOCK = "stale lock, run `cinecomp render -- --unlock` (the Snakemake that held it is gone)"
+
+
+def running_locally(workdir: Path, lock: str | None = None) -> set[str]:
+    """Outputs a Snakemake run left incomplete: those of jobs running now while its lock is live (or,
+    with ``lock`` 'stale', those a killed run left). Empty without a lock."""
     smk = workdir / ".snakemake"
-    if not any((smk / "locks").glob("*.lock")):
+    if (lock or lock_state(workdir)) == "none":
         return set()
     files = set()
     for p in (smk / "incomplete").glob("*"):
@@ -143,8 +189,9 @@ def sacct_jobs(workdir: Path, since: str = "now-14days") -> list[dict] | None:
 def benchmark(path: Path) -> dict | None:
     """A rule's benchmark TSV (the last line: the last run) -> wall, CPU and peak memory."""
     try:
-        rows = list(csv.DictReader(path.open(), delimiter="\t"))
-    except OSError:
+        with path.open(errors="replace") as fh:  # a damaged (non-UTF-8) file reads as no numbers
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+    except (OSError, csv.Error):
         return None
     if not rows:
         return None
@@ -196,7 +243,7 @@ def shot_cost(results: str, shot: str, version: int, rules: list[str], sacct: li
 
 
 def shot_status(shot: str, version: int, results: str, files: dict[str, dict], errors: list[dict],
-                sacct: list[dict] | None, running_files: set[str], workdir: Path) -> dict:
+                sacct: list[dict] | None, running_files: set[str], workdir: Path, lock: str = "live") -> dict:
     from ..layout import is_published
 
     mine = {f: info for f, info in files.items() if f.startswith(f"{results}/{shot}/")}
@@ -215,11 +262,14 @@ def shot_status(shot: str, version: int, results: str, files: dict[str, dict], e
     active = {r: ACTIVE_STATES[j["state"]] for r, j in latest.items() if j["state"] in ACTIVE_STATES}
     local_running = sorted(info["rule"] for f, info in mine.items() if f in running_files)
     failures = []
+    if lock == "stale":  # what a killed run left incomplete is not running
+        failures += [dict(rule=r, reason=STALE_LOCK, log="", error="", slurm_job=None) for r in local_running]
+        local_running = []
     made = [Path(workdir, f).stat().st_mtime for f, info in mine.items() if info["status"] != "missing"
             and Path(workdir, f).exists()]
     newest_output = max(made, default=0.0)
     for rule, info in missing.items():
-        if rule in active or rule in local_running:
+        if rule in active or rule in local_running or any(f["rule"] == rule for f in failures):
             continue
         j = latest.get(rule)
         reason = None
@@ -271,8 +321,10 @@ def collect(cfg: dict, cmd_base: list[str], shots: list[str], rows: dict, workdi
     files = summary(cmd_base, targets, workdir)
     errors = snakemake_errors(workdir)
     jobs = sacct_jobs(workdir) if use_sacct else None
-    running = running_locally(workdir)
-    return [shot_status(s, int(rows[s]["version"]), results, files, errors, jobs, running, workdir) for s in shots]
+    lock = lock_state(workdir, jobs)
+    running = running_locally(workdir, lock)
+    return [shot_status(s, int(rows[s]["version"]), results, files, errors, jobs, running, workdir, lock)
+            for s in shots]
 
 
 def format_table(states: list[dict]) -> str:
@@ -282,7 +334,7 @@ def format_table(states: list[dict]) -> str:
         detail = ""
         if s.get("failures"):
             f = s["failures"][0]
-            detail = f"{f['rule']}: {f['reason']}; log {f['log']}: {f['error']}"
+            detail = f"{f['rule']}: {f['reason']}" + (f"; log {f['log']}: {f['error']}" if f["log"] else "")
         elif s.get("stale"):
             detail = "; ".join(s["stale"]) + (" (raise version to render the change)" if s["published"] else "")
         elif s.get("jobs"):

@@ -85,12 +85,17 @@ def shot_depth(env_depth: np.ndarray, masks: dict, contacts: dict, camera: Camer
     return z
 
 
+def z_channels(names) -> list[str]:
+    """The channel names the ``plate`` backend reads as the environment's depth."""
+    return [n for n in names if n in ("Z", "depth.Z") or n.endswith((".Z", ".depth"))]
+
+
 def plate_depth(layers: dict, size: tuple[int, int]) -> np.ndarray | None:
     """The environment's own Z (``Z``, ``depth.Z`` or any ``*.Z``/``*.depth``) at ``size`` = (w, h),
     resampled to the nearest sample so edges never blend two surfaces. None if it has none."""
     import cv2
 
-    names = [n for n in layers if n in ("Z", "depth.Z") or n.endswith((".Z", ".depth"))]
+    names = z_channels(layers)
     if not names:
         return None
     z = np.asarray(layers[sorted(names, key=len)[0]], np.float32)

@@ -151,6 +151,9 @@ def check_prop_hint(hint: dict, *, first: int, last: int, plate_width: int, plat
                             f"(fix: a box in plate pixels within 0,0,{plate_width},{plate_height})")
         return problems
     path = _mask_file(hint, base_dir)
+    if path.is_dir():
+        return problems + [f"prop_hint mask {path} is a directory, not an image (fix: name the mask file in it, "
+                           "e.g. masks/prop.1001.png)"]
     if not path.is_file():
         return problems + [f"prop_hint mask {path} does not exist (fix: check the path; relative paths are "
                            f"relative to {base_dir})"]

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.dataset import DatasetError, iter_samples, read_index
-from ..params import Choice, Flag, Num, check_params
+from ..params import Choice, Flag, Num, check_params, load_yaml, shown
 
 SECTIONS = {
     "train": {
@@ -110,25 +110,36 @@ def load_config(path: str | os.PathLike) -> dict:
 
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise TrainConfigError(f"{path}: the training config is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at "
+                               f"offset {exc.start}) (fix: save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`)") from None
     except (OSError, yaml.YAMLError) as exc:
-        raise TrainConfigError(f"{path}: cannot read the training config ({exc})") from None
+        raise TrainConfigError(f"{path}: cannot read the training config ({' '.join(str(exc).split())})") from None
     if not isinstance(raw, dict):
         raise TrainConfigError(f"{path}: the training config must be a mapping of sections")
     problems = []
-    unknown = sorted(set(raw) - set(SECTIONS) - set(PATHS))
+    unknown = sorted(map(str, set(raw) - set(SECTIONS) - set(PATHS)))
     if unknown:
         problems.append(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join([*PATHS, *SECTIONS])}")
     cfg = {}
+
+    def section_of(name: str, example: str) -> dict:
+        value = raw.get(name) or {}
+        if not isinstance(value, dict):
+            problems.append(f"{name} must be a mapping of keys, e.g. `{name}: {{{example}}}`, got {shown(value)}")
+            return {}
+        return value
+
     for section, spec in SECTIONS.items():
         try:
-            cfg[section] = check_params(raw.get(section) or {}, spec, what=section,
+            cfg[section] = check_params(section_of(section, f"{next(iter(spec))}: ..."), spec, what=section,
                                         fix="docs/training.md lists every key with its range")
         except ValueError as exc:
             problems.append(str(exc))
     base = path.parent
     for section, keys in PATHS.items():
-        given = raw.get(section) or {}
+        given = section_of(section, f"{keys[0]}: PATH")
         extra = sorted(set(given) - set(keys) - {"tokenizer"})
         if extra:
             problems.append(f"unknown {section} key(s) {', '.join(extra)}; valid: {', '.join(keys)}")
