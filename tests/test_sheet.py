@@ -298,21 +298,19 @@ def test_frame_range_bounded(tmp_path, first, last, says):
 
 
 def test_huge_frame_range_answers_at_once(tmp_path):
-    """1..1e9 used to build a billion-element list: in a child limited to 4 GB, it must answer in < 1 s."""
+    """1..1e9 used to build a billion-element list (8 GB): in a child limited to 4 GB of address space it
+    must answer with the range error (no timing: the memory limit is the check)."""
     import resource
 
     make_plates(tmp_path)
     sheet = write_sheet(tmp_path, kp_row(first=1, last=1_000_000_000), header=KP_HEADER)
-    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from cinecomp.sheet import load_sheet\n"
-            "t = time.perf_counter()\n"
-            "try:\n    load_sheet(sys.argv[2])\nexcept Exception as exc:\n    print(exc)\n"
-            "print('seconds', time.perf_counter() - t)")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from cinecomp.sheet import load_sheet\n"
+            "try:\n    load_sheet(sys.argv[2])\nexcept Exception as exc:\n    print(exc)\n")
     limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # noqa: E731
     r = subprocess.run([sys.executable, "-c", code, str(REPO_WORKFLOW), str(sheet)], cwd=tmp_path,
                        capture_output=True, text=True, timeout=60, preexec_fn=limit)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "last_frame 1000000000 is outside" in r.stdout, r.stdout
-    assert float(r.stdout.split("seconds")[-1]) < 1.0, r.stdout
 
 
 def test_missing_frames_is_arithmetic():
