@@ -545,10 +545,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def probe_loss(engine, pipe, sample: dict, cfg: dict, embeds: dict, device, dtype, z: int) -> float:
-    """The loss on one fixed example (no dropout, a fixed sigma and noise): comparable across steps."""
+    """The loss on one fixed example (every input the workflow gives, a fixed sigma and noise): comparable
+    across steps."""
     import torch
 
-    fixed = {**cfg, "dropout": {"text": 0.0, "environment": 0.0, "context_prob": 0.0}}
+    fixed = {**cfg, "dropout": {"text": 0.0, "environment": 0.0, "context_prob": 0.0,
+                                "character_depth": 1.0}}  # as the workflow gives it: none
     ex = make_example(pipe, sample, np.random.default_rng([cfg["train"]["seed"], 2**31]), fixed, embeds, device)
     with torch.no_grad():
         pred = engine(hidden_states=ex["input"].to(dtype), timestep=ex["timestep"],
