@@ -260,7 +260,9 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     prompt = sample.get("meta", {}).get("prompt", "")
     text = embeds[""] if rng.random() < drop["text"] else embeds[prompt]
     env = None if rng.random() < drop["environment"] else sample["environment_rgb"]
-    char_depth = None if rng.random() < drop["character_depth"] else sample.get("character_depth")
+    char_depth = sample.get("character_depth")
+    if char_depth is not None and rng.random() < drop["character_depth"]:
+        char_depth = None
     c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], char_depth, env)
     t, h, w = np.shape(sample["target_rgb"])[:3]
     x0 = pipe.encode_context(sample["target_rgb"], sample["target_depth"], (0.1, 1000.0), h, w)
