@@ -7,7 +7,7 @@
   cinecomp status [--json] [--shots ...]         per shot done/failed/running/pending/stale, and its cost
   cinecomp colourspaces                          list the OCIO colourspaces a sheet may name
   cinecomp curate --clips clips.csv --out DIR    training pairs from clips (docs/curation.md)
-  cinecomp eval [--backends over,harmonize] [--split report] [--light given|auto|both] [--real]   score backends on the ground-truth eval set
+  cinecomp eval [--backends over,harmonize] [--split report] [--light given|auto|probe|both] [--real]   score backends on the ground-truth eval set
   cinecomp train --config train.yaml [--ranks N] [--resume]   train the compositing model on curated shards
   cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
   cinecomp models from-wan --wan DIR --out DIR   build the diffusion pipeline from a Wan 2.1 diffusers dir
@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", default="eval", help="eval directory: set/, sheets, results_<light>/, strips/")
     e.add_argument("--backends", default="over,harmonize", help="comma-separated composite backends")
     e.add_argument("--split", default="report", choices=["report", "tune", "all"])
-    e.add_argument("--light", default="given", choices=["given", "auto", "both"],
-                   help="given: the sheet's camera, light and prop_hint from the set's survey; auto: estimated")
+    e.add_argument("--light", default="given", choices=["given", "auto", "probe", "both"],
+                   help="given: the sheet's camera, light and prop_hint from the set's survey; auto: estimated; "
+                        "probe: auto plus the HDRI the shot was lit by, unregistered (path-traced set)")
     e.add_argument("--shots", default=None, help="comma-separated eval shots (default: those of --split)")
     e.add_argument("--json", action="store_true", help="print only {backend: {metric: value}} as JSON")
     e.add_argument("--set", default="auto", choices=["auto", "pathtraced", "sdf"], dest="eval_set",

@@ -155,8 +155,20 @@ def convert_shot(shot: Path, set_dir: Path) -> dict:
         "environment": f"{name}/env/{name}_env.####.exr", "env_colourspace": "ACEScg",
         "truth": f"{name}/truth/{name}_truth.####.exr",
         "camera": camera_of(meta), "light": key_of(meta), "prop_hint": prop_hint(out, name, first, last),
-        "source": "pathtraced",
+        "source": "pathtraced", "probe": hdri_of(shot, meta),
     }
+
+
+def hdri_of(shot: Path, meta: dict) -> str:
+    """The HDRI the shot was lit by (shot.json's ``hdri.file``, relative to the shot; else by name under
+    the shared backgrounds), as an absolute path: the `probe` light mode's light_probe. '' if absent."""
+    name = (meta.get("hdri") or {}).get("file") or ""
+    if not name:
+        return ""
+    for p in (shot / name, SHARED_DATA / "backgrounds" / "hdri_equirect" / Path(name).name):
+        if p.is_file():
+            return str(p.resolve())
+    return ""
 
 
 def prop_hint(out: Path, name: str, first: int, last: int) -> str:

@@ -64,7 +64,8 @@ METRICS = ("psnr_full", "ssim_full", "psnr_char", "ssim_char", "char_err", "fmse
 MAX_FRAMES, MAX_SIZE, MAX_CORES = 1000, 8192, 1024  # bounds of --frames, --size (each side), --cores
 EVAL_SETS = ("auto", "sdf", "pathtraced")  # auto: the path-traced set where it exists, else the SDF fixture set
 SPLITS = ("tune", "report")
-LIGHT_MODES = ("given", "auto")
+LIGHT_MODES = ("given", "auto", "probe")  # probe: auto plus the shot's HDRI as an unregistered light probe
+BOTH = ("given", "auto")  # --light both
 
 
 class EvalError(CinecompError):
@@ -212,7 +213,8 @@ def shot_id(shot: str, backend: str) -> str:
 
 def sheet_rows(entries: list[dict], backends: list[str], mode: str, set_rel: str) -> list[dict]:
     """One sheet row per (eval shot, backend). ``mode`` given: camera, light and prop_hint from the
-    manifest (where the sheet has those columns); auto: left empty (estimated)."""
+    manifest (where the sheet has those columns); auto: left empty (estimated); probe: as auto, plus
+    the shot's HDRI as light_probe with no rotation (registered to the environment plate)."""
     columns = sheet_columns()
     rows = []
     for e in entries:
@@ -225,6 +227,8 @@ def sheet_rows(entries: list[dict], backends: list[str], mode: str, set_rel: str
                 given = {"camera": json.dumps(e["camera"]), "light": json.dumps(e["light"]),
                          "prop_hint": e["prop_hint"]}
                 row.update({k: v for k, v in given.items() if k in columns})
+            if mode == "probe":
+                row["light_probe"] = e["probe"]
             rows.append(row)
     return rows
 
@@ -501,9 +505,9 @@ def run_eval(out, backends: list[str], split: str = "report", light: str = "give
         size = parse_size(f"{size[0]}x{size[1]}")  # bounded as --size is
     if split not in (*SPLITS, "all"):
         raise EvalError(f"--split must be tune, report or all, got {split!r}")
-    modes = LIGHT_MODES if light == "both" else (light,)
+    modes = BOTH if light == "both" else (light,)
     if any(m not in LIGHT_MODES for m in modes):
-        raise EvalError(f"--light must be given, auto or both, got {light!r}")
+        raise EvalError(f"--light must be given, auto, probe or both, got {light!r}")
     if eval_set not in EVAL_SETS:
         raise EvalError(f"--set must be one of {', '.join(EVAL_SETS)}, got {eval_set!r}")
     if eval_set == "auto":  # the judge where it exists; the SDF set's own knobs (shots, size, frames) pick it
@@ -520,6 +524,10 @@ def run_eval(out, backends: list[str], split: str = "report", light: str = "give
             raise EvalError(str(exc)) from None
     else:
         entries = make_eval_set(out / "set", names, frames=frames, size=size)
+    if "probe" in modes and not all(e.get("probe") for e in entries):
+        lacking = [e["shot"] for e in entries if not e.get("probe")]
+        raise EvalError(f"--light probe needs the HDRI each shot was lit by; none for {', '.join(lacking)} "
+                        "(fix: the path-traced set, with ../shared/data/backgrounds present)")
     return {m: evaluate_mode(out, entries, backends, m, cores, configfiles) for m in modes}
 
 
