@@ -322,3 +322,22 @@ def test_light_stage_reads_a_probe(tmp_path):
     assert est["source"]["direction"] == "light_probe" and est["intensity"] > 0
     assert est["azimuth_deg"] == pytest.approx(90, abs=4) and est["elevation_deg"] == pytest.approx(40, abs=4)
     assert sum(est["up_shares"]["key"]) / 3 > 0.3
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.0], ids=["opaque", "empty"])
+def test_a_frame_with_no_background_or_no_foreground_composites(alpha):
+    """A black/white/grey plate frame keys fully opaque (no edge: the distance transform has no zero
+    pixel) or fully clear; harmonize and over both render it, finite, with the harmonize layers."""
+    from cinecomp.composite.over import over
+
+    full = np.full((H, W), alpha, np.float32)
+    key, env, masks, contacts = frame_inputs(full)
+    params = hz.parse_harmonize_params("")
+    grade = hz.shot_grade([(key, masks)], light(), CAM, params)
+    beauty, layers = hz.harmonize_frame(key, env, masks, CAM.ground_depth(W, H), contacts, light(), grade, CAM, params)
+    assert np.isfinite(beauty).all() and all(np.isfinite(v).all() for v in layers.values())
+    assert set(layers) == set(hz.LAYERS)
+    normals = hz.matte_normals(full, CAM)
+    np.testing.assert_allclose(normals, np.broadcast_to(-CAM.basis()[2], (H, W, 3)), atol=1e-6)
+    plain = over(key[..., :3], key[..., 3], env)
+    np.testing.assert_allclose(plain, key[..., :3] if alpha else env, atol=1e-6)
