@@ -341,3 +341,40 @@ def test_a_frame_with_no_background_or_no_foreground_composites(alpha):
     np.testing.assert_allclose(normals, np.broadcast_to(-CAM.basis()[2], (H, W, 3)), atol=1e-6)
     plain = over(key[..., :3], key[..., 3], env)
     np.testing.assert_allclose(plain, key[..., :3] if alpha else env, atol=1e-6)
+
+
+def test_harmonize_stage_clamps_to_half_and_says_so(tmp_path, caplog):
+    """A key 1e6 bright under a grey-world grade (albedo) overflows half floats: the stage writes
+    +-65504, never Inf, and its log names the shot, frame and layers clamped (issue 19)."""
+    import json
+    import logging
+    from types import SimpleNamespace
+
+    from cinecomp import stages
+    from cinecomp.io import exr as exrio
+
+    key, env, masks, contacts = frame_inputs()
+    dirs = {d: tmp_path / d for d in ("key", "env", "masks", "depth", "out")}
+    for d in dirs.values():
+        d.mkdir()
+    exrio.write_rgba(dirs["key"] / "s_key.1001.exr", key)
+    exrio.write_rgba(dirs["env"] / "s_env.1001.exr", env)
+    exrio.write_exr(dirs["masks"] / "s_masks.1001.exr", {f"mask.{o}": m for o, m in masks.items()})
+    exrio.write_exr(dirs["depth"] / "s_depth.1001.exr", {"environment.Z": CAM.ground_depth(W, H).astype(np.float32)})
+    (dirs["depth"] / "contacts.json").write_text(json.dumps(
+        {o: [None if c is None else [float(x) for x in c]] for o, c in contacts.items()}))
+    l = light(key=1e6)
+    (tmp_path / "light.json").write_text(json.dumps({"direction": l.direction.tolist(), "intensity": 1e6,
+                                                     "colour": [1, 1, 1], "ambient_sh": l.ambient_sh.tolist(),
+                                                     "softness_deg": 1.0}))
+    inputs = SimpleNamespace(light=tmp_path / "light.json", key=dirs["key"], env=dirs["env"], masks=dirs["masks"],
+                             depth=dirs["depth"])
+    settings = {"harmonize": hz.parse_harmonize_params('{"albedo": 0.5, "exposure_match": 1}'),
+                "camera": {"focal_mm": 35, "height_m": 1.5, "tilt_deg": -8}, "attrs": {"shot": "s"}}
+    with caplog.at_level(logging.WARNING):
+        stages.harmonize(inputs, [dirs["out"]], settings, logging.getLogger("t"))
+    layers = exrio.read_layers(dirs["out"] / "s_harmonize.1001.exr")
+    assert all(np.isfinite(v).all() for v in layers.values())
+    assert layers["R"].max() == exrio.HALF_MAX and layers["harmonize.relight.R"].max() == exrio.HALF_MAX
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("shot s frame 1001" in m and "harmonize.relight.R" in m and " px" in m for m in said), said

@@ -56,6 +56,9 @@ def ingest(inputs, outputs, settings, log):
     repaired = sum(f.get("repaired", 0) for f in report.get("frames", []) if isinstance(f, dict))
     log.info("ingested %s %s frames %s-%s (%d non-finite pixels repaired)", shot, element,
              settings["first"], settings["last"], repaired)
+    if report.get("clamped_total"):
+        log.warning("shot %s: %s: %d pixels beyond the half-float range (+-65504) clamped to it (per frame: "
+                    "ingest_report.json)", shot, element, report["clamped_total"])
 
 
 def key(inputs, outputs, settings, log):
@@ -179,6 +182,13 @@ def light(inputs, outputs, settings, log):
         env_frames = [exrio.read_rgba(files[i])[..., :3] for i in sample_indices(len(files), 5)]  # one estimate
     env_hdri = _equirect(inputs.env_hdri, settings["env_colourspace"]) if "env_hdri" in inputs.keys() else None
     probe = _equirect(inputs.probe, settings["probe_colourspace"]) if "probe" in inputs.keys() else None
+    if probe is not None:  # the sheet refuses such a probe; it may have changed since
+        from .errors import PlateError
+        from .perception.light import probe_problem
+
+        problem = probe_problem(probe)
+        if problem:
+            raise PlateError(inputs.probe, f"light_probe {problem[0]}", problem[1], shot=settings["shot"])
     est = estimate_light(sheet_light=settings["light"], camera=camera, env_frames=env_frames, env_hdri=env_hdri,
                          probe=probe, probe_rotation_deg=settings["probe_rotation_deg"])
     from .perception.light import ShotLight, up_shares
@@ -260,10 +270,9 @@ def harmonize(inputs, outputs, settings, log):
         env_z = exrio.read_layers(depths[frame])["environment.Z"]
         beauty, layers = hz.harmonize_frame(exrio.read_rgba(key_file), exrio.read_rgba(envs[frame])[..., :3],
                                             read_trimask(masks[frame]), env_z, contact, light, grade, camera, params)
-        chans = {c: beauty[..., k].astype(np.float16) for k, c in enumerate("RGBA")}
-        chans.update({k: v.astype(np.float16) for k, v in layers.items()})
-        exrio.write_exr(frame_path(out_dir, shot, "harmonize", version, frame), chans,
-                        attrs={**settings["attrs"], "frame": frame, "backend": "harmonize"})
+        attrs = {**settings["attrs"], "frame": frame, "backend": "harmonize"}
+        chans = exrio.half_channels({**{c: beauty[..., k] for k, c in enumerate("RGBA")}, **layers}, attrs)
+        exrio.write_exr(frame_path(out_dir, shot, "harmonize", version, frame), chans, attrs=attrs)
     log.info("harmonized %d frames", len(keys))
 
 

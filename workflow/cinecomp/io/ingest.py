@@ -29,11 +29,10 @@ from .. import SOFTWARE
 from ..atomic import write_text
 from ..colour import WORKING_SPACE, check_colourspace, convert
 from ..errors import PlateError
-from .exr import COMPRESSIONS, select_part, write_rgba
+from .exr import COMPRESSIONS, clamp_half, select_part, write_rgba
 from ..frames import frame_path, frame_ranges
 from .plates import PlateInfo, _image_size, frame_file, iter_movie, probe, read_frame
 
-HALF_MAX = 65504.0
 ROLES = ("plate", "environment", "hdri")
 FITS = ("stretch", "fill")
 
@@ -154,13 +153,6 @@ def conformed_aspect(aspect: float, src_size, dst_size, fit: str = "stretch") ->
     return 1.0 if abs(aspect - 1.0) < 1e-4 else round(float(aspect), 6)
 
 
-def _clamp_half(img: np.ndarray) -> tuple[np.ndarray, int]:
-    over = np.abs(img) > HALF_MAX
-    if not over.any():
-        return img, 0
-    return np.clip(img, -HALF_MAX, HALF_MAX), int(over.any(axis=-1).sum())
-
-
 # ------------------------------------------------------------------------------------------------
 # checks done before anything is written
 # ------------------------------------------------------------------------------------------------
@@ -279,7 +271,7 @@ def ingest(source, *, shot: str, element: str, version: int, first: int, last: i
             how = "hdri_projection"
         else:
             img, how = conform(img, resolution, fit)
-        img, n_clamp = _clamp_half(img)
+        img, n_clamp = clamp_half(img)
         return img, {"repaired": n_src + n_conv, "nonfinite_source": n_src, "nonfinite_converted": n_conv,
                      "clamped": n_clamp, "resize": how}
 

@@ -15,6 +15,7 @@ the centre of row v elevation 90 - (v + 0.5) / H * 180.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 import cv2
@@ -29,7 +30,7 @@ LIGHT_SPEC = {
     "azimuth_deg": Num(None, -360.0, 360.0, doc="towards the key: 0 ahead of the camera (backlight), 90 camera right, 180 behind the camera"),
     "elevation_deg": Num(None, 1.0, 90.0, doc="key height above the horizon"),
     "colour": Rgb(None, 0.0, 1e6, doc="key colour, scene-linear ACEScg (normalised to luminance 1)"),
-    "intensity": Num(None, 0.0, 1e6, doc="key irradiance on a surface facing it, in the environment's scene-linear units (empty: estimated)"),
+    "intensity": Num(None, 0.0, 1e4, doc="key irradiance on a surface facing it, in the environment's scene-linear units (empty: estimated; grey world puts about 3 on an upward surface)"),
     "softness_deg": Num(None, 0.0, 45.0, doc="angular radius of the key (penumbra): 0.27 the sun, 5-20 a window or softbox"),
     "key_to_fill": Num(None, 0.0, 1000.0, doc="key over ambient irradiance on an upward-facing surface (a shadow on the ground keeps 1/(1+ratio) of the light); 0 = no key (overcast)"),
 }
@@ -75,6 +76,11 @@ KEY_CORE_FRACTION = 0.05  # a source: the pixels of a bright region above this f
 FRAME_KEY_CONFIDENCE = 0.6  # a light source visible in the plate (could be a lamp or a reflection)
 FRAME_KEY_MAX_AREA = 0.02  # ... covering at most this fraction of the frame
 
+PROBE_MAX = 1e10  # brighter than the sun in absolute units (~1.6e9 cd/m2): a corrupt probe, or wrong units
+PROBE_MIN_PEAK = 1e-6  # a panorama whose brightest pixel's luminance is below this shows no light
+
+_log = logging.getLogger(__name__)
+
 # cosine-lobe convolution of the SH bands 0, 1, 2 (Ramamoorthi & Hanrahan 2001)
 SH_COSINE = np.array([np.pi] + [2.0 * np.pi / 3.0] * 3 + [np.pi / 4.0] * 5)
 
@@ -87,6 +93,24 @@ def _luminance(rgb) -> np.ndarray:
 def _unit(v) -> np.ndarray:
     v = np.asarray(v, np.float64)
     return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def probe_problem(img) -> tuple[str, str] | None:
+    """(problem, fix) when a light probe's pixels cannot light a shot: NaN/Inf values, values beyond
+    PROBE_MAX, or no light at all (an all-black probe would light the character with nothing); None
+    when it can."""
+    rgb = np.asarray(img)[..., :3]
+    bad = int((~np.isfinite(rgb)).any(axis=-1).sum())
+    if bad:
+        return f"has {bad} pixel(s) that are NaN or Inf", "repair the probe or re-export it"
+    peak = float(np.abs(rgb).max()) if rgb.size else 0.0
+    if peak > PROBE_MAX:
+        return (f"has values up to {peak:.3g}, beyond {PROBE_MAX:.0e} (corrupt, or not scene-linear)",
+                "re-export it in scene-linear units (a sunlit sky near 1)")
+    if not rgb.size or float(_luminance(np.maximum(rgb, 0.0)).max()) <= PROBE_MIN_PEAK:
+        return ("shows no light (every pixel black)",
+                "give a probe that shows the set's light, or clear light_probe to estimate the light from the environment")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -385,15 +409,18 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
     sheet = dict(sheet_light or {})
     k_sheet = sheet.get("key_to_fill")
     k_guess = DEFAULT_KEY_TO_FILL if k_sheet is None else k_sheet
-    if probe is not None:
-        m = _measure_equirect(probe, probe_rotation_deg, "light_probe")
-    elif env_hdri is not None:
-        m = _measure_equirect(env_hdri, 0.0, "environment_hdri")
-    elif env_frames is not None and len(env_frames):
-        m = _measure_frames(env_frames, camera, k_guess)
-    else:
-        m = _measure_nothing(k_guess)
-    notes = list(m.notes)
+    m, dark = None, []
+    for kind, img, rotation in (("light_probe", probe, probe_rotation_deg), ("environment_hdri", env_hdri, 0.0)):
+        if img is not None and m is None:
+            m = _measure_equirect(img, rotation, kind)
+            if _luminance(m.ambient_sh[0]) <= 0 and (m.key is None or m.key.power <= 0):  # black: no light at all
+                dark.append(f"{kind}: shows no light (every pixel black), ignored")
+                _log.warning("the %s shows no light (every pixel black); the light is estimated without it", kind)
+                m = None
+    if m is None:
+        m = (_measure_frames(env_frames, camera, k_guess) if env_frames is not None and len(env_frames)
+             else _measure_nothing(k_guess))
+    notes = dark + list(m.notes)
     source = {}
 
     # direction, confidence, softness
