@@ -62,6 +62,7 @@ def ingest_plate_settings(wildcards):
 
 def ingest_env_settings(wildcards):
     row = shot_row(wildcards)
+    aspect = row.get("pixel_aspect", 1.0)
     return dict(
         source=row["env_path"],
         colourspace=row["env_colourspace"],
@@ -69,6 +70,9 @@ def ingest_env_settings(wildcards):
         last=int(row["last_frame"]),
         resolution=[int(row["width"]), int(row["height"])],
         movie_start=config["movie_start_frame"],
+        # onto the plate's pixel grid: its pixel aspect, and how a picture of another shape meets it
+        fit=row["environment_fit"] or config.get("environment_fit", "fill"),
+        pixel_aspect=1.0 if aspect != aspect else float(aspect),
         attrs=exr_attrs(row),
     )
 

@@ -433,3 +433,13 @@ def test_every_bad_value_at_once(tmp_path):
     assert len(probs) == 5, probs
     for i, shot in enumerate("abcde", start=2):
         assert any(f"row {i} (shot {shot})" in p for p in probs), (shot, probs)
+
+
+def test_environment_fit_is_checked(tmp_path):
+    make_plates(tmp_path)
+    header = HEADER + ",environment_fit"
+    df = load_sheet(write_sheet(tmp_path, row("a") + ",fit", row("b") + ",", header=header), base_dir=tmp_path)
+    assert list(df["environment_fit"]) == ["fit", ""]
+    probs, _ = problems(write_sheet(tmp_path, row("bad") + ",squash", row("good") + ",none", header=header), tmp_path)
+    assert len(probs) == 1 and "shot bad" in probs[0] and "environment_fit 'squash'" in probs[0], probs
+    assert "'fill'" in probs[0] and "fix" in probs[0], probs[0]

@@ -52,6 +52,7 @@ def ingest(inputs, outputs, settings, log):
         resolution=tuple(settings["resolution"]), part=settings.get("part"), view=settings.get("view"),
         movie_start=settings["movie_start"], fps=settings["attrs"]["framesPerSecond"],
         kind="plate" if element == "plate" else "environment", report_path=out_dir / "ingest_report.json",
+        fit=settings.get("fit", "stretch"), pixel_aspect=settings.get("pixel_aspect"), log=log,
     )
     repaired = sum(f.get("repaired", 0) for f in report.get("frames", []) if isinstance(f, dict))
     log.info("ingested %s %s frames %s-%s (%d non-finite pixels repaired)", shot, element,
