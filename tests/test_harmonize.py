@@ -85,6 +85,20 @@ def test_plate_depth_finds_z_and_keeps_edges():
     assert plate_depth({"R": z}, (6, 4)) is None
 
 
+def test_plate_depth_meets_the_frame_as_the_environment_rgb_does():
+    """environment_fit: the Z of a 16:9 square-pixel environment under a 2.0 anamorphic frame is
+    cropped (fill) or padded with FAR (fit) where its RGB is, never blended."""
+    from cinecomp.io.ingest import conform
+
+    z = np.repeat(np.arange(1, 10, dtype=np.float32)[:, None], 16, 1)  # rows at depth 1..9
+    filled = plate_depth({"Z": z}, (16, 9), "fill", 1.0, 2.0)
+    rgb = conform(np.repeat(z[..., None], 3, -1), (16, 9), "fill", 1.0, 2.0, nearest=True)[0][..., 0]
+    np.testing.assert_array_equal(filled, rgb)
+    assert filled.min() > 1 and filled.max() < 9 and set(np.unique(filled)) <= set(range(1, 10))
+    fitted = plate_depth({"Z": z}, (16, 9), "fit", 1.0, 2.0)
+    assert (fitted[:, :4] == FAR).all() and (fitted[:, 12:] == FAR).all() and fitted[:, 4:12].max() == 9
+
+
 # ------------------------------------------------------------------ harmonize
 def light(az=90.0, el=40.0, key=3.0, ambient=0.6, softness=1.0):
     sh = np.zeros((9, 3))

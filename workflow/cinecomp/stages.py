@@ -40,19 +40,21 @@ def _shot(settings) -> tuple[str, int | None]:
 
 
 def ingest(inputs, outputs, settings, log):
-    from .io.ingest import ingest as run_ingest
+    from .io.ingest import environment_fit_of, ingest as run_ingest
 
     shot, version = _shot(settings)
     out_dir = Path(outputs[0])
     element = out_dir.name  # "plate" or "env"
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the plate keeps its pixels (resized to the shot's resolution); the environment meets the plate's frame
+    fit, aspect = ("stretch", None) if element == "plate" else environment_fit_of(settings)
     report = run_ingest(
         settings["source"], shot=shot, element=element, version=version, first=settings["first"],
         last=settings["last"], colourspace=settings["colourspace"], out_dir=out_dir,
         resolution=tuple(settings["resolution"]), part=settings.get("part"), view=settings.get("view"),
         movie_start=settings["movie_start"], fps=settings["attrs"]["framesPerSecond"],
         kind="plate" if element == "plate" else "environment", report_path=out_dir / "ingest_report.json",
-        fit=settings.get("fit", "stretch"), pixel_aspect=settings.get("pixel_aspect"), log=log,
+        fit=fit, pixel_aspect=aspect, log=log,
     )
     repaired = sum(f.get("repaired", 0) for f in report.get("frames", []) if isinstance(f, dict))
     log.info("ingested %s %s frames %s-%s (%d non-finite pixels repaired)", shot, element,
@@ -128,9 +130,11 @@ def depth(inputs, outputs, settings, log):
     ground = camera.ground_depth(w, h)
     env_src = run = None
     if settings["backend"] == "plate":
+        from .io.ingest import environment_fit_of
         from .io.plates import frame_file
 
         env_src = settings["env_source"]
+        fit, aspect = environment_fit_of(settings)  # the Z meets the frame as the environment's RGB did
     if settings["backend"] == "model":
         from .perception.depth_model import DepthRun
 
@@ -146,7 +150,7 @@ def depth(inputs, outputs, settings, log):
             env_z = run.depth(exrio.read_rgba(envs[frame]))
         if env_src is not None:
             layers, _ = exrio.read_exr(frame_file(env_src, frame))
-            env_z = depth_mod.plate_depth(layers, (w, h))
+            env_z = depth_mod.plate_depth(layers, (w, h), fit, exrio.pixel_aspect(frame_file(env_src, frame)), aspect)
             if env_z is None:
                 raise ValueError(f"shot {shot}: depth backend 'plate' but {frame_file(env_src, frame)} has no Z channel "
                                  "(fix: use depth_backend ground, or give an environment with a Z/depth.Z channel)")

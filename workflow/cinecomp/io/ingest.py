@@ -39,6 +39,21 @@ from .plates import PlateInfo, _image_size, frame_file, iter_movie, probe, read_
 ROLES = ("plate", "environment", "hdri")
 FITS = ("stretch", "fit", "fill", "none")  # environment_fit: docs/shot-sheet.md
 
+ENVIRONMENT_FIT = "fill"  # config environment_fit's default (schemas/config.schema.yaml)
+
+
+def environment_fit_settings(fit: str, pixel_aspect: float) -> dict:
+    """A stage's settings for conforming the environment: ``fit`` and the plate's ``pixel_aspect``, each
+    left out when it is the default (ENVIRONMENT_FIT, 1.0); ``environment_fit_of`` reads them back."""
+    return {**({} if fit == ENVIRONMENT_FIT else {"fit": fit}),
+            **({} if pixel_aspect == 1.0 else {"pixel_aspect": float(pixel_aspect)})}
+
+
+def environment_fit_of(settings: dict) -> tuple[str, float]:
+    """(fit, the plate's pixel aspect) of settings made by ``environment_fit_settings``."""
+    return settings.get("fit", ENVIRONMENT_FIT), float(settings.get("pixel_aspect", 1.0))
+
+
 # Documented HDRI projection defaults: look at the centre of the equirect image (yaw 0 = longitude 0,
 # positive yaw turns right), level (pitch 0, positive looks up), 60 degree horizontal field of view.
 HDRI_YAW, HDRI_PITCH, HDRI_FOV = 0.0, 0.0, 60.0
@@ -76,14 +91,15 @@ def repair_nonfinite(img: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def conform(img: np.ndarray, size: tuple[int, int], fit: str = "stretch", src_aspect: float = 1.0,
-            dst_aspect: float = 1.0) -> tuple[np.ndarray, str]:
+            dst_aspect: float = 1.0, *, nearest: bool = False, pad: float = 0.0) -> tuple[np.ndarray, str]:
     """Resize (H, W, C) to ``size`` = (width, height): INTER_AREA when shrinking, INTER_LINEAR when
     growing. ``src_aspect``/``dst_aspect``: the pixel aspect ratios of the image and of the target; the
     picture's shape is judged on display (width x pixel aspect by height). ``fit`` (FITS):
     'stretch' resizes to the frame whatever the shapes; 'fill' scales uniformly to cover it and crops
     the centre; 'fit' scales uniformly to fit inside and pads with black (alpha 0); 'none' keeps the
     picture's display size (pixels resampled only for a pixel-aspect change), centred, cropped or padded.
-    Shapes equal up to a pixel (``same_shape``): 'fill' and 'fit' resize like 'stretch'."""
+    Shapes equal up to a pixel (``same_shape``): 'fill' and 'fit' resize like 'stretch'. ``nearest``:
+    nearest-sample resampling (depth: never a blend of two surfaces); ``pad``: the value of padding."""
     import cv2
 
     if fit not in FITS:
@@ -107,13 +123,13 @@ def conform(img: np.ndarray, size: tuple[int, int], fit: str = "stretch", src_as
     how = "none"
     if (tw, th) != (sw, sh):
         shrink = tw <= sw and th <= sh
-        how = "area" if shrink else "linear"
-        img = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th),
-                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        how = "nearest" if nearest else "area" if shrink else "linear"
+        interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        img = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=interp)
         if img.ndim == 2:
             img = img[..., None]
     if (tw, th) != (w, h):  # centre: crop what is larger than the frame, pad what is smaller
-        out = np.zeros((h, w, img.shape[2]), np.float32)
+        out = np.full((h, w, img.shape[2]), pad, np.float32)
         sx, dx = ((tw - w) // 2, 0) if tw >= w else (0, (w - tw) // 2)
         sy, dy = ((th - h) // 2, 0) if th >= h else (0, (h - th) // 2)
         cw, ch = min(w, tw), min(h, th)
