@@ -112,7 +112,8 @@ def depth_settings(wildcards):
         backend=backend(row, "depth"),
         camera=camera_params(row),
         env_source=row["env_path"],
-        **(environment_fit(row) if backend(row, "depth") == "plate" else {}),  # its Z meets the frame as its RGB
+        # the plate backend's Z meets the frame as the environment's RGB did
+        **(environment_fit(row) if backend(row, "depth") == "plate" else {}),
         **perception_settings(row, "depth"),
         attrs=exr_attrs(row),
     )
