@@ -32,7 +32,7 @@ from .. import SOFTWARE
 from ..atomic import write_text
 from ..colour import WORKING_SPACE, check_colourspace, convert
 from ..errors import PlateError
-from .exr import COMPRESSIONS, clamp_half, select_part, write_rgba
+from .exr import COMPRESSIONS, check_pixel_aspect, clamp_half, select_part, write_rgba
 from ..frames import frame_path, frame_ranges
 from .plates import PlateInfo, _image_size, frame_file, iter_movie, probe, read_frame
 
@@ -317,8 +317,6 @@ def ingest(source, *, shot: str, element: str, version: int, first: int, last: i
     if pixel_aspect is None:
         aspect = 1.0 if hdri else conformed_aspect(info.pixel_aspect, (info.width, info.height), resolution, fit)
     else:
-        from .exr import check_pixel_aspect
-
         aspect = check_pixel_aspect(pixel_aspect)
     note = None if hdri else aspect_note((info.width, info.height), info.pixel_aspect, resolution, aspect, fit)
     if note and log is not None:
