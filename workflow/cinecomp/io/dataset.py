@@ -36,7 +36,6 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..atomic import atomic_path
-from .exr import half_channels
 
 REQUIRED = ("target_rgb", "target_depth", "character_rgb", "environment_rgb", "tri_mask", "effect_mask")
 OPTIONAL = ("character_depth",)
@@ -104,9 +103,9 @@ class ShardWriter:
         with atomic_path(self.out_dir / name) as tmp:
             with tarfile.open(tmp, "w") as tar:
                 for key, sample in self.pending:
-                    halves = half_channels({k: sample[k] for k in REQUIRED + OPTIONAL if k in sample},
-                                           {"shot": key, "frame": "all"})
-                    members = {f"{k}.npy": _npy_bytes(v) for k, v in halves.items()}
+                    # a plain half cast, not exr.half_channels: RGB is in [0, 1] and depth's +inf means unknown
+                    members = {f"{k}.npy": _npy_bytes(np.asarray(sample[k], np.float16))
+                               for k in REQUIRED + OPTIONAL if k in sample}
                     members["meta.json"] = json.dumps(sample.get("meta", {})).encode()
                     for field, data in members.items():
                         info = tarfile.TarInfo(f"{key}.{field}")
