@@ -60,6 +60,17 @@ def ingest_plate_settings(wildcards):
     )
 
 
+def environment_fit(row):
+    """How the environment meets the plate's frame (docs/shot-sheet.md#environment-fit): its
+    ``fit`` and the plate's ``pixel_aspect``, each only when not the default (fill, square pixels),
+    so the params of shots finished before the setting existed stay as they were."""
+    from cinecomp.io.ingest import ENVIRONMENT_FIT, environment_fit_settings
+
+    aspect = row.get("pixel_aspect", 1.0)
+    fit = row["environment_fit"] or config.get("environment_fit", ENVIRONMENT_FIT)
+    return environment_fit_settings(fit, 1.0 if aspect != aspect else float(aspect))
+
+
 def ingest_env_settings(wildcards):
     row = shot_row(wildcards)
     return dict(
@@ -69,6 +80,7 @@ def ingest_env_settings(wildcards):
         last=int(row["last_frame"]),
         resolution=[int(row["width"]), int(row["height"])],
         movie_start=config["movie_start_frame"],
+        **environment_fit(row),
         attrs=exr_attrs(row),
     )
 
@@ -100,6 +112,8 @@ def depth_settings(wildcards):
         backend=backend(row, "depth"),
         camera=camera_params(row),
         env_source=row["env_path"],
+        # the plate backend's Z meets the frame as the environment's RGB did
+        **(environment_fit(row) if backend(row, "depth") == "plate" else {}),
         **perception_settings(row, "depth"),
         attrs=exr_attrs(row),
     )

@@ -53,3 +53,26 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     except ValueError:
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_half_casts_clamp_to_the_half_range_and_say_so(tmp_path, caplog):
+    """Beauty values past the half range (1e6, +Inf, -1e9) are written as +-65504, never Inf, by the
+    comp frame and by write_rgba (the over backend's, the key's); the warning names shot, frame, layer, count."""
+    import logging
+
+    beauty = np.full((6, 8, 4), 0.5, np.float32)
+    beauty[0, :3, 0] = 1e6
+    beauty[1, 0, 1] = np.inf
+    beauty[2, 0, 2] = -1e9
+    masks = key_only_trimask(np.ones((6, 8), np.float32))
+    with caplog.at_level(logging.WARNING):
+        write_comp_frame(tmp_path / "s_comp_v001.1001.exr", beauty, masks, None, frame=1001, compression="zip",
+                         attrs={"shot": "s"})
+        exrio.write_rgba(tmp_path / "s_over.1002.exr", beauty, attrs={"shot": "s", "frame": 1002})
+    for name in ("s_comp_v001.1001.exr", "s_over.1002.exr"):
+        rgba = exrio.read_rgba(tmp_path / name)
+        assert np.isfinite(rgba).all()
+        assert rgba[0, 0, 0] == rgba[1, 0, 1] == exrio.HALF_MAX and rgba[2, 0, 2] == -exrio.HALF_MAX
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("shot s frame 1001" in m and "R 3 px, G 1 px, B 1 px" in m for m in said), said
+    assert any("shot s frame 1002" in m for m in said), said

@@ -245,3 +245,19 @@ def test_frames_at_a_model_height_come_back_to_the_plate_with_its_detail(tmp_pat
         rgb = exrio.read_rgba(f)[..., :3]
         assert rgb.shape == plate.shape
         np.testing.assert_allclose(rgb, plate, atol=0.01)  # the plate's detail, not a 16-px picture upsampled
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.0], ids=["opaque", "empty"])
+@pytest.mark.parametrize("layers_height", [None, 16], ids=["frames", "layers"])
+def test_prepare_inputs_takes_an_opaque_or_empty_key(tmp_path, alpha, layers_height):
+    """A key with no background anywhere (alpha 1) or no foreground (alpha 0): the model's inputs are
+    finite and the tri-mask is all character / all environment, in both output modes."""
+    h, w = 18, 32
+    key = np.concatenate([np.full((h, w, 3), 0.3 * alpha, np.float32), np.full((h, w, 1), alpha, np.float32)], -1)
+    exrio.write_rgba(tmp_path / "k.exr", key, dtype=np.float32)
+    exrio.write_rgba(tmp_path / "e.exr", np.full((h, w, 4), 0.18, np.float32), dtype=np.float32)
+    arrays, size = prepare_inputs([tmp_path / "k.exr"], [tmp_path / "e.exr"], "sRGB Encoded Rec.709 (sRGB)",
+                                  layers_height=layers_height)
+    assert size == (h, w) and all(np.isfinite(a).all() for a in arrays.values())
+    np.testing.assert_allclose(arrays["tri_mask"][..., 0], alpha)
+    np.testing.assert_allclose(arrays["tri_mask"][..., 2], 1.0 - alpha)

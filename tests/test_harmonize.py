@@ -85,6 +85,20 @@ def test_plate_depth_finds_z_and_keeps_edges():
     assert plate_depth({"R": z}, (6, 4)) is None
 
 
+def test_plate_depth_meets_the_frame_as_the_environment_rgb_does():
+    """environment_fit: the Z of a 16:9 square-pixel environment under a 2.0 anamorphic frame is
+    cropped (fill) or padded with FAR (fit) where its RGB is, never blended."""
+    from cinecomp.io.ingest import conform
+
+    z = np.repeat(np.arange(1, 10, dtype=np.float32)[:, None], 16, 1)  # rows at depth 1..9
+    filled = plate_depth({"Z": z}, (16, 9), "fill", 1.0, 2.0)
+    rgb = conform(np.repeat(z[..., None], 3, -1), (16, 9), "fill", 1.0, 2.0, nearest=True)[0][..., 0]
+    np.testing.assert_array_equal(filled, rgb)
+    assert filled.min() > 1 and filled.max() < 9 and set(np.unique(filled)) <= set(range(1, 10))
+    fitted = plate_depth({"Z": z}, (16, 9), "fit", 1.0, 2.0)
+    assert (fitted[:, :4] == FAR).all() and (fitted[:, 12:] == FAR).all() and fitted[:, 4:12].max() == 9
+
+
 # ------------------------------------------------------------------ harmonize
 def light(az=90.0, el=40.0, key=3.0, ambient=0.6, softness=1.0):
     sh = np.zeros((9, 3))
@@ -322,3 +336,59 @@ def test_light_stage_reads_a_probe(tmp_path):
     assert est["source"]["direction"] == "light_probe" and est["intensity"] > 0
     assert est["azimuth_deg"] == pytest.approx(90, abs=4) and est["elevation_deg"] == pytest.approx(40, abs=4)
     assert sum(est["up_shares"]["key"]) / 3 > 0.3
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.0], ids=["opaque", "empty"])
+def test_a_frame_with_no_background_or_no_foreground_composites(alpha):
+    """A black/white/grey plate frame keys fully opaque (no edge: the distance transform has no zero
+    pixel) or fully clear; harmonize and over both render it, finite, with the harmonize layers."""
+    from cinecomp.composite.over import over
+
+    full = np.full((H, W), alpha, np.float32)
+    key, env, masks, contacts = frame_inputs(full)
+    params = hz.parse_harmonize_params("")
+    grade = hz.shot_grade([(key, masks)], light(), CAM, params)
+    beauty, layers = hz.harmonize_frame(key, env, masks, CAM.ground_depth(W, H), contacts, light(), grade, CAM, params)
+    assert np.isfinite(beauty).all() and all(np.isfinite(v).all() for v in layers.values())
+    assert set(layers) == set(hz.LAYERS)
+    normals = hz.matte_normals(full, CAM)
+    np.testing.assert_allclose(normals, np.broadcast_to(-CAM.basis()[2], (H, W, 3)), atol=1e-6)
+    plain = over(key[..., :3], key[..., 3], env)
+    np.testing.assert_allclose(plain, key[..., :3] if alpha else env, atol=1e-6)
+
+
+def test_harmonize_stage_clamps_to_half_and_says_so(tmp_path, caplog):
+    """A key 1e6 bright under a grey-world grade (albedo) overflows half floats: the stage writes
+    +-65504, never Inf, and its log names the shot, frame and layers clamped (issue 19)."""
+    import json
+    import logging
+    from types import SimpleNamespace
+
+    from cinecomp import stages
+    from cinecomp.io import exr as exrio
+
+    key, env, masks, contacts = frame_inputs()
+    dirs = {d: tmp_path / d for d in ("key", "env", "masks", "depth", "out")}
+    for d in dirs.values():
+        d.mkdir()
+    exrio.write_rgba(dirs["key"] / "s_key.1001.exr", key)
+    exrio.write_rgba(dirs["env"] / "s_env.1001.exr", env)
+    exrio.write_exr(dirs["masks"] / "s_masks.1001.exr", {f"mask.{o}": m for o, m in masks.items()})
+    exrio.write_exr(dirs["depth"] / "s_depth.1001.exr", {"environment.Z": CAM.ground_depth(W, H).astype(np.float32)})
+    (dirs["depth"] / "contacts.json").write_text(json.dumps(
+        {o: [None if c is None else [float(x) for x in c]] for o, c in contacts.items()}))
+    l = light(key=1e6)
+    (tmp_path / "light.json").write_text(json.dumps({"direction": l.direction.tolist(), "intensity": 1e6,
+                                                     "colour": [1, 1, 1], "ambient_sh": l.ambient_sh.tolist(),
+                                                     "softness_deg": 1.0}))
+    inputs = SimpleNamespace(light=tmp_path / "light.json", key=dirs["key"], env=dirs["env"], masks=dirs["masks"],
+                             depth=dirs["depth"])
+    settings = {"harmonize": hz.parse_harmonize_params('{"albedo": 0.5, "exposure_match": 1}'),
+                "camera": {"focal_mm": 35, "height_m": 1.5, "tilt_deg": -8}, "attrs": {"shot": "s"}}
+    with caplog.at_level(logging.WARNING):
+        stages.harmonize(inputs, [dirs["out"]], settings, logging.getLogger("t"))
+    layers = exrio.read_layers(dirs["out"] / "s_harmonize.1001.exr")
+    assert all(np.isfinite(v).all() for v in layers.values())
+    assert layers["R"].max() == exrio.HALF_MAX and layers["harmonize.relight.R"].max() == exrio.HALF_MAX
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("shot s frame 1001" in m and "harmonize.relight.R" in m and " px" in m for m in said), said

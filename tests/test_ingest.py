@@ -329,3 +329,68 @@ def test_shared_display_window_samples_keep_their_pixel_aspect(shared_data, tmp_
         report = run(tmp_path / f.stem / "p.####.exr", tmp_path / f.stem / "out", first=1, last=1)
         assert report["pixel_aspect"] == exrio.pixel_aspect(f) != 1.0
         assert exrio.pixel_aspect(written(tmp_path / f.stem / "out")[0]) == exrio.pixel_aspect(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# environment_fit: an environment of another shape (pixel aspect included) onto the plate's frame
+# ---------------------------------------------------------------------------------------------
+
+
+def _ramps(w, h):
+    """(h, w, 4): R the column's x in 0..1, G the row's y in 0..1, B 0.5, A 1."""
+    img = np.ones((h, w, 4), np.float32)
+    img[..., 0] = np.linspace(0, 1, w, dtype=np.float32)[None, :]
+    img[..., 1] = np.linspace(0, 1, h, dtype=np.float32)[:, None]
+    img[..., 2] = 0.5
+    return img
+
+
+def test_environment_fit_modes_account_for_pixel_aspect():
+    """A 16:9 square-pixel picture (16x9) onto a 2.0 anamorphic frame of 16x9 pixels (display 32x9)."""
+    env = _ramps(16, 9)
+    stretched, _ = conform(env, (16, 9), "stretch", 1.0, 2.0)
+    assert stretched is env  # pixel for pixel: twice as wide on display (the old behaviour, now asked for)
+    filled, _ = conform(env, (16, 9), "fill", 1.0, 2.0)
+    assert filled.shape == (9, 16, 4) and filled[..., 3].min() == 1  # covers the frame ...
+    assert filled[0, 0, 0] < 0.05 and filled[0, -1, 0] > 0.95  # ... keeps its full width ...
+    assert 0.2 < filled[0, 0, 1] < 0.3 and 0.7 < filled[-1, 0, 1] < 0.8  # ... and the middle half of its height
+    fitted, _ = conform(env, (16, 9), "fit", 1.0, 2.0)
+    assert (fitted[:, :4] == 0).all() and (fitted[:, 12:] == 0).all()  # black bars, alpha 0, either side
+    inside = fitted[:, 4:12]
+    assert inside[..., 3].min() == 1 and inside[0, 0, 0] < 0.1 and inside[0, -1, 0] > 0.9
+    assert inside[0, 0, 1] == 0 and inside[-1, 0, 1] == 1  # the whole height
+    small = _ramps(8, 4)
+    kept, _ = conform(small, (16, 9), "none", 1.0, 2.0)  # no scaling: 8x4 square = 4x4 frame pixels, centred
+    assert (kept[..., 3] > 0).sum() == 16 and kept[2:6, 6:10, 3].min() == 1
+    np.testing.assert_allclose(kept[2:6, 6:10, 1], small[:, :4, 1], atol=1e-6)  # rows untouched
+    big = _ramps(64, 36)
+    cropped, how = conform(big, (16, 9), "none")  # larger than the frame: its centre, pixel for pixel
+    assert how == "none" and np.array_equal(cropped, big[13:22, 24:40])
+
+
+@pytest.mark.parametrize("fit", ["fill", "fit"])
+def test_environment_fit_of_the_same_shape_is_a_plain_resize(fit):
+    """Same display aspect (within rounding of the sizes): every mode but none resizes like stretch,
+    so a shot whose environment matches its plate renders as it always did."""
+    env = _ramps(30, 17)  # 1.765 against 1.778: the rounding of 1920x1080 to a small size
+    np.testing.assert_array_equal(conform(env, (16, 9), fit)[0], conform(env, (16, 9), "stretch")[0])
+    anamorphic = _ramps(32, 9)
+    np.testing.assert_array_equal(conform(anamorphic, (16, 9), fit, 1.0, 2.0)[0],
+                                  conform(anamorphic, (16, 9), "stretch")[0])
+
+
+def test_environment_takes_the_plates_pixel_aspect_and_warns(tmp_path, caplog):
+    """The ingested environment carries the plate's pixelAspectRatio (the comp's), and a picture of
+    another shape is logged with both shapes and what environment_fit does (also in the report)."""
+    import logging
+
+    cv2.imwrite(str(tmp_path / "bg.png"), np.full((9, 16, 3), 128, np.uint8))
+    with caplog.at_level(logging.WARNING):
+        report = run(tmp_path / "bg.png", tmp_path / "env", element="env", kind="environment", colourspace=SRGB,
+                     first=1001, last=1001, resolution=(16, 9), fit="fill", pixel_aspect=2.0,
+                     log=logging.getLogger("t"))
+    assert exrio.pixel_aspect(written(tmp_path / "env")[0]) == 2.0 and report["pixel_aspect"] == 2.0
+    assert "environment_fit fill" in report["aspect_note"] and "pixel aspect 2" in report["aspect_note"]
+    assert any("shot sh010" in r.getMessage() and "differs from the frame" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="fit must be one of"):
+        conform(np.zeros((2, 2, 4), np.float32), (4, 4), "squash")

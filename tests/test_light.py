@@ -257,3 +257,32 @@ def test_probe_registration_on_the_path_traced_shots(shared_data):
     for camera in (Camera.from_params(camera_of(meta)), Camera()):
         light = estimate_light(sheet_light=None, camera=camera, probe=probe, probe_rotation_deg=None, env_frames=[plate])
         assert angle_deg(light["direction"], light_direction(key["azimuth_deg"], key["elevation_deg"])) < 15.0, light["notes"]
+
+
+def test_a_black_probe_is_refused_or_ignored(tmp_path):
+    """An all-zero probe would light the character with nothing (intensity 0, ambient 0: a black
+    character). estimate_light ignores it and says so (here: the HDRI lights the shot); the light stage
+    refuses it naming the shot, the probe and the fix."""
+    import logging
+    from types import SimpleNamespace
+
+    from cinecomp import stages
+    from cinecomp.errors import PlateError
+    from cinecomp.io import exr as exrio
+    from cinecomp.perception.light import probe_problem
+
+    black = np.zeros((32, 64, 3), np.float32)
+    img, key = sun_panorama(60.0, 35.0, h=64, w=128)
+    light = estimate_light(sheet_light=None, camera=Camera(), probe=black, env_hdri=img)
+    assert light["source"]["intensity"] == "environment_hdri" and light["intensity"] > 0
+    assert any("light_probe: shows no light" in n for n in light["notes"])
+    alone = estimate_light(sheet_light=None, camera=Camera(), probe=black)
+    assert set(alone["source"].values()) == {"default"} and alone["intensity"] > 0
+    assert probe_problem(black)[0].startswith("shows no light") and probe_problem(img) is None
+    exrio.write_rgba(tmp_path / "probe.exr", np.zeros((32, 64, 4), np.float32))
+    settings = {"light": None, "camera": {}, "env_colourspace": "", "probe_colourspace": "",
+                "probe_rotation_deg": 0.0, "shot": "s"}
+    with pytest.raises(PlateError, match=r"shot s: .*probe.exr: light_probe shows no light .*fix: "):
+        stages.light(SimpleNamespace(probe=str(tmp_path / "probe.exr"), keys=lambda: ["probe"]),
+                     [str(tmp_path / "light.json")], settings, logging.getLogger("t"))
+    assert not (tmp_path / "light.json").exists()

@@ -226,14 +226,24 @@ def test_harmonize_columns_good(tmp_path):
     (dict(probe="missing.hdr"), "light_probe"),
     (dict(rot="90"), "light_probe is empty"),
     (dict(probe="probe.exr", rot="nan"), "light_probe_rotation_deg"),
+    (dict(light='{"azimuth_deg": 90, "elevation_deg": 30, "intensity": 1000000}'), "intensity must be in"),
+    (dict(probe="black.exr"), "shows no light"),  # a black character, published silently
+    (dict(probe="inf.exr"), "NaN or Inf"),
+    (dict(probe="huge.hdr"), "beyond 1e+10"),
 ])
 def test_harmonize_columns_bad(tmp_path, cells, says):
+    import cv2
+
     make_plates(tmp_path)
     from cinecomp.io import exr as _e
 
     Image.fromarray(np.zeros((9, 16), np.uint8)).save(tmp_path / "small.png")
     _e.write_rgba(tmp_path / "notequi.exr", np.ones((16, 20, 4), np.float32))
     _e.write_rgba(tmp_path / "probe.exr", np.ones((16, 32, 4), np.float32))
+    _e.write_rgba(tmp_path / "black.exr", np.zeros((16, 32, 4), np.float32), dtype=np.float32)
+    _e.write_rgba(tmp_path / "inf.exr", np.where(np.arange(32) == 3, np.inf, 1.0)[None, :, None]
+                  * np.ones((16, 32, 4), np.float32), dtype=np.float32)
+    cv2.imwrite(str(tmp_path / "huge.hdr"), np.full((16, 32, 3), 1e30, np.float32))
     sheet = write_sheet(tmp_path, hz_row("bad", **cells), hz_row("good"), header=HZ_HEADER)
     probs, msg = problems(sheet, tmp_path)
     assert len(probs) == 1, probs  # the good row has none, the bad one exactly this
@@ -491,3 +501,13 @@ def test_prop_hint_mask_that_is_a_directory(tmp_path):
     probs, _ = problems(write_sheet(tmp_path, hz_row("bad", hint="maskdir.png"), hz_row("good"), header=HZ_HEADER),
                         tmp_path)
     assert len(probs) == 1 and "is a directory, not an image" in probs[0] and "does not exist" not in probs[0], probs
+
+
+def test_environment_fit_is_checked(tmp_path):
+    make_plates(tmp_path)
+    header = HEADER + ",environment_fit"
+    df = load_sheet(write_sheet(tmp_path, row("a") + ",fit", row("b") + ",", header=header), base_dir=tmp_path)
+    assert list(df["environment_fit"]) == ["fit", ""]
+    probs, _ = problems(write_sheet(tmp_path, row("bad") + ",squash", row("good") + ",none", header=header), tmp_path)
+    assert len(probs) == 1 and "shot bad" in probs[0] and "environment_fit 'squash'" in probs[0], probs
+    assert "'fill'" in probs[0] and "fix" in probs[0], probs[0]

@@ -540,7 +540,20 @@ def _check_probe(path: Path, movie_start: int) -> list[str]:
     if abs(pinfo.width - 2 * pinfo.height) > 1:
         return [f"light_probe {path} is {pinfo.width}x{pinfo.height}, not equirectangular (2:1) "
                 "(fix: give a latitude-longitude panorama twice as wide as high)"]
-    return []
+    try:
+        problem = _probe_pixels_problem(str(path), path.stat().st_mtime_ns)
+    except PlateError as exc:
+        return [f"light_probe: {exc}"]
+    return [f"light_probe {path} {problem[0]} (fix: {problem[1]})"] if problem else []
+
+
+@lru_cache(maxsize=256)
+def _probe_pixels_problem(path: str, stamp) -> tuple[str, str] | None:
+    """light.probe_problem of a probe file (NaN/Inf, absurd values, no light), read once per file state."""
+    from .io.plates import read_image
+    from .perception.light import probe_problem
+
+    return probe_problem(read_image(path))
 
 
 def frame_files(row, movie_start: int = 1001) -> list[str]:

@@ -40,22 +40,28 @@ def _shot(settings) -> tuple[str, int | None]:
 
 
 def ingest(inputs, outputs, settings, log):
-    from .io.ingest import ingest as run_ingest
+    from .io.ingest import environment_fit_of, ingest as run_ingest
 
     shot, version = _shot(settings)
     out_dir = Path(outputs[0])
     element = out_dir.name  # "plate" or "env"
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the plate keeps its pixels (resized to the shot's resolution); the environment meets the plate's frame
+    fit, aspect = ("stretch", None) if element == "plate" else environment_fit_of(settings)
     report = run_ingest(
         settings["source"], shot=shot, element=element, version=version, first=settings["first"],
         last=settings["last"], colourspace=settings["colourspace"], out_dir=out_dir,
         resolution=tuple(settings["resolution"]), part=settings.get("part"), view=settings.get("view"),
         movie_start=settings["movie_start"], fps=settings["attrs"]["framesPerSecond"],
         kind="plate" if element == "plate" else "environment", report_path=out_dir / "ingest_report.json",
+        fit=fit, pixel_aspect=aspect, log=log,
     )
     repaired = sum(f.get("repaired", 0) for f in report.get("frames", []) if isinstance(f, dict))
     log.info("ingested %s %s frames %s-%s (%d non-finite pixels repaired)", shot, element,
              settings["first"], settings["last"], repaired)
+    if report.get("clamped_total"):
+        log.warning("shot %s: %s: %d pixels beyond the half-float range (+-65504) clamped to it (per frame: "
+                    "ingest_report.json)", shot, element, report["clamped_total"])
 
 
 def key(inputs, outputs, settings, log):
@@ -124,9 +130,11 @@ def depth(inputs, outputs, settings, log):
     ground = camera.ground_depth(w, h)
     env_src = run = None
     if settings["backend"] == "plate":
+        from .io.ingest import environment_fit_of
         from .io.plates import frame_file
 
         env_src = settings["env_source"]
+        fit, aspect = environment_fit_of(settings)  # the Z meets the frame as the environment's RGB did
     if settings["backend"] == "model":
         from .perception.depth_model import DepthRun
 
@@ -142,7 +150,7 @@ def depth(inputs, outputs, settings, log):
             env_z = run.depth(exrio.read_rgba(envs[frame]))
         if env_src is not None:
             layers, _ = exrio.read_exr(frame_file(env_src, frame))
-            env_z = depth_mod.plate_depth(layers, (w, h))
+            env_z = depth_mod.plate_depth(layers, (w, h), fit, exrio.pixel_aspect(frame_file(env_src, frame)), aspect)
             if env_z is None:
                 raise ValueError(f"shot {shot}: depth backend 'plate' but {frame_file(env_src, frame)} has no Z channel "
                                  "(fix: use depth_backend ground, or give an environment with a Z/depth.Z channel)")
@@ -179,6 +187,13 @@ def light(inputs, outputs, settings, log):
         env_frames = [exrio.read_rgba(files[i])[..., :3] for i in sample_indices(len(files), 5)]  # one estimate
     env_hdri = _equirect(inputs.env_hdri, settings["env_colourspace"]) if "env_hdri" in inputs.keys() else None
     probe = _equirect(inputs.probe, settings["probe_colourspace"]) if "probe" in inputs.keys() else None
+    if probe is not None:  # the sheet refuses such a probe; it may have changed since
+        from .errors import PlateError
+        from .perception.light import probe_problem
+
+        problem = probe_problem(probe)
+        if problem:
+            raise PlateError(inputs.probe, f"light_probe {problem[0]}", problem[1], shot=settings["shot"])
     est = estimate_light(sheet_light=settings["light"], camera=camera, env_frames=env_frames, env_hdri=env_hdri,
                          probe=probe, probe_rotation_deg=settings["probe_rotation_deg"])
     from .perception.light import ShotLight, up_shares
@@ -260,10 +275,9 @@ def harmonize(inputs, outputs, settings, log):
         env_z = exrio.read_layers(depths[frame])["environment.Z"]
         beauty, layers = hz.harmonize_frame(exrio.read_rgba(key_file), exrio.read_rgba(envs[frame])[..., :3],
                                             read_trimask(masks[frame]), env_z, contact, light, grade, camera, params)
-        chans = {c: beauty[..., k].astype(np.float16) for k, c in enumerate("RGBA")}
-        chans.update({k: v.astype(np.float16) for k, v in layers.items()})
-        exrio.write_exr(frame_path(out_dir, shot, "harmonize", version, frame), chans,
-                        attrs={**settings["attrs"], "frame": frame, "backend": "harmonize"})
+        attrs = {**settings["attrs"], "frame": frame, "backend": "harmonize"}
+        chans = exrio.half_channels({**{c: beauty[..., k] for k, c in enumerate("RGBA")}, **layers}, attrs)
+        exrio.write_exr(frame_path(out_dir, shot, "harmonize", version, frame), chans, attrs=attrs)
     log.info("harmonized %d frames", len(keys))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.exr import write_exr
+from ..io.exr import half_channels, write_exr
 
 MASK_LAYERS = ("mask.character", "mask.prop", "mask.environment")
 
@@ -16,7 +16,7 @@ MASK_LAYERS = ("mask.character", "mask.prop", "mask.environment")
 def write_comp_frame(path, beauty_rgba: np.ndarray, masks: dict[str, np.ndarray], depth: np.ndarray | None,
                      *, frame: int, compression: str, attrs: dict, extra: dict | None = None) -> None:
     """``extra``: more layers kept in their own pixel type (e.g. harmonize.*, diffusion.Z)."""
-    chans = {c: beauty_rgba[..., i].astype(np.float16) for i, c in enumerate("RGBA")}
+    chans = half_channels({c: beauty_rgba[..., i] for i, c in enumerate("RGBA")}, {**attrs, "frame": int(frame)})
     chans.update(extra or {})
     for name in MASK_LAYERS:
         chans[name] = masks[name].astype(np.float32)

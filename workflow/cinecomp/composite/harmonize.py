@@ -79,7 +79,7 @@ def matte_normals(alpha: np.ndarray, camera: Camera) -> np.ndarray:
     """World normals (H, W, 3) of a matte's shape: the silhouette inflated like a soft blob (bent
     outwards at the edges, facing the camera in the middle), scaled by the matte's thickness."""
     solid = (alpha > 0.5).astype(np.uint8)
-    if not solid.any():
+    if not solid.any() or solid.all():  # nothing keyed, or no edge anywhere (an opaque frame): facing the camera
         return np.broadcast_to(-camera.basis()[2], alpha.shape + (3,)).astype(np.float32, copy=False)
     dist = cv2.distanceTransform(solid, cv2.DIST_L2, 3)
     sigma = float(max(1.0, 0.7 * np.percentile(dist[solid > 0], 90)))  # about a limb's half-width

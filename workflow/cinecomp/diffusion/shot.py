@@ -263,11 +263,10 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
             depth = resize_to(depth[..., None], h, w)[..., 0]
         else:
             rgb = from_model_space(rgb[:h, :w], cs)
-        chans = {c: rgb[..., k].astype(np.float16) for k, c in enumerate("RGB")}
-        chans["A"] = np.ones((h, w), np.float16)
+        attrs = {**settings["attrs"], "frame": int(frame), "backend": "diffusion"}
+        chans = exrio.half_channels({**{c: rgb[..., k] for k, c in enumerate("RGB")}, "A": np.ones((h, w))}, attrs)
         chans["depth.Z"] = depth[:h, :w].astype(np.float32)  # (layers: already the plate's size)
-        exrio.write_exr(frame_path(out, shot, "diffusion", version, frame), chans,
-                        attrs={**settings["attrs"], "frame": int(frame), "backend": "diffusion"})
+        exrio.write_exr(frame_path(out, shot, "diffusion", version, frame), chans, attrs=attrs)
     seconds = time.perf_counter() - t0
     log.info("shot %s: diffusion composite of %d frames (%s) in %.1f s", shot, len(frames),
              "the model's light laid on the over comp" if layers else

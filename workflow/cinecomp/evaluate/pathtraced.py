@@ -138,7 +138,8 @@ def convert_shot(shot: Path, set_dir: Path) -> dict:
                 z = next(iter(z.values())) if "Y" not in z else z["Y"]
                 channels["depth.Z"] = np.minimum(np.asarray(z, np.float32), 1.0e4)
             exrio.write_exr(out / "env" / f"{name}_env.{f:04d}.exr",
-                            {k: (v.astype(np.float16) if len(k) == 1 else v.astype(np.float32)) for k, v in channels.items()})
+                            {**exrio.half_channels({k: v for k, v in channels.items() if len(k) == 1}, {"shot": name, "frame": f}),
+                             **{k: v.astype(np.float32) for k, v in channels.items() if len(k) != 1}})
             truth = _srgb_to_working(_read_png(_frame(shot, "groundtruth", f)))
             masks = _read_png(_frame(shot, "masks", f))
             exrio.write_exr(out / "truth" / f"{name}_truth.{f:04d}.exr",

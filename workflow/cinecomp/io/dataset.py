@@ -103,6 +103,7 @@ class ShardWriter:
         with atomic_path(self.out_dir / name) as tmp:
             with tarfile.open(tmp, "w") as tar:
                 for key, sample in self.pending:
+                    # a plain half cast, not exr.half_channels: RGB is in [0, 1] and depth's +inf means unknown
                     members = {f"{k}.npy": _npy_bytes(np.asarray(sample[k], np.float16))
                                for k in REQUIRED + OPTIONAL if k in sample}
                     members["meta.json"] = json.dumps(sample.get("meta", {})).encode()

@@ -11,11 +11,14 @@ Writes are atomic. ``framesPerSecond`` given as a number is stored as a Rational
 OpenEXR library reserves are renamed (``version`` -> ``shotVersion``, see RESERVED_RENAMES).
 ``pixel_aspect=`` writes ``pixelAspectRatio`` (anamorphic plates keep their aspect through the stages;
 ``pixel_aspect(path)`` reads it back, 1.0 when absent).
+Half channels are made with ``half_channels``: values beyond the half range (|x| > 65504, +-Inf) are
+clamped to +-65504 (a plain cast makes them Inf) and a warning names the shot, frame, layer and count.
 """
 
 from __future__ import annotations
 
 import fractions
+import logging
 import math
 import mmap as _mmap
 import os
@@ -41,6 +44,38 @@ COMPRESSIONS = {
     "dwaa": OpenEXR.DWAA_COMPRESSION,
     "dwab": OpenEXR.DWAB_COMPRESSION,
 }
+
+
+HALF_MAX = 65504.0  # the largest finite half float
+_log = logging.getLogger(__name__)
+
+
+def clamp_half(img: np.ndarray) -> tuple[np.ndarray, int]:
+    """``img`` clamped to the half range [-HALF_MAX, HALF_MAX] (+-Inf too; NaN stays NaN) and the number of
+    pixels clamped (an (H, W, C) pixel counts once, whatever its channels)."""
+    over = np.abs(img) > HALF_MAX
+    if not over.any():
+        return img, 0
+    n = int(over.any(axis=-1).sum()) if img.ndim == 3 else int(over.sum())
+    return np.clip(img, -HALF_MAX, HALF_MAX), n
+
+
+def half_channels(channels: dict[str, np.ndarray], attrs: dict | None = None) -> dict[str, np.ndarray]:
+    """Channels cast to float16 for ``write_exr``, clamped to the half range first; one warning per call
+    (i.e. per frame) names the shot and frame (from ``attrs``), each clamped layer and its pixel count."""
+    out, clamped = {}, {}
+    for name, a in channels.items():
+        a, n = clamp_half(np.asarray(a))
+        out[name] = a.astype(np.float16)
+        if n:
+            clamped[name] = n
+    if clamped:
+        a = attrs or {}
+        _log.warning("shot %s frame %s: %s clamped to the half-float range (+-%g); values that large mean a "
+                     "light or exposure setting is wrong (fix: check the sheet's light, light_probe and "
+                     "harmonize_params)", a.get("shot", "?"), a.get("frame", "?"),
+                     ", ".join(f"{k} {v} px" for k, v in clamped.items()), HALF_MAX)
+    return out
 
 
 # Header names the OpenEXR library owns (it refuses to write them as user attributes).
@@ -133,8 +168,9 @@ def rgba_from_layers(ch: dict[str, np.ndarray]) -> np.ndarray:
 
 def write_rgba(path, rgba: np.ndarray, *, compression: str = "zip", attrs: dict | None = None, dtype=np.float16,
                pixel_aspect: float | None = None) -> None:
-    """Write an (H, W, 3|4) image as R,G,B[,A] in ``dtype`` (half by default)."""
-    chans = {c: rgba[..., i].astype(dtype) for i, c in enumerate("RGBA"[: rgba.shape[-1]])}
+    """Write an (H, W, 3|4) image as R,G,B[,A] in ``dtype`` (half by default, clamped: ``half_channels``)."""
+    chans = {c: rgba[..., i] for i, c in enumerate("RGBA"[: rgba.shape[-1]])}
+    chans = half_channels(chans, attrs) if np.dtype(dtype) == np.float16 else {k: v.astype(dtype) for k, v in chans.items()}
     write_exr(path, chans, compression=compression, attrs=attrs, pixel_aspect=pixel_aspect)
 
 

@@ -11,6 +11,9 @@ Pixel aspect: the source's (EXR ``pixelAspectRatio``, DPX header, movie SAR) is 
 resampled: the written frames' ``pixelAspectRatio`` is the source's, adjusted for a conform that changes
 the frame's shape (``conformed_aspect``: stretching 1920x1080 at 2.0 to 3840x1080 gives square pixels,
 which is how to desqueeze at ingest); the report records both. HDRI projections are square.
+An environment is conformed onto the plate's pixel grid instead (``pixel_aspect`` = the plate's, the
+shot's ``environment_fit`` says how a picture of another display shape meets it: ``conform``), so its
+frames carry the plate's pixel aspect like every other EXR of the shot.
 
 Environments may be a single image: a still is converted once and written for every frame; an HDRI
 (equirectangular ``.hdr``, an EXR tagged latlong, or any still with ``kind='hdri'``) is projected to a
@@ -29,13 +32,27 @@ from .. import SOFTWARE
 from ..atomic import write_text
 from ..colour import WORKING_SPACE, check_colourspace, convert
 from ..errors import PlateError
-from .exr import COMPRESSIONS, select_part, write_rgba
+from .exr import COMPRESSIONS, check_pixel_aspect, clamp_half, select_part, write_rgba
 from ..frames import frame_path, frame_ranges
 from .plates import PlateInfo, _image_size, frame_file, iter_movie, probe, read_frame
 
-HALF_MAX = 65504.0
 ROLES = ("plate", "environment", "hdri")
-FITS = ("stretch", "fill")
+FITS = ("stretch", "fit", "fill", "none")  # environment_fit: docs/shot-sheet.md
+
+ENVIRONMENT_FIT = "fill"  # config environment_fit's default (schemas/config.schema.yaml)
+
+
+def environment_fit_settings(fit: str, pixel_aspect: float) -> dict:
+    """A stage's settings for conforming the environment: ``fit`` and the plate's ``pixel_aspect``, each
+    left out when it is the default (ENVIRONMENT_FIT, 1.0); ``environment_fit_of`` reads them back."""
+    return {**({} if fit == ENVIRONMENT_FIT else {"fit": fit}),
+            **({} if pixel_aspect == 1.0 else {"pixel_aspect": float(pixel_aspect)})}
+
+
+def environment_fit_of(settings: dict) -> tuple[str, float]:
+    """(fit, the plate's pixel aspect) of settings made by ``environment_fit_settings``."""
+    return settings.get("fit", ENVIRONMENT_FIT), float(settings.get("pixel_aspect", 1.0))
+
 
 # Documented HDRI projection defaults: look at the centre of the equirect image (yaw 0 = longitude 0,
 # positive yaw turns right), level (pitch 0, positive looks up), 60 degree horizontal field of view.
@@ -73,29 +90,78 @@ def repair_nonfinite(img: np.ndarray) -> tuple[np.ndarray, int]:
     return img, count
 
 
-def conform(img: np.ndarray, size: tuple[int, int], fit: str = "stretch") -> tuple[np.ndarray, str]:
+def conform(img: np.ndarray, size: tuple[int, int], fit: str = "stretch", src_aspect: float = 1.0,
+            dst_aspect: float = 1.0, *, nearest: bool = False, pad: float = 0.0) -> tuple[np.ndarray, str]:
     """Resize (H, W, C) to ``size`` = (width, height): INTER_AREA when shrinking, INTER_LINEAR when
-    growing. ``fit='fill'`` keeps the aspect ratio, scaling to cover and cropping the centre."""
+    growing. ``src_aspect``/``dst_aspect``: the pixel aspect ratios of the image and of the target; the
+    picture's shape is judged on display (width x pixel aspect by height). ``fit`` (FITS):
+    'stretch' resizes to the frame whatever the shapes; 'fill' scales uniformly to cover it and crops
+    the centre; 'fit' scales uniformly to fit inside and pads with black (alpha 0); 'none' keeps the
+    picture's display size (pixels resampled only for a pixel-aspect change), centred, cropped or padded.
+    Shapes equal up to a pixel (``same_shape``): 'fill' and 'fit' resize like 'stretch'. ``nearest``:
+    nearest-sample resampling (depth: never a blend of two surfaces); ``pad``: the value of padding."""
     import cv2
 
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
     w, h = int(size[0]), int(size[1])
     sh, sw = img.shape[:2]
-    if (sw, sh) == (w, h):
-        return img, "none"
-    if fit == "fill":
-        scale = max(w / sw, h / sh)
-        tw, th = max(w, math.ceil(sw * scale - 1e-6)), max(h, math.ceil(sh * scale - 1e-6))
-    else:
+    src_w, dst_w = sw * src_aspect, w * dst_aspect  # display widths, heights are the pixel heights
+    if fit == "stretch" or (fit != "none" and same_shape((sw, sh), src_aspect, (w, h), dst_aspect)):
         tw, th = w, h
-    shrink = tw <= sw and th <= sh
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    out = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=interp)
-    if out.ndim == 2:
-        out = out[..., None]
-    if (tw, th) != (w, h):
-        x0, y0 = (tw - w) // 2, (th - h) // 2
-        out = out[y0 : y0 + h, x0 : x0 + w]
-    return np.ascontiguousarray(out), "area" if shrink else "linear"
+    else:
+        scale = {"fill": max(dst_w / src_w, h / sh), "fit": min(dst_w / src_w, h / sh), "none": 1.0}[fit]
+        tw, th = src_w * scale / dst_aspect, sh * scale  # the scaled picture, in target pixels
+        if fit == "fill":  # cover: never a row or column short
+            tw, th = max(w, math.ceil(tw - 1e-6)), max(h, math.ceil(th - 1e-6))
+        else:
+            tw, th = max(1, round(tw)), max(1, round(th))
+            if fit == "fit":
+                tw, th = min(w, tw), min(h, th)
+    if (sw, sh) == (w, h) and (tw, th) == (w, h):
+        return img, "none"
+    how = "none"
+    if (tw, th) != (sw, sh):
+        shrink = tw <= sw and th <= sh
+        how = "nearest" if nearest else "area" if shrink else "linear"
+        interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        img = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=interp)
+        if img.ndim == 2:
+            img = img[..., None]
+    if (tw, th) != (w, h):  # centre: crop what is larger than the frame, pad what is smaller
+        out = np.full((h, w, img.shape[2]), pad, np.float32)
+        sx, dx = ((tw - w) // 2, 0) if tw >= w else (0, (w - tw) // 2)
+        sy, dy = ((th - h) // 2, 0) if th >= h else (0, (h - th) // 2)
+        cw, ch = min(w, tw), min(h, th)
+        out[dy:dy + ch, dx:dx + cw] = img[sy:sy + ch, sx:sx + cw]
+        img = out
+    return np.ascontiguousarray(img), how
+
+
+def same_shape(src_size, src_aspect: float, dst_size, dst_aspect: float) -> bool:
+    """Whether a picture of ``src_size`` (w, h) at ``src_aspect`` has the display shape of the frame
+    ``dst_size`` at ``dst_aspect``, up to the rounding of sizes: scaled to cover the frame, it overhangs
+    by less than a pixel either way."""
+    src_w, dst_w = src_size[0] * src_aspect, dst_size[0] * dst_aspect
+    scale = max(dst_w / src_w, dst_size[1] / src_size[1])
+    return src_w * scale - dst_w < dst_aspect and src_size[1] * scale - dst_size[1] < 1.0
+
+
+def aspect_note(src_size, src_aspect: float, dst_size, dst_aspect: float, fit: str) -> str | None:
+    """What a TD should know when an image's display aspect differs from the frame's (None when it does
+    not, see ``same_shape``): both shapes and what ``fit`` does about it."""
+    if same_shape(src_size, src_aspect, dst_size, dst_aspect):
+        return None
+    a = src_size[0] * src_aspect / src_size[1]
+    b = dst_size[0] * dst_aspect / dst_size[1]
+    what = {"stretch": "stretched to the frame (its picture is distorted)",
+            "fill": "scaled to cover the frame, the centre kept (edges cropped)",
+            "fit": "scaled to fit inside the frame, black bars around it",
+            "none": "not scaled, centred (cropped or padded)"}[fit]
+    return (f"display aspect {a:.3f} ({src_size[0]}x{src_size[1]}, pixel aspect {src_aspect:g}) differs from "
+            f"the frame's {b:.3f} ({dst_size[0]}x{dst_size[1]}, pixel aspect {dst_aspect:g}); environment_fit "
+            f"{fit}: {what} (fix: set environment_fit to stretch, fit, fill or none, or give an environment "
+            "of the plate's shape)")
 
 
 def equirect_to_pinhole(img: np.ndarray, size: tuple[int, int], *, yaw: float = HDRI_YAW,
@@ -154,13 +220,6 @@ def conformed_aspect(aspect: float, src_size, dst_size, fit: str = "stretch") ->
     return 1.0 if abs(aspect - 1.0) < 1e-4 else round(float(aspect), 6)
 
 
-def _clamp_half(img: np.ndarray) -> tuple[np.ndarray, int]:
-    over = np.abs(img) > HALF_MAX
-    if not over.any():
-        return img, 0
-    return np.clip(img, -HALF_MAX, HALF_MAX), int(over.any(axis=-1).sum())
-
-
 # ------------------------------------------------------------------------------------------------
 # checks done before anything is written
 # ------------------------------------------------------------------------------------------------
@@ -205,14 +264,18 @@ def _check_frames(source, info: PlateInfo, first: int, last: int, shot: str, par
 def ingest(source, *, shot: str, element: str, version: int, first: int, last: int, colourspace: str, out_dir,
            resolution=None, part=None, view=None, movie_start: int = 1001, compression: str = "zip", fps=24,
            kind: str = "plate", report_path=None, hdri_yaw: float = HDRI_YAW, hdri_pitch: float = HDRI_PITCH,
-           hdri_fov: float = HDRI_FOV, fit: str = "stretch") -> dict:
+           hdri_fov: float = HDRI_FOV, fit: str = "stretch", pixel_aspect: float | None = None, log=None) -> dict:
     """Ingest frames ``first..last`` of ``source`` into ``out_dir`` as ACEScg half EXR; returns the report.
 
     ``kind``: 'plate' (must be a sequence or movie), 'environment' (sequence, movie, or a single image
     repeated for every frame; a single equirect image is projected), 'hdri' (treat a single image as an
     equirect panorama even if it is not tagged as one). ``resolution`` = (width, height) or None to keep
     the source size (for an HDRI, None gives width = panorama width * fov / 360 and a 16:9 frame).
-    ``fit``: 'stretch' (plain resize) or 'fill' (keep aspect, cover and crop the centre).
+    ``fit`` (FITS, see ``conform``): how the picture meets a frame of another shape. ``pixel_aspect``:
+    the frame's pixel aspect (an environment: the plate's), written to every frame and used to judge
+    shapes; None: the source's, changed only by a 'stretch' that changes the frame's shape
+    (``conformed_aspect``). A display aspect that differs from the frame's is logged on ``log`` (a
+    logger) and recorded in the report (``aspect_note``).
     Raises PlateError naming the shot, the file and a fix before writing anything on bad input.
     """
     if kind not in ROLES:
@@ -251,7 +314,13 @@ def ingest(source, *, shot: str, element: str, version: int, first: int, last: i
         else:
             resolution = (info.width, info.height)
 
-    aspect = 1.0 if hdri else conformed_aspect(info.pixel_aspect, (info.width, info.height), resolution, fit)
+    if pixel_aspect is None:
+        aspect = 1.0 if hdri else conformed_aspect(info.pixel_aspect, (info.width, info.height), resolution, fit)
+    else:
+        aspect = check_pixel_aspect(pixel_aspect)
+    note = None if hdri else aspect_note((info.width, info.height), info.pixel_aspect, resolution, aspect, fit)
+    if note and log is not None:
+        log.warning("shot %s: %s %s: %s", shot, element, source, note)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {
@@ -259,7 +328,7 @@ def ingest(source, *, shot: str, element: str, version: int, first: int, last: i
         "source_kind": info.kind, "source_resolution": [info.width, info.height], "source_fps": info.fps,
         "colourspace": colourspace, "working_colourspace": WORKING_SPACE, "resolution": list(resolution),
         "source_pixel_aspect": info.pixel_aspect, "pixel_aspect": aspect,
-        "fit": fit, "first": first, "last": last, "fps": float(fps), "compression": compression,
+        "fit": fit, "aspect_note": note, "first": first, "last": last, "fps": float(fps), "compression": compression,
         "software": SOFTWARE, "frames": [],
     }
     if info.kind == "movie":
@@ -274,12 +343,14 @@ def ingest(source, *, shot: str, element: str, version: int, first: int, last: i
         rgb = convert(rgba[..., :3], colourspace, WORKING_SPACE)
         rgb, n_conv = repair_nonfinite(rgb)
         img = np.concatenate([rgb, rgba[..., 3:4]], axis=-1)
-        if hdri:
-            img = equirect_to_pinhole(img, resolution, yaw=hdri_yaw, pitch=hdri_pitch, fov=hdri_fov)
+        if hdri:  # projected with square pixels at the frame's display width, then squeezed to its pixels
+            display = (max(1, round(resolution[0] * aspect)), resolution[1])
+            img = equirect_to_pinhole(img, display, yaw=hdri_yaw, pitch=hdri_pitch, fov=hdri_fov)
+            img = conform(img, resolution)[0]
             how = "hdri_projection"
         else:
-            img, how = conform(img, resolution, fit)
-        img, n_clamp = _clamp_half(img)
+            img, how = conform(img, resolution, fit, info.pixel_aspect, aspect)
+        img, n_clamp = clamp_half(img)
         return img, {"repaired": n_src + n_conv, "nonfinite_source": n_src, "nonfinite_converted": n_conv,
                      "clamped": n_clamp, "resize": how}
 

@@ -90,16 +90,17 @@ def z_channels(names) -> list[str]:
     return [n for n in names if n in ("Z", "depth.Z") or n.endswith((".Z", ".depth"))]
 
 
-def plate_depth(layers: dict, size: tuple[int, int]) -> np.ndarray | None:
+def plate_depth(layers: dict, size: tuple[int, int], fit: str = "stretch", src_aspect: float = 1.0,
+                dst_aspect: float = 1.0) -> np.ndarray | None:
     """The environment's own Z (``Z``, ``depth.Z`` or any ``*.Z``/``*.depth``) at ``size`` = (w, h),
-    resampled to the nearest sample so edges never blend two surfaces. None if it has none."""
-    import cv2
+    conformed as its RGB is (``environment_fit`` ``fit``, the pixel aspects: ``io.ingest.conform``) and
+    resampled to the nearest sample so edges never blend two surfaces; padding is FAR. None if it has none."""
+    from ..io.ingest import conform
 
     names = z_channels(layers)
     if not names:
         return None
     z = np.asarray(layers[sorted(names, key=len)[0]], np.float32)
     z = np.where(np.isfinite(z) & (z > 0), np.minimum(z, FAR), FAR).astype(np.float32)
-    if (z.shape[1], z.shape[0]) != tuple(size):
-        z = cv2.resize(z, tuple(size), interpolation=cv2.INTER_NEAREST)
+    z = conform(z[..., None], size, fit, src_aspect, dst_aspect, nearest=True, pad=FAR)[0][..., 0]
     return z

@@ -418,8 +418,7 @@ def write_key_frame(dst, fg: np.ndarray, alpha: np.ndarray, screen, attrs: dict 
     if m:
         a["frame"] = int(m.group(1))
     a["keyScreen"] = ",".join(f"{c:.5f}" for c in screen)
-    chans = {c: fg[..., i].astype(np.float16) for i, c in enumerate("RGB")}
-    chans["A"] = alpha.astype(np.float16)
+    chans = exrio.half_channels({**{c: fg[..., i] for i, c in enumerate("RGB")}, "A": alpha}, a)
     exrio.write_exr(dst, chans, compression=compression, attrs=a, pixel_aspect=aspect)
 
 

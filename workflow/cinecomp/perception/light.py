@@ -15,6 +15,7 @@ the centre of row v elevation 90 - (v + 0.5) / H * 180.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 import cv2
@@ -28,7 +29,7 @@ LIGHT_SPEC = {
     "azimuth_deg": Num(None, -360.0, 360.0, doc="towards the key: 0 ahead of the camera (backlight), 90 camera right, 180 behind the camera"),
     "elevation_deg": Num(None, 1.0, 90.0, doc="key height above the horizon"),
     "colour": Rgb(None, 0.0, 1e6, doc="key colour, scene-linear ACEScg (normalised to luminance 1)"),
-    "intensity": Num(None, 0.0, 1e6, doc="key irradiance on a surface facing it, in the environment's scene-linear units (empty: estimated)"),
+    "intensity": Num(None, 0.0, 1e4, doc="key irradiance on a surface facing it, in the environment's scene-linear units (empty: estimated; grey world puts about 3 on an upward surface)"),
     "softness_deg": Num(None, 0.0, 45.0, doc="angular radius of the key (penumbra): 0.27 the sun, 5-20 a window or softbox"),
     "key_to_fill": Num(None, 0.0, 1000.0, doc="key over ambient irradiance on an upward-facing surface (a shadow on the ground keeps 1/(1+ratio) of the light); 0 = no key (overcast)"),
 }
@@ -74,6 +75,11 @@ KEY_CORE_FRACTION = 0.05  # a source: the pixels of a bright region above this f
 FRAME_KEY_CONFIDENCE = 0.6  # a light source visible in the plate (could be a lamp or a reflection)
 FRAME_KEY_MAX_AREA = 0.02  # ... covering at most this fraction of the frame
 
+PROBE_MAX = 1e10  # brighter than the sun in absolute units (~1.6e9 cd/m2): a corrupt probe, or wrong units
+PROBE_MIN_PEAK = 1e-6  # a panorama whose brightest pixel's luminance is below this shows no light
+
+_log = logging.getLogger(__name__)
+
 # cosine-lobe convolution of the SH bands 0, 1, 2 (Ramamoorthi & Hanrahan 2001)
 SH_COSINE = np.array([np.pi] + [2.0 * np.pi / 3.0] * 3 + [np.pi / 4.0] * 5)
 
@@ -86,6 +92,24 @@ def _luminance(rgb) -> np.ndarray:
 def _unit(v) -> np.ndarray:
     v = np.asarray(v, np.float64)
     return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def probe_problem(img) -> tuple[str, str] | None:
+    """(problem, fix) when a light probe's pixels cannot light a shot: NaN/Inf values, values beyond
+    PROBE_MAX, or no light at all (an all-black probe would light the character with nothing); None
+    when it can."""
+    rgb = np.asarray(img)[..., :3]
+    bad = int((~np.isfinite(rgb)).any(axis=-1).sum())
+    if bad:
+        return f"has {bad} pixel(s) that are NaN or Inf", "repair the probe or re-export it"
+    peak = float(np.abs(rgb).max()) if rgb.size else 0.0
+    if peak > PROBE_MAX:
+        return (f"has values up to {peak:.3g}, beyond {PROBE_MAX:.0e} (corrupt, or not scene-linear)",
+                "re-export it in scene-linear units (a sunlit sky near 1)")
+    if not rgb.size or float(_luminance(np.maximum(rgb, 0.0)).max()) <= PROBE_MIN_PEAK:
+        return ("shows no light (every pixel black)",
+                "give a probe that shows the set's light, or clear light_probe to estimate the light from the environment")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -463,27 +487,34 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
     sheet = dict(sheet_light or {})
     k_sheet = sheet.get("key_to_fill")
     k_guess = DEFAULT_KEY_TO_FILL if k_sheet is None else k_sheet
-    if probe is not None:
-        registration = None
-        if probe_rotation_deg is None and env_frames is not None and len(env_frames):
-            registration = register_probe_yaw(probe, env_frames[len(env_frames) // 2], camera,
-                                              search_tilt=camera == Camera())
-            probe_rotation_deg = registration.rotation_deg if registration.score >= YAW_MIN_SCORE else 0.0
-        m = _measure_equirect(probe, probe_rotation_deg or 0.0, "light_probe")
-        if registration is not None:
+    m, dark = None, []
+    for kind, img in (("light_probe", probe), ("environment_hdri", env_hdri)):
+        if img is None or m is not None:
+            continue
+        registration, rotation = None, 0.0
+        if kind == "light_probe":
+            rotation = probe_rotation_deg
+            if rotation is None and env_frames is not None and len(env_frames):
+                # the search tilts the camera too when it is the default one (a guess)
+                registration = register_probe_yaw(img, env_frames[len(env_frames) // 2], camera,
+                                                  search_tilt=camera == Camera())
+                rotation = registration.rotation_deg if registration.score >= YAW_MIN_SCORE else 0.0
+        m = _measure_equirect(img, rotation or 0.0, kind)
+        if _luminance(m.ambient_sh[0]) <= 0 and (m.key is None or m.key.power <= 0):  # black: no light at all
+            dark.append(f"{kind}: shows no light (every pixel black), ignored")
+            _log.warning("the %s shows no light (every pixel black); the light is estimated without it", kind)
+            m = None
+        elif registration is not None:
             m.notes.insert(0, registration.note() if registration.score >= YAW_MIN_SCORE else
                            f"light_probe: does not match the environment plate (correlation {registration.score:.2f}); "
                            "rotation 0 assumed (fix: give light_probe_rotation_deg)")
             m.key_confidence *= registration.confidence
-        elif probe_rotation_deg is None:
+        elif kind == "light_probe" and rotation is None:
             m.notes.insert(0, "light_probe: no environment plate to register it to; rotation 0 assumed")
-    elif env_hdri is not None:
-        m = _measure_equirect(env_hdri, 0.0, "environment_hdri")
-    elif env_frames is not None and len(env_frames):
-        m = _measure_frames(env_frames, camera, k_guess)
-    else:
-        m = _measure_nothing(k_guess)
-    notes = list(m.notes)
+    if m is None:
+        m = (_measure_frames(env_frames, camera, k_guess) if env_frames is not None and len(env_frames)
+             else _measure_nothing(k_guess))
+    notes = dark + list(m.notes)
     source = {}
 
     # direction, confidence, softness

@@ -584,7 +584,7 @@ def make_demo_shot(out_root, shot: str, width: int, height: int, first: int, las
         elif env_still is None:
             env_still = r["env_rgb"]
         gt = np.concatenate([r["gt_rgb"], np.ones_like(r["alpha"])[..., None]], -1)
-        layers = {c: gt[..., k].astype(np.float16) for k, c in enumerate("RGBA")}
+        layers = exrio.half_channels({c: gt[..., k] for k, c in enumerate("RGBA")}, attrs)
         layers.update({"alpha.A": r["alpha"], "mask.character": r["char_mask"], "mask.prop": r["prop_mask"],
                        "depth.Z": r["depth"]})
         exrio.write_exr(root / "truth" / f"{shot}_truth.{f:04d}.exr", layers, attrs=attrs)
