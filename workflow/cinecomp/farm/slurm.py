@@ -181,6 +181,7 @@ def cleanup(workdir: str, self_id: str, timeout: float = CANCEL_WAIT_S) -> int:
     print(f"cinecomp controller: cancelling {len(stale)} job(s) left by an earlier controller: "
           f"{', '.join(stale)}", flush=True)
     subprocess.run(["scancel", *stale], check=False)
+    t0 = time.monotonic()
     left = wait_gone(stale, timeout)
     if left:
         print(f"cinecomp controller: job(s) {', '.join(left)} of {workdir} still running {timeout:.0f} s after "
@@ -188,7 +189,8 @@ def cleanup(workdir: str, self_id: str, timeout: float = CANCEL_WAIT_S) -> int:
               f"end them with `scancel --signal=KILL {' '.join(left)}` (or ask your admin if a node is stuck), "
               "then submit again)", file=sys.stderr, flush=True)
         return 1
-    print(f"cinecomp controller: job(s) {', '.join(stale)} have ended", flush=True)
+    print(f"cinecomp controller: job(s) {', '.join(stale)} have ended ({time.monotonic() - t0:.0f} s after scancel)",
+          flush=True)
     return 0
 
 
