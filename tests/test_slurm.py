@@ -9,6 +9,8 @@ One overnight-like story on the tiny demo shots, each step checked:
   2. the rerun redoes only the failed shot; its controller is killed (SIGKILL) mid-run;
   3. the next submission resumes: finished jobs and shots are not redone, nothing half-written
      survives, every frame is there, status says done for all.
+The story runs with every core busy (``busy_cores``), as on the loaded box where a resumed run once
+published a comp with a frame missing.
 Selected with `-m slurm`; skipped (saying why) without root or apt-get.
 """
 
@@ -19,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +50,22 @@ def cluster():
     yield
     if not running:  # leave nothing running that this session started
         subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=300)
+
+
+@pytest.fixture
+def busy_cores():
+    """One busy loop per core for the test's duration (killed after). Their niceness is
+    $CINECOMP_TEST_BURN_NICE (default 0: they compete with the jobs as equals); `make test` sets 19, since
+    there the other tests already load the box beside the SLURM story and must not be slowed."""
+    nice = int(os.environ.get("CINECOMP_TEST_BURN_NICE", "0"))
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True,
+                                preexec_fn=lambda: os.nice(nice)) for _ in range(os.cpu_count() or 2)]
+    yield burners
+    alive = [p.poll() is None for p in burners]
+    for p in burners:
+        p.kill()
+        p.wait()
+    assert all(alive), "a CPU burner died during the test: the story did not run on a busy box"
 
 
 def submit(root: Path, *args) -> str:
@@ -125,7 +144,7 @@ def no_half_written(root: Path) -> None:
     assert not temps, f"half-written files survived: {temps}"
 
 
-def test_overnight_story_on_slurm(cluster, tiny_demo, rendered, tmp_path):
+def test_overnight_story_on_slurm(cluster, tiny_demo, rendered, tmp_path, busy_cores):
     """``rendered``: the same shots run locally (conftest), what every SLURM-made frame must equal."""
     root = tmp_path / "show"
     shutil.copytree(tiny_demo, root)

@@ -6,6 +6,7 @@ An interrupted job never leaves a file that looks finished; a rename within one 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -49,6 +50,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode())
 
 
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` onto ``path``; an existing ``path`` is moved aside first and removed after."""
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, old / path.name)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike):
     """Yield a temporary directory beside ``path``; on success it replaces ``path`` in one rename.
@@ -61,13 +73,7 @@ def atomic_dir(path: str | os.PathLike):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -83,3 +89,28 @@ def writable_dir_problem(path: str | os.PathLike) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
+
+
+@contextlib.contextmanager
+def publish_dir(path: str | os.PathLike, verify=None):
+    """Like :func:`atomic_dir`, for a job's output directory: the directory written has ``path``'s own
+    name (inside a hidden ``.<name>.*.publish.tmp`` directory beside it: a writer may read its output's
+    name), and ``verify(written_dir)`` runs before the rename, so a directory that fails it (say, a frame
+    missing) is never published. Left-overs of a killed earlier job for ``path`` are removed first (one
+    job per output at a time: Snakemake's lock, and the SLURM controller's cleanup waits for the jobs of
+    a dead controller to end).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.publish.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    holder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".publish.tmp", dir=path.parent))
+    try:
+        tmp = holder / path.name
+        tmp.mkdir()
+        yield tmp
+        if verify is not None:
+            verify(tmp)
+        _swap_in(tmp, path)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)

@@ -9,9 +9,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .errors import FileError
+
 MOVIE_EXTENSIONS = {".mov", ".mp4", ".m4v", ".mkv", ".avi", ".webm", ".mxf"}
 STILL_EXTENSIONS = {".exr", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".hdr", ".dpx"}
 
+# a project frame file: <shot>_<element>[_v<NNN>].<FFFF>.exr
+FRAME_FILE = re.compile(r"^(?P<shot>.+)_(?P<element>[A-Za-z0-9]+)(?:_v(?P<version>\d{3}))?\.(?P<frame>\d+)\.exr$")
 _HASHES = re.compile(r"(#+|@+)")
 _PRINTF = re.compile(r"%0?(\d*)d")
 
@@ -123,3 +127,26 @@ def sample_indices(n: int, max_frames: int) -> list[int]:
     if max_frames == 1:
         return [0]
     return sorted({round(i * (n - 1) / (max_frames - 1)) for i in range(max_frames)})
+
+
+def frames_in_dir(directory) -> list[int]:
+    """Frame numbers of the project frame files (:data:`FRAME_FILE`) in ``directory``, sorted."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    return sorted(int(m.group("frame")) for m in map(FRAME_FILE.match, (p.name for p in d.iterdir())) if m)
+
+
+def check_frames(directory, frames, *, shot: str | None, name=None) -> None:
+    """FileError naming the missing frames unless ``directory`` holds a frame file of every frame in
+    ``frames`` (a job's output before it is published; ``name``: the path the error names)."""
+    want = sorted(set(frames))
+    if not want:
+        return
+    have = set(frames_in_dir(directory))
+    missing = [f for f in want if f not in have]
+    if missing:
+        what = "frame" if len(missing) == 1 else f"{len(missing)} frames"
+        raise FileError(name or directory, f"{what} {frame_ranges(missing)} of {want[0]}-{want[-1]} missing, "
+                        "so it is not published", "rerun the shot; if a frame is missing again, its job log "
+                        "says why", shot=shot)

@@ -6,7 +6,6 @@ Called by the thin scripts in scripts/ through jobs.run; settings are the rule's
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +14,15 @@ from .composite import assemble as assemble_mod
 from .io import exr as exrio
 from .composite.over import over
 from .atomic import write_text
-from .frames import frame_path, sample_indices
-from .jobs import Job
-
-_FRAME = re.compile(r"^(?P<shot>.+)_(?P<element>[A-Za-z0-9]+)(?:_v(?P<version>\d{3}))?\.(?P<frame>\d+)\.exr$")
+from .frames import FRAME_FILE, frame_path, sample_indices
+from .jobs import Job, writes_frames
 
 
 def element_frames(directory) -> list[tuple[int, Path]]:
     """(frame, path) of every project frame file in ``directory``, sorted by frame."""
     out = []
     for p in Path(directory).iterdir():
-        m = _FRAME.match(p.name)
+        m = FRAME_FILE.match(p.name)
         if m:
             out.append((int(m.group("frame")), p))
     if not out:
@@ -39,6 +36,7 @@ def _shot(settings) -> tuple[str, int | None]:
     return a["shot"], (int(a["version"]) if a.get("version") is not None else None)
 
 
+@writes_frames
 def ingest(inputs, outputs, settings, log):
     from .io.ingest import environment_fit_of, ingest as run_ingest
 
@@ -64,6 +62,7 @@ def ingest(inputs, outputs, settings, log):
                     "ingest_report.json)", shot, element, report["clamped_total"])
 
 
+@writes_frames
 def key(inputs, outputs, settings, log):
     from .perception.key import key_shot
 
@@ -95,6 +94,7 @@ def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=1))
 
 
+@writes_frames
 def masks(inputs, outputs, settings, log):
     from .perception.masks import parse_prop_hint, track_masks
 
@@ -118,6 +118,7 @@ def masks(inputs, outputs, settings, log):
     log.info("masks of %d frames: %s", len(keys), {k: v for k, v in report.items() if k != "frames"})
 
 
+@writes_frames
 def depth(inputs, outputs, settings, log):
     from .perception import depth as depth_mod
     from .camera import Camera
@@ -218,6 +219,7 @@ def prompt_embeds(inputs, outputs, settings, log):
     log.info("prompt embeddings of %s cached in %s", prompts, outputs[0])
 
 
+@writes_frames
 def composite(inputs, outputs, settings, log, job=None):
     shot, version = _shot(settings)
     if settings["backend"] == "diffusion":
@@ -281,6 +283,7 @@ def harmonize(inputs, outputs, settings, log):
     log.info("harmonized %d frames", len(keys))
 
 
+@writes_frames
 def assemble(inputs, outputs, settings, log):
     shot, version = _shot(settings)
     comps = element_frames(inputs.composite)

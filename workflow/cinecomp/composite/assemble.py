@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import FileError
 from ..io.exr import half_channels, write_exr
 
 MASK_LAYERS = ("mask.character", "mask.prop", "mask.environment")
@@ -22,4 +23,18 @@ def write_comp_frame(path, beauty_rgba: np.ndarray, masks: dict[str, np.ndarray]
         chans[name] = masks[name].astype(np.float32)
     if depth is not None:
         chans["depth.Z"] = depth.astype(np.float32)
+    check_finite(path, chans, shot=attrs.get("shot"), frame=frame)
     write_exr(path, chans, compression=compression, attrs={**attrs, "frame": int(frame)})
+
+
+def check_finite(path, chans: dict[str, np.ndarray], *, shot: str | None, frame: int) -> None:
+    """FileError naming the frame and every channel holding a NaN or Inf (as it would be written): no
+    published frame holds a non-finite pixel."""
+    bad = {name: int(np.size(a) - np.count_nonzero(np.isfinite(a))) for name, a in chans.items()}
+    bad = {name: n for name, n in bad.items() if n}
+    if bad:
+        counts = ", ".join(f"{name} {n}" for name, n in bad.items())
+        raise FileError(path, f"frame {int(frame)} has non-finite (NaN/Inf) pixels in channel(s) {counts}; "
+                        "the version is not published", "find the stage that made them in the composite, key, "
+                        "masks and depth logs (an extreme light intensity or light probe, a damaged plate) "
+                        "and rerun", shot=shot)

@@ -11,7 +11,8 @@ time, not in the past; `now+N[s|m|h]`), `--time` (a SLURM time limit), `sbatch` 
 the shots, the controller log directory writable. The job (name `cinecomp-<dir>-<hash>`, one per run
 directory at a time through `--dependency=singleton`) logs to `<results>/logs/controller/<jobid>.log`;
 its script first cancels rule jobs an earlier controller of the same directory left behind (a
-controller killed mid-run), unlocks the directory, then runs Snakemake with `--rerun-incomplete` (the
+controller killed mid-run) and waits until they have ended (at most CANCEL_WAIT_S; past that it stops,
+naming them), unlocks the directory, then runs Snakemake with `--rerun-incomplete` (the
 profile's), so half-made outputs are redone and finished ones are kept.
 """
 
@@ -22,6 +23,8 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
+import time
 from ..layout import REPO
 from ..params import shown
 from datetime import datetime, timedelta
@@ -144,7 +147,7 @@ def controller_script(workdir: Path, snakemake_cmd: list[str], unlock_cmd: list[
         f"cd {shlex.quote(str(workdir))} || exit 1",
         'echo "cinecomp controller job $SLURM_JOB_ID on $(hostname) started $(date -Is)"',
         f"PYTHONPATH={shlex.quote(str(REPO / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} {py} -m cinecomp.farm.slurm "
-        f"cleanup {shlex.quote(str(workdir))} \"$SLURM_JOB_ID\"",
+        f"cleanup {shlex.quote(str(workdir))} \"$SLURM_JOB_ID\" || exit 1",
         "echo '+ ' " + shlex.quote(shlex.join(unlock_cmd)),
         shlex.join(unlock_cmd) + " >/dev/null 2>&1 || true",
         "echo '+ ' " + shlex.quote(shlex.join(snakemake_cmd)),
@@ -156,19 +159,60 @@ def controller_script(workdir: Path, snakemake_cmd: list[str], unlock_cmd: list[
     ])
 
 
-def cleanup(workdir: str, self_id: str) -> int:
+# job states after which no process of the job is left (squeue lists ended jobs only with -t all; any other state,
+# COMPLETING included, may still have processes writing files)
+_ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY",
+          "PREEMPTED", "REVOKED"}
+CANCEL_WAIT_S = 300  # scancel's SIGTERM, SLURM's KillWait (30 s by default), SIGKILL and the epilog fit well inside
+
+
+def live_jobs(ids: list[str]) -> list[str]:
+    """Which of ``ids`` squeue still lists in a state that is not an end (their processes may still write)."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%T"], capture_output=True, text=True, timeout=60, check=True)
+    states = dict(line.split("|", 1) for line in out.stdout.splitlines() if "|" in line)
+    return [i for i in ids if states.get(i, "COMPLETED").strip().split()[0] not in _ENDED]
+
+
+def wait_gone(ids: list[str], timeout: float = CANCEL_WAIT_S, poll: float = 1.0) -> list[str]:
+    """Wait until none of ``ids`` is live (see :func:`live_jobs`); the ones still live after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            left = live_jobs(ids)
+        except (OSError, subprocess.SubprocessError):
+            left = list(ids)  # squeue did not answer (slurmctld busy): ask again
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(poll)
+
+
+def cleanup(workdir: str, self_id: str, timeout: float = CANCEL_WAIT_S) -> int:
     """Cancel rule jobs of this run directory still queued or running from an earlier controller (their
-    outputs are marked incomplete and are redone): nothing half-written is left to race the new run."""
+    outputs are marked incomplete and are redone) and wait until they have ended: a cancelled job's
+    processes live on for SLURM's KillWait, and one still writing (or removing its output) beside the
+    resumed run's job of the same rule would leave a sequence with a gap. Exit 1 when they outlive ``timeout``
+    (the controller script then stops before unlocking)."""
     try:
         out = subprocess.run(["squeue", "-h", "-o", "%i|%Z|%k"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         return 0
     stale = [i for i, wd, comment in (line.split("|", 2) for line in out.splitlines() if line.count("|") >= 2)
              if wd == workdir and comment.startswith("rule_") and i != self_id]
-    if stale:
-        print(f"cinecomp controller: cancelling {len(stale)} job(s) left by an earlier controller: "
-              f"{', '.join(stale)}", flush=True)
-        subprocess.run(["scancel", *stale], check=False)
+    if not stale:
+        return 0
+    print(f"cinecomp controller: cancelling {len(stale)} job(s) left by an earlier controller: "
+          f"{', '.join(stale)}", flush=True)
+    subprocess.run(["scancel", *stale], check=False)
+    t0 = time.monotonic()
+    left = wait_gone(stale, timeout)
+    if left:
+        print(f"cinecomp controller: job(s) {', '.join(left)} of {workdir} still running {timeout:.0f} s after "
+              f"scancel; not starting, so they cannot race this run's jobs (fix: `squeue -j {','.join(left)}`; "
+              f"end them with `scancel --signal=KILL {' '.join(left)}` (or ask your admin if a node is stuck), "
+              "then submit again)", file=sys.stderr, flush=True)
+        return 1
+    print(f"cinecomp controller: job(s) {', '.join(stale)} have ended ({time.monotonic() - t0:.0f} s after scancel)",
+          flush=True)
     return 0
 
 
