@@ -133,8 +133,9 @@ def test_a_non_finite_pixel_is_never_published(tmp_path, where):
            **extra}[where]
     bad[1, 2], bad[0, 0] = np.nan, np.inf
     path = tmp_path / "sh_comp_v001.1002.exr"
+    count = 1 if where in ("R", "A") else 2  # the beauty's half cast clamps Inf to 65504 (and says so); NaN stays
     with pytest.raises(FileError, match=rf"^shot sh: .*sh_comp_v001.1002.exr: frame 1002 has non-finite .* "
-                                        rf"channel\(s\) {where} 2;"):
+                                        rf"channel\(s\) {where} {count};"):
         write_comp_frame(path, beauty, masks, depth, frame=1002, compression="zip", attrs={"shot": "sh"},
                          extra=extra)
     assert list(tmp_path.iterdir()) == []
