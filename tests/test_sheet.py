@@ -15,10 +15,17 @@ from helpers import REPO, SHEET_COLUMNS as HEADER
 REPO_WORKFLOW = REPO / "workflow"
 
 
+def green_screen(h, w):
+    """A green-screen plate frame (RGBA): a flat screen with a grey figure in the middle."""
+    img = np.full((h, w, 4), (0.05, 0.35, 0.06, 1.0), np.float32)
+    img[h // 3:, w // 3: w // 2] = (0.5, 0.5, 0.5, 1.0)
+    return img
+
+
 def make_plates(root, w=32, h=18, frames=range(1001, 1006)):
     (root / "plate").mkdir(parents=True)
     for f in frames:
-        exrio.write_rgba(root / "plate" / f"p.{f:04d}.exr", np.full((h, w, 4), 0.5, np.float32))
+        exrio.write_rgba(root / "plate" / f"p.{f:04d}.exr", green_screen(h, w))
     Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(root / "env.png")
 
 
