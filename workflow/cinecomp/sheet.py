@@ -508,7 +508,8 @@ def _check_screen(row: dict, base_dir: Path, movie_start: int) -> list[str]:
     from .io.plates import read_frame
     from .perception.key import KeyParams, shot_screen
 
-    params = KeyParams.from_dict(parse_json_object(row["key_params"]) if row["key_params"] else None)
+    params = KeyParams.from_dict(parse_json_object(row["key_params"], example=KEY_PARAMS_EXAMPLE)
+                                 if row["key_params"] else None)
     cs = row["plate_colourspace"]
     if params.min_screen <= 0 or not cs or colour.check_colourspace(cs):  # no check asked; a bad colourspace is reported
         return []
