@@ -282,3 +282,11 @@ def test_black_edge_lines_of_a_scan_key_to_zero():
     assert a[0, :2].max() == 0 and a[0, :, :3].max() == 0 and (fg[0, :2] == 0).all()
     assert a[0, -6:, 30:60].min() > 0.95
     np.testing.assert_allclose(a[0, 2:, 3:], key_frames(clean[None], {})[0][0, 2:, 3:], atol=0.02)  # the rest: as before
+
+
+def test_key_shot_adapts_and_reports_the_levels_of_a_muted_screen(tmp_path):
+    src = tmp_path / "m_plate_v001.1001.exr"
+    exrio.write_rgba(src, muted_screen()[0])
+    report = key_shot([src], [tmp_path / "m_key_v001.1001.exr"], {}, attrs={"shot": "m"})
+    assert report["levels"]["adapted"] == ["clip_black", "clip_white"] and report["levels"]["screen_noise"] > 0.08
+    assert 0.25 < report["params"]["clip_black"] < 0.4 and 0.45 < report["params"]["clip_white"] < 0.6

@@ -1,8 +1,12 @@
 """The `chroma` keyer: colour-difference keying of green or blue screens in scene-linear ACEScg.
 
-Per shot: the screen colour is estimated from a few frames (or given), and the plate must be mostly
-screen: at least ``min_screen`` of the sampled pixels screen-coloured (see ``screen_mask``), else the
-key stops before writing anything. Per frame:
+Per shot: the screen is found in a few frames (or its colour given): a backdrop, a large smooth region
+of one green (or blue) chroma touching the frame edge and reaching below the frame's middle, covering
+at least ``min_screen`` of the pixels (``find_backdrops``; grass is textured, a sky covers only the
+top); its median is the screen colour, whatever its saturation. No backdrop: the key stops before
+writing anything, saying what was measured (the shot sheet's validation runs the same test). The
+levels are raised for a screen whose noise is large against its colour difference (``adapt_levels``).
+Per frame:
   1. colour difference d = S - max(other two) of each pixel (S: the screen's dominant channel);
   2. an uneven screen (vignetting, falloff) is modelled by a smooth map of d over the pixels that are
      screen-coloured: a quadratic fitted over the frame plus a smoothed residual (``fit``), or a
@@ -12,7 +16,8 @@ key stops before writing anything. Per frame:
      too opaque in soft edges by the factor k = 1 - d_fg / d_map. ``fg_model`` divides soft alpha by
      k estimated from the nearby solid foreground (smoothed local minimum; 0: off), and keeps solid
      interiors (alpha >= 0.8 with all 8 neighbours too) at 1 so a greener costume gets no holes;
-  4. levels (clip_black, clip_white); optional guided-filter edge refinement and erosion;
+  4. levels (clip_black, clip_white); near-black lines along the frame edge (a scan's border) to 0;
+     optional guided-filter edge refinement and erosion;
   5. temporal stabilisation: where the plate did not change since the previous frame, alpha is
      blended with the previous alpha (moving edges are left alone);
   6. unmix + despill: fg_premult = plate - (1 - alpha) * local screen colour, then the dominant
@@ -53,7 +58,8 @@ class _Screen:
     """`screen`: auto | green | blue, or [r, g, b] (ACEScg) with a green or blue excess."""
 
     default: object = "auto"
-    doc: str = "auto, green, blue (the plate's screen colour, that channel) or [r, g, b] in ACEScg"
+    doc: str = ("auto (the green or blue backdrop found in the plate), green, blue (that colour's backdrop) "
+                "or [r, g, b] in ACEScg")
 
     def check(self, name, v):
         if v in ("auto", "green", "blue"):
@@ -88,8 +94,9 @@ class _Model:
 # Every key parameter: default, range (checked before any job runs), meaning. docs/key.md lists them.
 KEY_SPEC = {
     "screen": _Screen(),
-    "clip_black": Num(0.05, 0.0, 1.0, doc="alpha at or below this becomes 0 (cleans screen noise)"),
-    "clip_white": Num(1.0, 0.0, 1.0, doc="alpha at or above this becomes 1"),
+    "clip_black": Num(0.05, 0.0, 1.0, doc="alpha at or below this becomes 0 (cleans screen noise); "
+                                          "unset, raised for a noisy muted screen"),
+    "clip_white": Num(1.0, 0.0, 1.0, doc="alpha at or above this becomes 1; unset, lowered for a noisy muted screen"),
     "despill": Num(1.0, 0.0, 1.0, doc="strength of spill suppression"),
     "screen_model": _Model(),
     "screen_blur": Num(0.08, 0.0, 0.5, doc="smoothness of the screen map, as a fraction of the frame width"),
@@ -103,8 +110,8 @@ KEY_SPEC = {
     "temporal": Num(0.5, 0.0, 1.0, doc="weight of the previous frame's alpha where the plate is static"),
     "temporal_threshold": Num(0.01, 0.0, 1.0, doc="largest plate change (linear) counted as static"),
     "erode": Num(0, 0, 100, integer=True, doc="shrink the matte by this many pixels (a disc min filter)"),
-    "min_screen": Num(0.05, 0.0, 1.0, doc="least fraction of the sampled frames' pixels that must be "
-                                          "screen-coloured (0: no check)"),
+    "min_screen": Num(0.05, 0.0, 1.0, doc="least fraction of the sampled frames' pixels in the screen backdrop "
+                                          "(for a given [r, g, b]: screen-coloured); 0: no check"),
     # key backend `matanyone` only (matanyone_key.py)
     "matanyone_combine": Choice("edges", ("edges", "matanyone"),
                                 doc="matanyone: MatAnyone's alpha in a band around the edges (hair), the chroma "
@@ -459,8 +466,9 @@ def _quadratic_fit(val: np.ndarray, weight: np.ndarray) -> np.ndarray:
 class ChromaKeyer:
     """Keys frames one after the other (keeps the previous frame for temporal stabilisation)."""
 
-    def __init__(self, params: KeyParams, screen: np.ndarray):
+    def __init__(self, params: KeyParams, screen: np.ndarray, levels: dict | None = None):
         self.p, self.screen = params, np.asarray(screen, np.float32)
+        self.levels = levels or {}  # adapt_levels' report (the stage reports it)
         self.main, self.others = _dominant(self.screen)
         self.d_screen = float(self.screen[self.main] - self.screen[list(self.others)].max())
         if self.d_screen <= 1e-6:
@@ -579,9 +587,9 @@ def prepare_key_shot(plate_files, out_files, params, attrs):
     except ValueError as exc:
         problem, _, fix = str(exc).partition(" (fix: ")
         raise PlateError(Path(plate_files[0]).parent, problem, fix.rstrip(")"), shot=shot) from None
-    params, _ = adapt_levels(params, screen_noise(sample, screen))
+    params, levels = adapt_levels(params, screen_noise(sample, screen))
     aspect = exrio.pixel_aspect(plate_files[0])
-    return params, plate_files, out_files, shot, screen, coverage, aspect, ChromaKeyer(params, screen)
+    return params, plate_files, out_files, shot, screen, coverage, aspect, ChromaKeyer(params, screen, levels)
 
 
 def key_shot(plate_files, out_files, params, attrs: dict | None = None, compression: str = "zip") -> dict:
@@ -597,7 +605,7 @@ def key_shot(plate_files, out_files, params, attrs: dict | None = None, compress
         means.append(float(alpha.mean()))
     return {"screen": screen.tolist(), "screen_coverage": coverage, "frames": len(out_files),
             "mean_alpha": float(np.mean(means)) if means else 0.0, "pixel_aspect": aspect,
-            "params": params_summary(params)}
+            "levels": keyer.levels, "params": params_summary(params)}
 
 
 def write_key_frame(dst, fg: np.ndarray, alpha: np.ndarray, screen, attrs: dict | None, aspect: float,
