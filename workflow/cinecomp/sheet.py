@@ -203,7 +203,7 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
     where snakemake runs). Adds columns ``plate_path``, ``env_path`` (absolute), ``plate_kind``,
     ``env_kind``, ``width``, ``height`` (conformed resolution). ``composite_default`` is the config's
     ``backends.composite``: a shot may leave out the environment only if it composites with ``diffusion``.
-    ``check_screens`` (with ``check_files``): the middle frame of each plate must show a green or blue
+    ``check_screens`` (with ``check_files``): the first frame of each plate must show a green or blue
     screen backdrop (``perception.key.shot_screen``), so a photo that is no screen stops here.
     """
     path = Path(path)
@@ -300,7 +300,8 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
     if problems:
         raise SheetError(path, problems)
 
-    out = pd.DataFrame([r for _, r in rows]).drop(columns=["_unsafe", "_prop_hint", "_res", "_range", "_bad_key_params"],
+    out = pd.DataFrame([r for _, r in rows]).drop(columns=["_unsafe", "_prop_hint", "_res", "_range",
+                                                           "_bad_key_params"],
                                                   errors="ignore")
     # Paths stay as the sheet wrote them (relative ones relative to the run directory), so moving a
     # show directory does not make every shot look changed to Snakemake.
@@ -501,7 +502,7 @@ SCREEN_CHECK_WIDTH = 384  # the plate frame is checked for a screen at most this
 
 
 def _check_screen(row: dict, base_dir: Path, movie_start: int) -> list[str]:
-    """The plate's middle frame shows a green or blue screen (the key stage's own test, ``shot_screen``,
+    """The plate's first frame shows a green or blue screen (the key stage's own test, ``shot_screen``,
     with the shot's key_params): a photo of a garden is refused here, not keyed and published."""
     import cv2
 
@@ -511,10 +512,9 @@ def _check_screen(row: dict, base_dir: Path, movie_start: int) -> list[str]:
     params = KeyParams.from_dict(parse_json_object(row["key_params"], example=KEY_PARAMS_EXAMPLE)
                                  if row["key_params"] else None)
     cs = row["plate_colourspace"]
-    if params.min_screen <= 0 or not cs or colour.check_colourspace(cs):  # no check asked; a bad colourspace is reported
+    if params.min_screen <= 0 or not cs or colour.check_colourspace(cs):  # no check; a bad colourspace: reported
         return []
-    first, last = row["_range"]
-    frame = (first + last) // 2
+    frame = row["_range"][0]  # the first: a movie decodes every frame up to the one asked for
     plate = resolve(row["plate"], base_dir)
     try:
         rgb = read_frame(plate, frame, part=row.get("plate_part") or None, view=row.get("plate_view") or None,
@@ -525,7 +525,7 @@ def _check_screen(row: dict, base_dir: Path, movie_start: int) -> list[str]:
     if w > SCREEN_CHECK_WIDTH:
         rgb = cv2.resize(rgb, (SCREEN_CHECK_WIDTH, max(1, round(h * SCREEN_CHECK_WIDTH / w))),
                          interpolation=cv2.INTER_AREA)
-    rgb = colour.convert(np.nan_to_num(rgb, nan=0.0, posinf=0.0, neginf=0.0), row["plate_colourspace"])
+    rgb = colour.convert(np.nan_to_num(rgb, nan=0.0, posinf=0.0, neginf=0.0), cs)
     try:
         shot_screen([rgb], params)
     except ValueError as exc:
