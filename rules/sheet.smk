@@ -27,14 +27,27 @@ RESULTS = config["results"]
 NO_SHEET_RULES = {"curate", "curate_clip", "train"}
 
 
-def sheet_needed():
-    """False when the command line asks only for NO_SHEET_RULES (targets, or a cluster job's
-    --target-jobs); read with Snakemake's own parser, and True whenever in doubt."""
+@functools.cache
+def cli_args():
+    """This Snakemake's command line, read with Snakemake's own parser (None when it cannot be)."""
     try:
         from snakemake.cli import get_argument_parser
 
-        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+        return get_argument_parser().parse_known_args(sys.argv[1:])[0]
     except (Exception, SystemExit):
+        return None
+
+
+def job_process():
+    """True in a cluster job's own Snakemake (--target-jobs): the sheet was checked when the run was planned."""
+    return bool(getattr(cli_args(), "target_jobs", None))
+
+
+def sheet_needed():
+    """False when the command line asks only for NO_SHEET_RULES (targets, or a cluster job's
+    --target-jobs); True whenever in doubt."""
+    args = cli_args()
+    if args is None:
         return True
     asked = set(getattr(args, "targets", None) or ())
     asked |= {str(j).split(":", 1)[0] for j in getattr(args, "target_jobs", None) or ()}
@@ -49,6 +62,7 @@ if sheet_needed():
             movie_start=config["movie_start_frame"],
             composite_default=config["backends"]["composite"],
             depth_default=config["backends"]["depth"],
+            check_screens=not job_process(),  # reads a plate frame per shot: once, when the run is planned
         )
     except SheetError as exc:
         raise WorkflowError(str(exc))

@@ -122,6 +122,46 @@ def check_trimask(keys: list, layers: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Plates that are screens and plates that are not (ACEScg)
+# ------------------------------------------------------------------------------------------------
+
+
+def grass_photo(h: int = 54, w: int = 96, seed: int = 0) -> np.ndarray:
+    """(H, W, 3) a garden photo, no screen: textured green grass (blades of every brightness) on the
+    lower 60%, a warm textured hedge and wall above. ~55% of it passes the old "strongly green" test."""
+    rng = np.random.default_rng(seed)
+    img = np.asarray((0.3, 0.2, 0.12), np.float32) * rng.uniform(0.4, 1.2, (h, w, 1)).astype(np.float32)
+    blades = rng.uniform(0.25, 1.4, (1, w, 1)) * rng.uniform(0.6, 1.2, (h, w, 1))  # vertical blades
+    grass = np.asarray((0.06, 0.3, 0.04), np.float32) * blades * (1 + rng.normal(0, 0.15, (h, w, 3)))
+    img[int(0.4 * h):] = grass[int(0.4 * h):]
+    return np.clip(img, 0.0, None).astype(np.float32)
+
+
+def muted_screen(h: int = 72, w: int = 128, noise: float = 0.004, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) a muted, low-saturation green screen (0.22/0.27/0.22 ACEScg, 15% darker in the corners,
+    pixel noise) behind a figure: a near-white shirt, a skin head with dark eyes; and its true matte
+    (the figure's hard shape; the plate's edge is softened by 0.7 px)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    fall = 1.0 - 0.15 * (((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5)
+    bg = np.asarray((0.22, 0.27, 0.22), np.float32) * fall[..., None]
+    cx = 0.5 * w
+    shirt = (np.abs(xx - cx) < 0.22 * w) & (yy > 0.55 * h)
+    head = np.hypot((xx - cx) / (0.11 * w), (yy - 0.38 * h) / (0.2 * h)) < 1
+    eyes = np.hypot(np.abs(xx - cx) - 0.04 * w, yy - 0.35 * h) < 0.025 * w
+    fg = bg.copy()
+    fg[shirt] = (0.8, 0.808, 0.8)
+    fg[head] = (0.5, 0.34, 0.27)
+    fg[head & eyes] = (0.03, 0.03, 0.03)
+    alpha = (shirt | head).astype(np.float32)
+    soft = cv2.GaussianBlur(alpha, (0, 0), 0.7)[..., None]
+    plate = fg * soft + bg * (1 - soft) + rng.normal(0, noise, (h, w, 3))
+    return np.clip(plate, 0.0, None).astype(np.float32), alpha
+
+
+# ------------------------------------------------------------------------------------------------
 # Running the workflow and the command
 # ------------------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Shot sheet validation: every problem reported at once, naming the row/shot and the fix."""
 
+import re
 import subprocess
 import sys
 
@@ -10,15 +11,22 @@ from PIL import Image
 from cinecomp.io import exr as exrio
 from cinecomp.errors import SheetError
 from cinecomp.sheet import check_path, load_sheet
-from helpers import REPO, SHEET_COLUMNS as HEADER
+from helpers import REPO, SHEET_COLUMNS as HEADER, grass_photo, muted_screen
 
 REPO_WORKFLOW = REPO / "workflow"
+
+
+def green_screen(h, w):
+    """A green-screen plate frame (RGBA): a flat screen with a grey figure in the middle."""
+    img = np.full((h, w, 4), (0.05, 0.35, 0.06, 1.0), np.float32)
+    img[h // 3:, w // 3: w // 2] = (0.5, 0.5, 0.5, 1.0)
+    return img
 
 
 def make_plates(root, w=32, h=18, frames=range(1001, 1006)):
     (root / "plate").mkdir(parents=True)
     for f in frames:
-        exrio.write_rgba(root / "plate" / f"p.{f:04d}.exr", np.full((h, w, 4), 0.5, np.float32))
+        exrio.write_rgba(root / "plate" / f"p.{f:04d}.exr", green_screen(h, w))
     Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(root / "env.png")
 
 
@@ -511,3 +519,33 @@ def test_environment_fit_is_checked(tmp_path):
     probs, _ = problems(write_sheet(tmp_path, row("bad") + ",squash", row("good") + ",none", header=header), tmp_path)
     assert len(probs) == 1 and "shot bad" in probs[0] and "environment_fit 'squash'" in probs[0], probs
     assert "'fill'" in probs[0] and "fix" in probs[0], probs[0]
+
+
+def test_a_photo_that_is_no_green_screen_is_refused_at_validation(tmp_path):
+    """A garden photo (grass: ~60% of it "strongly green", which the key stage used to key and publish)
+    is refused by load_sheet naming the shot, the file and frame, what was measured and the fix; a muted
+    green screen passes, and min_screen 0 lets a TD through on purpose."""
+    from cinecomp.colour import convert
+
+    make_plates(tmp_path)
+    (tmp_path / "garden").mkdir()
+    (tmp_path / "muted").mkdir()
+    for f in range(1001, 1006):
+        srgb = np.clip(convert(grass_photo(seed=f), "ACEScg", "srgb_tx"), 0, 1)
+        Image.fromarray((srgb * 255 + 0.5).astype(np.uint8)).save(tmp_path / "garden" / f"g.{f:04d}.png")
+        exrio.write_rgba(tmp_path / "muted" / f"m.{f:04d}.exr", muted_screen(seed=f)[0])
+    sheet = write_sheet(tmp_path, row("garden", "garden/g.####.png", cs="srgb_tx"), row("muted", "muted/m.####.exr"),
+                        row())
+    probs, msg = problems(sheet, tmp_path)
+    assert len(probs) == 1, msg
+    p = probs[0]
+    assert p.startswith("row 2 (shot garden): plate ")
+    assert "garden/g.####.png frame 1001: no green or blue screen found" in p
+    assert re.search(r"measured green: backdrop 0\.\d% of the pixels .*, [5-6]\d\.\d% green-coloured in all", p), p
+    assert "fix: check the plate is the green-screen plate (grass, foliage or a sky is not a screen)" in p
+    sheet = write_sheet(tmp_path, kp_row("garden", params='{"min_screen": 0}').replace("plate/p.####.exr,ACEScg",
+                                                                                        "garden/g.####.png,srgb_tx"),
+                        header=KP_HEADER)
+    assert list(load_sheet(sheet, base_dir=tmp_path).index) == ["garden"]
+    assert list(load_sheet(write_sheet(tmp_path, row("garden", "garden/g.####.png", cs="srgb_tx")), base_dir=tmp_path,
+                           check_screens=False).index) == ["garden"]  # a cluster job's own parse

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -198,7 +199,8 @@ TYPED_CELLS = (("first_frame", _frame), ("last_frame", _frame), ("version", _who
 
 
 def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: bool = True,
-               composite_default: str = "over", depth_default: str = "ground") -> pd.DataFrame:
+               composite_default: str = "over", depth_default: str = "ground",
+               check_screens: bool = True) -> pd.DataFrame:
     """Validate the sheet and return it indexed by shot id, typed, with defaults filled.
 
     Relative paths in the sheet are relative to ``base_dir`` (default: the current directory, i.e.
@@ -206,6 +208,8 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
     ``env_kind``, ``width``, ``height`` (conformed resolution). ``composite_default`` is the config's
     ``backends.composite``: a shot may leave out the environment only if it composites with ``diffusion``;
     ``depth_default`` is ``backends.depth`` (``plate`` needs an EXR environment with a Z channel).
+    ``check_screens`` (with ``check_files``): the first frame of each plate must show a green or blue
+    screen backdrop (``perception.key.shot_screen``), so a photo that is no screen stops here.
     """
     path = Path(path)
     base_dir = Path(base_dir) if base_dir else Path.cwd()
@@ -284,7 +288,9 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
                 if msg:
                     problems.append(f"{where}: {col}: {msg}")
         if row["key_params"]:
-            problems.extend(f"{where}: key_params: {m}" for m in _check_key_params(row["key_params"]))
+            bad_key = _check_key_params(row["key_params"])
+            row["_bad_key_params"] = bool(bad_key)
+            problems.extend(f"{where}: key_params: {m}" for m in bad_key)
         first, last = row["first_frame"], row["last_frame"]
         row["_range"] = None  # the frame range, once it is known to be sane
         if first is not None and last is not None:
@@ -296,12 +302,16 @@ def load_sheet(path, *, base_dir=None, movie_start: int = 1001, check_files: boo
             else:
                 row["_range"] = (first, last)
         if check_files and not row.get("_unsafe") and row["plate"]:
-            problems.extend(f"{where}: {m}" for m in _check_media(row, base_dir, movie_start, depth_default))
+            media = _check_media(row, base_dir, movie_start, depth_default)
+            problems.extend(f"{where}: {m}" for m in media)
+            if check_screens and not media and row["_range"] and not row.get("_bad_key_params"):
+                problems.extend(f"{where}: {m}" for m in _check_screen(row, base_dir, movie_start))
 
     if problems:
         raise SheetError(path, problems)
 
-    out = pd.DataFrame([r for _, r in rows]).drop(columns=["_unsafe", "_prop_hint", "_res", "_range"],
+    out = pd.DataFrame([r for _, r in rows]).drop(columns=["_unsafe", "_prop_hint", "_res", "_range",
+                                                           "_bad_key_params"],
                                                   errors="ignore")
     # Paths stay as the sheet wrote them (relative ones relative to the run directory), so moving a
     # show directory does not make every shot look changed to Snakemake.
@@ -527,6 +537,41 @@ def _broken_files(col: str, pattern: Path, info, first: int, last: int) -> list[
     more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
     return [f"{col} frame {bad[0]}{more} cannot be opened: a dangling or looping symlink "
             f"(fix: point the link at a real file, or replace it with the frame)"]
+
+
+SCREEN_CHECK_WIDTH = 384  # the plate frame is checked for a screen at most this wide (detection needs 192)
+
+
+def _check_screen(row: dict, base_dir: Path, movie_start: int) -> list[str]:
+    """The plate's first frame shows a green or blue screen (the key stage's own test, ``shot_screen``,
+    with the shot's key_params): a photo of a garden is refused here, not keyed and published."""
+    import cv2
+
+    from .io.plates import read_frame
+    from .perception.key import KeyParams, shot_screen
+
+    params = KeyParams.from_dict(parse_json_object(row["key_params"], example=KEY_PARAMS_EXAMPLE)
+                                 if row["key_params"] else None)
+    cs = row["plate_colourspace"]
+    if params.min_screen <= 0 or not cs or colour.check_colourspace(cs):  # no check; a bad colourspace: reported
+        return []
+    frame = row["_range"][0]  # the first: a movie decodes every frame up to the one asked for
+    plate = resolve(row["plate"], base_dir)
+    try:
+        rgb = read_frame(plate, frame, part=row.get("plate_part") or None, view=row.get("plate_view") or None,
+                         movie_start=movie_start)[..., :3]
+    except PlateError as exc:
+        return [f"plate: {exc}"]
+    h, w = rgb.shape[:2]
+    if w > SCREEN_CHECK_WIDTH:
+        rgb = cv2.resize(rgb, (SCREEN_CHECK_WIDTH, max(1, round(h * SCREEN_CHECK_WIDTH / w))),
+                         interpolation=cv2.INTER_AREA)
+    rgb = colour.convert(np.nan_to_num(rgb, nan=0.0, posinf=0.0, neginf=0.0), cs)
+    try:
+        shot_screen([rgb], params)
+    except ValueError as exc:
+        return [f"plate {plate} frame {frame}: {exc}"]
+    return []
 
 
 def _check_probe(path: Path, movie_start: int) -> list[str]:

@@ -1,8 +1,12 @@
 """The `chroma` keyer: colour-difference keying of green or blue screens in scene-linear ACEScg.
 
-Per shot: the screen colour is estimated from a few frames (or given), and the plate must be mostly
-screen: at least ``min_screen`` of the sampled pixels screen-coloured (see ``screen_mask``), else the
-key stops before writing anything. Per frame:
+Per shot: the screen is found in a few frames (or its colour given): a backdrop, a large smooth region
+of one green (or blue) chroma touching the frame edge and reaching below the frame's middle, covering
+at least ``min_screen`` of the pixels (``find_backdrops``; grass is textured, a sky covers only the
+top); its median is the screen colour, whatever its saturation. No backdrop: the key stops before
+writing anything, saying what was measured (the shot sheet's validation runs the same test). The
+levels are raised for a screen whose noise is large against its colour difference (``adapt_levels``).
+Per frame:
   1. colour difference d = S - max(other two) of each pixel (S: the screen's dominant channel);
   2. an uneven screen (vignetting, falloff) is modelled by a smooth map of d over the pixels that are
      screen-coloured: a quadratic fitted over the frame plus a smoothed residual (``fit``), or a
@@ -12,7 +16,8 @@ key stops before writing anything. Per frame:
      too opaque in soft edges by the factor k = 1 - d_fg / d_map. ``fg_model`` divides soft alpha by
      k estimated from the nearby solid foreground (smoothed local minimum; 0: off), and keeps solid
      interiors (alpha >= 0.8 with all 8 neighbours too) at 1 so a greener costume gets no holes;
-  4. levels (clip_black, clip_white); optional guided-filter edge refinement and erosion;
+  4. levels (clip_black, clip_white); near-black lines along the frame edge (a scan's border) to 0;
+     optional guided-filter edge refinement and erosion;
   5. temporal stabilisation: where the plate did not change since the previous frame, alpha is
      blended with the previous alpha (moving edges are left alone);
   6. unmix + despill: fg_premult = plate - (1 - alpha) * local screen colour, then the dominant
@@ -53,7 +58,8 @@ class _Screen:
     """`screen`: auto | green | blue, or [r, g, b] (ACEScg) with a green or blue excess."""
 
     default: object = "auto"
-    doc: str = "auto, green, blue (the plate's screen colour, that channel) or [r, g, b] in ACEScg"
+    doc: str = ("auto (the green or blue backdrop found in the plate), green, blue (that colour's backdrop) "
+                "or [r, g, b] in ACEScg")
 
     def check(self, name, v):
         if v in ("auto", "green", "blue"):
@@ -88,8 +94,9 @@ class _Model:
 # Every key parameter: default, range (checked before any job runs), meaning. docs/key.md lists them.
 KEY_SPEC = {
     "screen": _Screen(),
-    "clip_black": Num(0.05, 0.0, 1.0, doc="alpha at or below this becomes 0 (cleans screen noise)"),
-    "clip_white": Num(1.0, 0.0, 1.0, doc="alpha at or above this becomes 1"),
+    "clip_black": Num(0.05, 0.0, 1.0, doc="alpha at or below this becomes 0 (cleans screen noise); "
+                                          "unset, raised for a noisy muted screen"),
+    "clip_white": Num(1.0, 0.0, 1.0, doc="alpha at or above this becomes 1; unset, lowered for a noisy muted screen"),
     "despill": Num(1.0, 0.0, 1.0, doc="strength of spill suppression"),
     "screen_model": _Model(),
     "screen_blur": Num(0.08, 0.0, 0.5, doc="smoothness of the screen map, as a fraction of the frame width"),
@@ -103,8 +110,8 @@ KEY_SPEC = {
     "temporal": Num(0.5, 0.0, 1.0, doc="weight of the previous frame's alpha where the plate is static"),
     "temporal_threshold": Num(0.01, 0.0, 1.0, doc="largest plate change (linear) counted as static"),
     "erode": Num(0, 0, 100, integer=True, doc="shrink the matte by this many pixels (a disc min filter)"),
-    "min_screen": Num(0.05, 0.0, 1.0, doc="least fraction of the sampled frames' pixels that must be "
-                                          "screen-coloured (0: no check)"),
+    "min_screen": Num(0.05, 0.0, 1.0, doc="least fraction of the sampled frames' pixels in the screen backdrop "
+                                          "(for a given [r, g, b]: screen-coloured); 0: no check"),
     # key backend `matanyone` only (matanyone_key.py)
     "matanyone_combine": Choice("edges", ("edges", "matanyone"),
                                 doc="matanyone: MatAnyone's alpha in a band around the edges (hair), the chroma "
@@ -146,6 +153,7 @@ class KeyParams:
     matanyone_warmup: int = _d("matanyone_warmup")
     matanyone_max_size: int = _d("matanyone_max_size")
     extra: dict = field(default_factory=dict, repr=False)
+    given: frozenset = field(default=frozenset(), repr=False)  # the keys the TD set (adapt_levels keeps them)
 
     def __post_init__(self):
         if isinstance(self.screen_model, bool):  # true/false, as before the screen models had names
@@ -156,7 +164,8 @@ class KeyParams:
         """Checked parameters: ValueError naming each bad one, its range and the fix."""
         if d is not None and not isinstance(d, dict):
             raise ValueError(f"key parameters must be a JSON object, got {d!r} (fix: {KEY_FIX})")
-        out = cls(**check_params(dict(d or {}), KEY_SPEC, what="key parameter", fix=KEY_FIX))
+        given = frozenset(k for k, v in (d or {}).items() if v is not None)
+        out = cls(**check_params(dict(d or {}), KEY_SPEC, what="key parameter", fix=KEY_FIX), given=given)
         if not out.clip_black < out.clip_white:
             raise ValueError(f"key parameters need clip_black < clip_white, got {out.clip_black}, {out.clip_white} "
                              f"(fix: {KEY_FIX})")
@@ -168,9 +177,119 @@ def _dominant(screen: np.ndarray) -> tuple[int, tuple[int, int]]:
     return main, tuple(c for c in range(3) if c != main)
 
 
-def estimate_screen(frames: list[np.ndarray], channel: str = "auto") -> np.ndarray:
-    """Median colour of pixels that are strongly green (or blue, whichever dominates; ``channel``
-    'green'/'blue' forces it)."""
+# Screen detection (``find_backdrop``): a backdrop is a large, smooth region of one green (or blue)
+# chroma, connected, touching the frame edge and reaching below the frame's middle. Green things in a
+# scene (grass, foliage) are textured; a sky is smooth but only covers the top of the frame.
+BACKDROP_WIDTH = 192  # detection works on the frames scaled to at most this width
+BACKDROP_CHROMA = 0.08  # least (S - max(others)) / S of a backdrop pixel (a muted screen is ~0.18)
+BACKDROP_TEXTURE = 0.06  # most local (5x5) std of log S plus that of the chroma (3x3 means), at that width
+BACKDROP_EDGE = 0.02  # the backdrop touches the frame edge: within this fraction of the width
+BACKDROP_REACH = 0.6  # the backdrop reaches below this fraction of the height (a sky does not)
+BACKDROP_PART = 0.25  # edge-touching regions at least this share of the largest belong to the backdrop
+# Edge lines (a scan's black frame border): rows/columns at the frame edge whose pixels are nearly all
+# (EDGE_LINE_SHARE) darker than EDGE_LINE_DARK x the screen's dominant channel, at most EDGE_LINE_MAX
+# of the frame deep. They key to 0 (garbage), not to an opaque dark line.
+EDGE_LINE_DARK, EDGE_LINE_SHARE, EDGE_LINE_MAX = 0.15, 0.9, 0.05
+# Levels adapted to the screen's noise (when key_params sets neither clip): noise is the robust std of
+# alpha over the screen. Above LEVEL_START (the soft-hair bench plate, 0.027, keys best with the tuned
+# defaults) each unit of it raises clip_black by LEVEL_BLACK and lowers clip_white by LEVEL_WHITE
+# (a muted screen at 0.11 gets ~0.33 / 0.52; the issue's hand-set 0.3 / 0.5 gave IoU 0.98).
+LEVEL_START, LEVEL_BLACK, LEVEL_WHITE, LEVEL_MAX_BLACK, LEVEL_GAP = 0.03, 3.5, 6.0, 0.4, 0.2
+
+
+def edge_lines(rgb: np.ndarray, level: float) -> np.ndarray:
+    """(H, W) bool: near-black rows and columns running along the frame edge (a scanned frame's
+    border), ``level`` the screen's dominant channel (a pixel is dark below EDGE_LINE_DARK x it)."""
+    h, w = rgb.shape[:2]
+    dark = np.nan_to_num(rgb[..., :3], nan=0.0).max(-1) < EDGE_LINE_DARK * level
+    out = np.zeros((h, w), bool)
+    rows, cols = dark.mean(1) >= EDGE_LINE_SHARE, dark.mean(0) >= EDGE_LINE_SHARE
+    for line, n, put in ((rows, h, lambda a, b: out.__setitem__((slice(a, b), slice(None)), True)),
+                         (cols, w, lambda a, b: out.__setitem__((slice(None), slice(a, b)), True))):
+        deep = max(1, int(EDGE_LINE_MAX * n))
+        k = 0
+        while k < deep and line[k]:
+            k += 1
+        put(0, k)
+        k = 0
+        while k < deep and line[n - 1 - k]:
+            k += 1
+        put(n - k, n)
+    return out
+
+
+def _local_std(x: np.ndarray) -> np.ndarray:
+    m = cv2.blur(x, (5, 5))
+    return np.sqrt(np.maximum(cv2.blur(x * x, (5, 5)) - m * m, 0.0))
+
+
+def _backdrop(small: np.ndarray, main: int) -> tuple[np.ndarray, np.ndarray]:
+    """Backdrop pixels of one small frame for screen channel ``main``, and its smooth-and-coloured
+    candidates (bool maps)."""
+    h, w = small.shape[:2]
+    others = [c for c in range(3) if c != main]
+    s = small[..., main]
+    chroma = (s - small[..., others].max(-1)) / s
+    sm = cv2.blur(s, (3, 3))  # pixel noise is no texture
+    texture = _local_std(np.log(sm)) + _local_std(cv2.blur(chroma, (3, 3)))
+    cand = (chroma > BACKDROP_CHROMA) & (texture < BACKDROP_TEXTURE)
+    m = max(1, int(round(BACKDROP_EDGE * w)))
+    edge = edge_lines(small, float(np.quantile(small.max(-1), 0.9)))
+    edge = cv2.dilate(edge.astype(np.uint8), np.ones((2 * m + 1, 2 * m + 1), np.uint8)) > 0
+    edge[:m], edge[-m:], edge[:, :m], edge[:, -m:] = True, True, True, True
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=4)
+    touch = np.bincount(labels[edge], minlength=n) > 0
+    area = stats[:, cv2.CC_STAT_AREA] * touch
+    area[0] = 0
+    if area.max() == 0:
+        return np.zeros((h, w), bool), cand
+    return (area >= BACKDROP_PART * area.max())[labels] & (area > 0)[labels], cand
+
+
+@dataclass
+class Backdrop:
+    """What screen detection measured for one screen channel over the sampled frames."""
+
+    channel: str  # green | blue
+    colour: np.ndarray | None  # median ACEScg colour of the backdrop pixels (None: none found)
+    fraction: float  # share of the sampled pixels in the backdrop
+    reach: float  # how far down the frame the backdrop reaches (0 top .. 1 bottom)
+    coloured: float  # share of the pixels of that chroma at all (smooth or not, anywhere)
+
+    def ok(self, min_screen: float) -> bool:
+        return self.colour is not None and self.fraction >= max(min_screen, 1e-9) and self.reach >= BACKDROP_REACH
+
+    def describe(self) -> str:
+        return (f"{self.channel}: backdrop {self.fraction:.1%} of the pixels reaching {self.reach:.0%} down the "
+                f"frame, {self.coloured:.1%} {self.channel}-coloured in all")
+
+
+def find_backdrops(frames: list[np.ndarray], channel: str = "auto") -> list[Backdrop]:
+    """The green and/or blue (``channel``) backdrop of ``frames`` (ACEScg), measured (see BACKDROP_*)."""
+    smalls = []
+    for f in frames:
+        f = np.nan_to_num(np.asarray(f, np.float32)[..., :3], nan=0.0, posinf=0.0, neginf=0.0)
+        h, w = f.shape[:2]
+        if w > BACKDROP_WIDTH:
+            f = cv2.resize(f, (BACKDROP_WIDTH, max(1, round(h * BACKDROP_WIDTH / w))), interpolation=cv2.INTER_AREA)
+        smalls.append(np.maximum(f, 1e-4))
+    out = []
+    for main in {"auto": (1, 2), "green": (1,), "blue": (2,)}[channel]:
+        masks = [_backdrop(s, main) for s in smalls]
+        px = np.concatenate([s[m] for s, (m, _) in zip(smalls, masks)])
+        rows = [np.nonzero(m.any(1))[0] for m, _ in masks]
+        reach = max(((r[-1] + 1) / m.shape[0] for r, (m, _) in zip(rows, masks) if r.size), default=0.0)
+        others = [c for c in range(3) if c != main]
+        coloured = np.mean([((s[..., main] - s[..., others].max(-1)) > BACKDROP_CHROMA * s[..., main]).mean()
+                            for s in smalls])
+        out.append(Backdrop("green" if main == 1 else "blue", np.median(px, 0).astype(np.float32) if len(px) else None,
+                            float(np.mean([m.mean() for m, _ in masks])), float(reach), float(coloured)))
+    return out
+
+
+def _strongest(frames: list[np.ndarray], channel: str) -> np.ndarray | None:
+    """Median colour of the cleanest strongly green (or blue) pixels (green or blue exceeding the other
+    two by half its value), whatever their place: the estimate when the screen check is off."""
     px = np.concatenate([f[..., :3].reshape(-1, 3) for f in frames])
     px = px[np.isfinite(px).all(1)]
     best = None
@@ -182,13 +301,38 @@ def estimate_screen(frames: list[np.ndarray], channel: str = "auto") -> np.ndarr
             best = (sel.sum(), main, sel)
     n, main, sel = best
     if n < 16:
-        which = "green or blue" if channel == "auto" else channel
-        raise ValueError(f"no {which} screen found in the plate (fix: check the plate is the green-screen plate, "
-                         "or give key_params screen=[r,g,b])")
+        return None
     cand = px[sel]
     excess = cand[:, main] - np.delete(cand, main, axis=1).max(1)
-    top = cand[excess >= np.quantile(excess, 0.5)]  # the cleanest half: no edges, no spill
-    return np.median(top, axis=0).astype(np.float32)
+    return np.median(cand[excess >= np.quantile(excess, 0.5)], axis=0).astype(np.float32)
+
+
+def no_screen_message(backdrops: list[Backdrop], min_screen: float, channel: str = "auto") -> str:
+    """Why no screen was found: what was measured, and the fix."""
+    which = "green or blue" if channel == "auto" else channel
+    return (f"no {which} screen found in the plate: a screen is a smooth backdrop of one colour touching the frame "
+            f"edge, covering at least {min_screen:.0%} of the pixels (key_params min_screen) and reaching below "
+            f"the middle of the frame; measured {'; '.join(b.describe() for b in backdrops)} "
+            "(fix: check the plate is the green-screen plate (grass, foliage or a sky is not a screen); "
+            "give key_params screen=[r,g,b] if the plate is a screen that is not found, or lower key_params "
+            "min_screen for a shot that is mostly foreground)")
+
+
+def estimate_screen(frames: list[np.ndarray], channel: str = "auto",
+                    min_screen: float = KEY_SPEC["min_screen"].default) -> np.ndarray:
+    """The screen colour of ``frames`` (ACEScg): the median of the backdrop (``find_backdrops``) of the
+    channel with the largest one (``channel`` green/blue: that one). ValueError saying what was measured
+    when there is none (or it covers less than ``min_screen``)."""
+    return _detect(frames, channel, min_screen)[0]
+
+
+def _detect(frames, channel: str, min_screen: float) -> tuple[np.ndarray, Backdrop]:
+    backdrops = find_backdrops(frames, channel)
+    good = [b for b in backdrops if b.ok(min_screen)]
+    if not good:
+        raise ValueError(no_screen_message(backdrops, min_screen, channel))
+    best = max(good, key=lambda b: b.fraction)
+    return best.colour, best
 
 
 def screen_mask(rgb: np.ndarray, screen) -> np.ndarray:
@@ -206,10 +350,20 @@ def _is_screen(s: np.ndarray, d: np.ndarray, screen: np.ndarray, main: int) -> n
 
 
 def shot_screen(frames: list[np.ndarray], params: KeyParams) -> tuple[np.ndarray, float]:
-    """The shot's screen colour (estimated or given) and its coverage of ``frames`` (fraction of the
-    pixels that are screen-coloured). ValueError when the coverage is below ``params.min_screen``."""
+    """The shot's screen colour and its coverage of ``frames`` (fraction of the pixels that are
+    screen-coloured). Estimated (``params.screen`` auto/green/blue): ValueError when no backdrop of at
+    least ``params.min_screen`` is found (``estimate_screen``); given as [r, g, b]: ValueError when
+    fewer than ``min_screen`` of the pixels are of that colour."""
     if isinstance(params.screen, str):
-        screen = estimate_screen(frames, params.screen)
+        if params.min_screen > 0:
+            screen = estimate_screen(frames, params.screen, params.min_screen)
+        else:  # no check asked for: the backdrop if there is one, else the strongest green/blue pixels
+            try:
+                screen = estimate_screen(frames, params.screen)
+            except ValueError:
+                screen = _strongest(frames, params.screen)
+                if screen is None:
+                    raise
     else:
         screen = np.asarray(params.screen, np.float32)
     coverage = float(np.mean([screen_mask(f, screen).mean() for f in frames]))
@@ -221,6 +375,45 @@ def shot_screen(frames: list[np.ndarray], params: KeyParams) -> tuple[np.ndarray
             "key_params screen=[r,g,b] if the estimate is wrong; lower key_params min_screen for a shot that "
             "is mostly foreground)")
     return screen, coverage
+
+
+def screen_noise(frames: list[np.ndarray], screen) -> float:
+    """Pixel noise of the screen relative to its colour difference: the robust std of alpha over the
+    screen's interior (0 when too little screen is seen)."""
+    screen = np.asarray(screen, np.float32)
+    main, others = _dominant(screen)
+    ds = float(screen[main] - screen[list(others)].max())
+    vals = []
+    for f in frames:
+        rgb = np.nan_to_num(np.asarray(f, np.float32)[..., :3], nan=0.0, posinf=0.0, neginf=0.0)
+        d = rgb[..., main] - rgb[..., list(others)].max(-1)
+        sure = cv2.erode(screen_mask(cv2.blur(rgb, (5, 5)), screen).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        vals.append((d - cv2.blur(d, (5, 5)))[sure])
+    v = np.concatenate(vals) if vals else np.zeros(0)
+    if v.size < 64 or ds <= 1e-6:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(v - np.median(v))) / ds)
+
+
+def adapt_levels(params: KeyParams, noise: float) -> tuple[KeyParams, dict]:
+    """Levels for a screen whose noise (``screen_noise``) is large against its colour difference (a
+    muted, low-saturation screen; see LEVEL_*), never for a clip the TD set in key_params. Returns the
+    params and a report (the noise, the clips adapted)."""
+    report = {"screen_noise": round(noise, 4), "adapted": []}
+    excess = noise - LEVEL_START
+    if excess <= 0:
+        return params, report
+    changes = {}
+    if "clip_black" not in params.given:
+        changes["clip_black"] = round(min(params.clip_black + LEVEL_BLACK * excess, LEVEL_MAX_BLACK), 3)
+    lo = changes.get("clip_black", params.clip_black)
+    if "clip_white" not in params.given:
+        changes["clip_white"] = round(min(1.0, max(params.clip_white - LEVEL_WHITE * excess, lo + LEVEL_GAP)), 3)
+    out = dataclasses.replace(params, **changes)
+    if not out.clip_black < out.clip_white:  # the TD set one clip only, too close: keep the defaults
+        return params, report
+    report["adapted"] = sorted(changes)
+    return out, report
 
 
 def _sample(n: int) -> list[int]:
@@ -273,8 +466,9 @@ def _quadratic_fit(val: np.ndarray, weight: np.ndarray) -> np.ndarray:
 class ChromaKeyer:
     """Keys frames one after the other (keeps the previous frame for temporal stabilisation)."""
 
-    def __init__(self, params: KeyParams, screen: np.ndarray):
+    def __init__(self, params: KeyParams, screen: np.ndarray, levels: dict | None = None):
         self.p, self.screen = params, np.asarray(screen, np.float32)
+        self.levels = levels or {}  # adapt_levels' report (the stage reports it)
         self.main, self.others = _dominant(self.screen)
         self.d_screen = float(self.screen[self.main] - self.screen[list(self.others)].max())
         if self.d_screen <= 1e-6:
@@ -332,6 +526,7 @@ class ChromaKeyer:
         alpha = 1.0 - d / d_map
         alpha = self.fg_correct(alpha) if p.fg_model > 0 else np.clip(alpha, 0.0, 1.0)
         alpha = np.clip((alpha - p.clip_black) / (p.clip_white - p.clip_black), 0.0, 1.0)
+        alpha[edge_lines(rgb, float(self.screen[self.main]))] = 0.0  # a scan's black border: garbage
         if p.refine:
             lum = rgb @ REFINE_LUMA
             lum = lum / max(float(lum.max()), 1e-6)
@@ -370,11 +565,14 @@ def key_frames(rgb: np.ndarray, params: KeyParams | dict | None = None):
     """Key (T, H, W, 3) frames -> alpha (T, H, W), fg_premult (T, H, W, 3), info."""
     params = params if isinstance(params, KeyParams) else KeyParams.from_dict(params)
     rgb = np.asarray(rgb, np.float32)
-    screen, coverage = shot_screen([rgb[i] for i in _sample(len(rgb))], params)
+    sample = [rgb[i] for i in _sample(len(rgb))]
+    screen, coverage = shot_screen(sample, params)
+    params, levels = adapt_levels(params, screen_noise(sample, screen))
     keyer = ChromaKeyer(params, screen)
     out = [keyer.key(f) for f in rgb]
     return (np.stack([a for a, _ in out]), np.stack([f for _, f in out]),
-            {"screen": screen.tolist(), "screen_coverage": coverage})
+            {"screen": screen.tolist(), "screen_coverage": coverage, "levels": levels,
+             "clip_black": params.clip_black, "clip_white": params.clip_white})
 
 
 def prepare_key_shot(plate_files, out_files, params, attrs):
@@ -383,14 +581,15 @@ def prepare_key_shot(plate_files, out_files, params, attrs):
     params = params if isinstance(params, KeyParams) else KeyParams.from_dict(params)
     plate_files, out_files = list(plate_files), list(out_files)
     shot = (attrs or {}).get("shot")
+    sample = [exrio.read_rgba(plate_files[i])[..., :3] for i in _sample(len(plate_files))]
     try:
-        screen, coverage = shot_screen([exrio.read_rgba(plate_files[i])[..., :3] for i in _sample(len(plate_files))],
-                                       params)
+        screen, coverage = shot_screen(sample, params)
     except ValueError as exc:
         problem, _, fix = str(exc).partition(" (fix: ")
         raise PlateError(Path(plate_files[0]).parent, problem, fix.rstrip(")"), shot=shot) from None
+    params, levels = adapt_levels(params, screen_noise(sample, screen))
     aspect = exrio.pixel_aspect(plate_files[0])
-    return params, plate_files, out_files, shot, screen, coverage, aspect, ChromaKeyer(params, screen)
+    return params, plate_files, out_files, shot, screen, coverage, aspect, ChromaKeyer(params, screen, levels)
 
 
 def key_shot(plate_files, out_files, params, attrs: dict | None = None, compression: str = "zip") -> dict:
@@ -406,7 +605,7 @@ def key_shot(plate_files, out_files, params, attrs: dict | None = None, compress
         means.append(float(alpha.mean()))
     return {"screen": screen.tolist(), "screen_coverage": coverage, "frames": len(out_files),
             "mean_alpha": float(np.mean(means)) if means else 0.0, "pixel_aspect": aspect,
-            "params": params_summary(params)}
+            "levels": keyer.levels, "params": params_summary(params)}
 
 
 def write_key_frame(dst, fg: np.ndarray, alpha: np.ndarray, screen, attrs: dict | None, aspect: float,
@@ -424,4 +623,4 @@ def write_key_frame(dst, fg: np.ndarray, alpha: np.ndarray, screen, attrs: dict 
 
 def params_summary(params: KeyParams) -> dict:
     """The key parameters as a stage reports them (without ``extra``)."""
-    return {k: v for k, v in dataclasses.asdict(params).items() if k != "extra"}
+    return {k: v for k, v in dataclasses.asdict(params).items() if k not in ("extra", "given")}

@@ -15,7 +15,10 @@ With a hint (``prop_hint`` sheet cell: a box or a mask image on one frame) the p
      (RANSAC, so a character moving next to a still prop does not drag it) or, for a prop that deforms,
      the flow itself warps the prop's memory (p of recent frames, fading, so parts the character
      hides come back when uncovered); that is a spatial prior which the colour model (prop vs
-     character histograms, slowly adapted) refines inside a narrow band around it.
+     character histograms, slowly adapted) refines inside a narrow band around it;
+  3. a prop pixel that, with its neighbourhood, looks as it did in the previous frame in the same place
+     (a prop standing still) stays prop: decided again every frame, a colour the character shares
+     (skin, shade) would erode a still prop frame after frame.
 Work is done at a reduced resolution (at most ``WORK_WIDTH`` wide), p is upsampled to the key's.
 Frames are streamed: only the hint frame's and the previous frame's state are held.
 """
@@ -326,9 +329,10 @@ class PropTracker:
     frame), which keeps the prop's parts that the character hides so they come back when uncovered."""
 
     MEMORY = 0.9
+    STILL = 6  # flow-image levels (~0.3 stop): a prop pixel that changed less (same colour bin) stays prop
 
     def __init__(self, flow_img: np.ndarray, p: np.ndarray, alpha: np.ndarray, bins: np.ndarray):
-        self.flow_img, self.p, self.shape = flow_img, p, p
+        self.flow_img, self.p, self.shape, self.bins = flow_img, p, p, bins
         self.h_prop = colour_hist(bins, alpha * (p > 0.5))
         self.h_char = colour_hist(bins, alpha * ((alpha > 0.5) & (p < 0.5)))
         self.scale = max(1.0, alpha.shape[1] / 200.0)  # pixel scale of the spatial parameters
@@ -381,8 +385,17 @@ class PropTracker:
             p = _sigmoid(cv2.GaussianBlur(z.astype(np.float32), (0, 0), 0.7 * s)) * band * (alpha > 0.02)
             p = _fill_edges(_keep_components(p, alpha, shape > 0.2, 0.3), alpha, s)
             self._adapt(p, alpha, bins)
-            shape = np.maximum(p, self.MEMORY * shape)
+            shape = np.maximum(p, self.MEMORY * shape)  # the memory follows this frame's own decision
+            # prop pixels that look as they did in the previous frame, in the same place, and so does their
+            # neighbourhood (same colour bin, nearly the same luminance: a prop standing still, not a
+            # character's edge passing by) stay prop; decided again, a colour the character shares (skin,
+            # shade) would erode the prop a little more every frame
+            still = (bins == self.bins) & (np.abs(flow_img.astype(np.int16) - self.flow_img) <= self.STILL)
+            r = max(2, int(round(2 * s)))
+            still = cv2.erode(still.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+            p = np.where(still & (self.p > 0.5), np.maximum(p, self.p), p) * (alpha > 0.02)
         self.flow_img, self.p, self.shape = flow_img, p.astype(np.float32), shape.astype(np.float32)
+        self.bins = bins
         return self.p
 
     def _adapt(self, p: np.ndarray, alpha: np.ndarray, bins: np.ndarray, rate: float = 0.1) -> None:
