@@ -24,7 +24,10 @@ def show(tmp_path, monkeypatch):
     import cv2
     import numpy as np
 
-    cv2.imwrite(str(plate), np.zeros((16, 16, 3), np.uint8))
+    screen = np.zeros((16, 16, 3), np.uint8)
+    screen[..., 1] = 200  # a green screen (BGR), as validation wants a plate to show
+    screen[6:12, 6:10] = 90  # and someone in front of it
+    cv2.imwrite(str(plate), screen)
     (tmp_path / "shots.csv").write_text(f"{HEADER}\nsh010,plates/p.####.png,srgb_tx,1001,1001,24,plates/p.####.png,"
                                         "srgb_tx,1\n")
     bin_dir = tmp_path / "bin"
