@@ -27,15 +27,27 @@ def status(root: Path, *args) -> tuple[int, dict, str]:
 
 @pytest.fixture(scope="module")
 def run_with_a_failure(tiny_demo, rendered, tmp_path_factory):
-    """The tiny demo shots sa and sb plus `sx`, whose plate is not a green screen: its key job fails.
-    Their status before any run, then a run (sa and sb as rendered by the tiny demo's run)."""
+    """The tiny demo shots sa and sb plus `sx`, whose plate has a damaged frame validation cannot see
+    (it reads the first): its ingest job fails. Their status before any run, then a run (sa and sb as
+    rendered by the tiny demo's run)."""
     rows = sheet_rows()[:2]
-    rows.append(f"sx,demo/sa/env/sa_env.####.exr,ACEScg,{FIRST},{LAST},24,demo/sa/env/sa_env.####.exr,ACEScg,1,")
+    rows.append(f"sx,demo/sx/plate/sx_plate.####.exr,ACEScg,{FIRST},{LAST},24,demo/sa/env/sa_env.####.exr,ACEScg,1,")
+
+    def damaged_plate(root):
+        (root / "demo" / "sx").mkdir()
+        shutil.copytree(root / "demo" / "sa" / "plate", root / "demo" / "sx" / "plate")
+        for f in (root / "demo" / "sx" / "plate").iterdir():
+            f.rename(f.with_name(f.name.replace("sa_", "sx_")))
+        bad = root / "demo" / "sx" / "plate" / f"sx_plate.{FIRST + 2:04d}.exr"
+        bad.write_bytes(bad.read_bytes()[:200])  # cut short, as a failed copy leaves it
+
     fresh = copy_run(tiny_demo, tmp_path_factory.mktemp("status") / "fresh")
     write_sheet(fresh, rows)
+    damaged_plate(fresh)
     rc, before, _ = status(fresh, "--json")
     root = copy_run(rendered, tmp_path_factory.mktemp("status") / "run")
     write_sheet(root, rows)
+    damaged_plate(root)
     r = snakemake(root, "--keep-going")
     assert r.returncode != 0
     return root, rc, before
@@ -54,10 +66,10 @@ def test_done_and_failed_with_log_and_error(run_with_a_failure):
     assert st["sa"]["state"] == st["sb"]["state"] == "done"
     assert st["sx"]["state"] == "failed"
     f = st["sx"]["failures"][0]
-    assert f["rule"] == "key" and f["log"] == str(root / "results" / "logs" / "key" / "sx.log")
-    assert "screen" in f["error"], f  # the key stage's own message: not a green or blue screen
+    assert f["rule"] == "ingest_plate" and f["log"] == str(root / "results" / "logs" / "ingest_plate" / "sx.log")
+    assert f"sx_plate.{FIRST + 2:04d}.exr" in f["error"], f  # the ingest stage's own message names the frame
     rc, _, table = status(root)
-    assert rc == 1 and "sx" in table and "failed" in table and "logs/key/sx.log" in table
+    assert rc == 1 and "sx" in table and "failed" in table and "logs/ingest_plate/sx.log" in table
 
 
 def test_cost_per_rule_from_benchmarks_and_in_the_report(run_with_a_failure):
