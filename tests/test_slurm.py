@@ -54,12 +54,13 @@ def cluster():
 
 @pytest.fixture
 def busy_cores():
-    """One busy loop per core for the test's duration (killed after). Their niceness is
-    $CINECOMP_TEST_BURN_NICE (default 0: they compete with the jobs as equals); `make test` sets 19, since
-    there the other tests already load the box beside the SLURM story and must not be slowed."""
+    """One busy loop per core for the test's duration (killed after), at niceness $CINECOMP_TEST_BURN_NICE
+    (default 0: they compete with the jobs as equals). $CINECOMP_TEST_BURN_CORES sets how many (default:
+    one per core); `make test` sets 0, since there the other tests beside the story keep both cores busy."""
     nice = int(os.environ.get("CINECOMP_TEST_BURN_NICE", "0"))
+    count = int(os.environ.get("CINECOMP_TEST_BURN_CORES", os.cpu_count() or 2))
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True,
-                                preexec_fn=lambda: os.nice(nice)) for _ in range(os.cpu_count() or 2)]
+                                preexec_fn=lambda: os.nice(nice)) for _ in range(count)]
     yield burners
     alive = [p.poll() is None for p in burners]
     for p in burners:
