@@ -10,59 +10,14 @@ assumptions. Shots of the ``report`` split are refused at validation: the proof 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..io.pathtraced import REPORT, camera_of, frame_path, key_of, read_png, split_of, srgb_to_working
+from ..io.pathtraced import camera_of, check_shot_folder, frame_path, key_of, read_png, split_of, srgb_to_working
 
-PREFIX = "pathtraced:"
-ELEMENTS = ("greenscreen", "groundtruth", "environment", "depth", "masks")
-
-
-def folder_of(source: str, base: Path) -> Path:
-    """The shot folder of a ``pathtraced:<folder>`` source (relative to the clips sheet's folder)."""
-    p = Path(source[len(PREFIX):])
-    return p if p.is_absolute() else base / p
-
-
-def check_source(folder: Path, first: int | None, last: int | None, window: int) -> tuple[list[str], dict]:
-    """Problems of a path-traced clip (each naming the file and the fix) and its shot.json; nothing is read
-    beyond the file names and shot.json."""
-    meta_file = folder / "shot.json"
-    if not meta_file.is_file():
-        return [f"{meta_file}: no shot.json, so {folder} is not a path-traced shot folder (fix: a folder "
-                "made by bench/blender_shots.py, or one of ../shared/data/pathtraced)"], {}
-    try:
-        meta = json.loads(meta_file.read_text())
-        f0, f1 = int(meta["frame_start"]), int(meta["frame_end"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return [f"{meta_file}: cannot be read ({exc}) (fix: render the shot again with bench/blender_shots.py)"], {}
-    problems = []
-    split = split_of(folder.name, meta)
-    if split == "report" or folder.name in REPORT:
-        problems.append(f"{folder.name} is in the report split of the path-traced judge set; a model trained on it "
-                        "could not be judged there (fix: train on tune shots or on bench/blender_shots.py "
-                        "--split tune renders)")
-    first = f0 if first is None else first
-    last = f1 if last is None else last
-    if first < f0 or last > f1:
-        problems.append(f"frames {first}-{last} are outside the shot's {f0}-{f1} (fix: correct first/last or leave "
-                        "them empty)")
-    elif last - first + 1 < window:
-        problems.append(f"{last - first + 1} frame(s) are fewer than one window of {window} (fix: a smaller "
-                        "window setting)")
-    else:
-        missing = [str(frame_path(folder, e, f)) for e in ELEMENTS for f in range(first, last + 1)
-                   if not frame_path(folder, e, f).is_file()]
-        if missing:
-            problems.append(f"{len(missing)} frame file(s) missing, first {missing[0]} (fix: render the shot "
-                            "again with bench/blender_shots.py)")
-    return problems, meta
-
-
+PREFIX = "pathtraced:"  # as pipeline.PATHTRACED
 def read_shot(folder: Path, first: int, last: int, size: tuple[int, int]) -> dict:
     """Every element of frames first..last at the sample ``size`` (scaled to cover, centre-cropped):
     green screen, truth and environment scene-linear ACEScg; depth in metres (far capped at the
@@ -119,7 +74,7 @@ def curate_pathtraced(clip, out_dir, settings: dict) -> list[dict]:
 
     t0 = time.time()
     folder = Path(clip.source[len(PREFIX):])
-    problems, meta = check_source(folder, clip.first, clip.last, int(settings["window"]))
+    problems, meta = check_shot_folder(folder, clip.first, clip.last, int(settings["window"]))
     if problems:
         raise ValueError("; ".join(problems))
     first = int(meta["frame_start"]) if clip.first is None else clip.first

@@ -214,9 +214,8 @@ def read_clips(path, settings: dict | None = None) -> list[Clip]:
             continue
         clip = Clip(id="", source=src, row=n, prompt=r.get("prompt", ""), colourspace=r.get("colourspace", ""))
         if clip.kind == "pathtraced":
-            from .pathtraced import folder_of
-
-            clip.source = PATHTRACED + str(folder_of(src, base))
+            p = Path(src[len(PATHTRACED):])
+            clip.source = PATHTRACED + str(p if p.is_absolute() else (base / p))
         elif not clip.synthetic:
             p = Path(src)
             clip.source = str(p if p.is_absolute() else (base / p))
@@ -266,10 +265,10 @@ def read_clips(path, settings: dict | None = None) -> list[Clip]:
             if err:
                 bad.append(err)
         elif clip.kind == "pathtraced":
-            from .pathtraced import check_source
+            from ..io.pathtraced import check_shot_folder
 
             if not bad:
-                bad += check_source(Path(clip.source[len(PATHTRACED):]), clip.first, clip.last, s["window"])[0]
+                bad += check_shot_folder(Path(clip.source[len(PATHTRACED):]), clip.first, clip.last, s["window"])[0]
         elif not bad:
             try:
                 if not (is_movie(clip.source) or is_sequence(clip.source)):

@@ -11,6 +11,7 @@ are ``report``. Shots of other folders (bench/blender_shots.py) carry ``split`` 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -114,3 +115,40 @@ def hdri_of(shot: Path, meta: dict) -> str:
         if p.is_file():
             return str(p.resolve())
     return ""
+
+
+ELEMENTS = ("greenscreen", "groundtruth", "environment", "depth", "masks")
+
+
+def check_shot_folder(folder: Path, first: int | None, last: int | None, window: int) -> tuple[list[str], dict]:
+    """Problems of a shot folder as training data (each naming the file and the fix; a report-split shot is
+    one) and its shot.json; nothing is read beyond the file names and shot.json."""
+    meta_file = folder / "shot.json"
+    if not meta_file.is_file():
+        return [f"{meta_file}: no shot.json, so {folder} is not a path-traced shot folder (fix: a folder "
+                "made by bench/blender_shots.py, or one of ../shared/data/pathtraced)"], {}
+    try:
+        meta = json.loads(meta_file.read_text())
+        f0, f1 = int(meta["frame_start"]), int(meta["frame_end"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{meta_file}: cannot be read ({exc}) (fix: render the shot again with bench/blender_shots.py)"], {}
+    problems = []
+    if split_of(folder.name, meta) == "report":
+        problems.append(f"{folder.name} is in the report split of the path-traced judge set; a model trained on it "
+                        "could not be judged there (fix: train on tune shots or on bench/blender_shots.py "
+                        "--split tune renders)")
+    first = f0 if first is None else first
+    last = f1 if last is None else last
+    if first < f0 or last > f1:
+        problems.append(f"frames {first}-{last} are outside the shot's {f0}-{f1} (fix: correct first/last or leave "
+                        "them empty)")
+    elif last - first + 1 < window:
+        problems.append(f"{last - first + 1} frame(s) are fewer than one window of {window} (fix: a smaller "
+                        "window setting)")
+    else:
+        missing = [str(frame_path(folder, e, f)) for e in ELEMENTS for f in range(first, last + 1)
+                   if not frame_path(folder, e, f).is_file()]
+        if missing:
+            problems.append(f"{len(missing)} frame file(s) missing, first {missing[0]} (fix: render the shot "
+                            "again with bench/blender_shots.py)")
+    return problems, meta
