@@ -25,6 +25,17 @@ Scene recipe (same as the existing set, see its README):
   * all images go through the compositor with view transform "Raw" and an explicit
     Exposure -> Linear-to-sRGB node pair (identical to the "Standard" view), so alpha stays linear
     and masks stay binary.
+
+With ``--world sky`` (training data that shares no HDRI with the eval) world and ground are
+procedural instead, every choice from the stream "cinecomp-blender-sky:<variant>:<seed>" (the scene's
+own stream, hence actors, prop and camera, is the one of --world hdri):
+  * world = Blender's Nishita sky (sun elevation 10-60 deg, air/dust/ozone density, altitude, sun
+    diameter 0.545-1.6 deg drawn); lighting rays see it without the sun disc, camera rays with it;
+  * sun lamp = the sky's sun: same direction and angular size, colour and the sky's fill measured by
+    rendering the sky (``analyse_sky``), strength from a seed-drawn key-to-fill ratio in K2F_RANGE;
+  * ground = a 2 km plane with a procedural asphalt/concrete/grass/dirt material; 2-6 distant boxes
+    (45-160 m, never towards the sun) stand in for buildings;
+  * interior_two_lights keeps its two lamps under a dim dusk sky (sun 3-10 deg, no disc, no sun lamp).
 """
 
 from __future__ import annotations
@@ -1016,6 +1027,253 @@ def projected_ground_material(image, rot_z, cam_loc, e_total):
     return m
 
 
+# --------------------------------------------------------------------------------------------
+# procedural world (--world sky): Nishita sky + matching sun lamp, procedural ground, far blocks
+# --------------------------------------------------------------------------------------------
+
+SKY_GROUNDS = {  # name: (sRGB colour A, sRGB colour B, roughness, pattern)
+    "asphalt": ((0.085, 0.085, 0.09), (0.16, 0.155, 0.15), 0.85, "noise"),
+    "concrete": ((0.46, 0.45, 0.42), (0.36, 0.35, 0.33), 0.8, "slabs"),
+    "grass": ((0.13, 0.24, 0.06), (0.26, 0.32, 0.10), 0.9, "noise"),
+    "dirt": ((0.40, 0.30, 0.20), (0.28, 0.21, 0.14), 0.95, "voronoi"),
+}
+BLOCK_COLOURS = [(0.55, 0.53, 0.50), (0.62, 0.56, 0.46), (0.40, 0.42, 0.45), (0.70, 0.68, 0.64), (0.45, 0.33, 0.27)]
+NISHITA_AZ0 = math.pi / 2  # Nishita's sun azimuth (from +X towards +Y) is NISHITA_AZ0 - sun_rotation (measured)
+
+
+def sky_config(variant: str, seed: int) -> dict:
+    """Every random choice of the procedural world, from its own stream (the scene's stream, hence
+    actors, prop and camera, is the same as with --world hdri)."""
+    rng = random.Random(f"cinecomp-blender-sky:{variant}:{seed}")
+    interior = variant == "interior_two_lights"
+    c = {
+        "model": "NISHITA",
+        # interior: a dim dusk sky (low sun, no disc, no sun lamp) under the two lamps
+        "sun_elevation_deg": rng.uniform(3.0, 10.0) if interior else rng.uniform(10.0, 60.0),
+        "air_density": rng.uniform(0.6, 2.0), "dust_density": rng.uniform(0.0, 5.0),
+        "ozone_density": rng.uniform(0.5, 3.0), "altitude_m": rng.uniform(0.0, 600.0),
+        "sun_diameter_deg": rng.uniform(0.545, 1.6), "sun_disc": not interior, "sun_lamp": not interior,
+        "key_to_fill_ratio": rng.uniform(*K2F_RANGE),
+        "ground": rng.choice(sorted(SKY_GROUNDS)), "ground_scale_m": rng.uniform(0.6, 1.6),
+        "ground_tint": [rng.uniform(0.9, 1.1) for _ in range(3)],
+    }
+    blocks = []
+    for _ in range(rng.randint(2, 6)):
+        blocks.append({"bearing_deg": rng.uniform(-75.0, 75.0), "distance_m": rng.uniform(45.0, 160.0),
+                       "size_m": [rng.uniform(8.0, 35.0), rng.uniform(8.0, 35.0), rng.uniform(5.0, 40.0)],
+                       "yaw_deg": rng.uniform(-45.0, 45.0), "colour_srgb": list(rng.choice(BLOCK_COLOURS))})
+    c["blocks"] = blocks
+    return c
+
+
+def sky_nodes(nt, sky, sun_rotation, disc):
+    tex = nt.nodes.new("ShaderNodeTexSky")
+    tex.sky_type = "NISHITA"
+    tex.sun_disc = disc
+    tex.sun_size = math.radians(sky["sun_diameter_deg"])
+    tex.sun_intensity = 1.0
+    tex.sun_elevation = math.radians(sky["sun_elevation_deg"])
+    tex.sun_rotation = sun_rotation
+    tex.altitude = sky["altitude_m"]
+    tex.air_density = sky["air_density"]
+    tex.dust_density = sky["dust_density"]
+    tex.ozone_density = sky["ozone_density"]
+    bg = nt.nodes.new("ShaderNodeBackground")
+    nt.links.new(tex.outputs["Color"], bg.inputs["Color"])
+    return bg
+
+
+def sky_world(sky, sun_rotation, camera_disc=None):
+    """Nishita sky; camera rays see the sun disc (if ``camera_disc``), lighting rays never do (the sun
+    lamp carries the direct light, as the HDRI world's hot spot is replaced by the lamp)."""
+    camera_disc = sky["sun_disc"] if camera_disc is None else camera_disc
+    wd = bpy.data.worlds.new("SkyWorld")
+    wd.use_nodes = True
+    nt = wd.node_tree
+    nt.nodes.clear()
+    bg_light = sky_nodes(nt, sky, sun_rotation, False)
+    bg_cam = sky_nodes(nt, sky, sun_rotation, camera_disc)
+    lp = nt.nodes.new("ShaderNodeLightPath")
+    mix = nt.nodes.new("ShaderNodeMixShader")
+    nt.links.new(lp.outputs["Is Camera Ray"], mix.inputs[0])
+    nt.links.new(bg_light.outputs[0], mix.inputs[1])
+    nt.links.new(bg_cam.outputs[0], mix.inputs[2])
+    out = nt.nodes.new("ShaderNodeOutputWorld")
+    nt.links.new(mix.outputs[0], out.inputs["Surface"])
+    return wd
+
+
+def probe_world(sky, disc):
+    """The sky alone at sun_rotation 0, disc on or off for every ray (one node: each costs a precompute)."""
+    wd = bpy.data.worlds.new("SkyProbeWorld")
+    wd.use_nodes = True
+    nt = wd.node_tree
+    nt.nodes.clear()
+    nt.links.new(sky_nodes(nt, sky, 0.0, disc).outputs[0], nt.nodes.new("ShaderNodeOutputWorld").inputs["Surface"])
+    return wd
+
+
+def render_probe(name, world, cam_data, rot_q, size, samples, threads, path):
+    """Render ``world`` alone (a scene of its own) to a float EXR; returns its RGBA pixels."""
+    sc = bpy.data.scenes.new(name)
+    sc.render.engine = "CYCLES"
+    sc.cycles.device = "CPU"
+    sc.cycles.samples = samples
+    sc.cycles.use_adaptive_sampling = False
+    sc.cycles.use_denoising = False
+    sc.cycles.seed = 0
+    if threads > 0:
+        sc.render.threads_mode = "FIXED"
+        sc.render.threads = threads
+    sc.view_settings.view_transform = "Raw"
+    sc.world = world
+    sc.render.resolution_x, sc.render.resolution_y = size
+    sc.render.resolution_percentage = 100
+    sc.render.image_settings.file_format = "OPEN_EXR"
+    sc.render.image_settings.color_depth = "32"
+    sc.render.filepath = path
+    cam = bpy.data.objects.new(name + "_cam", cam_data)
+    sc.collection.objects.link(cam)
+    cam.rotation_mode = "QUATERNION"
+    cam.rotation_quaternion = rot_q
+    sc.camera = cam
+    bpy.ops.render.render(write_still=True, scene=sc.name)
+    im = bpy.data.images.load(path)
+    buf = array.array("f", [0.0]) * (size[0] * size[1] * 4)
+    im.pixels.foreach_get(buf)
+    bpy.data.images.remove(im)
+    bpy.data.objects.remove(cam)
+    bpy.data.scenes.remove(sc)
+    return buf
+
+
+def analyse_sky(sky, probe_dir, threads):
+    """Fill and sun of the procedural sky, measured by rendering it (sun_rotation 0): the horizontal
+    irradiance of the disc-less sky from a 128x64 equirect probe (``Hdri.integrals``), and the sun's
+    irradiance at normal incidence (colour and physical strength) as the difference of two 16x16
+    renders of a 4 deg field centred on the sun, disc on and off. The lamp's strength is then set by the
+    seed-drawn key_to_fill_ratio (in K2F_RANGE, like a measured HDRI sun), the colour, direction and
+    size are the sky's."""
+    os.makedirs(probe_dir, exist_ok=True)
+    pano = bpy.data.cameras.new("SkyProbePano")
+    pano.type = "PANO"
+    pano.cycles.panorama_type = "EQUIRECTANGULAR"
+    # camera looking along +X, +Z up: the Hdri convention (centre column faces +X)
+    q_pano = Vector((1.0, 0.0, 0.0)).to_track_quat("-Z", "Y")
+    path = os.path.join(probe_dir, "sky_equirect.exr")
+    render_probe("SkyProbe", probe_world(sky, False), pano, q_pano, (128, 64), 16, threads, path)
+    probe = Hdri(path)
+    eh, _, _ = probe.integrals(float("inf"))
+    el = math.radians(sky["sun_elevation_deg"])
+    persp = bpy.data.cameras.new("SkyProbeSun")
+    persp.sensor_fit = "HORIZONTAL"
+    persp.sensor_width = 36.0
+    half = math.radians(2.0)
+    persp.lens = 18.0 / math.tan(half)
+    q_sun = Vector(sph(NISHITA_AZ0, el)).to_track_quat("-Z", "Y")
+    means = []
+    for disc in (True, False):
+        buf = render_probe("SkySunProbe", probe_world(sky, disc), persp, q_sun, (16, 16), 64, threads,
+                           os.path.join(probe_dir, f"sun_{int(disc)}.exr"))
+        means.append([sum(buf[c::4]) / 256.0 for c in range(3)])
+    omega = 4.0 * math.asin(math.sin(half) ** 2)
+    e_sun = [max((means[0][c] - means[1][c]) * omega, 1e-9) for c in range(3)]
+    shutil.rmtree(probe_dir, ignore_errors=True)
+    s_lum = lum(e_sun)
+    colour = [c / s_lum for c in e_sun]
+    k2f_raw = s_lum * math.sin(el) / max(lum(eh), 1e-9)
+    k2f = sky["key_to_fill_ratio"]
+    strength = k2f * lum(eh) / math.sin(el)
+    e_total = [eh[c] + (strength * math.sin(el) * colour[c] if sky["sun_lamp"] else 0.0) for c in range(3)]
+    probe.hot_el, probe.hot_az = el, NISHITA_AZ0  # the sky's sun (the probe has no disc)
+    return probe, {
+        "T": None, "eh": eh, "strength": strength, "colour": colour, "el": el, "k2f": k2f, "k2f_raw": k2f_raw,
+        "angular_deg": sky["sun_diameter_deg"], "ev": exposure_for(lum(e_total)), "e_total": e_total,
+        "sun_irradiance_normal_rgb": e_sun,
+    }
+
+
+def procedural_ground_material(sky):
+    """Diffuse ground with a seed-drawn pattern: asphalt/grass (two noise scales), concrete (slabs
+    with joints), dirt (voronoi cells); world-space coordinates."""
+    c_a, c_b, rough, pattern = SKY_GROUNDS[sky["ground"]]
+    tint = sky["ground_tint"]
+    lin_a = [clamp(x * t, 0.0, 1.0) for x, t in zip(srgb_to_linear(c_a), tint)]
+    lin_b = [clamp(x * t, 0.0, 1.0) for x, t in zip(srgb_to_linear(c_b), tint)]
+    m = bpy.data.materials.new("ProceduralGround_" + sky["ground"])
+    m.use_nodes = True
+    nt = m.node_tree
+    nt.nodes.clear()
+    geo = nt.nodes.new("ShaderNodeNewGeometry")
+    sc = nt.nodes.new("ShaderNodeVectorMath")
+    sc.operation = "SCALE"
+    sc.inputs["Scale"].default_value = 1.0 / sky["ground_scale_m"]
+    nt.links.new(geo.outputs["Position"], sc.inputs[0])
+    noise = nt.nodes.new("ShaderNodeTexNoise")
+    noise.inputs["Scale"].default_value = 1.5
+    noise.inputs["Detail"].default_value = 8.0
+    nt.links.new(sc.outputs[0], noise.inputs["Vector"])
+    ramp = nt.nodes.new("ShaderNodeValToRGB")
+    ramp.color_ramp.elements[0].position = 0.3
+    ramp.color_ramp.elements[0].color = (*lin_a, 1.0)
+    ramp.color_ramp.elements[1].position = 0.7
+    ramp.color_ramp.elements[1].color = (*lin_b, 1.0)
+    nt.links.new(noise.outputs["Fac"], ramp.inputs["Fac"])
+    colour = ramp.outputs["Color"]
+    if pattern in ("slabs", "voronoi"):
+        mul = nt.nodes.new("ShaderNodeMixRGB")
+        mul.blend_type = "MULTIPLY"
+        mul.inputs["Fac"].default_value = 1.0
+        nt.links.new(colour, mul.inputs["Color1"])
+        if pattern == "slabs":
+            tex = nt.nodes.new("ShaderNodeTexBrick")
+            tex.inputs["Scale"].default_value = 0.5
+            tex.inputs["Mortar Size"].default_value = 0.015
+            tex.inputs["Color1"].default_value = (1.0, 1.0, 1.0, 1.0)
+            tex.inputs["Color2"].default_value = (0.9, 0.9, 0.9, 1.0)
+            tex.inputs["Mortar"].default_value = (0.45, 0.45, 0.45, 1.0)
+            nt.links.new(geo.outputs["Position"], tex.inputs["Vector"])
+            nt.links.new(tex.outputs["Color"], mul.inputs["Color2"])
+        else:
+            tex = nt.nodes.new("ShaderNodeTexVoronoi")
+            tex.inputs["Scale"].default_value = 4.0
+            nt.links.new(sc.outputs[0], tex.inputs["Vector"])
+            vr = nt.nodes.new("ShaderNodeMapRange")
+            vr.inputs["To Min"].default_value = 0.75
+            vr.inputs["To Max"].default_value = 1.15
+            nt.links.new(tex.outputs["Distance"], vr.inputs["Value"])
+            nt.links.new(vr.outputs["Result"], mul.inputs["Color2"])
+        colour = mul.outputs["Color"]
+    bsdf = nt.nodes.new("ShaderNodeBsdfPrincipled")
+    bsdf.inputs["Roughness"].default_value = rough
+    bsdf.inputs["Specular"].default_value = 0.3
+    nt.links.new(colour, bsdf.inputs["Base Color"])
+    out = nt.nodes.new("ShaderNodeOutputMaterial")
+    nt.links.new(bsdf.outputs[0], out.inputs["Surface"])
+    return m
+
+
+def far_blocks(sky, ground, centre, cam_fwd_az, sun_az):
+    """Distant boxes ("buildings") behind the action, none within 40 deg of the sun's azimuth as seen
+    from the action (their shadows never reach it). Returns (objects, JSON)."""
+    objs, info = [], []
+    for i, b in enumerate(sky["blocks"]):
+        bearing = cam_fwd_az + math.radians(b["bearing_deg"])
+        if sun_az is not None and abs(math.atan2(math.sin(bearing - sun_az), math.cos(bearing - sun_az))) < math.radians(40.0):
+            continue
+        x = centre.x + b["distance_m"] * math.cos(bearing)
+        y = centre.y + b["distance_m"] * math.sin(bearing)
+        sx, sy, sz = b["size_m"]
+        z = ground.h(x, y) - 1.0
+        ob = new_object(f"Block{i}", box_mesh(f"Block{i}", sx, sy, sz + 1.0, origin_bottom=True),
+                        principled(f"Block{i}_paint", b["colour_srgb"], 0.8))
+        ob.location = (x, y, z)
+        ob.rotation_euler = (0.0, 0.0, bearing + math.radians(b["yaw_deg"]))
+        objs.append(ob)
+        info.append({**b, "location": [x, y, z]})
+    return objs, info
+
+
 def file_output(nt, base_path, slot, fmt, color_mode, depth, codec=None):
     fo = nt.nodes.new("CompositorNodeOutputFile")
     fo.base_path = base_path
@@ -1162,7 +1420,9 @@ def parse_args(argv):
     p.add_argument("--shot-id", required=True)
     p.add_argument("--variant", required=True, choices=sorted(VARIANTS))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hdri", required=True)
+    p.add_argument("--hdri", default=None, help="equirect HDRI (--world hdri)")
+    p.add_argument("--world", choices=("hdri", "sky"), default="hdri",
+                   help="hdri: the HDRI + matching sun + projected ground; sky: Nishita sky + its sun, procedural ground")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=180)
     p.add_argument("--frames", type=int, default=12)
@@ -1263,8 +1523,15 @@ def main(argv):
 
     # ---- HDRI analysis --------------------------------------------------------------------
     t_an = time.time()
-    hdri = Hdri(a.hdri)
-    sun = analyse_sun(hdri)
+    sky = None
+    if a.world == "sky":
+        sky = sky_config(a.variant, a.seed)
+        hdri, sun = analyse_sky(sky, os.path.join(shot_dir, ".sky_probe"), a.threads)
+    else:
+        if not a.hdri:
+            raise SystemExit("blender_scene.py: --hdri is required with --world hdri")
+        hdri = Hdri(a.hdri)
+        sun = analyse_sun(hdri)
     t_an = time.time() - t_an
 
     # ---- ground, prop, actors ---------------------------------------------------------------
@@ -1494,6 +1761,11 @@ def main(argv):
             "note": "azimuth from +X towards +Y; elevation clamped to [15,60] deg; strength = HDRI energy above the clamp within 15 deg of its brightest pixel, "
                     f"then scaled so that key_to_fill_ratio lies in [{K2F_RANGE[0]}, {K2F_RANGE[1]}] (key_to_fill_ratio_from_hdri = unscaled)",
         }
+        if sky is not None:
+            sun_json["note"] = ("azimuth from +X towards +Y; direction, colour and angular size are the Nishita sky's sun (colour measured "
+                                "from the sky's disc); strength set so that key_to_fill_ratio (seed-drawn in "
+                                f"[{K2F_RANGE[0]}, {K2F_RANGE[1]}]) holds against the sky's fill; key_to_fill_ratio_from_hdri = the sky's own "
+                                "disc-to-sky ratio (single scattering: a dark sky)")
         lights_info.append({"name": "Sun", "type": "SUN", "direction_to_light": list(d_sun),
                             "strength_w_m2": sun["strength"], "color_linear": list(sun["colour"]),
                             "angular_diameter_deg": sun["angular_deg"], "cast_shadows": True})
@@ -1538,11 +1810,17 @@ def main(argv):
             "key_to_fill_ratio_from_hdri": None, "type": "AREA",
             "note": "no sun: this is the key lamp (LampA) seen from the action centre (strength = its irradiance there); all lamps in 'lights'",
         }
-    T = max(8.0 * hdri.median_upper, 1.05 * 2.0 ** (-ev))
-    world_gt = hdri_world(hdri.image, rot_z, T)
-
-    ground_mesh = ground.mesh("Ground", (eye.x, eye.y))
-    ground_ob = new_object("Ground", ground_mesh, projected_ground_material(hdri.image, rot_z, eye, e_total))
+    blocks, blocks_info = [], []
+    if sky is None:
+        T = max(8.0 * hdri.median_upper, 1.05 * 2.0 ** (-ev))
+        world_gt = hdri_world(hdri.image, rot_z, T)
+        ground_mesh = ground.mesh("Ground", (eye.x, eye.y))
+        ground_ob = new_object("Ground", ground_mesh, projected_ground_material(hdri.image, rot_z, eye, e_total))
+    else:  # sun_rotation rot_z puts the sky's sun at NISHITA_AZ0 - rot_z = sun_az, as the HDRI's hot spot
+        T = None
+        world_gt = sky_world(sky, rot_z)
+        ground_ob = new_object("Ground", ground.mesh("Ground", (eye.x, eye.y), radius=2000.0), procedural_ground_material(sky))
+        blocks, blocks_info = far_blocks(sky, ground, centre, cam_fwd_az, sun_az if sky["sun_lamp"] else None)
 
     # green-screen set: studio rig, emissive green floor (same shape) + backdrop, camera-invisible
     green_lin = srgb_to_linear(GREEN_SRGB)
@@ -1582,7 +1860,7 @@ def main(argv):
         scene.render.use_motion_blur = False
 
     actor_objs = [ob for ac in actors for ob in list(ac.objects.values())]
-    set_objs = [ground_ob] + [o for o in bpy.data.objects if o.name.startswith("Occluder")]
+    set_objs = [ground_ob] + [o for o in bpy.data.objects if o.name.startswith("Occluder")] + blocks
     gs_objs = [gs_floor, gs_back] + gs_lights
 
     def configure(kind):
@@ -1639,6 +1917,39 @@ def main(argv):
     main_actor = actors[0]
     prop_end = prop.start_x + prop.s_of_t(time_of(f1))
     out_root = os.path.abspath(a.out_root)
+    ground_json = ground.describe((main_actor.root(0).x, main_actor.root(0).y))
+    if sky is None:
+        hdri_json = {
+            "file": os.path.relpath(os.path.abspath(a.hdri), out_root),
+            "file_abs": os.path.abspath(a.hdri),
+            "file_relative_to": "output root (the folder holding the shot folders)",
+            "rotation_z_rad": rot_z, "rotation_z_deg": math.degrees(rot_z),
+            "lighting_clamp_luminance": T, "median_upper_luminance": hdri.median_upper,
+            "peak_upper_luminance": hdri.peak_upper,
+            "horizontal_irradiance_clamped_rgb": list(sun["eh"]),
+            "note": "world = HDRI clamped at luminance T (hot spot replaced by the sun lamp); T is above display white so background pixels are unchanged"
+            if cfg["lights"] == "sun" else
+            "world = HDRI clamped at luminance T for lighting rays (camera rays unclamped); the hot spot is NOT replaced: the two lamps are the key lights",
+        }
+    else:
+        hdri_json = {
+            "file": "", "file_abs": "", "file_relative_to": "output root (the folder holding the shot folders)",
+            "procedural_sky": {**{k: v for k, v in sky.items() if k not in ("blocks", "ground", "ground_scale_m", "ground_tint")},
+                               "sun_rotation_deg": math.degrees(rot_z), "sun_azimuth_deg": math.degrees(hdri.hot_az - rot_z) % 360.0,
+                               "sun_irradiance_normal_rgb": sun["sun_irradiance_normal_rgb"]},
+            "rotation_z_rad": rot_z, "rotation_z_deg": math.degrees(rot_z),
+            "lighting_clamp_luminance": T, "median_upper_luminance": hdri.median_upper,
+            "peak_upper_luminance": hdri.peak_upper,
+            "horizontal_irradiance_clamped_rgb": list(sun["eh"]),
+            "note": "no HDRI: world = Nishita sky (Blender sky texture); lighting rays see it without the sun disc (the sun lamp "
+                    "carries the direct light), camera rays with it" + ("" if sky["sun_lamp"] else "; dim dusk sky, no disc, no sun lamp: the two lamps are the key lights")
+                    + "; the fill is measured from a 128x64 equirect render of the disc-less sky (no clamp: lighting_clamp_luminance null)",
+        }
+        ground_json.update(mode="procedural", material=sky["ground"], pattern_scale_m=sky["ground_scale_m"], tint=sky["ground_tint"],
+                           far_blocks=blocks_info,
+                           note=ground_json["note"].replace("projected: diffuse plane, albedo = pi*HDRI(dir from camera)/E_total, fades to transparent 18-40 m from the camera",
+                                                            f"procedural: {sky['ground']} (noise/brick/voronoi textures), 2 km plane; distant boxes "
+                                                            "('far_blocks', never within 40 deg of the sun's azimuth) stand in for buildings"))
     shot = {
         "shot_id": a.shot_id,
         "frame_start": f0, "frame_end": f1, "frame_count": len(frames), "frames_rendered": len(frames),
@@ -1656,19 +1967,8 @@ def main(argv):
         },
         "sun": sun_json,
         "lights": lights_info,
-        "hdri": {
-            "file": os.path.relpath(os.path.abspath(a.hdri), out_root),
-            "file_abs": os.path.abspath(a.hdri),
-            "file_relative_to": "output root (the folder holding the shot folders)",
-            "rotation_z_rad": rot_z, "rotation_z_deg": math.degrees(rot_z),
-            "lighting_clamp_luminance": T, "median_upper_luminance": hdri.median_upper,
-            "peak_upper_luminance": hdri.peak_upper,
-            "horizontal_irradiance_clamped_rgb": list(sun["eh"]),
-            "note": "world = HDRI clamped at luminance T (hot spot replaced by the sun lamp); T is above display white so background pixels are unchanged"
-            if cfg["lights"] == "sun" else
-            "world = HDRI clamped at luminance T for lighting rays (camera rays unclamped); the hot spot is NOT replaced: the two lamps are the key lights",
-        },
-        "ground": ground.describe((main_actor.root(0).x, main_actor.root(0).y)),
+        "hdri": hdri_json,
+        "ground": ground_json,
         "exposure_ev_groundtruth": ev,
         "exposure_ev_greenscreen": 0.0,
         "exposure_note": f"groundtruth/environment: EV = log2({EXPOSURE_TARGET} * pi / luminance(E_total)), E_total = horizontal irradiance of key + fill at the action centre (a white horizontal Lambertian card displays at {EXPOSURE_TARGET} linear)",

@@ -13,6 +13,22 @@ white shirt, short in a black coat, wide, arms raised, crouching), an interior l
 lamps, sloped and stepped ground, a panning camera, a foreground occluder, feet cut by the frame
 edge, two actors and motion blur. Every shot is deterministic from (variant, --seed).
 
+Worlds (``--world``): ``hdri`` (default) lights every shot with an HDRI of --hdri-dir (the shared
+five; the report half of ../shared/data/pathtraced uses four of them) plus a sun lamp matched to its
+hot spot, over an HDRI-projected ground. ``sky`` uses no HDRI, so training shots share none with the
+eval: a Nishita sky (Blender's sky texture, on the CPU) with a seed-drawn sun elevation (10-60 deg),
+air/dust/ozone density, altitude and sun diameter (0.545-1.6 deg); a sun lamp in the sky's sun
+direction with its angular size and its colour, both measured by rendering the sky (fill: 128x64
+equirect probe of the disc-less sky; sun: disc on minus disc off in a 4 deg field), and a strength
+that gives a seed-drawn key-to-fill ratio in [1.3, 3.0] (the sky's own ratio, 2.4-10 on the test set
+below, is kept as sun.key_to_fill_ratio_from_hdri); a procedural ground (asphalt, concrete slabs,
+grass or dirt from noise/brick/voronoi textures, 2 km plane) and 2-6 distant boxes standing in for
+buildings (45-160 m, never within 40 deg of the sun's azimuth, so they never shadow the action).
+interior_two_lights keeps its two lamps under a dim dusk sky (sun 3-10 deg, no disc, no sun lamp).
+Shot ids end in ``_sky`` (``bl_<variant>_s<seed>_sky``); shot.json has the same keys, with
+``hdri.file`` "" and ``hdri.procedural_sky`` / ``ground.mode`` "procedural" describing the world.
+Actors, prop and camera of a (variant, seed) are the same in both worlds.
+
 This script runs with the normal python3 and calls, per shot,
 ``blender -b --factory-startup --python bench/blender_scene.py -- <args>`` (the scene script runs
 in Blender's own Python with bpy; Debian's Blender has no numpy, so it uses none). Install Blender
@@ -26,8 +42,8 @@ Run:
     python3 bench/blender_shots.py --out /tmp/blender_shots --variant pan --variant slope --seed 3
     python3 bench/blender_shots.py --out /tmp/blender_shots --all --size 160x90 --frames 6 --samples 16
     python3 bench/blender_shots.py --out /tmp/blender_shots --check-only          # format check only
-    python3 bench/blender_shots.py --out /tmp/train_shots --all --seeds 0-4 --hdri potsdamer_platz --split tune \
-        --size 160x90 --frames 9 --samples 16                                     # training data (curate pathtraced: rows)
+    python3 bench/blender_shots.py --out /tmp/train_shots --all --seeds 0-4 --world sky --split tune \
+        --size 160x90 --frames 9 --samples 16 --threads 1                         # training data (curate pathtraced: rows)
 
 After rendering, every shot is checked against a reference shot of the existing set (file set and
 naming, PNG bit depth / colour type / size, EXR channels / type / compression, shot.json keys as a
@@ -38,7 +54,11 @@ Timings here (2-core CPU box, Blender 3.4.1, CPU shared with other jobs: load av
   * --all --size 160x90 --frames 6 --samples 16: 154 s for the 14 shots (5-15 s per shot);
   * --all with the defaults (320x180, 12 frames, 32 spp, green screen 64 spp): 1024 s for the 14
     shots, 37-125 s per shot (groundtruth 2-8 s/frame, green screen 0.6-2.3 s/frame, environment
-    one frame, or 12 for "pan"); the fastest numbers are the ones with the least contention.
+    one frame, or 12 for "pan"); the fastest numbers are the ones with the least contention;
+  * --all --seeds 0-1 --world sky --split tune --size 160x90 --frames 9 --samples 16 --threads 1:
+    454 s for the 28 shots (12.1-21.0 s per shot: groundtruth 0.48-1.01 s/frame, environment
+    0.38-1.31 s, green screen 0.17-0.34 s/frame, sky probes 4-7 s; load average ~1.3), all passing
+    the format and value checks; ``cinecomp curate`` accepted all 28 (one 5-frame window each).
 """
 
 from __future__ import annotations
@@ -109,17 +129,18 @@ def resolve_hdri(name: str | None, variant: str, seed: int, hdri_dir: Path) -> s
     return blender_scene.choose_hdri(variant, seed, hdris)
 
 
-def shot_id_for(variant: str, seed: int, hdri: str) -> str:
-    return f"bl_{variant}_s{seed}_{blender_scene.hdri_stem(hdri)}"
+def shot_id_for(variant: str, seed: int, hdri: str | None) -> str:
+    """``bl_<variant>_s<seed>_<HDRI stem>``, or ``..._sky`` for the procedural world (hdri None)."""
+    return f"bl_{variant}_s{seed}_{blender_scene.hdri_stem(hdri) if hdri else 'sky'}"
 
 
-def render_shot(exe: str, out: Path, variant: str, seed: int, hdri: str, args) -> tuple[str, float, bool]:
+def render_shot(exe: str, out: Path, variant: str, seed: int, hdri: str | None, args) -> tuple[str, float, bool]:
     sid = shot_id_for(variant, seed, hdri)
     w, h = args.size
     cmd = [exe, "-b", "--factory-startup", "--python", str(HERE / "blender_scene.py"), "--",
            "--out-root", str(out), "--shot-id", sid, "--variant", variant, "--seed", str(seed),
-           "--hdri", hdri, "--width", str(w), "--height", str(h), "--frames", str(args.frames),
-           "--samples", str(args.samples), "--threads", str(args.threads)]
+           *(["--hdri", hdri] if hdri else ["--world", "sky"]), "--width", str(w), "--height", str(h),
+           "--frames", str(args.frames), "--samples", str(args.samples), "--threads", str(args.threads)]
     if args.gs_samples:
         cmd += ["--gs-samples", str(args.gs_samples)]
     log_path = out / f"{sid}.blender.log"
@@ -365,6 +386,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="render threads (0 = all cores)")
     p.add_argument("--hdri", default=None, help="force an HDRI (stem like forest_slope or a path); default: chosen from the seed")
     p.add_argument("--hdri-dir", type=Path, default=Path(blender_scene.DEFAULT_HDRI_DIR))
+    p.add_argument("--world", choices=("hdri", "sky"), default="hdri",
+                   help="hdri (default): an HDRI of --hdri-dir + matching sun, HDRI-projected ground; sky: a procedural Nishita "
+                   "sky + its sun, procedural ground and distant blocks, no HDRI (shot ids end in _sky)")
     p.add_argument("--blender", default=None, help="Blender executable (default: blender on PATH)")
     p.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="existing shot whose format is checked against")
     p.add_argument("--no-check", action="store_true", help="skip the format/value check after rendering")
@@ -404,6 +428,8 @@ def main(argv=None) -> int:
     unknown = [v for v in variants if v not in blender_scene.VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}; see --list")
+    if a.world == "sky" and a.hdri:
+        p.error(f"--hdri {a.hdri!r} with --world sky: the procedural sky uses no HDRI; drop one of them")
 
     exe = find_blender(a.blender)
     print(f"[blender_shots] {blender_version(exe)} ({exe}); output {out}", flush=True)
@@ -418,7 +444,7 @@ def main(argv=None) -> int:
         seeds = list(range(int(lo), int(hi) + 1))
     for seed in seeds:
         for v in variants:
-            hdri = resolve_hdri(a.hdri, v, seed, a.hdri_dir)
+            hdri = resolve_hdri(a.hdri, v, seed, a.hdri_dir) if a.world == "hdri" else None
             sid, dt, ok = render_shot(exe, out, v, seed, hdri, a)
             results.append((sid, v, dt, ok))
             if ok and a.split:
