@@ -33,6 +33,7 @@ own stream, hence actors, prop and camera, is the one of --world hdri):
     diameter 0.545-1.6 deg drawn); lighting rays see it without the sun disc, camera rays with it;
   * sun lamp = the sky's sun: same direction and angular size, colour and the sky's fill measured by
     rendering the sky (``analyse_sky``), strength from a seed-drawn key-to-fill ratio in K2F_RANGE;
+    ``check_sky_sun`` fails the shot unless the final sky's disc is where the lamp points;
   * ground = a 2 km plane with a procedural asphalt/concrete/grass/dirt material; 2-6 distant boxes
     (45-160 m, never towards the sun) stand in for buildings;
   * interior_two_lights keeps its two lamps under a dim dusk sky (sun 3-10 deg, no disc, no sun lamp).
@@ -1193,6 +1194,26 @@ def analyse_sky(sky, probe_dir, threads):
     }
 
 
+def check_sky_sun(world, d_sun, threads, probe_dir):
+    """Camera-ray radiance of the final sky world towards the sun lamp and 8 deg beside it: the disc
+    must be where the lamp is (a wrong sun_rotation convention would put it elsewhere)."""
+    cam = bpy.data.cameras.new("SkyCheck")
+    cam.sensor_fit = "HORIZONTAL"
+    cam.sensor_width = 36.0
+    cam.lens = 18.0 / math.tan(math.radians(2.0))
+    az = math.atan2(d_sun.y, d_sun.x)
+    el = math.asin(clamp(d_sun.z, -1.0, 1.0))
+    vals = []
+    for k, d in enumerate((d_sun, Vector(sph(az + math.radians(8.0), el)))):
+        buf = render_probe("SkyCheck", world, cam, d.to_track_quat("-Z", "Y"), (16, 16), 16, threads,
+                           os.path.join(probe_dir, f"check_{k}.exr"))
+        vals.append(lum([sum(buf[c::4]) / 256.0 for c in range(3)]))
+    shutil.rmtree(probe_dir, ignore_errors=True)
+    if not vals[0] > 20.0 * vals[1]:
+        raise RuntimeError(f"sky sun disc not at the sun lamp: luminance {vals[0]:.3g} towards the lamp, {vals[1]:.3g} 8 deg beside it")
+    return {"luminance_towards_lamp": vals[0], "luminance_8deg_beside": vals[1]}
+
+
 def procedural_ground_material(sky):
     """Diffuse ground with a seed-drawn pattern: asphalt/grass (two noise scales), concrete (slabs
     with joints), dirt (voronoi cells); world-space coordinates."""
@@ -1810,7 +1831,7 @@ def main(argv):
             "key_to_fill_ratio_from_hdri": None, "type": "AREA",
             "note": "no sun: this is the key lamp (LampA) seen from the action centre (strength = its irradiance there); all lamps in 'lights'",
         }
-    blocks, blocks_info = [], []
+    blocks, blocks_info, sky_check = [], [], None
     if sky is None:
         T = max(8.0 * hdri.median_upper, 1.05 * 2.0 ** (-ev))
         world_gt = hdri_world(hdri.image, rot_z, T)
@@ -1819,6 +1840,8 @@ def main(argv):
     else:  # sun_rotation rot_z puts the sky's sun at NISHITA_AZ0 - rot_z = sun_az, as the HDRI's hot spot
         T = None
         world_gt = sky_world(sky, rot_z)
+        if sky["sun_lamp"]:
+            sky_check = check_sky_sun(world_gt, d_sun, a.threads, os.path.join(shot_dir, ".sky_probe"))
         ground_ob = new_object("Ground", ground.mesh("Ground", (eye.x, eye.y), radius=2000.0), procedural_ground_material(sky))
         blocks, blocks_info = far_blocks(sky, ground, centre, cam_fwd_az, sun_az if sky["sun_lamp"] else None)
 
@@ -1936,7 +1959,8 @@ def main(argv):
             "file": "", "file_abs": "", "file_relative_to": "output root (the folder holding the shot folders)",
             "procedural_sky": {**{k: v for k, v in sky.items() if k not in ("blocks", "ground", "ground_scale_m", "ground_tint")},
                                "sun_rotation_deg": math.degrees(rot_z), "sun_azimuth_deg": math.degrees(hdri.hot_az - rot_z) % 360.0,
-                               "sun_irradiance_normal_rgb": sun["sun_irradiance_normal_rgb"]},
+                               "sun_irradiance_normal_rgb": sun["sun_irradiance_normal_rgb"],
+                               "disc_at_sun_lamp": sky_check},
             "rotation_z_rad": rot_z, "rotation_z_deg": math.degrees(rot_z),
             "lighting_clamp_luminance": T, "median_upper_luminance": hdri.median_upper,
             "peak_upper_luminance": hdri.peak_upper,

@@ -24,6 +24,8 @@ that gives a seed-drawn key-to-fill ratio in [1.3, 3.0] (the sky's own ratio, 2.
 below, is kept as sun.key_to_fill_ratio_from_hdri); a procedural ground (asphalt, concrete slabs,
 grass or dirt from noise/brick/voronoi textures, 2 km plane) and 2-6 distant boxes standing in for
 buildings (45-160 m, never within 40 deg of the sun's azimuth, so they never shadow the action).
+Each sky shot renders its final world towards the sun lamp and 8 deg beside it and fails unless the
+disc is there (``hdri.procedural_sky.disc_at_sun_lamp``: ~16000 vs ~37), so shadows match the sky.
 interior_two_lights keeps its two lamps under a dim dusk sky (sun 3-10 deg, no disc, no sun lamp).
 Shot ids end in ``_sky`` (``bl_<variant>_s<seed>_sky``); shot.json has the same keys, with
 ``hdri.file`` "" and ``hdri.procedural_sky`` / ``ground.mode`` "procedural" describing the world.
