@@ -179,7 +179,8 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-ENGINE_MODULES = ("pipeline.py", "transformer.py", "conditioning.py", "windows.py", "distributed.py", "_io.py")
+ENGINE_MODULES = ("pipeline.py", "transformer.py", "conditioning.py", "windows.py", "distributed.py", "_io.py",
+                  "autoencoder.py")
 
 
 def engine_version() -> str:
