@@ -229,7 +229,8 @@ def composite(inputs, outputs, settings, log, job=None):
         envs = element_frames(inputs.env) if "env" in inputs.keys() else None
         composite_shot(element_frames(inputs.key), envs, inputs.prompts, outputs[0], settings["work_dir"], settings,
                        log, ranks=max(1, int(job.resources.get("gpu") or 1)), threads=job.threads,
-                       mask_files=element_frames(inputs.masks))
+                       mask_files=element_frames(inputs.masks),
+                       harmonize_files=element_frames(inputs.harmonize) if "harmonize" in inputs.keys() else None)
         return
     if settings["backend"] == "harmonize":
         return harmonize(inputs, outputs, settings, log)

@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     t = msub.add_parser("tiny", help="tiny random pipeline + text encoder (tests; not for pictures)")
     t.add_argument("--out", required=True)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--vae", choices=("wan", "space_to_depth"), default="wan",
+                   help="wan: a tiny random AutoencoderKLWan; space_to_depth: the lossless SpaceToDepthVAE")
+    t.add_argument("--harmonize-base", action="store_true",
+                   help="the transformer takes harmonize's comp and returns it while untrained")
     w = msub.add_parser("from-wan", help="widen a local Wan 2.1 diffusers pipeline into a CinecompPipeline")
     w.add_argument("--wan", required=True, help="Wan 2.1 diffusers pipeline directory (transformer/, vae/...)")
     w.add_argument("--out", required=True)

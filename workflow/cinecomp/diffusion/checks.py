@@ -153,6 +153,15 @@ def check_diffusion_config(d: dict) -> list[str]:
     return problems
 
 
+def takes_harmonize(pipeline_dir: str | Path) -> bool:
+    """Whether the pipeline's transformer starts from harmonize (config ``harmonize_base``: it then takes
+    harmonize's comp of the shot as an input). Model directories saved before the field: False."""
+    try:
+        return bool(json.loads((Path(pipeline_dir) / "transformer" / "config.json").read_text()).get("harmonize_base"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def transformer_text_dim(pipeline_dir: str | Path) -> int | None:
     try:
         return int(json.loads((Path(pipeline_dir) / "transformer" / "config.json").read_text())["text_dim"])
