@@ -71,6 +71,28 @@ def _inputs(seed=0):
                 prompt_embeds=torch.ones(1, 4, 32), negative_prompt_embeds=torch.zeros(1, 4, 32))
 
 
+def test_model_dirs_with_the_space_to_depth_vae_check_and_load_by_class(models, tmp_path):
+    """The ranks load the VAE of the class its config names (a Wan-only loader broke on it); the plan-time
+    check accepts both classes and names any other with the fix."""
+    import json
+    import shutil
+
+    from cinecomp.diffusion.autoencoder import SpaceToDepthVAE, load_vae
+    from cinecomp.diffusion.checks import check_pipeline_dir, takes_harmonize
+
+    root = models["space_to_depth"]
+    assert check_pipeline_dir(root) == [] and takes_harmonize(root)
+    assert isinstance(load_vae(root / "vae"), SpaceToDepthVAE)
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad)
+    cfg = bad / "vae" / "config.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "_class_name": "AutoencoderKL"}))
+    assert any("VAE 'AutoencoderKL' is not one cinecomp runs with (fix: use one of AutoencoderKLWan, "
+               "SpaceToDepthVAE)" in p for p in check_pipeline_dir(bad))
+    with pytest.raises(ValueError, match="not one cinecomp runs with"):
+        load_vae(bad / "vae")
+
+
 def test_untrained_harmonize_base_model_returns_harmonize_and_a_residual_changes_it(models):
     """Euler sampling lands on harmonize's latent: with the lossless VAE the frames are harmonize's to
     float rounding (< 1e-6), with guidance too; the Wan VAE gives its own reconstruction of harmonize
@@ -178,3 +200,64 @@ def test_the_shot_stage_returns_harmonizes_frames_from_an_untrained_model(models
     assert len(outs) == T
     for f, (_, h) in zip(outs, harms):
         np.testing.assert_allclose(exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3], atol=1e-3, rtol=1e-3)
+
+
+def test_the_workflow_gives_a_harmonize_base_model_harmonizes_comp(models, tmp_path):
+    """Dry run: with a harmonize-base model the diffusion shot with an environment plans harmonize's
+    comp (rule harmonize_base, and the light it needs) before its composite; the shot without an
+    environment (synthesised) and the `over` shot do not; an older model plans none."""
+    import yaml
+    from cinecomp.synth.renderer import make_demo_shot
+    from helpers import SHEET_COLUMNS, planned_jobs
+
+    make_demo_shot(tmp_path / "demo", "sd", 48, 28, 1001, 1005, plate_format="exr", env_kind="sequence")
+    (tmp_path / "shots.csv").write_text("\n".join([
+        SHEET_COLUMNS + ",prompt,composite_backend",
+        "sd,demo/sd/plate/sd_plate.####.exr,ACEScg,1001,1005,24,demo/sd/env/sd_env.####.exr,ACEScg,1,a man,diffusion",
+        "so,demo/sd/plate/sd_plate.####.exr,ACEScg,1001,1005,24,demo/sd/env/sd_env.####.exr,ACEScg,1,,over",
+        "sr,demo/sd/plate/sd_plate.####.exr,ACEScg,1001,1005,24,,,1,a beach,diffusion",
+    ]) + "\n")
+    root = models["space_to_depth"]
+    for name, pipeline in (("hb.yaml", root), ("old.yaml", REPO / "models" / "proof" / "pipeline")):
+        (tmp_path / name).write_text(yaml.safe_dump({"diffusion": {
+            "pipeline": str(pipeline), "text_encoder": str(root / "text_encoder"), "max_sequence_length": 16}}))
+    jobs = planned_jobs(tmp_path, configs=("hb.yaml",))
+    assert {("harmonize_base", "sd"), ("light", "sd"), ("composite", "sd")} <= jobs
+    assert not {("harmonize_base", "so"), ("harmonize_base", "sr")} & jobs and ("composite", "sr") in jobs
+    assert not any(rule == "harmonize_base" for rule, _ in planned_jobs(tmp_path, configs=("old.yaml",)))
+
+
+def test_training_feeds_harmonize_as_the_shot_stage_does(models):
+    """make_example gives a harmonize-base model the sample's harmonize comp with the environment (flag 1)
+    and none without it (flag 0, as the shot stage without an environment); where harmonize is already
+    the truth the untrained model's velocity is the training target (loss 0): training and sampling use
+    one parameterisation. A sample without harmonize_rgb is refused with the fix."""
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.io.dataset import DatasetError
+    from cinecomp.train.loop import make_example, trained_modules, weighted_loss
+
+    pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
+    assert "proj_out" in trained_modules(pipe.transformer)  # the zero RGB head is trained beside a LoRA
+    x = _inputs(5)
+    sample = dict(target_rgb=x["harmonize_rgb"], target_depth=np.full((T, H, W), 3.0, np.float32),
+                  character_rgb=x["character_rgb"], environment_rgb=x["environment_rgb"], tri_mask=x["tri_mask"],
+                  effect_mask=np.zeros((T, H, W), np.float32), harmonize_rgb=x["harmonize_rgb"],
+                  meta={"prompt": "", "id": "s0"})
+    cfg = {"dropout": {"text": 0.0, "environment": 0.0, "character_depth": 1.0, "context_prob": 0.0},
+           "loss": {"character": 2.0, "prop": 2.0, "effect": 3.0, "environment": 1.0, "depth_weight": 0.5,
+                    "shift": 0.0},
+           "model": {"pipeline": models["space_to_depth"]}}
+    embeds = {"": torch.zeros(1, 4, 32)}
+    z = pipe.transformer.config.rgb_channels
+    ex = make_example(pipe, sample, np.random.default_rng(0), cfg, embeds, "cpu")
+    assert float(ex["input"][:, -1].min()) == 1.0  # the base flag: the last input channel
+    with torch.no_grad():
+        pred = pipe.transformer(ex["input"], ex["timestep"], ex["text"], return_dict=False)[0]
+    assert float(weighted_loss(pred, ex, z, 0.0)[1]) < 1e-8
+    cfg["dropout"]["environment"] = 1.0
+    ex = make_example(pipe, sample, np.random.default_rng(0), cfg, embeds, "cpu")
+    assert float(ex["input"][:, -(z + 1):].abs().max()) == 0.0  # no environment: no harmonize, flag 0
+    cfg["dropout"]["environment"] = 0.0
+    with pytest.raises(DatasetError, match="has no harmonize_rgb.*fix: curate the data again"):
+        make_example(pipe, {k: v for k, v in sample.items() if k != "harmonize_rgb"}, np.random.default_rng(0),
+                     cfg, embeds, "cpu")

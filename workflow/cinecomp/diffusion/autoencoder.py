@@ -86,3 +86,24 @@ class SpaceToDepthVAE(ModelMixin, ConfigMixin):
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True):
         return self.decode(self.encode(sample).latent_dist.mode(), return_dict=return_dict)
+
+
+def load_vae(vae_dir):
+    """The autoencoder saved in ``vae_dir``, of the class its ``config.json`` names (local files only).
+    Any other class is an error naming the file and the classes cinecomp runs with."""
+    import json
+    from pathlib import Path
+
+    import diffusers
+
+    from .errors import CheckpointError
+    from .tiny_models import VAE_CLASSES
+
+    cfg = Path(vae_dir) / "config.json"
+    if not cfg.is_file():
+        raise CheckpointError(cfg, "VAE config is missing", "copy the pipeline's vae/ folder completely")
+    name = json.loads(cfg.read_text()).get("_class_name")
+    if name not in VAE_CLASSES:
+        raise CheckpointError(cfg, f"VAE {name!r} is not one cinecomp runs with", f"use one of {', '.join(VAE_CLASSES)}")
+    cls = SpaceToDepthVAE if name == "SpaceToDepthVAE" else getattr(diffusers, name)
+    return cls.from_pretrained(str(vae_dir), local_files_only=True)

@@ -11,7 +11,7 @@ import math
 import json
 from pathlib import Path
 
-from .tiny_models import SCHEDULERS
+from .tiny_models import SCHEDULERS, VAE_CLASSES
 from .errors import CheckpointError, DiffusionInputError
 
 TINY_HINT = "`cinecomp models tiny --out DIR` writes a tiny random set for plumbing tests"
@@ -56,6 +56,9 @@ def check_pipeline_dir(pipeline_dir: str | Path, ranks: int = 1) -> list[str]:
     if scfg is not None and scfg.get("_class_name") not in SCHEDULERS:
         problems.append(f"{root / 'scheduler' / 'scheduler_config.json'}: scheduler {scfg.get('_class_name')!r} is not "
                         f"one cinecomp samples with (fix: use one of {', '.join(SCHEDULERS)})")
+    if vcfg is not None and vcfg.get("_class_name") not in VAE_CLASSES:
+        problems.append(f"{root / 'vae' / 'config.json'}: VAE {vcfg.get('_class_name')!r} is not one cinecomp runs "
+                        f"with (fix: use one of {', '.join(VAE_CLASSES)})")
     for sub in ("transformer", "vae"):
         if (root / sub).is_dir() and not _has_weights(root / sub):
             problems.append(f"{root / sub}: no weights (diffusion_pytorch_model.safetensors) (fix: copy the "

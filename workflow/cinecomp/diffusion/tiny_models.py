@@ -198,6 +198,9 @@ def make_tiny_wan(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     return out
 
 
+# The autoencoders a CinecompPipeline runs with (Wan's, or the lossless space-to-depth one).
+VAE_CLASSES = ("AutoencoderKLWan", "SpaceToDepthVAE")
+
 # The flow-matching schedulers the pipeline samples with (Wan ships UniPC; the tiny models use Euler).
 SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler")
 
