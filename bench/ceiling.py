@@ -102,11 +102,12 @@ def shot_rows(entry: dict, set_dir: Path, results: Path, pipes: dict) -> dict:
             over_rec = through(pipe, model_video(np.stack(base["over"]), size, True))
             outs = [apply_layers(base["over"][i], from_model_space(model[i], MODEL_CS),
                                  from_model_space(over_rec[i], MODEL_CS), SIGMA) for i in range(n)]
-            rows[f"perfect model, layers on over @ {lh or h}px, {name}"] = score(outs, truth, envs, alphas)
+            at = f"{lh}px" if lh else f"plate height ({h} px, resized to {size[0]})"
+            rows[f"perfect model, layers on over @ {at}, {name}"] = score(outs, truth, envs, alphas)
             harm_rec = through(pipe, model_video(np.stack(base["harmonize"]), size, True))
             outs = [apply_layers(base["harmonize"][i], from_model_space(model[i], MODEL_CS),
                                  from_model_space(harm_rec[i], MODEL_CS), SIGMA) for i in range(n)]
-            rows[f"perfect harmonize-base model, layers on harmonize @ {lh or h}px, {name}"] = score(
+            rows[f"perfect harmonize-base model, layers on harmonize @ {at}, {name}"] = score(
                 outs, truth, envs, alphas)
     return rows
 
