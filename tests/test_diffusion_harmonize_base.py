@@ -261,3 +261,20 @@ def test_training_feeds_harmonize_as_the_shot_stage_does(models):
     with pytest.raises(DatasetError, match="has no harmonize_rgb.*fix: curate the data again"):
         make_example(pipe, {k: v for k, v in sample.items() if k != "harmonize_rgb"}, np.random.default_rng(0),
                      cfg, embeds, "cpu")
+
+
+def test_a_wan_checkpoint_widens_into_a_harmonize_base_model(tmp_path):
+    """from-wan --harmonize-base: Wan's weights copied, harmonize's channels and the RGB head zero."""
+    from cinecomp.diffusion.init_from_wan import init_from_wan
+    from cinecomp.diffusion.tiny_models import TINY_LATENT_CHANNELS, make_tiny_wan
+    from diffusers import WanTransformer3DModel
+
+    wan_dir = make_tiny_wan(tmp_path / "wan")
+    wan = WanTransformer3DModel.from_pretrained(str(wan_dir))
+    plain, based = init_from_wan(wan_dir), init_from_wan(wan_dir, harmonize_base=True)
+    z = TINY_LATENT_CHANNELS
+    assert based.config.in_channels == plain.config.in_channels + z + 1 and based.config.harmonize_base
+    assert float(based.patch_embedding.weight[:, plain.config.in_channels:].abs().max()) == 0.0
+    assert float(based.proj_out.weight.abs().max()) == 0.0 and float(based.proj_out.bias.abs().max()) == 0.0
+    torch.testing.assert_close(based.depth_proj_out.weight, wan.proj_out.weight)  # depth head: Wan's, as before
+    torch.testing.assert_close(based.patch_embedding.weight[:, :z], wan.patch_embedding.weight)

@@ -33,7 +33,7 @@ def run(args) -> int:
         if args.action == "from-wan":
             from ..diffusion.init_from_wan import build_pipeline_from_wan
 
-            build_pipeline_from_wan(args.wan, args.out)
+            build_pipeline_from_wan(args.wan, args.out, harmonize_base=args.harmonize_base)
             print(f"{args.out}: CinecompPipeline widened from {args.wan}; text encoder: {args.wan}/text_encoder")
             return 0
         if args.action == "bake-lora":
