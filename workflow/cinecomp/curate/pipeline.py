@@ -576,6 +576,22 @@ def make_pair(frames: np.ndarray, pri: dict, sl: slice, rng: np.random.Generator
     return {"sample": sample, "green": greens, "alpha": alpha_k, "studio": studio}
 
 
+def survey_harmonize(fg_k, alpha_k, tri, env, camera_params: dict, sheet_light: dict | None) -> np.ndarray:
+    """:func:`harmonize_sample` of a rendered sample whose camera and light a set survey gives (the eval's
+    `given` light: the sheet's camera and light, the light stage's estimate from the first environment
+    frame, the ground depth of the depth stage's default, contacts from the tri-mask)."""
+    from ..camera import Camera
+    from ..perception.depth import object_contacts
+    from ..perception.light import estimate_light
+
+    n, h, w = np.shape(tri)[:3]
+    camera = Camera.from_params(camera_params)
+    masks = [{"character": tri[i, ..., 0], "prop": tri[i, ..., 1]} for i in range(n)]
+    contacts = object_contacts(camera, masks, w, h)
+    est = estimate_light(sheet_light=sheet_light, camera=camera, env_frames=[np.asarray(env[0], np.float32)])
+    return harmonize_sample(fg_k, alpha_k, tri, env, camera.ground_depth(w, h), contacts, est, camera_params, camera)
+
+
 def harmonize_sample(fg_k, alpha_k, tri, env, env_depth, contacts: dict, light_estimate: dict, camera_params,
                      camera) -> np.ndarray:
     """Harmonize's comp of one sample (its key, tri-mask and environment; the clip's light estimate,

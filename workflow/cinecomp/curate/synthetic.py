@@ -123,19 +123,10 @@ def true_pair(r: dict, scene=None) -> dict:
 
 def scene_harmonize(r: dict, scene, fg_k, alpha_k, tri) -> np.ndarray:
     """Harmonize's comp of rendered layers ``r`` (see :func:`true_pair`), in the samples' encoding."""
-    from ..camera import Camera
-    from ..perception.depth import object_contacts
-    from ..perception.light import estimate_light
     from ..synth.renderer import scene_camera, scene_light
-    from .pipeline import harmonize_sample
+    from .pipeline import survey_harmonize
 
-    n, h, w = tri.shape[:3]
-    params = scene_camera(scene)
-    camera = Camera.from_params(params)
-    masks = [{"character": tri[i, ..., 0], "prop": tri[i, ..., 1]} for i in range(n)]
-    contacts = object_contacts(camera, masks, w, h)
-    est = estimate_light(sheet_light=scene_light(scene, n), camera=camera, env_frames=[r["env_rgb"][0]])
-    return harmonize_sample(fg_k, alpha_k, tri, r["env_rgb"], camera.ground_depth(w, h), contacts, est, params, camera)
+    return survey_harmonize(fg_k, alpha_k, tri, r["env_rgb"], scene_camera(scene), scene_light(scene, len(tri)))
 
 
 def curate_synthetic(clip, out_dir, settings: dict) -> list[dict]:
