@@ -161,7 +161,7 @@ def harmonize_settings(row):
 
 
 def harmonize_base_settings(wildcards):
-    """Rule harmonize_base: harmonize's comp of the shot, the diffusion model's starting point."""
+    """The harmonize_base rule's settings: harmonize's comp of the shot, the diffusion model's starting point."""
     row = shot_row(wildcards)
     return dict(backend="harmonize", attrs=exr_attrs(row), **harmonize_settings(row))
 

@@ -30,7 +30,8 @@ def light_inputs(wildcards):
 
 def takes_harmonize(row):
     """The diffusion backend with a model that starts from harmonize (its transformer's
-    harmonize_base) on a shot with an environment: harmonize's comp is one of its inputs."""
+    harmonize_base) on a shot with an environment: harmonize's comp is one of its inputs.
+    """
     from cinecomp.diffusion.checks import takes_harmonize as model_takes_harmonize
 
     return (
@@ -41,7 +42,7 @@ def takes_harmonize(row):
 
 
 def harmonize_base_inputs(wildcards):
-    """What harmonize reads (rule harmonize_base: the diffusion model's starting comp)."""
+    """What harmonize reads for the harmonize_base rule (the diffusion model's starting comp)."""
     shot = wildcards.shot
     return dict(
         key=layout.work_dir(RESULTS, shot, "key"),
