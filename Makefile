@@ -34,10 +34,13 @@ demo-diffusion: venv
 # The SLURM story (marker slurm) mostly waits on the scheduler, so it runs beside the other tests;
 # its report comes first, theirs last. The exit status is the worse of the two. The story's own CPU
 # burners are off here: the other tests beside it keep both cores busy (run `pytest -m slurm` alone for them).
+# The other tests run on TEST_WORKERS pytest-xdist workers (one core each, at most 4), one test file per
+# worker so that a file's module fixtures are made once.
+TEST_WORKERS ?= $(shell n=$$(nproc); [ $$n -gt 4 ] && n=4; echo $$n)
 test: venv
 	@rm -f .pytest-slurm.log; \
 	CINECOMP_TEST_BURN_CORES=0 $(BIN)/python -m pytest -q -ra -m slurm > .pytest-slurm.log 2>&1 & slurm=$$!; \
-	$(BIN)/python -m pytest -q -ra -m "not slurm" > .pytest-rest.log 2>&1; rest=$$?; \
+	$(BIN)/python -m pytest -q -ra -m "not slurm" -n $(TEST_WORKERS) --dist loadfile > .pytest-rest.log 2>&1; rest=$$?; \
 	wait $$slurm; sl=$$?; \
 	echo "--- SLURM tests (marker slurm), run beside the others:"; cat .pytest-slurm.log; \
 	echo "--- all other tests:"; cat .pytest-rest.log; \

@@ -26,6 +26,8 @@ Run:
     python3 bench/blender_shots.py --out /tmp/blender_shots --variant pan --variant slope --seed 3
     python3 bench/blender_shots.py --out /tmp/blender_shots --all --size 160x90 --frames 6 --samples 16
     python3 bench/blender_shots.py --out /tmp/blender_shots --check-only          # format check only
+    python3 bench/blender_shots.py --out /tmp/train_shots --all --seeds 0-4 --hdri potsdamer_platz --split tune \
+        --size 160x90 --frames 9 --samples 16                                     # training data (curate pathtraced: rows)
 
 After rendering, every shot is checked against a reference shot of the existing set (file set and
 naming, PNG bit depth / colour type / size, EXR channels / type / compression, shot.json keys as a
@@ -351,6 +353,11 @@ def main(argv=None) -> int:
     p.add_argument("--all", action="store_true", help="one shot of every variant")
     p.add_argument("--list", action="store_true", help="print the variants and exit")
     p.add_argument("--seed", type=int, default=0, help="scene seed (every shot is deterministic from variant + seed)")
+    p.add_argument("--seeds", default=None, help="a range of seeds A-B (inclusive): one shot per variant and seed, "
+                   "e.g. training data for curate's pathtraced: rows")
+    p.add_argument("--split", choices=("tune", "report"), default=None,
+                   help="stamp the shots' split in shot.json (curation refuses report shots; without it a hash of the "
+                   "shot id decides)")
     p.add_argument("--size", type=parse_size, default=(320, 180), help="WxH, default 320x180")
     p.add_argument("--frames", type=int, default=12, help="frames per shot from 1001 (default 12)")
     p.add_argument("--samples", type=int, default=32, help="Cycles samples for groundtruth/environment (default 32)")
@@ -403,11 +410,23 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     t_all = time.time()
-    for v in variants:
-        hdri = resolve_hdri(a.hdri, v, a.seed, a.hdri_dir)
-        sid, dt, ok = render_shot(exe, out, v, a.seed, hdri, a)
-        results.append((sid, v, dt, ok))
-        if not ok and not a.keep_going:
+    seeds = [a.seed]
+    if a.seeds:
+        lo, _, hi = a.seeds.partition("-")
+        if not (lo.isdigit() and hi.isdigit() and int(lo) <= int(hi)):
+            p.error(f"--seeds {a.seeds!r}: give A-B with A <= B, e.g. 0-19")
+        seeds = list(range(int(lo), int(hi) + 1))
+    for seed in seeds:
+        for v in variants:
+            hdri = resolve_hdri(a.hdri, v, seed, a.hdri_dir)
+            sid, dt, ok = render_shot(exe, out, v, seed, hdri, a)
+            results.append((sid, v, dt, ok))
+            if ok and a.split:
+                meta_file = out / sid / "shot.json"
+                meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "split": a.split}, indent=1))
+            if not ok and not a.keep_going:
+                break
+        if results and not results[-1][3] and not a.keep_going:
             break
     total = time.time() - t_all
     print("\n[blender_shots] per-shot timings:")

@@ -187,7 +187,7 @@ def planned_jobs(root: Path, *args, configs=()) -> set[tuple[str, str]]:
         r"^(?:localrule|rule) (\w+):\n(?:.*\n)*?\s+wildcards: shot=([\w-]+)", out, re.M)}
 
 
-def cinecomp(root: Path, *args, timeout=300) -> subprocess.CompletedProcess:
+def cinecomp(root: Path, *args, timeout=900) -> subprocess.CompletedProcess:
     """`cinecomp ARGS` (this checkout's) run in ``root``."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
     return subprocess.run([sys.executable, "-m", "cinecomp.cli.main", *args], cwd=root, capture_output=True,

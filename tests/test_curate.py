@@ -207,3 +207,71 @@ def test_hostile_curate_arguments_are_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "afile is a file, not a directory" in err and "fix" in err
     assert (tmp_path / "afile").read_text() == "" and not (tmp_path / "clips").exists()
+
+
+def _pathtraced_shot(root, name="bl_tiny_s0", split="tune", frames=6, w=32, h=18):
+    """A path-traced shot folder in the format of ../shared/data/pathtraced (io.pathtraced), tiny: a grey
+    actor column and a red box on a green screen; the truth puts them on a ramp with a shadow."""
+    import cv2
+
+    from cinecomp.io import exr as exrio
+
+    shot = root / name
+    y, x = np.mgrid[:h, :w]
+    env = np.stack([0.3 + 0.4 * y / h, 0.35 + 0.2 * x / w, 0.4 + 0 * x], -1)
+    for i in range(frames):
+        f = 1001 + i
+        actor = (abs(x - 8 - i) <= 2) & (y >= 3) & (y < 15)
+        box = (x >= 14 + i) & (x < 20 + i) & (y >= 10) & (y < 15)
+        shadow = (y >= 15) & (x >= 8 + i) & (x < 20 + i)
+        green = np.where(actor[..., None], 0.6, np.where(box[..., None], [0.7, 0.1, 0.1], [0.1, 0.75, 0.2]))
+        truth = np.where(actor[..., None], 0.5, np.where(box[..., None], [0.6, 0.1, 0.1], env * np.where(shadow, 0.4, 1.0)[..., None]))
+        masks = np.stack([actor, box, actor | box], -1).astype(np.uint8) * 255
+        for element, img in (("greenscreen", green), ("groundtruth", truth), ("environment", env)):
+            (shot / element).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(shot / element / f"{name}.{f:04d}.png"), (np.clip(img, 0, 1)[..., ::-1] * 65535).astype(np.uint16))
+        (shot / "masks").mkdir(exist_ok=True)
+        cv2.imwrite(str(shot / "masks" / f"{name}.{f:04d}.png"), masks[..., ::-1])
+        z = np.where(actor | box, 4.0, np.where(y >= 9, 2.0 + 30.0 / np.maximum(y - 8, 1), 1e10)).astype(np.float32)
+        exrio.write_exr(shot / "depth" / f"{name}.{f:04d}.exr", {"Y": z})
+    (shot / "shot.json").write_text(json.dumps({
+        "shot_id": name, "frame_start": 1001, "frame_end": 1000 + frames, "resolution": [w, h], "split": split,
+        "camera": {"matrix_world": [[1, 0, 0, 0], [0, 0, -1, -5], [0, 1, 0, 1.6], [0, 0, 0, 1]], "focal_length_mm": 35.0,
+                   "sensor_width_mm": 36.0},
+        "sun": {"direction_to_sun": [0.5, 0.5, 0.7], "angular_diameter_deg": 2.0}}))
+    return shot
+
+
+def test_pathtraced_shots_curated_into_exact_pairs_and_the_report_split_refused(tmp_path):
+    """A ``pathtraced:<folder>`` row (bench/blender_shots.py renders them): the target is the render's truth,
+    the input is its green screen through the project's keyer, the prop from the render's mask; a shot of
+    the report split, a missing frame and a folder that is no shot are named before any work."""
+    from cinecomp.curate.pipeline import to_model
+    from cinecomp.io.pathtraced import read_png, srgb_to_working
+
+    shot = _pathtraced_shot(tmp_path)
+    sheet = _sheet(tmp_path / "clips.csv", [f"pathtraced:{shot.name},a man pushes a box,"])
+    counts = runner.run(sheet, tmp_path / "out", {"window": 5, "width": 32, "height": 16, "max_windows": 2},
+                        log=lambda *_: None)
+    assert counts["samples"] == 1  # 6 frames: one window of 5
+    key, s = _samples(tmp_path / "out")[0]
+    assert key == "bl_tiny_s0_w000" and s["meta"]["source"] == "pathtraced" and s["meta"]["split"] == "tune"
+    truth = srgb_to_working(read_png(shot / "groundtruth" / "bl_tiny_s0.1001.png"))[1:17]  # centre crop 18 -> 16
+    np.testing.assert_allclose(s["target_rgb"][0], to_model(truth), atol=2e-3)
+    box = s["tri_mask"][0, 11:13, 15:18]  # the red box of frame 1001 (rows 10-14, crop offset 1)
+    assert (box[..., 1] > 0.9).all() and (s["tri_mask"][0, 5:10, 7:10, 0] > 0.9).all()  # prop / character
+    assert s["effect_mask"][0, 14:16, 9:19].mean() > 0.3 > 0.02 > s["effect_mask"][0, :3, 24:].max()  # the shadow
+    assert np.isinf(s["target_depth"][0, 0]).all() and np.isfinite(s["character_depth"][0, 8, 8])
+
+    _pathtraced_shot(tmp_path, "shot13_venice_sunset", split="tune")  # the report half, whatever it claims
+    _pathtraced_shot(tmp_path, "bl_report_s1", split="report")
+    holed = _pathtraced_shot(tmp_path, "bl_holed_s2")
+    (holed / "depth" / "bl_holed_s2.1003.exr").unlink()
+    bad = _sheet(tmp_path / "bad.csv", ["pathtraced:shot13_venice_sunset,x,a", "pathtraced:bl_report_s1,x,b",
+                                        "pathtraced:bl_holed_s2,x,c", "pathtraced:nowhere,x,d"])
+    with pytest.raises(CurateError) as e:
+        runner.run(bad, tmp_path / "out2", {"window": 5, "width": 32, "height": 16}, log=lambda *_: None)
+    msg = str(e.value)
+    assert "shot13_venice_sunset is in the report split" in msg and "bl_report_s1 is in the report split" in msg
+    assert "bl_holed_s2.1003.exr" in msg and "nowhere/shot.json: no shot.json" in msg
+    assert not (tmp_path / "out2").exists()

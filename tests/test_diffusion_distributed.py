@@ -73,7 +73,7 @@ def test_two_ranks_match_one(tmp_path):
         "1",
     ]
     proc = subprocess.run(
-        D.launch_command(2, args), env=D.launch_env(2, cpu=True), capture_output=True, text=True, timeout=300
+        D.launch_command(2, args), env=D.launch_env(2, cpu=True), capture_output=True, text=True, timeout=900
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with np.load(out_dir / "shot.npz") as out:
@@ -99,7 +99,7 @@ def test_two_ranks_match_one(tmp_path):
     bf16 = tmp_path / "bf16"
     args_bf16 = [a if a != str(out_dir) else str(bf16) for a in args] + ["--dtype", "bfloat16"]
     proc = subprocess.run(
-        D.launch_command(2, args_bf16), env=D.launch_env(2, cpu=True), capture_output=True, text=True, timeout=300
+        D.launch_command(2, args_bf16), env=D.launch_env(2, cpu=True), capture_output=True, text=True, timeout=900
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with np.load(bf16 / "shot.npz") as out:

@@ -102,7 +102,7 @@ def test_generator_imports_nothing_heavy():
     code = ("import sys; from cinecomp import docs_tables as d; assert not d.check(), d.check(); "
             "heavy = {'torch', 'diffusers', 'transformers', 'deepspeed'} & set(sys.modules); "
             "assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO / "workflow", timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO / "workflow", timeout=300)
 
 
 def test_pages_the_code_cites_exist():

@@ -181,7 +181,7 @@ def test_cli_eval_runs_the_workflow_and_scores(tmp_path):
 def test_cli_eval_unknown_backend_is_a_clear_error(tmp_path):
     cli = Path(sys.executable).with_name("cinecomp")
     r = subprocess.run([str(cli), "eval", "--out", str(tmp_path), "--backends", "over,magic"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 2
     assert "unknown composite backend(s) magic" in r.stderr and "over" in r.stderr
     assert not (tmp_path / "set").exists()

@@ -366,7 +366,7 @@ def test_corrupt_files_never_crash_the_interpreter(tmp_path):
                 assert f in str(e), (f, str(e))
                 print("PLATEERROR", f, flush=True)
     """)
-    r = subprocess.run([sys.executable, "-c", code, json.dumps(files)], capture_output=True, text=True, timeout=120,
+    r = subprocess.run([sys.executable, "-c", code, json.dumps(files)], capture_output=True, text=True, timeout=600,
                        cwd=REPO)
     assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     tags = [ln.split()[0] for ln in r.stdout.splitlines() if ln.startswith(("READ", "PLATEERROR"))]
@@ -483,7 +483,7 @@ _CHILD = textwrap.dedent("""
 @pytest.mark.parametrize("path", UNREADABLE or [None], ids=[_rel(p) for p in UNREADABLE] or ["absent"])
 def test_shared_damaged_or_deep_file_is_a_plate_error_in_a_child_process(path):
     _need_shared()
-    r = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True, timeout=60,
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True, timeout=300,
                        cwd=REPO)
     assert r.returncode == 3, f"rc={r.returncode} (negative = killed by a signal)\n{r.stdout}\n{r.stderr[-2000:]}"
     assert "PLATEERROR" in r.stdout and str(path) in r.stdout

@@ -152,7 +152,7 @@ def test_values_beyond_half_are_clamped_and_counted(tmp_path):
 
 def _ffmpeg(*args):
     r = subprocess.run([plates.ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", *map(str, args)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
 
 

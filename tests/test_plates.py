@@ -21,7 +21,7 @@ W, H = 64, 48
 
 def ffmpeg(*args):
     r = subprocess.run([plates.ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", *map(str, args)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
 
 

@@ -23,7 +23,8 @@ job) reads a sheet of clips, checks every row before any expensive work, and per
 
 The demo ray-marcher is a second source (curate.synthetic): a row ``synthetic:<eval shot>`` or
 ``synthetic:random:<seed>`` renders a scene with exact ground truth (plate on green, environment,
-comp with shadows, masks, depth) and writes its true pair.
+comp with shadows, masks, depth) and writes its true pair. Path-traced shots are a third
+(curate.pathtraced): a row ``pathtraced:<shot folder>`` (bench/blender_shots.py renders them).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ CLIP_COLUMNS = ("clip", "id", "prompt", "fps", "first", "last", "camera", "light
 MANIFEST = "manifest.csv"
 CONTACT = "contact.png"
 SYNTHETIC = "synthetic:"
+PATHTRACED = "pathtraced:"
 CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 CURATE_SPEC = {
@@ -104,7 +106,7 @@ def check_settings(settings: dict | None) -> dict:
 @dataclass
 class Clip:
     id: str
-    source: str  # a file / sequence pattern, or synthetic:...
+    source: str  # a file / sequence pattern, synthetic:... or pathtraced:<folder>
     row: int
     prompt: str = ""
     fps: float | None = None
@@ -119,6 +121,11 @@ class Clip:
     @property
     def synthetic(self) -> bool:
         return self.source.startswith(SYNTHETIC)
+
+    @property
+    def kind(self) -> str:
+        """real (footage), synthetic (the demo renderer) or pathtraced (a path-traced shot folder)."""
+        return "synthetic" if self.synthetic else "pathtraced" if self.source.startswith(PATHTRACED) else "real"
 
     def to_json(self) -> dict:
         return {"id": self.id, "source": self.source, "row": self.row, "prompt": self.prompt, "fps": self.fps,
@@ -203,13 +210,17 @@ def read_clips(path, settings: dict | None = None) -> list[Clip]:
         bad = []
         if not src:
             problems.append(f"{where}: empty clip (fix: a movie file, an image sequence such as "
-                            "plate.####.exr, or synthetic:ev01 / synthetic:random:7)")
+                            "plate.####.exr, synthetic:ev01 / synthetic:random:7, or pathtraced:<shot folder>)")
             continue
         clip = Clip(id="", source=src, row=n, prompt=r.get("prompt", ""), colourspace=r.get("colourspace", ""))
-        if not clip.synthetic:
+        if clip.kind == "pathtraced":
+            p = Path(src[len(PATHTRACED):])
+            clip.source = PATHTRACED + str(p if p.is_absolute() else (base / p))
+        elif not clip.synthetic:
             p = Path(src)
             clip.source = str(p if p.is_absolute() else (base / p))
-        clip.id = r.get("id") or _clip_id(Path(src).stem.split(".")[0] if not clip.synthetic else src[len(SYNTHETIC):])
+        clip.id = r.get("id") or _clip_id(src[len(SYNTHETIC):] if clip.synthetic else Path(src[len(PATHTRACED):]).name
+                                          if clip.kind == "pathtraced" else Path(src).stem.split(".")[0])
         where = f"row {n} ({src})"
         if not CLIP_ID.match(clip.id):
             bad.append(f"id {clip.id!r} is not a safe name (fix: letters, digits, _ and -, at most 64)")
@@ -253,6 +264,11 @@ def read_clips(path, settings: dict | None = None) -> list[Clip]:
             err = _check_synthetic(clip.source)
             if err:
                 bad.append(err)
+        elif clip.kind == "pathtraced":
+            from ..io.pathtraced import check_shot_folder
+
+            if not bad:
+                bad += check_shot_folder(Path(clip.source[len(PATHTRACED):]), clip.first, clip.last, s["window"])[0]
         elif not bad:
             try:
                 if not (is_movie(clip.source) or is_sequence(clip.source)):
@@ -680,7 +696,7 @@ def _jsonable(obj):
 
 
 def clip_rejected(clip: Clip, reason: str, seconds: float = 0.0) -> dict:
-    return {"clip": clip.id, "source": "synthetic" if clip.synthetic else "real", "path": clip.source, "window": -1,
+    return {"clip": clip.id, "source": clip.kind, "path": clip.source, "window": -1,
             "key": "", "status": "rejected", "reasons": reason, "shard": "", "clip_seconds": round(seconds, 2)}
 
 
@@ -818,7 +834,7 @@ def clip_from_json(d: dict) -> Clip:
     clip = Clip(**{k: d.get(k) for k in ("id", "source", "row", "prompt", "fps", "first", "last", "camera",
                                            "light", "box", "colourspace")})
     clip.camera, clip.prompt, clip.colourspace = clip.camera or {}, clip.prompt or "", clip.colourspace or ""
-    if not clip.synthetic:
+    if clip.kind == "real":
         clip.info = probe(clip.source)
     return clip
 

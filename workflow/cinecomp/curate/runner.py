@@ -1,5 +1,6 @@
 """Curate a clips sheet: each clip from footage (:mod:`.pipeline`) or from the renderer
-(:mod:`.synthetic`, rows ``synthetic:<shot>``), then gathered into one dataset; and the two
+(:mod:`.synthetic`, rows ``synthetic:<shot>``) or a path-traced shot (:mod:`.pathtraced`, rows
+``pathtraced:<folder>``), then gathered into one dataset; and the two
 Snakemake stages of rules/curate.smk."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from .pipeline import (MANIFEST, Clip, CurateError, check_settings, clip_dir, cl
 
 
 def curate_clip(clip: Clip, out_dir, settings: dict, perception: dict | None = None) -> list[dict]:
-    """Curate one clip (real or synthetic) into its own directory; a clip that cannot be curated at all
+    """Curate one clip (real, synthetic or path-traced) into its own directory; a clip that cannot be curated at all
     becomes one rejected manifest row (its reason), never an exception that stops the other clips.
     Writes ``out_dir/manifest.csv`` and ``out_dir/index.json`` in every case."""
     import pandas as pd
@@ -29,6 +30,10 @@ def curate_clip(clip: Clip, out_dir, settings: dict, perception: dict | None = N
             from .synthetic import curate_synthetic
 
             rows = curate_synthetic(clip, out_dir, settings)
+        elif clip.kind == "pathtraced":
+            from .pathtraced import curate_pathtraced
+
+            rows = curate_pathtraced(clip, out_dir, settings)
         else:
             rows = curate_real(clip, out_dir, settings, perception)
         if not rows:
