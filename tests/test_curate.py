@@ -262,6 +262,7 @@ def test_pathtraced_shots_curated_into_exact_pairs_and_the_report_split_refused(
     assert (box[..., 1] > 0.9).all() and (s["tri_mask"][0, 5:10, 7:10, 0] > 0.9).all()  # prop / character
     assert s["effect_mask"][0, 14:16, 9:19].mean() > 0.3 > 0.02 > s["effect_mask"][0, :3, 24:].max()  # the shadow
     assert np.isinf(s["target_depth"][0, 0]).all() and np.isfinite(s["character_depth"][0, 8, 8])
+    assert s["harmonize_rgb"].shape == s["target_rgb"].shape  # harmonize's comp: a harmonize-base model's input
 
     _pathtraced_shot(tmp_path, "shot13_venice_sunset", split="tune")  # the report half, whatever it claims
     _pathtraced_shot(tmp_path, "bl_report_s1", split="report")
