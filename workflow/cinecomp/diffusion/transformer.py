@@ -30,6 +30,7 @@ can copy a Wan checkpoint in.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -194,7 +195,13 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         """Zero the harmonize-base input channels and the RGB head: the model returns harmonize's comp."""
         if not self.config.harmonize_base:
             raise ValueError("this transformer has no harmonize input (harmonize_base is false)")
-        with torch.no_grad():
+        params = [self.patch_embedding.weight, self.proj_out.weight, self.proj_out.bias]
+        gathered = contextlib.nullcontext()
+        if any(hasattr(p, "ds_id") for p in params):  # built under ZeRO-3's zero.Init: partitioned
+            import deepspeed
+
+            gathered = deepspeed.zero.GatheredParameters(params, modifier_rank=0)
+        with gathered, torch.no_grad():
             self.patch_embedding.weight[:, self.base_channel:].zero_()
             self.proj_out.weight.zero_()
             self.proj_out.bias.zero_()
