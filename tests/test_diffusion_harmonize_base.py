@@ -108,6 +108,12 @@ def test_untrained_harmonize_base_model_returns_harmonize_and_a_residual_changes
     out = wan(**inputs, num_inference_steps=3, guidance_scale=1.0, seed=1, reconstruct_over=True)
     np.testing.assert_allclose(out.frames, out.over_reconstruction, atol=1e-5, rtol=0)
     assert np.abs(out.frames - inputs["harmonize_rgb"]).max() > 0.05  # the tiny random VAE is lossy
+    prop = inputs["tri_mask"].copy()
+    prop[:, 0:8, 0:16, 1], prop[:, 0:8, 0:16, 2] = 1.0, 0.0  # a prop to replace: it leaves harmonize's comp too
+    c = s2d.prepare_conditioning(inputs["character_rgb"], prop, None, inputs["environment_rgb"], replace_prop=True,
+                                 harmonize_rgb=inputs["harmonize_rgb"])
+    base = ((s2d.decode_latents(c.base[:, :-1])[0] + 1) / 2).permute(1, 2, 3, 0).numpy()
+    assert np.abs(base[:, 0:8, 0:16]).max() < 1e-6 and np.abs(base[:, 8:] - inputs["harmonize_rgb"][:, 8:]).max() < 1e-6
     with torch.no_grad():
         s2d.transformer.proj_out.bias.fill_(0.05)  # a residual: x0 = harmonize + r
     moved = s2d(**inputs, num_inference_steps=3, guidance_scale=1.0, seed=1).frames

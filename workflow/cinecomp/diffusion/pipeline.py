@@ -257,6 +257,8 @@ class CinecompPipeline(DiffusionPipeline):
                     "harmonize's comp out")
             base_rgb = _as_tensor(harmonize_rgb, "harmonize_rgb")
             self._check_video(base_rgb, "harmonize_rgb", 3, (t, h, w))
+            if replace_prop:  # the old prop leaves harmonize's comp too
+                base_rgb = base_rgb * (1.0 - masks[..., 1:2])
             videos.append(to_vae(base_rgb.clamp(0.0, 1.0)))
         encoded = self.encode_video(torch.cat(videos, dim=0))
         plate_lat = encoded[:1]
