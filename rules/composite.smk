@@ -21,6 +21,28 @@ rule prompt_embeds:
         "../scripts/prompt_embeds.py"
 
 
+# Harmonize's comp as the diffusion backend's input, for a model that starts where harmonize ends
+# (transformer harmonize_base; rules/targets.smk: takes_harmonize).
+rule harmonize_base:
+    input:
+        unpack(harmonize_base_inputs),
+    output:
+        directory(layout.work_dir(RESULTS, "{shot}", "harmonize")),
+    log:
+        layout.log_file(RESULTS, "harmonize_base", "{shot}"),
+    benchmark:
+        layout.benchmark_file(RESULTS, "harmonize_base", "{shot}")
+    conda:
+        "../envs/core.yaml"
+    resources:
+        mem_mb=resource("composite", "mem_mb"),
+        runtime=resource("composite", "runtime"),
+    params:
+        settings=harmonize_base_settings,
+    script:
+        "../scripts/composite.py"
+
+
 rule composite:
     input:
         unpack(composite_inputs),

@@ -151,16 +151,26 @@ def prompt_settings(wildcards):
     )
 
 
+def harmonize_settings(row):
+    from cinecomp.composite.harmonize import parse_harmonize_params
+
+    return dict(
+        camera=camera_params(row),
+        harmonize=parse_harmonize_params(row["harmonize_params"]),
+    )
+
+
+def harmonize_base_settings(wildcards):
+    """The harmonize_base rule's settings: harmonize's comp of the shot, the diffusion model's starting point."""
+    row = shot_row(wildcards)
+    return dict(backend="harmonize", attrs=exr_attrs(row), **harmonize_settings(row))
+
+
 def composite_settings(wildcards):
     row = shot_row(wildcards)
     settings = dict(backend=backend(row, "composite"), attrs=exr_attrs(row))
     if settings["backend"] == "harmonize":
-        from cinecomp.composite.harmonize import parse_harmonize_params
-
-        settings.update(
-            camera=camera_params(row),
-            harmonize=parse_harmonize_params(row["harmonize_params"]),
-        )
+        settings.update(harmonize_settings(row))
     if settings["backend"] == "diffusion":
         # ranks are not here: they change speed, not pixels (no rerun when they change)
         d = config["diffusion"]

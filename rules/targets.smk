@@ -28,6 +28,31 @@ def light_inputs(wildcards):
     return inputs
 
 
+def takes_harmonize(row):
+    """The diffusion backend with a model that starts from harmonize (its transformer's
+    harmonize_base) on a shot with an environment: harmonize's comp is one of its inputs.
+    """
+    from cinecomp.diffusion.checks import takes_harmonize as model_takes_harmonize
+
+    return (
+        backend(row, "composite") == "diffusion"
+        and bool(row["environment"])
+        and model_takes_harmonize(config["diffusion"]["pipeline"])
+    )
+
+
+def harmonize_base_inputs(wildcards):
+    """What harmonize reads for the harmonize_base rule (the diffusion model's starting comp)."""
+    shot = wildcards.shot
+    return dict(
+        key=layout.work_dir(RESULTS, shot, "key"),
+        masks=layout.work_dir(RESULTS, shot, "masks"),
+        depth=layout.work_dir(RESULTS, shot, "depth"),
+        light=layout.light_file(RESULTS, shot),
+        env=layout.work_dir(RESULTS, shot, "ingest/env"),
+    )
+
+
 def composite_inputs(wildcards):
     row, shot = shot_row(wildcards), wildcards.shot
     inputs = dict(
@@ -37,6 +62,8 @@ def composite_inputs(wildcards):
     if backend(row, "composite") == "harmonize":
         inputs["depth"] = layout.work_dir(RESULTS, shot, "depth")
         inputs["light"] = layout.light_file(RESULTS, shot)
+    if takes_harmonize(row):
+        inputs["harmonize"] = layout.work_dir(RESULTS, shot, "harmonize")
     if row["environment"]:  # else the diffusion backend synthesises it
         inputs["env"] = layout.work_dir(RESULTS, shot, "ingest/env")
     if row["reference"]:

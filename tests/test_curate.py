@@ -55,6 +55,12 @@ def test_synthetic_shot_curated_into_valid_shards(tmp_path):
     np.testing.assert_allclose(s["tri_mask"].sum(-1), 1.0, atol=2e-3)
     assert np.isinf(s["target_depth"]).any() and np.isfinite(s["target_depth"]).any()  # sky and ground
     assert s["effect_mask"].max() > 0.3  # the character's shadow
+    # harmonize's comp, the input the shot stage gives a harmonize-base model: darker than the plain
+    # over comp where the character's shadow falls
+    over = s["character_rgb"] + s["tri_mask"][..., 2:] * s["environment_rgb"]
+    shadow = s["effect_mask"] > 0.3
+    assert s["harmonize_rgb"].shape == s["target_rgb"].shape and 0.0 <= s["harmonize_rgb"].min()
+    assert (over - s["harmonize_rgb"]).mean(-1)[shadow].mean() > 0.02
     assert (tmp_path / "out" / "clips" / "demo01" / "contact.png").is_file()
     m = pd.read_csv(tmp_path / "out" / "manifest.csv")
     assert list(m["status"]) == ["accepted", "accepted"]
@@ -80,6 +86,7 @@ def test_png_sequence_curated_as_real_footage(tmp_path, png_clip):
     assert counts["samples"] >= 1
     got = _samples(tmp_path / "out")
     assert got[0][1]["meta"]["source"] == "real" and got[0][1]["meta"]["first_frame"] == 1001
+    assert got[0][1]["harmonize_rgb"].shape == got[0][1]["target_rgb"].shape  # harmonize's comp of the sample
     m = pd.read_csv(tmp_path / "out" / "manifest.csv")
     assert {"char_area", "mask_iou", "char_motion", "sharpness", "light_confidence", "travel"} <= set(m.columns)
 
@@ -255,6 +262,7 @@ def test_pathtraced_shots_curated_into_exact_pairs_and_the_report_split_refused(
     assert (box[..., 1] > 0.9).all() and (s["tri_mask"][0, 5:10, 7:10, 0] > 0.9).all()  # prop / character
     assert s["effect_mask"][0, 14:16, 9:19].mean() > 0.3 > 0.02 > s["effect_mask"][0, :3, 24:].max()  # the shadow
     assert np.isinf(s["target_depth"][0, 0]).all() and np.isfinite(s["character_depth"][0, 8, 8])
+    assert s["harmonize_rgb"].shape == s["target_rgb"].shape  # harmonize's comp: a harmonize-base model's input
 
     _pathtraced_shot(tmp_path, "shot13_venice_sunset", split="tune")  # the report half, whatever it claims
     _pathtraced_shot(tmp_path, "bl_report_s1", split="report")

@@ -60,7 +60,7 @@ with SnakemakeApi(OutputSettings(quiet={{Quietness.ALL}})) as api:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["cost"] == ["ingest_plate", "ingest_env", "key", "masks", "depth", "light", "prompt_embeds",
-                           "composite", "assemble", "daily", "contact_sheet"]
+                           "harmonize_base", "composite", "assemble", "daily", "contact_sheet"]
     for rule in out["cost"]:  # where farm.status.shot_cost looks for them
         versioned = layout.benchmark_file(out["results"], rule, "{shot}", "{version}")
         assert out["bench"][rule] in (layout.benchmark_file(out["results"], rule, "{shot}"), versioned)

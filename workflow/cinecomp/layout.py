@@ -35,7 +35,8 @@ def version_tag(version) -> str:
 # ------------------------------------------------------------------------------------- work files
 def work_dir(results, shot: str, stage: str) -> str:
     """A shot's work folder of a stage: ``ingest/plate``, ``ingest/env``, ``key``, ``masks``,
-    ``depth``, ``light``, ``composite``, ``diffusion`` (the diffusion backend's own files)."""
+    ``depth``, ``light``, ``composite``, ``diffusion`` (the diffusion backend's own files), ``harmonize``
+    (harmonize's comp as the diffusion backend's input: rule harmonize_base)."""
     return f"{results}/{shot}/{stage}"
 
 

@@ -179,7 +179,7 @@ def _equirect(path, colourspace: str | None) -> np.ndarray:
 
 def light(inputs, outputs, settings, log):
     from .camera import Camera
-    from .perception.light import DEFAULT_CAMERA_CONFIDENCE, estimate_light
+    from .perception.light import estimate_light
 
     camera = Camera.from_params(settings["camera"])
     env_frames = None
@@ -197,12 +197,9 @@ def light(inputs, outputs, settings, log):
             raise PlateError(inputs.probe, f"light_probe {problem[0]}", problem[1], shot=settings["shot"])
     est = estimate_light(sheet_light=settings["light"], camera=camera, env_frames=env_frames, env_hdri=env_hdri,
                          probe=probe, probe_rotation_deg=settings["probe_rotation_deg"])
-    from .perception.light import ShotLight, up_shares
+    from .perception.light import shot_light_json
 
-    est["camera"] = settings["camera"]
-    # the camera's confidence: the sheet's is measured on set; the default one is a guess
-    est["confidences"]["camera"] = 1.0 if settings["camera"] else DEFAULT_CAMERA_CONFIDENCE
-    est["up_shares"] = dict(zip(("key", "ambient"), (v.tolist() for v in up_shares(ShotLight.from_json(est)))))
+    est = shot_light_json(est, settings["camera"])  # + the camera, its confidence, the up shares
     Path(outputs[0]).parent.mkdir(parents=True, exist_ok=True)
     write_json(outputs[0], est)
     log.info("light of %s: %s", settings["shot"], est)
@@ -229,7 +226,8 @@ def composite(inputs, outputs, settings, log, job=None):
         envs = element_frames(inputs.env) if "env" in inputs.keys() else None
         composite_shot(element_frames(inputs.key), envs, inputs.prompts, outputs[0], settings["work_dir"], settings,
                        log, ranks=max(1, int(job.resources.get("gpu") or 1)), threads=job.threads,
-                       mask_files=element_frames(inputs.masks))
+                       mask_files=element_frames(inputs.masks),
+                       harmonize_files=element_frames(inputs.harmonize) if "harmonize" in inputs.keys() else None)
         return
     if settings["backend"] == "harmonize":
         return harmonize(inputs, outputs, settings, log)

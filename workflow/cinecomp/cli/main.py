@@ -97,9 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     t = msub.add_parser("tiny", help="tiny random pipeline + text encoder (tests; not for pictures)")
     t.add_argument("--out", required=True)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--vae", choices=("wan", "space_to_depth"), default="wan",
+                   help="wan: a tiny random AutoencoderKLWan; space_to_depth: the lossless SpaceToDepthVAE")
+    t.add_argument("--harmonize-base", action="store_true",
+                   help="the transformer takes harmonize's comp and returns it while untrained")
     w = msub.add_parser("from-wan", help="widen a local Wan 2.1 diffusers pipeline into a CinecompPipeline")
     w.add_argument("--wan", required=True, help="Wan 2.1 diffusers pipeline directory (transformer/, vae/...)")
     w.add_argument("--out", required=True)
+    w.add_argument("--harmonize-base", action="store_true",
+                   help="take harmonize's comp as an input, RGB head at zero: returns harmonize's comp untrained")
     b = msub.add_parser("bake-lora", help="merge a LoRA fine-tune into a copy of a pipeline (for the workflow)")
     b.add_argument("--pipeline", required=True)
     b.add_argument("--lora", required=True, help="LoRA .safetensors file or its directory")

@@ -19,20 +19,21 @@ def run(args) -> int:
 
             import yaml
 
-            paths = make_tiny_models(args.out, seed=args.seed)
+            paths = make_tiny_models(args.out, seed=args.seed, vae=args.vae, harmonize_base=args.harmonize_base)
             overrides = {"backends": {"composite": "diffusion"},
                          "diffusion": {"pipeline": str(Path(paths["pipeline"]).resolve()),
                                        "text_encoder": str(Path(paths["text_encoder"]).resolve()),
                                        "max_sequence_length": 16, "steps": 2, "window": 5, "overlap": 1}}
             cfg = Path(args.out) / "cinecomp.yaml"
             cfg.write_text("# tiny random models: tests the plumbing, renders noise\n" + yaml.safe_dump(overrides))
-            print(f"tiny random models (seed {args.seed}) in {args.out}; render with them:\n"
+            print(f"tiny random models (seed {args.seed}, VAE {args.vae}"
+                  f"{', harmonize base' if args.harmonize_base else ''}) in {args.out}; render with them:\n"
                   f"  cinecomp render -- --configfile {REPO / 'config.yaml'} {cfg}")
             return 0
         if args.action == "from-wan":
             from ..diffusion.init_from_wan import build_pipeline_from_wan
 
-            build_pipeline_from_wan(args.wan, args.out)
+            build_pipeline_from_wan(args.wan, args.out, harmonize_base=args.harmonize_base)
             print(f"{args.out}: CinecompPipeline widened from {args.wan}; text encoder: {args.wan}/text_encoder")
             return 0
         if args.action == "bake-lora":

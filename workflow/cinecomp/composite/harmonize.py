@@ -476,3 +476,18 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
         layers[f"harmonize.relight.{c}"] = relit_layer[..., i]
         layers[f"harmonize.wrap.{c}"] = wrap[..., i]
     return beauty.astype(np.float32, copy=False), {k: v.astype(np.float32, copy=False) for k, v in layers.items()}
+
+
+def harmonize_frames(keys, envs, masks, env_depths, contacts: dict, light_json: dict, camera: Camera,
+                     params: dict) -> list[np.ndarray]:
+    """Harmonize's beauty RGB of frames held in memory, as the composite stage makes it from files (one
+    grade from 6 frames, then frame by frame): ``keys`` premultiplied RGBA, ``envs`` RGB, ``masks``
+    {character, prop}, ``env_depths`` the environment's depth, ``contacts`` {object: [point or None per
+    frame]}, ``light_json`` the light stage's light.json. Curation gives its samples this comp."""
+    from ..frames import sample_indices
+
+    light = ShotLight.from_json(light_json).trusted()
+    picks = sample_indices(len(keys), 6)
+    grade = shot_grade([(keys[i], masks[i]) for i in picks], light, camera, params)
+    return [harmonize_frame(keys[i], envs[i], masks[i], env_depths[i], {o: contacts[o][i] for o in ("character", "prop")},
+                            light, grade, camera, params)[0][..., :3] for i in range(len(keys))]

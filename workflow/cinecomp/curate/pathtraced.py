@@ -39,8 +39,10 @@ def read_shot(folder: Path, first: int, last: int, size: tuple[int, int]) -> dic
     return {k: np.stack(v) for k, v in out.items()}
 
 
-def true_pair(shot: dict, sl: slice) -> dict:
-    """The sample of frames ``sl`` of a read shot, the keyed green plate and its alpha (module doc)."""
+def true_pair(shot: dict, sl: slice, survey: tuple[dict, dict] | None = None) -> dict:
+    """The sample of frames ``sl`` of a read shot, the keyed green plate and its alpha (module doc); with
+    the shot's ``survey`` (sheet camera, sheet light: what the eval's `given` light passes) also
+    harmonize's comp (``harmonize_rgb``), the input the shot stage gives a model that starts from it."""
     from ..camera import FAR
     from ..perception.masks import trimask
     from .pipeline import key_window, model_character, to_model
@@ -63,6 +65,10 @@ def true_pair(shot: dict, sl: slice) -> dict:
                                  for i in range(len(greens))]),
         "character_depth": np.where(alpha_k > 0.5, depth, np.inf).astype(np.float32),
     }
+    if survey is not None:
+        from .pipeline import survey_harmonize
+
+        sample["harmonize_rgb"] = survey_harmonize(fg_k, alpha_k, sample["tri_mask"], env, *survey)
     return {"sample": sample, "green": greens, "alpha": alpha_k}
 
 
@@ -88,7 +94,7 @@ def curate_pathtraced(clip, out_dir, settings: dict) -> list[dict]:
               "split": split_of(folder.name, meta), "camera": camera_of(meta), "light": key_of(meta)}
     rows, sheet = [], []
     for k, s in enumerate(window_starts(last - first + 1, settings)):
-        pair = true_pair(shot, slice(s, s + t))
+        pair = true_pair(shot, slice(s, s + t), (common["camera"], common["light"]))
         key = f"{clip.id}_w{k:03d}"
         writer.write(key, {**pair["sample"], "meta": {**common, "first_frame": first + s, "window": k}})
         row = {"clip": clip.id, "source": "pathtraced", "path": str(folder), "window": k, "key": key,

@@ -533,7 +533,8 @@ def priors(frames: np.ndarray, clip: Clip, settings: dict, perception: dict | No
     depth = np.stack([shot_depth(env_depth, objects[i], {o: contacts[o][i] if contacts[o] is not None else None
                                                          for o in contacts}, camera) for i in range(t)])
     return {**bg, "frames": frames, "still": still, "camera_motion": motion, "envs": envs, "camera": camera, "light": light,
-            "depth": depth, "masks_from": masks_from, "depth_from": depth_from}
+            "depth": depth, "masks_from": masks_from, "depth_from": depth_from, "env_depth": env_depth,
+            "contacts": contacts, "camera_params": clip.camera}
 
 
 def _bbox(mask: np.ndarray):
@@ -585,7 +586,44 @@ def make_pair(frames: np.ndarray, pri: dict, sl: slice, rng: np.random.Generator
                                  for i in range(len(win))]),
         "character_depth": np.where(alpha_k > 0.5, finite_depth(depth, FAR), np.inf).astype(np.float32),
     }
+    contacts = {o: (c[sl] if c is not None else [None] * len(win)) for o, c in pri["contacts"].items()}
+    sample["harmonize_rgb"] = harmonize_sample(fg_k, alpha_k, tri, env, pri["env_depth"], contacts,
+                                               pri["light"], pri["camera_params"], pri["camera"])
     return {"sample": sample, "green": greens, "alpha": alpha_k, "studio": studio}
+
+
+def survey_harmonize(fg_k, alpha_k, tri, env, camera_params: dict, sheet_light: dict | None) -> np.ndarray:
+    """:func:`harmonize_sample` of a rendered sample whose camera and light a set survey gives (the eval's
+    `given` light: the sheet's camera and light, the light stage's estimate from the first environment
+    frame, the ground depth of the depth stage's default, contacts from the tri-mask)."""
+    from ..camera import Camera
+    from ..perception.depth import object_contacts
+    from ..perception.light import estimate_light
+
+    n, h, w = np.shape(tri)[:3]
+    camera = Camera.from_params(camera_params)
+    masks = [{"character": tri[i, ..., 0], "prop": tri[i, ..., 1]} for i in range(n)]
+    contacts = object_contacts(camera, masks, w, h)
+    est = estimate_light(sheet_light=sheet_light, camera=camera, env_frames=[np.asarray(env[0], np.float32)])
+    return harmonize_sample(fg_k, alpha_k, tri, env, camera.ground_depth(w, h), contacts, est, camera_params, camera)
+
+
+def harmonize_sample(fg_k, alpha_k, tri, env, env_depth, contacts: dict, light_estimate: dict, camera_params,
+                     camera) -> np.ndarray:
+    """Harmonize's comp of one sample (its key, tri-mask and environment; the clip's light estimate,
+    camera, environment depth and contacts, as the light and depth stages make them) in the samples'
+    encoding: what the shot stage gives a model that starts from harmonize (rule harmonize_base), so
+    training sees the input inference gives. Harmonize's default settings (an empty harmonize_params)."""
+    from ..composite.harmonize import harmonize_frames, parse_harmonize_params
+    from ..perception.light import shot_light_json
+
+    n = len(fg_k)
+    keys = [np.dstack([fg_k[i], np.clip(alpha_k[i], 0, 1)]).astype(np.float32) for i in range(n)]
+    masks = [{"character": tri[i, ..., 0], "prop": tri[i, ..., 1]} for i in range(n)]
+    depths = env_depth if np.ndim(env_depth) == 3 else [env_depth] * n
+    comp = harmonize_frames(keys, [np.asarray(env[i], np.float32) for i in range(n)], masks, depths, contacts,
+                            shot_light_json(light_estimate, camera_params), camera, parse_harmonize_params(""))
+    return to_model(np.stack(comp))
 
 
 def curate_real(clip: Clip, out_dir, settings: dict, perception: dict | None = None) -> list[dict]:

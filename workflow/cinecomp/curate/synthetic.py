@@ -99,8 +99,10 @@ def studio_of(scene) -> dict:
             "fill_dir_rgb": (0.35 * gain).tolist(), "fill_rgb": (0.12 * gain).tolist(), "exposure": None}
 
 
-def true_pair(r: dict) -> dict:
-    """The exact sample of rendered layers ``r`` (module doc)."""
+def true_pair(r: dict, scene=None) -> dict:
+    """The exact sample of rendered layers ``r`` (module doc); with the ``scene`` also harmonize's comp
+    (``harmonize_rgb``) from the sheet camera and light a set survey would give (as the eval's `given`
+    light), the ground depth and the key, as the workflow's stages make them."""
     from ..camera import FAR
     from .pipeline import key_window, model_character, to_model
     from .priors import effect_mask, finite_depth
@@ -115,7 +117,16 @@ def true_pair(r: dict) -> dict:
         "environment_rgb": to_model(r["env_rgb"]), "tri_mask": tri,
         "effect_mask": np.stack([effect_mask(r["gt_rgb"][i], r["env_rgb"][i], alpha[i]) for i in range(len(alpha))]),
         "character_depth": np.where(alpha > 0.5, depth, np.inf).astype(np.float32),
+        **({} if scene is None else {"harmonize_rgb": scene_harmonize(r, scene, fg_k, alpha_k, tri)}),
     }, alpha_k
+
+
+def scene_harmonize(r: dict, scene, fg_k, alpha_k, tri) -> np.ndarray:
+    """Harmonize's comp of rendered layers ``r`` (see :func:`true_pair`), in the samples' encoding."""
+    from ..synth.renderer import scene_camera, scene_light
+    from .pipeline import survey_harmonize
+
+    return survey_harmonize(fg_k, alpha_k, tri, r["env_rgb"], scene_camera(scene), scene_light(scene, len(tri)))
 
 
 def curate_synthetic(clip, out_dir, settings: dict) -> list[dict]:
@@ -135,7 +146,7 @@ def curate_synthetic(clip, out_dir, settings: dict) -> list[dict]:
     for k in range(n):
         contact = [0.6, 0.2, 0.9, 0.4][k]
         r, sc = render_scene(scene, t, size, contact)
-        sample, alpha_k = true_pair(r)
+        sample, alpha_k = true_pair(r, sc)
         key = f"{clip.id}_w{k:03d}"
         meta = {"prompt": clip.prompt, "clip": clip.id, "source": "synthetic", "first_frame": 0, "window": k,
                 "scene": name, "contact": contact, "light": scene_light(sc, t)}

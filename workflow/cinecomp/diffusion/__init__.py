@@ -3,6 +3,7 @@
 Modules (one model per file, pipeline apart from model, distributed code apart):
   conditioning   channel layout, tri-mask folding, depth encoding, reference-image semantics
   transformer    CinecompTransformer3DModel
+  autoencoder    SpaceToDepthVAE: lossless, behind AutoencoderKLWan's interface
   init_from_wan  build it from a Wan 2.1 (or VACE) diffusers checkpoint, widened with zero channels
   pipeline       CinecompPipeline (transformer + AutoencoderKLWan + flow-matching scheduler)
   prompts        UMT5 prompt embeddings, computed once and cached
@@ -18,6 +19,7 @@ import importlib
 
 _EXPORTS = {
     "CinecompTransformer3DModel": "transformer",
+    "SpaceToDepthVAE": "autoencoder",
     "CinecompPipeline": "pipeline",
     "CinecompPipelineOutput": "pipeline",
     "Reference": "conditioning",

@@ -11,7 +11,7 @@ import math
 import json
 from pathlib import Path
 
-from .tiny_models import SCHEDULERS
+from .tiny_models import SCHEDULERS, VAE_CLASSES
 from .errors import CheckpointError, DiffusionInputError
 
 TINY_HINT = "`cinecomp models tiny --out DIR` writes a tiny random set for plumbing tests"
@@ -56,6 +56,9 @@ def check_pipeline_dir(pipeline_dir: str | Path, ranks: int = 1) -> list[str]:
     if scfg is not None and scfg.get("_class_name") not in SCHEDULERS:
         problems.append(f"{root / 'scheduler' / 'scheduler_config.json'}: scheduler {scfg.get('_class_name')!r} is not "
                         f"one cinecomp samples with (fix: use one of {', '.join(SCHEDULERS)})")
+    if vcfg is not None and vcfg.get("_class_name") not in VAE_CLASSES:
+        problems.append(f"{root / 'vae' / 'config.json'}: VAE {vcfg.get('_class_name')!r} is not one cinecomp runs "
+                        f"with (fix: use one of {', '.join(VAE_CLASSES)})")
     for sub in ("transformer", "vae"):
         if (root / sub).is_dir() and not _has_weights(root / sub):
             problems.append(f"{root / sub}: no weights (diffusion_pytorch_model.safetensors) (fix: copy the "
@@ -153,6 +156,15 @@ def check_diffusion_config(d: dict) -> list[str]:
     return problems
 
 
+def takes_harmonize(pipeline_dir: str | Path) -> bool:
+    """Whether the pipeline's transformer starts from harmonize (config ``harmonize_base``: it then takes
+    harmonize's comp of the shot as an input). Model directories saved before the field: False."""
+    try:
+        return bool(json.loads((Path(pipeline_dir) / "transformer" / "config.json").read_text()).get("harmonize_base"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def transformer_text_dim(pipeline_dir: str | Path) -> int | None:
     try:
         return int(json.loads((Path(pipeline_dir) / "transformer" / "config.json").read_text())["text_dim"])
@@ -179,7 +191,8 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-ENGINE_MODULES = ("pipeline.py", "transformer.py", "conditioning.py", "windows.py", "distributed.py", "_io.py")
+ENGINE_MODULES = ("pipeline.py", "transformer.py", "conditioning.py", "windows.py", "distributed.py", "_io.py",
+                  "autoencoder.py")
 
 
 def engine_version() -> str:

@@ -367,7 +367,7 @@ def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequenc
     time embedding, modulation tables, norms -- in float32 as diffusers keeps them) and the VAE in float32
     on the rank's device; on CPU ranks everything is float32 unless ``dtype`` says otherwise."""
     import deepspeed.comm as dist
-    from diffusers import AutoencoderKLWan
+    from .autoencoder import load_vae
     from .tiny_models import scheduler_class
     from .pipeline import CinecompPipeline
 
@@ -382,7 +382,7 @@ def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequenc
         transformer = load_transformer(root / "transformer", dtype, device)
     else:
         raise DiffusionInputError(f"zero_stage must be 0 or 3 for inference, got {zero_stage}")
-    vae = AutoencoderKLWan.from_pretrained(root / "vae").eval().to(device)
+    vae = load_vae(root / "vae").eval().to(device)
     scheduler = scheduler_class(root / "scheduler").from_pretrained(root / "scheduler")
     stray = misplaced(transformer, device)
     if stray:  # caught here, not at the first attention call of a GPU shot

@@ -4,7 +4,10 @@
 * ``patch_embedding.weight`` is widened: its first ``z`` input channels (the noisy RGB latent) are
   Wan's, every new channel (noisy depth, plate, character depth, environment, folded tri-mask, presence
   flags) is zero;
-* the depth head ``depth_proj_out`` starts as a copy of Wan's ``proj_out``.
+* the depth head ``depth_proj_out`` starts as a copy of Wan's ``proj_out``;
+* with ``harmonize_base`` (a model that starts where harmonize ends, see
+  :mod:`cinecomp.diffusion.transformer`) harmonize's comp and its flag are further zero channels and
+  the RGB head ``proj_out`` is zero: the model returns harmonize's comp until it is trained.
 
 With zero new channels the widened model computes exactly Wan's hidden states whatever the
 conditioning holds, so its RGB prediction equals the base model's prediction on the same noisy RGB
@@ -40,7 +43,8 @@ def resolve_wan_transformer_dir(wan_dir: str | os.PathLike) -> Path:
 
 
 def cinecomp_config_from_wan(
-    wan_config: dict, mask_fold: tuple[int, int] = (4, 8), num_masks: int = 3, path: Path | None = None
+    wan_config: dict, mask_fold: tuple[int, int] = (4, 8), num_masks: int = 3, path: Path | None = None,
+    harmonize_base: bool = False,
 ) -> dict:
     """The CinecompTransformer3DModel config for a Wan config (raises CheckpointError when incompatible)."""
     where = path if path is not None else "<wan config>"
@@ -74,8 +78,10 @@ def cinecomp_config_from_wan(
         num_masks=num_masks,
         mask_fold=tuple(mask_fold),
         presence_channels=PRESENCE_CHANNELS,
+        harmonize_base=harmonize_base,
     )
-    cfg["in_channels"] = 5 * z_in + folded_mask_channels(num_masks, *mask_fold) + PRESENCE_CHANNELS
+    cfg["in_channels"] = (5 * z_in + folded_mask_channels(num_masks, *mask_fold) + PRESENCE_CHANNELS
+                          + ((z_in + 1) if harmonize_base else 0))
     cfg["out_channels"] = 2 * z_in
     return cfg
 
@@ -135,6 +141,7 @@ def init_from_wan(
     torch_dtype: torch.dtype | None = None,
     mask_fold: tuple[int, int] = (4, 8),
     latent_channels: int | None = None,
+    harmonize_base: bool = False,
 ) -> CinecompTransformer3DModel:
     """Build a CinecompTransformer3DModel from a local Wan 2.1 diffusers transformer directory.
 
@@ -145,10 +152,11 @@ def init_from_wan(
         torch_dtype: cast the weights (default: keep the checkpoint's dtype).
         mask_fold: the VAE's (temporal, spatial) compression the tri-mask is folded by.
         latent_channels: the VAE's ``z_dim``, checked against the checkpoint when given.
+        harmonize_base: add harmonize's comp as an input and start the RGB head at zero (module doc).
     """
     path = resolve_wan_transformer_dir(wan_dir)
     wan_config = read_config(path, "Wan transformer")
-    cfg = cinecomp_config_from_wan(wan_config, mask_fold=mask_fold, path=path)
+    cfg = cinecomp_config_from_wan(wan_config, mask_fold=mask_fold, path=path, harmonize_base=harmonize_base)
     z = cfg["rgb_channels"]
     if latent_channels is not None and latent_channels != z:
         raise CheckpointError(
@@ -165,6 +173,8 @@ def init_from_wan(
     if torch_dtype is not None:
         state = {k: v.to(torch_dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
+    if harmonize_base:
+        model.zero_harmonize_base()
     model.eval()
     if out_dir is not None:
         with atomic_dir(out_dir) as tmp:
@@ -172,7 +182,8 @@ def init_from_wan(
     return model
 
 
-def build_pipeline_from_wan(wan_pipeline_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None):
+def build_pipeline_from_wan(wan_pipeline_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                           harmonize_base: bool = False):
     """A CinecompPipeline from a local Wan 2.1 pipeline directory (``transformer/``, ``vae/``, ``scheduler/``).
 
     The transformer is widened by :func:`init_from_wan`; Wan's VAE and scheduler are used as they are
@@ -192,7 +203,8 @@ def build_pipeline_from_wan(wan_pipeline_dir: str | os.PathLike, out_dir: str | 
     if vae_cfg.get("_class_name", "AutoencoderKLWan") != "AutoencoderKLWan":
         raise CheckpointError(root / "vae", f"has _class_name={vae_cfg.get('_class_name')}, not AutoencoderKLWan")
     sched_cls = scheduler_class(root / "scheduler")
-    transformer = init_from_wan(root / "transformer", latent_channels=int(vae_cfg.get("z_dim", 16)))
+    transformer = init_from_wan(root / "transformer", latent_channels=int(vae_cfg.get("z_dim", 16)),
+                                harmonize_base=harmonize_base)
     try:
         vae = AutoencoderKLWan.from_pretrained(root / "vae", local_files_only=True).eval()
     except (OSError, ValueError) as exc:

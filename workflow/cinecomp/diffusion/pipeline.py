@@ -1,6 +1,7 @@
 """CinecompPipeline: keyed character + tri-mask (+ depth, environment, references) -> RGB video + depth video.
 
-Components: ``transformer`` (:class:`CinecompTransformer3DModel`), ``vae`` (``AutoencoderKLWan``, used for
+Components: ``transformer`` (:class:`CinecompTransformer3DModel`), ``vae`` (``AutoencoderKLWan``, or the
+lossless :class:`~cinecomp.diffusion.autoencoder.SpaceToDepthVAE` behind the same interface, used for
 RGB and for depth -- depth is log-encoded to [-1, 1] and replicated to three channels, see
 :mod:`cinecomp.diffusion.conditioning`) and ``scheduler`` (a flow-matching scheduler:
 ``FlowMatchEulerDiscreteScheduler`` or Wan's ``UniPCMultistepScheduler`` with flow sigmas).
@@ -35,6 +36,7 @@ from .conditioning import (
     fold_masks,
     reference_mask,
 )
+from .autoencoder import SpaceToDepthVAE
 from .errors import DiffusionInputError
 from .transformer import CinecompTransformer3DModel
 
@@ -43,8 +45,9 @@ from .transformer import CinecompTransformer3DModel
 class CinecompPipelineOutput(BaseOutput):
     """``frames``: (T, H, W, 3) float32 RGB in [0, 1]; ``depth``: (T, H, W) float32 in scene units
     (between the ``depth_range`` used); ``latents``: the denoised (1, 2z, n+1, H/8, W/8) latents, RGB then depth;
-    ``over_reconstruction``: with ``reconstruct_over``, the VAE's reconstruction of the plain `over` comp
-    (T, H, W, 3) in [0, 1], what :func:`cinecomp.diffusion.light_ratio.apply_layers` divides the frames by."""
+    ``over_reconstruction``: with ``reconstruct_over``, the VAE's reconstruction of the base comp --
+    harmonize's when ``harmonize_rgb`` is given, else the plain `over` comp -- (T, H, W, 3) in [0, 1],
+    what :func:`cinecomp.diffusion.light_ratio.apply_layers` divides the frames by."""
 
     frames: np.ndarray | torch.Tensor | None
     depth: np.ndarray | torch.Tensor | None
@@ -56,12 +59,19 @@ class CinecompPipelineOutput(BaseOutput):
 class Conditioning:
     """The encoded conditioning of one window: ``cond`` (1, 3z, R+n+1, h, w) plate / character depth /
     environment latents, ``masks`` (1, 768, R+n+1, h, w) folded tri-mask, ``presence`` (1, 3, R+n+1, h, w)
-    flags, ``references`` (1, z, R, h, w) clean reference latents or None."""
+    flags, ``references`` (1, z, R, h, w) clean reference latents or None, ``base`` (1, z + 1, R+n+1, h,
+    w) harmonize's comp latent and its presence flag, or None when the transformer has no such input."""
 
     cond: torch.Tensor
     masks: torch.Tensor
     presence: torch.Tensor
     references: torch.Tensor | None
+    base: torch.Tensor | None = None
+
+    def model_input(self) -> torch.Tensor:
+        """Everything after the noisy latents, in the transformer's input order."""
+        parts = [self.cond, self.masks, self.presence] + ([self.base] if self.base is not None else [])
+        return torch.cat([p.cpu() for p in parts], dim=1)
 
     @property
     def num_references(self) -> int:
@@ -100,7 +110,7 @@ class CinecompPipeline(DiffusionPipeline):
     def __init__(
         self,
         transformer: CinecompTransformer3DModel,
-        vae: AutoencoderKLWan,
+        vae: AutoencoderKLWan | SpaceToDepthVAE,
         scheduler: FlowMatchEulerDiscreteScheduler | UniPCMultistepScheduler,
     ):
         super().__init__()
@@ -149,10 +159,15 @@ class CinecompPipeline(DiffusionPipeline):
         return (lat - mean) / std
 
     @torch.no_grad()
-    def reconstruct_over(self, character_rgb, tri_mask, environment_rgb) -> torch.Tensor:
-        """The plain `over` comp (premultiplied character + environment x its mask) through this
-        pipeline's VAE, (T, H, W, 3) in [0, 1]: the model's output divided by it keeps only what the model
-        changed (shadows, relighting), free of the VAE's own losses."""
+    def reconstruct_over(self, character_rgb, tri_mask, environment_rgb, harmonize_rgb=None) -> torch.Tensor:
+        """The base comp through this pipeline's VAE, (T, H, W, 3) in [0, 1]: the model's output divided by
+        it keeps only what the model changed (shadows, relighting), free of the VAE's own losses. The base
+        is ``harmonize_rgb`` when given (a model that starts from harmonize), else the plain `over` comp
+        (premultiplied character + environment x its mask)."""
+        if harmonize_rgb is not None:
+            base = _as_tensor(harmonize_rgb, "harmonize_rgb").clamp(0.0, 1.0) * 2.0 - 1.0
+            video = self.decode_latents(self.encode_video(base.permute(3, 0, 1, 2)[None]))
+            return ((video[0] + 1.0) * 0.5).clamp(0.0, 1.0).permute(1, 2, 3, 0).cpu()
         if environment_rgb is None:
             raise DiffusionInputError("reconstruct_over needs an environment plate (the model synthesises none "
                                       "to compare with): render frames instead of layers")
@@ -183,6 +198,7 @@ class CinecompPipeline(DiffusionPipeline):
         reference_images: Sequence | None = None,
         replace_prop: bool | None = None,
         depth_range: tuple[float, float] = (DEFAULT_DEPTH_NEAR, DEFAULT_DEPTH_FAR),
+        harmonize_rgb=None,
     ) -> "Conditioning":
         """Encode every conditioning input (see :mod:`cinecomp.diffusion.conditioning` for the layout).
 
@@ -231,6 +247,19 @@ class CinecompPipeline(DiffusionPipeline):
             videos.append(enc.unsqueeze(0).unsqueeze(0).expand(1, 3, t, h, w))
         if env is not None:
             videos.append(to_vae(env.clamp(0.0, 1.0)))
+        has_base = bool(getattr(self.transformer.config, "harmonize_base", False))
+        if harmonize_rgb is not None:
+            if not has_base:
+                raise DiffusionInputError(
+                    f"harmonize_rgb was given but the transformer{self._where()} has no harmonize input "
+                    "(its config has no harmonize_base: true): fix: use a model made with one "
+                    "(`cinecomp models tiny --harmonize-base`, or trained from such a base), or leave "
+                    "harmonize's comp out")
+            base_rgb = _as_tensor(harmonize_rgb, "harmonize_rgb")
+            self._check_video(base_rgb, "harmonize_rgb", 3, (t, h, w))
+            if replace_prop:  # the old prop leaves harmonize's comp too
+                base_rgb = base_rgb * (1.0 - masks[..., 1:2])
+            videos.append(to_vae(base_rgb.clamp(0.0, 1.0)))
         encoded = self.encode_video(torch.cat(videos, dim=0))
         plate_lat = encoded[:1]
         i = 1
@@ -238,6 +267,11 @@ class CinecompPipeline(DiffusionPipeline):
         depth_lat = encoded[i : i + 1] if character_depth is not None else zeros
         i += character_depth is not None
         env_lat = encoded[i : i + 1] if env is not None else zeros
+        i += env is not None
+        base = None
+        if has_base:  # harmonize's latent and its flag; zeros and 0 when not given
+            flag = torch.full_like(plate_lat[:, :1], float(harmonize_rgb is not None))
+            base = torch.cat([encoded[i : i + 1] if harmonize_rgb is not None else zeros, flag], dim=1)
         cond = torch.cat([plate_lat, depth_lat, env_lat], dim=1)
         folded = fold_masks(
             masks.permute(3, 0, 1, 2).unsqueeze(0), self.vae_scale_factor_temporal, self.vae_scale_factor_spatial
@@ -274,7 +308,14 @@ class CinecompPipeline(DiffusionPipeline):
             cond = torch.cat([torch.zeros(1, cond.shape[1], r, *cond.shape[3:]), cond.cpu()], dim=2)
             folded = torch.cat([torch.cat(ref_masks, dim=2), folded], dim=2)
             presence = torch.cat([torch.zeros(1, presence.shape[1], r, *presence.shape[3:]), presence], dim=2)
-        return Conditioning(cond.cpu(), folded, presence, ref_lat)
+            if base is not None:  # reference frames: no base (flag 0)
+                base = torch.cat([torch.zeros(1, base.shape[1], r, *base.shape[3:]), base.cpu()], dim=2)
+        return Conditioning(cond.cpu(), folded, presence, ref_lat, None if base is None else base.cpu())
+
+    def _where(self) -> str:
+        """`` at DIR`` naming the transformer's model directory when it was loaded from one."""
+        path = getattr(self.transformer.config, "_name_or_path", "") or ""
+        return f" at {path}" if path else ""
 
     def encode_context(self, frames, depth, depth_range, height: int, width: int) -> torch.Tensor:
         """Clean latents ``(1, 2z, m+1, h, w)`` (RGB then depth) of a window's context: the previous
@@ -334,6 +375,7 @@ class CinecompPipeline(DiffusionPipeline):
         frame_offset: int = 0,
         batch_guidance: bool = True,
         reconstruct_over: bool = False,
+        harmonize_rgb=None,
         output_type: str = "np",
         return_dict: bool = True,
         attention_kwargs: dict[str, Any] | None = None,
@@ -370,7 +412,10 @@ class CinecompPipeline(DiffusionPipeline):
                 parameter gather per step under ZeRO-3); False runs them one after the other (half the
                 activation memory).
             reconstruct_over: also return ``over_reconstruction`` (see :meth:`reconstruct_over`; needs
-                ``environment_rgb``), for applying the output as low-frequency layers.
+                ``environment_rgb`` or ``harmonize_rgb``), for applying the output as low-frequency layers.
+            harmonize_rgb: (T, H, W, 3) harmonize's comp of these frames in [0, 1], for a transformer with
+                ``harmonize_base``: its RGB is predicted as a residual on it (an untrained one returns it).
+                Such a transformer without it runs with the base flagged absent.
             output_type: ``"np"`` (numpy), ``"pt"`` (torch) or ``"latent"`` (no decoding).
         """
         if prompt_embeds is None:
@@ -378,7 +423,7 @@ class CinecompPipeline(DiffusionPipeline):
                 "prompt_embeds are required: the pipeline has no text encoder; encode prompts once with "
                 "cinecomp.diffusion.prompts.encode_prompts and pass load_prompt_embeds(...)[prompt]"
             )
-        if reconstruct_over and environment_rgb is None:
+        if reconstruct_over and environment_rgb is None and harmonize_rgb is None:
             self.reconstruct_over(character_rgb, tri_mask, None)  # its error, before any step
         if output_type not in ("np", "pt", "latent"):
             raise DiffusionInputError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
@@ -407,7 +452,8 @@ class CinecompPipeline(DiffusionPipeline):
             prompt_embeds, negative_prompt_embeds = _same_length(prompt_embeds, negative_prompt_embeds)
 
         c = self.prepare_conditioning(
-            character_rgb, tri_mask, character_depth, environment_rgb, reference_images, replace_prop, depth_range
+            character_rgb, tri_mask, character_depth, environment_rgb, reference_images, replace_prop, depth_range,
+            harmonize_rgb,
         )
         num_refs = c.num_references
         z = self.transformer.config.rgb_channels
@@ -441,7 +487,7 @@ class CinecompPipeline(DiffusionPipeline):
         batch = 2 if do_cfg and batch_guidance else 1
         embeds = torch.cat([prompt_embeds, negative_prompt_embeds]) if batch == 2 else prompt_embeds
         latents = latents.to(device)
-        cond_in = torch.cat([c.cond, c.masks, c.presence], dim=1).to(device, tdtype)
+        cond_in = c.model_input().to(device, tdtype)
 
         p_t, p_h, p_w = self.transformer.config.patch_size
         tokens_per_frame = (shape[3] // p_h) * (shape[4] // p_w)
@@ -493,7 +539,8 @@ class CinecompPipeline(DiffusionPipeline):
         decoded = self.decode_latents(torch.cat([latents[:, :z], latents[:, z:]], dim=0))  # (2, 3, T, H, W)
         frames = ((decoded[0] + 1.0) * 0.5).clamp(0.0, 1.0).permute(1, 2, 3, 0).cpu()
         depth = decode_depth(decoded[1].mean(dim=0), *depth_range).cpu()
-        over_rec = self.reconstruct_over(character_rgb, tri_mask, environment_rgb) if reconstruct_over else None
+        over_rec = self.reconstruct_over(character_rgb, tri_mask, environment_rgb,
+                                         harmonize_rgb if c.base is not None else None) if reconstruct_over else None
         if output_type == "np":
             frames, depth = frames.numpy(), depth.numpy()
             over_rec = None if over_rec is None else over_rec.numpy()

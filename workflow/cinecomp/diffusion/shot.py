@@ -13,6 +13,11 @@ Nothing holds the whole shot in memory, so memory does not grow with the shot's 
 
 The tri-mask comes from the mask stage (key-only without it: character = alpha, prop = 0,
 environment = 1 - alpha); no character depth is given; the model returns a depth for the whole frame.
+
+A model that starts from harmonize (transformer ``harmonize_base``) also gets harmonize's comp of the
+shot (the `harmonize_base` rule's frames) as ``harmonize_rgb``, and harmonize's comp replaces the plain
+`over` comp as the base the ``layers`` / model-resolution output is laid on: an untrained such model
+returns harmonize's frames.
 """
 
 from __future__ import annotations
@@ -92,11 +97,13 @@ def from_model_space(rgb: np.ndarray, colourspace: str) -> np.ndarray:
 
 
 def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
-                   out_dir=None, mask_files=None, layers_height: int | None = None) -> tuple[dict, tuple[int, int]]:
+                   out_dir=None, mask_files=None, layers_height: int | None = None,
+                   harmonize_files=None) -> tuple[dict, tuple[int, int]]:
     """The model's per-frame inputs from the key (premultiplied RGBA) and environment frames.
 
     Returns ``(arrays, (height, width))`` with arrays ``character_rgb``, ``tri_mask`` and (unless
-    ``env_files`` is None: the model synthesises the environment) ``environment_rgb``, (T, H', W', C)
+    ``env_files`` is None: the model synthesises the environment) ``environment_rgb`` and (with
+    ``harmonize_files``, harmonize's comp frames) ``harmonize_rgb``, (T, H', W', C)
     padded to :func:`padded_size` (or, with ``layers_height``, output layers, resized to
     :func:`layers_size`), and the original size.
     With ``out_dir`` the arrays are ``.npy`` files there, filled one frame at a time (memory does not
@@ -108,8 +115,12 @@ def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
     ph, pw = layers_size(h, w, layers_height, ranks) if resize else padded_size(h, w, ranks)
     t = len(key_files)
     names = ["character_rgb", "tri_mask"] + ([] if env_files is None else ["environment_rgb"])
+    names += [] if harmonize_files is None else ["harmonize_rgb"]
     if env_files is not None and len(env_files) != t:
         raise DiffusionInputError(f"{t} key frames but {len(env_files)} environment frames")
+    if harmonize_files is not None and len(harmonize_files) != t:
+        raise DiffusionInputError(f"{t} key frames but {len(harmonize_files)} harmonize comp frames (fix: rerun "
+                                  "the shot's harmonize_base rule)")
 
     def alloc(name):
         shape = (t, ph, pw, 3)
@@ -136,6 +147,12 @@ def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
                 raise DiffusionInputError(f"{env_files[i]}: environment frames are {env.shape[1]}x{env.shape[0]}, "
                                           f"key frames {w}x{h}")
             arrays["environment_rgb"][i] = _fit(to_model_space(env, colourspace), ph, pw, resize)
+        if harmonize_files is not None:
+            base = exrio.read_rgba(harmonize_files[i])[..., :3]
+            if base.shape[:2] != (h, w):
+                raise DiffusionInputError(f"{harmonize_files[i]}: harmonize comp frames are {base.shape[1]}x"
+                                          f"{base.shape[0]}, key frames {w}x{h}")
+            arrays["harmonize_rgb"][i] = _fit(to_model_space(base, colourspace), ph, pw, resize)
     for a in arrays.values():
         if isinstance(a, np.memmap):
             a.flush()
@@ -152,14 +169,15 @@ def reference_arrays(path, role: str, source_colourspace: str, model_colourspace
 
 
 def write_shot_dir(work: Path, key_files, env_files, settings: dict, ranks: int, prompt_file,
-                   mask_files=None, layers_height=None) -> tuple[dict, tuple]:
+                   mask_files=None, layers_height=None, harmonize_files=None) -> tuple[dict, tuple]:
     """``work/shot/``: the launcher's input, one ``.npy`` per array (the ranks read the per-frame ones a
     window at a time, see ``_io.NpyFrames``); written whole or not at all."""
     from ..atomic import atomic_dir
 
     with atomic_dir(work / "shot") as tmp:
         arrays, size = prepare_inputs(key_files, env_files, settings["model_colourspace"], ranks, out_dir=tmp,
-                                      mask_files=mask_files, layers_height=layers_height)
+                                      mask_files=mask_files, layers_height=layers_height,
+                                      harmonize_files=harmonize_files)
         small = {}
         if settings.get("reference"):
             small.update(reference_arrays(settings["reference"], settings["reference_role"],
@@ -214,8 +232,9 @@ def launch(work: Path, settings: dict, ranks: int, threads: int, log_file) -> Pa
 
 
 def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, settings: dict, log, ranks: int = 1,
-                   threads: int = 1, mask_files=None) -> dict:
-    """Render one shot with the diffusion backend; writes composite EXRs into ``out_dir``."""
+                   threads: int = 1, mask_files=None, harmonize_files=None) -> dict:
+    """Render one shot with the diffusion backend; writes composite EXRs into ``out_dir``.
+    ``harmonize_files``: (frame, path) of harmonize's comp, for a model with a harmonize base."""
     shot, version = settings["attrs"]["shot"], settings["attrs"].get("version")  # None: a work file
     frames = [f for f, _ in key_files]
     layers = settings.get("output", "frames") == "layers"
@@ -231,7 +250,8 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     info, (h, w) = write_shot_dir(work, [p for _, p in key_files],
                                   None if env_files is None else [p for _, p in env_files], settings, ranks,
                                   prompt_file, None if mask_files is None else [p for _, p in mask_files],
-                                  int(settings.get("layers_height", 0)) if layers else model_height or None)
+                                  int(settings.get("layers_height", 0)) if layers else model_height or None,
+                                  None if harmonize_files is None else [p for _, p in harmonize_files])
     log.info("shot %s: %d frames %dx%d (model %dx%d), %d rank(s), window %s overlap %s, %s steps; environment: %s%s",
              shot, len(frames), w, h, info["character_rgb"][2], info["character_rgb"][1], ranks,
              settings["window"], settings["overlap"], settings["steps"],
@@ -253,8 +273,11 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
             from .light_ratio import apply_layers, frames_to_plate, resize_to
 
             if with_over:
-                key = exrio.read_rgba(key_files[i][1])
-                plain = over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3])
+                if harmonize_files is not None:  # the base the model's change is laid on: harmonize's comp
+                    plain = exrio.read_rgba(harmonize_files[i][1])[..., :3]
+                else:
+                    key = exrio.read_rgba(key_files[i][1])
+                    plain = over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3])
                 model_lin, rec, sigma = from_model_space(rgb, cs), from_model_space(over_rec[0], cs), \
                     settings.get("layers_blur", 4.0)
                 rgb = apply_layers(plain, model_lin, rec, sigma) if layers else frames_to_plate(model_lin, plain, rec, sigma)
@@ -269,7 +292,8 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
         exrio.write_exr(frame_path(out, shot, "diffusion", version, frame), chans, attrs=attrs)
     seconds = time.perf_counter() - t0
     log.info("shot %s: diffusion composite of %d frames (%s) in %.1f s", shot, len(frames),
-             "the model's light laid on the over comp" if layers else
+             f"the model's light laid on the {'harmonize' if harmonize_files is not None else 'over'} comp"
+             if layers else
              f"the model's frames at height {model_height}, back to the plate" if model_height else "the model's frames",
              seconds)
     return {"frames": len(frames), "seconds": seconds, "ranks": ranks}

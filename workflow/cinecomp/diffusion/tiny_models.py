@@ -9,6 +9,10 @@
 
 The tiny transformer has 2 layers of 2 heads x 8 dims; the tiny VAE keeps Wan's 4x temporal and 8x
 spatial compression (so masks fold into the same 768 channels) at base_dim 8 with z_dim 4.
+``vae="space_to_depth"`` writes the invertible :class:`~cinecomp.diffusion.autoencoder.SpaceToDepthVAE`
+(z_dim 768, lossless) instead, with the transformer's latent widths to match; ``harmonize_base=True``
+gives the transformer the harmonize-comp input and output parameterisation
+(:mod:`cinecomp.diffusion.transformer`).
 """
 
 from __future__ import annotations
@@ -120,26 +124,42 @@ def make_tiny_tokenizer(out_dir: str | os.PathLike):
     return fast
 
 
-def make_tiny_models(out_dir: str | os.PathLike, seed: int = 0) -> dict[str, Path]:
+VAES = ("wan", "space_to_depth")  # the tiny pipeline's autoencoder: a tiny random Wan VAE, or the lossless one
+
+
+def tiny_transformer_config(z: int = TINY_LATENT_CHANNELS, harmonize_base: bool = False) -> dict:
+    """:data:`TINY_TRANSFORMER` for a VAE of ``z`` latent channels (with the harmonize input or not)."""
+    return {**TINY_TRANSFORMER, "rgb_channels": z, "depth_channels": z, "cond_channels": 3 * z,
+            "harmonize_base": harmonize_base}
+
+
+def make_tiny_models(out_dir: str | os.PathLike, seed: int = 0, vae: str = "wan",
+                     harmonize_base: bool = False) -> dict[str, Path]:
     """Write a tiny random CinecompPipeline, base Wan transformer, text encoder and tokenizer to ``out_dir``.
 
-    The same seed writes the same weights.  Returns the paths by name (``pipeline``, ``transformer``,
+    ``vae``: one of :data:`VAES`; ``harmonize_base``: the transformer takes harmonize's comp and
+    returns it while untrained. The same seed writes the same weights.  Returns the paths by name (``pipeline``, ``transformer``,
     ``vae``, ``scheduler``, ``wan_transformer``, ``text_encoder``, ``tokenizer``).
     """
     import torch
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
+    from .autoencoder import SpaceToDepthVAE
+    from .errors import DiffusionInputError
     from .pipeline import CinecompPipeline
     from .transformer import CinecompTransformer3DModel
 
+    if vae not in VAES:
+        raise DiffusionInputError(f"tiny VAE {vae!r} is not one of {', '.join(VAES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        transformer = CinecompTransformer3DModel(**TINY_TRANSFORMER).eval()
+        z = TINY_LATENT_CHANNELS if vae == "wan" else SpaceToDepthVAE().config.z_dim
+        transformer = CinecompTransformer3DModel(**tiny_transformer_config(z, harmonize_base)).eval()
         torch.manual_seed(seed + 1)
-        vae = AutoencoderKLWan(**TINY_VAE).eval()
+        vae = (AutoencoderKLWan(**TINY_VAE) if vae == "wan" else SpaceToDepthVAE()).eval()
         torch.manual_seed(seed + 2)
         wan = WanTransformer3DModel(**TINY_WAN_TRANSFORMER).eval()
         torch.manual_seed(seed + 3)
@@ -177,6 +197,9 @@ def make_tiny_wan(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     wan.save_pretrained(str(out))
     return out
 
+
+# The autoencoders a CinecompPipeline runs with (Wan's, or the lossless space-to-depth one).
+VAE_CLASSES = ("AutoencoderKLWan", "SpaceToDepthVAE")
 
 # The flow-matching schedulers the pipeline samples with (Wan ships UniPC; the tiny models use Euler).
 SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler")

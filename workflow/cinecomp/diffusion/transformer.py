@@ -10,6 +10,19 @@ adaptive output norm) with two changes:
   ``proj_out`` (RGB velocity).  Both share the final adaptive norm.  The output is
   ``cat([rgb_velocity, depth_velocity], dim=1)`` with ``out_channels = rgb_channels + depth_channels``.
 
+With ``harmonize_base`` (a model that starts where harmonize ends) the input gains harmonize's comp
+latent (``rgb_channels``) and its own presence flag (1 channel) after the presence flags, their
+patch-embedding weights zero-initialised, and the RGB output becomes a residual on it: the network's
+RGB head ``r`` (zero-initialised) is the difference of the clean RGB latent from harmonize's, so
+
+    x0 = base + r,     velocity v = (x_t - x0) / sigma,     sigma = timestep / 1000
+
+where the base flag is 1 (the head's output is the velocity itself where it is 0, as without the
+base).  A flow-matching sampler's clean estimate ``x_t - sigma v`` is then ``base + r``: an untrained
+model lands on harmonize's latent, and training (which keeps Wan's velocity target ``noise - x0``)
+only has to learn ``x0 - base``, what harmonize gets wrong.  Tokens at timestep 0 (references,
+context) get velocity 0: they are held clean anyway.  Depth keeps Wan's velocity head.
+
 Every parameter a Wan 2.1 text-to-video transformer has keeps its name and shape here except
 ``patch_embedding.weight``, which is wider, so :func:`cinecomp.diffusion.init_from_wan.init_from_wan`
 can copy a Wan checkpoint in.
@@ -17,6 +30,7 @@ can copy a Wan checkpoint in.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -36,6 +50,8 @@ from diffusers.models.transformers.transformer_wan import (
 from diffusers.utils import apply_lora_scale
 
 from .conditioning import folded_mask_channels
+
+TIMESTEP_SCALE = 1000.0  # timestep = 1000 sigma: the flow-matching convention of the pipeline and training
 
 # config fields shared with diffusers' WanTransformer3DModel (same names, same meaning)
 WAN_CONFIG_FIELDS = (
@@ -77,6 +93,10 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         presence_channels (`int`, defaults to 3): one flag per conditioning latent (character plate,
             character depth, environment), 1 where that input is given and 0 where it is absent, so an
             absent input is not mistaken for a grey plate (its latent slot is zero either way).
+        harmonize_base (`bool`, defaults to False): take harmonize's comp latent and its presence flag
+            as the last ``rgb_channels + 1`` input channels and predict RGB as a residual on it (module
+            doc); the new input channels and the RGB head start at zero, so an untrained model returns
+            harmonize's frames. Model directories saved before it have no such field: False.
     """
 
     _supports_gradient_checkpointing = True
@@ -112,6 +132,7 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         mask_fold: tuple[int, ...] = (4, 8),
         mask_channels: int | None = None,
         presence_channels: int = 3,
+        harmonize_base: bool = False,
     ) -> None:
         super().__init__()
 
@@ -121,11 +142,13 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
                 f"mask_channels={mask_channels} does not match num_masks={num_masks} folded by {tuple(mask_fold)} "
                 f"(= {derived_mask})"
             )
-        derived_in = rgb_channels + depth_channels + cond_channels + derived_mask + presence_channels
+        base = (rgb_channels + 1) if harmonize_base else 0
+        derived_in = rgb_channels + depth_channels + cond_channels + derived_mask + presence_channels + base
         if in_channels is not None and in_channels != derived_in:
             raise ValueError(
                 f"in_channels={in_channels} does not match rgb {rgb_channels} + depth {depth_channels} + "
-                f"cond {cond_channels} + mask {derived_mask} + presence {presence_channels} = {derived_in}"
+                f"cond {cond_channels} + mask {derived_mask} + presence {presence_channels} + harmonize base "
+                f"{base} = {derived_in}"
             )
         derived_out = rgb_channels + depth_channels
         if out_channels is not None and out_channels != derived_out:
@@ -165,11 +188,53 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, inner_dim) / inner_dim**0.5)
 
         self.gradient_checkpointing = False
+        if harmonize_base:
+            self.zero_harmonize_base()
+
+    def zero_harmonize_base(self) -> None:
+        """Zero the harmonize-base input channels and the RGB head: the model returns harmonize's comp."""
+        if not self.config.harmonize_base:
+            raise ValueError("this transformer has no harmonize input (harmonize_base is false)")
+        params = [self.patch_embedding.weight, self.proj_out.weight, self.proj_out.bias]
+        gathered = contextlib.nullcontext()
+        if any(hasattr(p, "ds_id") for p in params):  # built under ZeRO-3's zero.Init: partitioned
+            import deepspeed
+
+            gathered = deepspeed.zero.GatheredParameters(params, modifier_rank=0)
+        with gathered, torch.no_grad():
+            self.patch_embedding.weight[:, self.base_channel:].zero_()
+            self.proj_out.weight.zero_()
+            self.proj_out.bias.zero_()
 
     # ------------------------------------------------------------------------------- helpers
     @property
     def latent_channels(self) -> int:
         return self.config.rgb_channels
+
+    @property
+    def base_channel(self) -> int:
+        """Index of the first harmonize-base input channel (= the input width without them)."""
+        cfg = self.config
+        return cfg.in_channels - ((cfg.rgb_channels + 1) if cfg.harmonize_base else 0)
+
+    def _residual_velocity(self, hidden_states, rgb_out, timestep, grid) -> torch.Tensor:
+        """RGB velocity ``(x_t - base - r) / sigma`` where the base flag is 1, ``r`` where it is 0, 0 on
+        tokens at timestep 0 (module doc)."""
+        z, c0 = self.config.rgb_channels, self.base_channel
+        x_t = hidden_states[:, :z].float()
+        base = hidden_states[:, c0 : c0 + z].float()
+        flag = hidden_states[:, c0 + z : c0 + z + 1].float()
+        b = hidden_states.shape[0]
+        sigma = timestep.float() / TIMESTEP_SCALE
+        if sigma.ndim == 2:  # per token -> per latent cell
+            p_t, p_h, p_w = self.config.patch_size
+            sigma = sigma.view(b, 1, *grid)
+            sigma = sigma.repeat_interleave(p_t, 2).repeat_interleave(p_h, 3).repeat_interleave(p_w, 4)
+        else:
+            sigma = sigma.view(b, 1, 1, 1, 1)
+        inv = torch.where(sigma > 0, 1.0 / sigma.clamp_min(1e-12), torch.zeros_like(sigma))
+        r = rgb_out.float()
+        return (flag * (x_t - base - r) * inv + (1.0 - flag) * r).to(rgb_out.dtype)
 
     def pack_inputs(
         self,
@@ -177,9 +242,11 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         cond_latents: torch.Tensor,
         folded_masks: torch.Tensor,
         presence: torch.Tensor | None = None,
+        base: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``cat([noisy RGB+depth (2z), cond latents (3z), folded tri-mask (768), presence flags (3)], dim=1)``
-        with checks; ``presence`` defaults to every conditioning input present."""
+        """``cat([noisy RGB+depth (2z), cond latents (3z), folded tri-mask (768), presence flags (3)
+        (, harmonize base latent + its flag (z + 1))], dim=1)`` with checks; ``presence`` defaults to
+        every conditioning input present; ``base`` (with ``harmonize_base``) to absent (zeros, flag 0)."""
         cfg = self.config
         if presence is None:
             presence = torch.ones(noisy.shape[0], cfg.presence_channels, *noisy.shape[2:], dtype=noisy.dtype,
@@ -190,10 +257,19 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
             "folded masks": (folded_masks, cfg.mask_channels),
             "presence flags": (presence, cfg.presence_channels),
         }
+        if cfg.harmonize_base:
+            if base is None:
+                base = torch.zeros(noisy.shape[0], cfg.rgb_channels + 1, *noisy.shape[2:], dtype=noisy.dtype,
+                                   device=noisy.device)
+            expected["harmonize base + flag"] = (base, cfg.rgb_channels + 1)
+        elif base is not None:
+            raise ValueError("a harmonize base was given but this transformer has no harmonize input "
+                             "(harmonize_base is false)")
         for name, (t, c) in expected.items():
             if t.shape[1] != c:
                 raise ValueError(f"{name} have {t.shape[1]} channels, the transformer expects {c}")
-        return torch.cat([noisy, *(t.to(noisy.dtype) for t in (cond_latents, folded_masks, presence))], dim=1)
+        parts = (cond_latents, folded_masks, presence) + ((base,) if cfg.harmonize_base else ())
+        return torch.cat([noisy, *(t.to(noisy.dtype) for t in parts)], dim=1)
 
     def embed_tokens(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Patchify ``(B, C, F, H, W)`` into tokens ``(B, F*H*W/prod(patch), inner_dim)``."""
@@ -229,6 +305,7 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         ppf, pph, ppw = num_frames // p_t, height // p_h, width // p_w
 
         rotary_emb = self.rope(hidden_states)
+        inputs, raw_timestep = hidden_states, timestep
         hidden_states = self.embed_tokens(hidden_states)
 
         if timestep.ndim == 2:
@@ -270,6 +347,8 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
             self._unpatchify(head(hidden_states), batch_size, ppf, pph, ppw)
             for head in (self.proj_out, self.depth_proj_out)
         ]
+        if self.config.harmonize_base:
+            outputs[0] = self._residual_velocity(inputs, outputs[0], raw_timestep, (ppf, pph, ppw))
         output = torch.cat(outputs, dim=1)
 
         if not return_dict:

@@ -38,7 +38,7 @@ import numpy as np
 from ..atomic import atomic_path
 from .errors import DiffusionInputError
 
-PER_FRAME_INPUTS = ("character_rgb", "tri_mask", "character_depth", "environment_rgb")
+PER_FRAME_INPUTS = ("character_rgb", "tri_mask", "character_depth", "environment_rgb", "harmonize_rgb")
 
 
 @dataclass(frozen=True)

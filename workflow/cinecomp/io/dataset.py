@@ -38,7 +38,7 @@ import numpy as np
 from ..atomic import atomic_path
 
 REQUIRED = ("target_rgb", "target_depth", "character_rgb", "environment_rgb", "tri_mask", "effect_mask")
-OPTIONAL = ("character_depth",)
+OPTIONAL = ("character_depth", "harmonize_rgb")  # harmonize_rgb: harmonize's comp (a harmonize-base model's input)
 INDEX = "index.json"
 
 
@@ -58,7 +58,7 @@ def check_sample(sample: dict, where: str = "sample") -> None:
         if k not in sample:
             continue
         shape = np.shape(sample[k])
-        want = (t, h, w, 3) if k in ("target_rgb", "character_rgb", "environment_rgb", "tri_mask") else (t, h, w)
+        want = (t, h, w, 3) if k in ("target_rgb", "character_rgb", "environment_rgb", "tri_mask", "harmonize_rgb") else (t, h, w)
         if shape != want:
             raise DatasetError(f"{where}: {k} has shape {shape}, expected {want}")
         arr = np.asarray(sample[k], np.float32)

@@ -685,3 +685,13 @@ def up_shares(light: ShotLight) -> tuple[np.ndarray, np.ndarray]:
     k, a = light.key(up), light.ambient(up)
     total = np.maximum(k + a, 1e-6)
     return (k / total).astype(np.float32), (a / total).astype(np.float32)
+
+
+def shot_light_json(estimate: dict, camera_params: dict | None) -> dict:
+    """The light stage's ``light.json`` from :func:`estimate_light`'s ``estimate``: with the sheet's camera,
+    its confidence (1 when the sheet gives one, measured on set; :data:`DEFAULT_CAMERA_CONFIDENCE` for
+    the default guess) and the key / ambient up shares. Curation makes harmonize's comp with it too."""
+    est = {**estimate, "confidences": dict(estimate["confidences"]), "camera": camera_params}
+    est["confidences"]["camera"] = 1.0 if camera_params else DEFAULT_CAMERA_CONFIDENCE
+    est["up_shares"] = dict(zip(("key", "ambient"), (v.tolist() for v in up_shares(ShotLight.from_json(est)))))
+    return est

@@ -10,6 +10,9 @@ DeepSpeed launcher (``DS_ACCELERATOR=cpu`` and gloo without CUDA).  One step, pe
   and the character depth are dropped (flagged absent), each with its probability -- the workflow's
   composite gives no character depth, so a model trained with it always present would run in a flag
   state it never saw. References and prop replacement are not trained yet (issue 20);
+* a model that starts from harmonize (transformer ``harmonize_base``) gets the sample's
+  ``harmonize_rgb`` (harmonize's comp, written by curation) exactly as the shot stage gives it: present
+  with the environment, absent (flag 0) when the environment is dropped -- harmonize needs one;
 * context (long-shot windows): with ``context_prob`` the first 1..F-1 latent frames are given clean at
   timestep 0 per token, as :func:`~cinecomp.diffusion.windows.render_windows` gives a window its
   predecessor's frames;
@@ -94,6 +97,12 @@ SECTIONS = {
 }
 PATHS = {"data": ("shards",), "model": ("pipeline", "text_encoder"), "out": ("dir",)}
 TRAINED_MODULES = ("patch_embedding", "depth_proj_out")  # full-trained next to the LoRA adapters
+
+
+def trained_modules(transformer) -> tuple[str, ...]:
+    """:data:`TRAINED_MODULES`, plus the zero-initialised RGB head of a model with a harmonize base
+    (its residual on harmonize: a LoRA cannot move a zero matrix)."""
+    return TRAINED_MODULES + (("proj_out",) if transformer.config.harmonize_base else ())
 
 
 class TrainConfigError(ValueError):
@@ -263,7 +272,14 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     char_depth = sample.get("character_depth")
     if char_depth is not None and rng.random() < drop["character_depth"]:
         char_depth = None
-    c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], char_depth, env)
+    base = None
+    if pipe.transformer.config.harmonize_base and env is not None:  # as the shot stage: with the environment
+        if "harmonize_rgb" not in sample:
+            raise DatasetError(f"sample {sample.get('meta', {}).get('id', '?')} has no harmonize_rgb, which the "
+                               f"model ({cfg['model']['pipeline']}: harmonize_base) starts from (fix: curate the "
+                               "data again with this version, which writes harmonize's comp into every sample)")
+        base = sample["harmonize_rgb"]
+    c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], char_depth, env, harmonize_rgb=base)
     t, h, w = np.shape(sample["target_rgb"])[:3]
     x0 = pipe.encode_context(sample["target_rgb"], sample["target_depth"], (0.1, 1000.0), h, w)
     frames = x0.shape[2]
@@ -289,7 +305,7 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
         timestep[:, : clean // p_t * tokens // (frames // p_t)] = 0.0
     else:
         timestep = torch.full((1,), sigma * 1000.0)
-    model_input = torch.cat([xt, c.cond, c.masks, c.presence], dim=1)
+    model_input = torch.cat([xt, c.model_input()], dim=1)
     return {"input": model_input.to(device), "timestep": timestep.to(device), "text": text.to(device),
             "target": target.to(device), "weights": weights.to(device), "sigma": sigma, "clean": clean}
 
@@ -326,7 +342,7 @@ def trainable_transformer(pipe, cfg: dict):
     if cfg["train"]["mode"] == "lora":
         transformer.requires_grad_(False)
         add_lora(transformer, "cinecomp", rank=cfg["train"]["lora_rank"])
-        for name in TRAINED_MODULES:
+        for name in trained_modules(transformer):
             getattr(transformer, name).requires_grad_(True)
     else:
         transformer.requires_grad_(True)
@@ -358,7 +374,7 @@ def save_outputs(pipe, cfg: dict, out: Path, step: int, history: list[dict]) -> 
     if cfg["train"]["mode"] == "lora":
         target = out / "lora"
         save_lora(pipe.transformer, target, "cinecomp")
-        save_trained_modules(pipe.transformer, target, TRAINED_MODULES)
+        save_trained_modules(pipe.transformer, target, trained_modules(pipe.transformer))
     else:
         from ..atomic import atomic_dir
 
@@ -597,7 +613,7 @@ def run_eval(cfg: dict, out: Path, step: int, pipe) -> None:
     where = out / "eval" / f"step_{step:07d}"
     if cfg["train"]["mode"] == "lora":
         save_lora(pipe.transformer, where / "lora", "cinecomp")
-        save_trained_modules(pipe.transformer, where / "lora", TRAINED_MODULES)
+        save_trained_modules(pipe.transformer, where / "lora", trained_modules(pipe.transformer))
         bake_lora(cfg["model"]["pipeline"], where / "lora", where / "pipeline")
     else:
         pipe.save_pretrained(str(where / "pipeline"))

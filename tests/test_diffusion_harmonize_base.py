@@ -1,0 +1,286 @@
+"""Issue 20 items 2 and 3: the lossless space-to-depth autoencoder, and a model that starts where
+harmonize ends (harmonize's comp as input, RGB as a residual on it: untrained, it returns harmonize)."""
+
+import logging
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cinecomp.diffusion.errors import DiffusionInputError  # noqa: E402
+from cinecomp.io import exr as exrio  # noqa: E402
+from helpers import REPO  # noqa: E402
+
+T, H, W = 5, 32, 48
+CS = "sRGB Encoded Rec.709 (sRGB)"
+
+
+# ------------------------------------------------------------------------------------ autoencoder
+def test_space_to_depth_vae_is_exactly_invertible_and_saves_like_a_diffusers_model(tmp_path):
+    from cinecomp.diffusion.autoencoder import SpaceToDepthVAE
+
+    vae = SpaceToDepthVAE()
+    assert (vae.config.z_dim, vae.config.scale_factor_temporal, vae.config.scale_factor_spatial) == (768, 4, 8)
+    x = torch.rand(2, 3, 9, 32, 48) * 2 - 1
+    dist = vae.encode(x).latent_dist
+    assert tuple(dist.mode().shape) == (2, 768, 3, 4, 6)
+    assert torch.equal(dist.sample(), dist.mode())  # deterministic: no noise
+    assert torch.equal(vae.decode(dist.mode()).sample, x)  # bit for bit
+    assert torch.equal(vae.decode(vae.encode(x[:, :, :1]).latent_dist.mode(), return_dict=False)[0], x[:, :, :1])
+    vae.save_pretrained(str(tmp_path / "vae"))
+    again = SpaceToDepthVAE.from_pretrained(str(tmp_path / "vae"))
+    assert torch.equal(again.decode(again.encode(x).latent_dist.mode()).sample, x)
+    assert again.config.latents_std == [1.0] * 768
+
+
+@pytest.mark.parametrize("shape, says", [
+    ((1, 3, 6, 32, 48), "needs 4n+1 frames and width/height multiples of 8 (fix: trim to 5 or pad to 9 frames"),
+    ((1, 3, 5, 30, 44), "crop to 40x24 or pad to 48x32"),
+    ((1, 4, 5, 32, 48), "encodes (B, 3, T, H, W) video"),
+])
+def test_space_to_depth_vae_refuses_what_it_cannot_encode_losslessly(shape, says):
+    from cinecomp.diffusion.autoencoder import SpaceToDepthVAE
+
+    with pytest.raises(DiffusionInputError) as err:
+        SpaceToDepthVAE().encode(torch.zeros(shape))
+    assert says in str(err.value)
+    with pytest.raises(ValueError, match="z_dim=16 does not match"):
+        SpaceToDepthVAE(z_dim=16)
+
+
+# ------------------------------------------------------------------------------- harmonize base
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from cinecomp.diffusion.tiny_models import make_tiny_models
+
+    root = tmp_path_factory.mktemp("hb")
+    return {vae: make_tiny_models(root / vae, seed=0, vae=vae, harmonize_base=True)["pipeline"]
+            for vae in ("space_to_depth", "wan")}
+
+
+def _inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    tri = np.zeros((T, H, W, 3), np.float32)
+    tri[:, 8:24, 16:28, 0] = 1
+    tri[..., 2] = 1 - tri[..., 0]
+    char = rng.uniform(0.2, 0.8, (T, H, W, 3)).astype(np.float32) * tri[..., :1]
+    env = rng.uniform(0.1, 0.9, (T, H, W, 3)).astype(np.float32)
+    harm = rng.uniform(0.05, 0.95, (T, H, W, 3)).astype(np.float32)
+    return dict(character_rgb=char, tri_mask=tri, environment_rgb=env, harmonize_rgb=harm,
+                prompt_embeds=torch.ones(1, 4, 32), negative_prompt_embeds=torch.zeros(1, 4, 32))
+
+
+def test_model_dirs_with_the_space_to_depth_vae_check_and_load_by_class(models, tmp_path):
+    """The ranks load the VAE of the class its config names (a Wan-only loader broke on it); the plan-time
+    check accepts both classes and names any other with the fix."""
+    import json
+    import shutil
+
+    from cinecomp.diffusion.autoencoder import SpaceToDepthVAE, load_vae
+    from cinecomp.diffusion.checks import check_pipeline_dir, takes_harmonize
+
+    root = models["space_to_depth"]
+    assert check_pipeline_dir(root) == [] and takes_harmonize(root)
+    assert isinstance(load_vae(root / "vae"), SpaceToDepthVAE)
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad)
+    cfg = bad / "vae" / "config.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "_class_name": "AutoencoderKL"}))
+    assert any("VAE 'AutoencoderKL' is not one cinecomp runs with (fix: use one of AutoencoderKLWan, "
+               "SpaceToDepthVAE)" in p for p in check_pipeline_dir(bad))
+    with pytest.raises(ValueError, match="not one cinecomp runs with"):
+        load_vae(bad / "vae")
+
+
+def test_untrained_harmonize_base_model_returns_harmonize_and_a_residual_changes_it(models):
+    """Euler sampling lands on harmonize's latent: with the lossless VAE the frames are harmonize's to
+    float rounding (< 1e-6), with guidance too; the Wan VAE gives its own reconstruction of harmonize
+    (what layers mode divides by: ratio 1). A non-zero RGB head moves them; absent, nothing is pinned."""
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+
+    inputs = _inputs()
+    s2d = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
+    out = s2d(**inputs, num_inference_steps=3, guidance_scale=3.0, seed=1, reconstruct_over=True)
+    np.testing.assert_allclose(out.frames, inputs["harmonize_rgb"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(out.over_reconstruction, inputs["harmonize_rgb"], atol=1e-6, rtol=0)
+    wan = CinecompPipeline.from_pretrained(str(models["wan"]))
+    out = wan(**inputs, num_inference_steps=3, guidance_scale=1.0, seed=1, reconstruct_over=True)
+    np.testing.assert_allclose(out.frames, out.over_reconstruction, atol=1e-5, rtol=0)
+    assert np.abs(out.frames - inputs["harmonize_rgb"]).max() > 0.05  # the tiny random VAE is lossy
+    prop = inputs["tri_mask"].copy()
+    prop[:, 0:8, 0:16, 1], prop[:, 0:8, 0:16, 2] = 1.0, 0.0  # a prop to replace: it leaves harmonize's comp too
+    c = s2d.prepare_conditioning(inputs["character_rgb"], prop, None, inputs["environment_rgb"], replace_prop=True,
+                                 harmonize_rgb=inputs["harmonize_rgb"])
+    base = ((s2d.decode_latents(c.base[:, :-1])[0] + 1) / 2).permute(1, 2, 3, 0).numpy()
+    assert np.abs(base[:, 0:8, 0:16]).max() < 1e-6 and np.abs(base[:, 8:] - inputs["harmonize_rgb"][:, 8:]).max() < 1e-6
+    with torch.no_grad():
+        s2d.transformer.proj_out.bias.fill_(0.05)  # a residual: x0 = harmonize + r
+    moved = s2d(**inputs, num_inference_steps=3, guidance_scale=1.0, seed=1).frames
+    assert np.abs(moved - inputs["harmonize_rgb"]).mean() > 0.005
+    s2d.transformer.zero_harmonize_base()
+    absent = s2d(**{**inputs, "harmonize_rgb": None}, num_inference_steps=3, guidance_scale=1.0, seed=1).frames
+    assert np.abs(absent - inputs["harmonize_rgb"]).mean() > 0.1  # flag 0: the base is not used
+
+
+def test_residual_velocity_holds_clean_tokens_and_the_base_flag_switches_it(models):
+    """Per-token timesteps (context / references at 0): velocity 0 there; elsewhere x_t - sigma v = base."""
+    from cinecomp.diffusion.transformer import CinecompTransformer3DModel
+
+    tr = CinecompTransformer3DModel.from_pretrained(str(models["space_to_depth"] / "transformer"))
+    z, f, h, w = tr.config.rgb_channels, 3, 2, 4
+    noisy = torch.randn(1, 2 * z, f, h, w)
+    base = torch.randn(1, z, f, h, w)
+    flags = torch.ones(1, 1, f, h, w)
+    x = tr.pack_inputs(noisy, torch.zeros(1, 3 * z, f, h, w), torch.zeros(1, tr.config.mask_channels, f, h, w),
+                       base=torch.cat([base, flags], 1))
+    tokens = f * (h // 2) * (w // 2)
+    ts = torch.full((1, tokens), 400.0)
+    ts[:, : tokens // f] = 0.0  # the first latent frame is clean
+    with torch.no_grad():
+        v = tr(x, ts, torch.zeros(1, 4, 32), return_dict=False)[0][:, :z]
+    assert float(v[:, :, 0].detach().abs().max()) == 0.0
+    torch.testing.assert_close(noisy[:, :z, 1:] - 0.4 * v[:, :, 1:], base[:, :, 1:], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="harmonize base \\+ flag have 3 channels"):
+        tr.pack_inputs(noisy, torch.zeros(1, 3 * z, f, h, w), torch.zeros(1, tr.config.mask_channels, f, h, w),
+                       base=torch.zeros(1, 3, f, h, w))
+
+
+def test_older_model_dirs_have_no_harmonize_input_and_refuse_one_by_name():
+    """The shipped proof model predates the field: it loads as before (no new channels), the rules
+    give it no harmonize comp, and passing one names the model directory and the fix."""
+    from cinecomp.diffusion.checks import takes_harmonize
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+
+    proof = REPO / "models" / "proof" / "pipeline"
+    assert not takes_harmonize(proof)
+    pipe = CinecompPipeline.from_pretrained(str(proof))
+    assert pipe.transformer.config.harmonize_base is False
+    assert pipe.transformer.base_channel == pipe.transformer.config.in_channels
+    inputs = _inputs()
+    with pytest.raises(DiffusionInputError) as err:
+        pipe(**inputs, num_inference_steps=1, guidance_scale=1.0, seed=0)
+    assert f"transformer at {proof}" in str(err.value) and "harmonize_base: true" in str(err.value)
+
+
+@pytest.mark.parametrize("output, vae", [("frames", "space_to_depth"), ("layers", "wan")])
+def test_the_shot_stage_returns_harmonizes_frames_from_an_untrained_model(models, tmp_path, monkeypatch, output, vae):
+    """The diffusion backend's shot stage with harmonize's comp EXRs: the shot directory gets them as
+    harmonize_rgb, the real pipeline renders the windows (in process, as the launcher's ranks would),
+    and the composite EXRs are harmonize's (half-float EXRs: 1e-3). `layers`: harmonize's comp times
+    the model's change of light, which is 1 for an untrained model even through a lossy VAE."""
+    from cinecomp.diffusion import shot as D
+    from cinecomp.diffusion.distributed import _load_shot
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.diffusion.windows import render_windows
+
+    inputs = _inputs(3)
+    alpha = inputs["tri_mask"][..., 0]
+    keys, envs, harms = [], [], []
+    for i in range(T):
+        f = 1001 + i
+        keys.append((f, tmp_path / f"k.{f}.exr"))
+        envs.append((f, tmp_path / f"e.{f}.exr"))
+        harms.append((f, tmp_path / f"h.{f}.exr"))
+        char = D.from_model_space(inputs["character_rgb"][i], CS)
+        exrio.write_rgba(keys[-1][1], np.concatenate([char, alpha[i][..., None]], -1), dtype=np.float32)
+        exrio.write_rgba(envs[-1][1], D.from_model_space(inputs["environment_rgb"][i], CS), dtype=np.float32)
+        exrio.write_rgba(harms[-1][1], D.from_model_space(inputs["harmonize_rgb"][i], CS), dtype=np.float32)
+    pipe = CinecompPipeline.from_pretrained(str(models[vae]))
+
+    def launcher(work, settings, ranks, threads, log_file):  # distributed.main's window loop, one rank
+        shot = _load_shot(work / "shot")
+        assert "harmonize_rgb" in shot
+        call = dict(shot, num_inference_steps=2, guidance_scale=1.0, seed=0,
+                    reconstruct_over=settings["output"] == "layers")
+        render_windows(pipe, call, work / "windows", settings["window"], settings["overlap"], blend=False)
+        return work / "windows"
+
+    monkeypatch.setattr(D, "launch", launcher)
+    monkeypatch.setattr(D, "prompt_arrays", lambda *a: {"prompt_embeds": np.ones((1, 4, 32), np.float32)})
+    settings = {"attrs": {"shot": "hb"}, "output": output, "model_colourspace": CS, "window": 5, "overlap": 1,
+                "steps": 2, "prompt": "", "negative_prompt": "", "layers_blur": 2.0}
+    D.composite_shot(keys, envs, None, tmp_path / "out", tmp_path / "work", settings, logging.getLogger("t"),
+                     harmonize_files=harms)
+    outs = sorted((tmp_path / "out").glob("*.exr"))
+    assert len(outs) == T
+    for f, (_, h) in zip(outs, harms):
+        np.testing.assert_allclose(exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3], atol=1e-3, rtol=1e-3)
+
+
+def test_the_workflow_gives_a_harmonize_base_model_harmonizes_comp(models, tmp_path):
+    """Dry run: with a harmonize-base model the diffusion shot with an environment plans harmonize's
+    comp (rule harmonize_base, and the light it needs) before its composite; the shot without an
+    environment (synthesised) and the `over` shot do not; an older model plans none."""
+    import yaml
+    from cinecomp.synth.renderer import make_demo_shot
+    from helpers import SHEET_COLUMNS, planned_jobs
+
+    make_demo_shot(tmp_path / "demo", "sd", 48, 28, 1001, 1005, plate_format="exr", env_kind="sequence")
+    (tmp_path / "shots.csv").write_text("\n".join([
+        SHEET_COLUMNS + ",prompt,composite_backend",
+        "sd,demo/sd/plate/sd_plate.####.exr,ACEScg,1001,1005,24,demo/sd/env/sd_env.####.exr,ACEScg,1,a man,diffusion",
+        "so,demo/sd/plate/sd_plate.####.exr,ACEScg,1001,1005,24,demo/sd/env/sd_env.####.exr,ACEScg,1,,over",
+        "sr,demo/sd/plate/sd_plate.####.exr,ACEScg,1001,1005,24,,,1,a beach,diffusion",
+    ]) + "\n")
+    root = models["space_to_depth"]
+    for name, pipeline in (("hb.yaml", root), ("old.yaml", REPO / "models" / "proof" / "pipeline")):
+        (tmp_path / name).write_text(yaml.safe_dump({"diffusion": {
+            "pipeline": str(pipeline), "text_encoder": str(root / "text_encoder"), "max_sequence_length": 16}}))
+    jobs = planned_jobs(tmp_path, configs=("hb.yaml",))
+    assert {("harmonize_base", "sd"), ("light", "sd"), ("composite", "sd")} <= jobs
+    assert not {("harmonize_base", "so"), ("harmonize_base", "sr")} & jobs and ("composite", "sr") in jobs
+    assert not any(rule == "harmonize_base" for rule, _ in planned_jobs(tmp_path, configs=("old.yaml",)))
+
+
+def test_training_feeds_harmonize_as_the_shot_stage_does(models):
+    """make_example gives a harmonize-base model the sample's harmonize comp with the environment (flag 1)
+    and none without it (flag 0, as the shot stage without an environment); where harmonize is already
+    the truth the untrained model's velocity is the training target (loss 0): training and sampling use
+    one parameterisation. A sample without harmonize_rgb is refused with the fix."""
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.io.dataset import DatasetError
+    from cinecomp.train.loop import make_example, trained_modules, weighted_loss
+
+    pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
+    assert "proj_out" in trained_modules(pipe.transformer)  # the zero RGB head is trained beside a LoRA
+    x = _inputs(5)
+    sample = dict(target_rgb=x["harmonize_rgb"], target_depth=np.full((T, H, W), 3.0, np.float32),
+                  character_rgb=x["character_rgb"], environment_rgb=x["environment_rgb"], tri_mask=x["tri_mask"],
+                  effect_mask=np.zeros((T, H, W), np.float32), harmonize_rgb=x["harmonize_rgb"],
+                  meta={"prompt": "", "id": "s0"})
+    cfg = {"dropout": {"text": 0.0, "environment": 0.0, "character_depth": 1.0, "context_prob": 0.0},
+           "loss": {"character": 2.0, "prop": 2.0, "effect": 3.0, "environment": 1.0, "depth_weight": 0.5,
+                    "shift": 0.0},
+           "model": {"pipeline": models["space_to_depth"]}}
+    embeds = {"": torch.zeros(1, 4, 32)}
+    z = pipe.transformer.config.rgb_channels
+    ex = make_example(pipe, sample, np.random.default_rng(0), cfg, embeds, "cpu")
+    assert float(ex["input"][:, -1].min()) == 1.0  # the base flag: the last input channel
+    with torch.no_grad():
+        pred = pipe.transformer(ex["input"], ex["timestep"], ex["text"], return_dict=False)[0]
+    assert float(weighted_loss(pred, ex, z, 0.0)[1]) < 1e-8
+    cfg["dropout"]["environment"] = 1.0
+    ex = make_example(pipe, sample, np.random.default_rng(0), cfg, embeds, "cpu")
+    assert float(ex["input"][:, -(z + 1):].abs().max()) == 0.0  # no environment: no harmonize, flag 0
+    cfg["dropout"]["environment"] = 0.0
+    with pytest.raises(DatasetError, match="has no harmonize_rgb.*fix: curate the data again"):
+        make_example(pipe, {k: v for k, v in sample.items() if k != "harmonize_rgb"}, np.random.default_rng(0),
+                     cfg, embeds, "cpu")
+
+
+def test_a_wan_checkpoint_widens_into_a_harmonize_base_model(tmp_path):
+    """from-wan --harmonize-base: Wan's weights copied, harmonize's channels and the RGB head zero."""
+    from cinecomp.diffusion.init_from_wan import init_from_wan
+    from cinecomp.diffusion.tiny_models import TINY_LATENT_CHANNELS, make_tiny_wan
+    from diffusers import WanTransformer3DModel
+
+    wan_dir = make_tiny_wan(tmp_path / "wan")
+    wan = WanTransformer3DModel.from_pretrained(str(wan_dir))
+    plain, based = init_from_wan(wan_dir), init_from_wan(wan_dir, harmonize_base=True)
+    z = TINY_LATENT_CHANNELS
+    assert based.config.in_channels == plain.config.in_channels + z + 1 and based.config.harmonize_base
+    assert float(based.patch_embedding.weight[:, plain.config.in_channels:].abs().max()) == 0.0
+    assert float(based.proj_out.weight.abs().max()) == 0.0 and float(based.proj_out.bias.abs().max()) == 0.0
+    torch.testing.assert_close(based.depth_proj_out.weight, wan.proj_out.weight)  # depth head: Wan's, as before
+    torch.testing.assert_close(based.patch_embedding.weight[:, :z], wan.patch_embedding.weight)
