@@ -249,12 +249,18 @@ def test_sample_stream_reads_a_gathered_index_with_nested_shards_and_seeks(tmp_p
 
 @pytest.mark.slow
 def test_two_ranks_in_bf16_keep_the_fp32_modules_and_evaluate_every_n_steps(setup):
-    """Two ranks training in bfloat16 as on GPUs (DeepSpeed casts the module; the frozen
-    _keep_in_fp32_modules go back to float32 as at inference), and `cinecomp eval` of the baked weights
-    every eval_every steps."""
+    """Two ZeRO-3 ranks training in bfloat16 as on GPUs: the transformer is built under zero.Init (never
+    whole on a rank), its frozen _keep_in_fp32_modules are float32 on the partitions (as at inference),
+    the saved LoRA holds the gathered weights, and `cinecomp eval` of the baked weights runs every
+    eval_every steps."""
+    from safetensors.torch import load_file
+
+    from cinecomp.diffusion import lora
+
     root, tiny = setup
     out = root / "bf16"
-    cfg = write_config(root / "bf16.yaml", root, tiny, out, steps=2, batch=1, precision="bfloat16", eval_every=2)
+    cfg = write_config(root / "bf16.yaml", root, tiny, out, steps=2, batch=1, precision="bfloat16", eval_every=2,
+                       zero_stage=3)
     raw = yaml.safe_load(cfg.read_text())
     raw["eval"] = {"split": "ev02", "width": 32, "height": 16, "frames": 5, "steps": 1, "guidance": 1.0,
                    "window": 5, "overlap": 1}
@@ -263,6 +269,14 @@ def test_two_ranks_in_bf16_keep_the_fp32_modules_and_evaluate_every_n_steps(setu
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ranks"] == 2 and np.isfinite(history(out)["loss"]).all()
     assert summary["precision"] == {"trainable": ["bfloat16"], "keep_fp32": ["float32"], "other": ["bfloat16"]}
+    assert summary["built_partitioned"] is True
+    from cinecomp.diffusion.transformer import CinecompTransformer3DModel
+
+    m = CinecompTransformer3DModel.from_pretrained(tiny["pipeline"] / "transformer")
+    shapes = {k: tuple(v.shape) for k, v in m.state_dict().items()}
+    trained = load_file(str(out / "lora" / lora.TRAINED_MODULES_NAME))
+    assert trained and all(tuple(v.shape) == shapes[k] for k, v in trained.items())  # gathered, not placeholders
+    lora.load_lora(m, out / "lora")  # the adapter's shapes fit the model
     scores = json.loads((out / "eval" / "step_0000002" / "eval.json").read_text())
     assert set(scores) == {"diffusion"} and np.isfinite(scores["diffusion"]["psnr_full"])
     raw["eval"]["overlap"] = 3
@@ -343,3 +357,62 @@ def test_lr_written_1e_minus_4_is_a_number(tmp_path):
     from cinecomp.params import load_yaml
 
     assert load_yaml("lr: 1e-4\nn: 3\ns: '1e-4'\n") == {"lr": 1e-4, "n": 3, "s": "1e-4"}
+
+
+def _partitioned(p, dtype):
+    """A stand-in ZeRO-3 parameter: its values in ``ds_tensor``, ``data`` an empty placeholder."""
+    p.ds_tensor = p.data.detach().to(dtype).clone()
+    p.ds_id = id(p)
+    p.data = torch.empty(0, dtype=dtype)
+
+
+def test_restore_fp32_acts_on_zero3_partitions_not_placeholders(setup):
+    """Under ZeRO-3 a parameter's values live in its partition; restoring float32 on the placeholder
+    (what restore_fp32 did) left the partitions -- what forward gathers -- in bfloat16."""
+    from cinecomp.diffusion.distributed import keeps_fp32
+    from cinecomp.diffusion.transformer import CinecompTransformer3DModel
+    from cinecomp.train.loop import precision_report, restore_fp32
+
+    _, tiny = setup
+    m = CinecompTransformer3DModel.from_pretrained(tiny["pipeline"] / "transformer").requires_grad_(False)
+    keep = m._keep_in_fp32_modules
+    for _, p in m.named_parameters():
+        _partitioned(p, torch.bfloat16)
+    restored = restore_fp32(m)
+    kept = [n for n, _ in m.named_parameters() if keeps_fp32(n, keep)]
+    assert kept and set(kept) <= set(restored)
+    for name, p in m.named_parameters():
+        assert p.ds_tensor.dtype == (torch.float32 if keeps_fp32(name, keep) else torch.bfloat16), name
+        assert p.numel() == 0
+    assert precision_report(m) == {"trainable": [], "keep_fp32": ["float32"], "other": ["bfloat16"]}
+
+
+def test_a_zero3_lora_save_gathers_only_the_saved_tensors_and_rank_0_writes(setup, tmp_path, monkeypatch):
+    """Saving a LoRA under ZeRO-3 gathers the adapter and the fully trained modules on every rank (not
+    the whole model: 14B of gathered weights per rank); only rank 0 writes."""
+    import contextlib
+
+    import deepspeed
+
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.train.loop import TRAINED_MODULES, save_outputs, trainable_transformer
+
+    root, tiny = setup
+    cfg = load_config(write_config(tmp_path / "c.yaml", root, tiny, tmp_path / "out", zero_stage=3))
+    pipe = CinecompPipeline.from_pretrained(str(tiny["pipeline"]))
+    trainable_transformer(pipe, cfg)
+    seen = []
+
+    @contextlib.contextmanager
+    def spy(params, modifier_rank=None):
+        seen.append({id(p) for p in params})
+        yield
+
+    monkeypatch.setattr(deepspeed.zero, "GatheredParameters", spy)
+    want = {id(p) for n, p in pipe.transformer.named_parameters()
+            if "lora_" in n or n.split(".")[0] in TRAINED_MODULES}
+    assert 0 < len(want) < len(list(pipe.transformer.parameters()))
+    save_outputs(pipe, cfg, tmp_path / "r1", 1, [], rank=1)
+    assert seen == [want] and not (tmp_path / "r1").exists()  # gathered with rank 0, wrote nothing
+    target = save_outputs(pipe, cfg, tmp_path / "r0", 1, [], rank=0)
+    assert seen[1] == want and (target / "pytorch_lora_weights.safetensors").is_file()

@@ -151,13 +151,26 @@ def misplaced(module, device: torch.device) -> list[str]:
 # ------------------------------------------------------------------------- ZeRO-3 loading
 
 
-def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None = None,
-                           dtype: torch.dtype = torch.float32):
-    """Build the CinecompTransformer3DModel partitioned with ZeRO-3 and load its weights from rank 0.
+def to_fp32(param) -> bool:
+    """Make one parameter float32 where it lives: a ZeRO-3 parameter's partition (``ds_tensor``; its
+    ``data`` is only an empty placeholder) or an ordinary tensor.  Returns whether it changed."""
+    part = getattr(param, "ds_tensor", None)
+    if part is not None:
+        if part.dtype == torch.float32:
+            return False
+        part.data = part.data.float()
+        param.data = torch.empty(0, dtype=torch.float32, device=param.data.device)
+        return True
+    if param.dtype == torch.float32:
+        return False
+    param.data = param.data.float()
+    return True
 
-    Returns ``(module, engine)``: call ``module`` (a ModelMixin with its config; the engine's ZeRO
-    hooks are on it) and keep ``engine`` alive.
-    """
+
+def build_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict, dtype: torch.dtype = torch.float32):
+    """The CinecompTransformer3DModel built under ``deepspeed.zero.Init`` (no rank ever holds it whole),
+    its ``_keep_in_fp32_modules`` float32 on the partitions, and its weights streamed in from rank 0.
+    ``ds_config`` is the engine's config (stage 3; its bf16/fp16 flag sets the partitions' dtype)."""
     import deepspeed
     import deepspeed.comm as dist
     from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
@@ -172,7 +185,6 @@ def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None 
     config = read_config(model_dir, "cinecomp transformer")
     weights = model_dir / "diffusion_pytorch_model.safetensors"
     shards = model_dir / "diffusion_pytorch_model.safetensors.index.json"
-    ds_config = ds_config or zero3_config(dtype, block=block_numel(config), persist=persistence_threshold(config))
     device = rank_device()
     with deepspeed.zero.Init(config_dict_or_path=ds_config):
         model = CinecompTransformer3DModel.from_config(config)
@@ -181,9 +193,8 @@ def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None 
     # made every partition ``dtype``; DeepSpeed gathers partitions of different dtypes separately)
     keep = model._keep_in_fp32_modules
     for name, p in model.named_parameters():
-        if keeps_fp32(name, keep) and p.ds_tensor.dtype != torch.float32:
-            p.ds_tensor.data = p.ds_tensor.data.float()
-            p.data = torch.empty(0, dtype=torch.float32, device=p.data.device)
+        if keeps_fp32(name, keep):
+            to_fp32(p)
     # zero.Init casts every float tensor created under it, and DeepSpeed moves no buffer of a zero.Init
     # model: RoPE's tables are rebuilt outside it and put on the rank's device, in float32 (rope is a
     # keep-in-fp32 module: diffusers' from_pretrained gives the same)
@@ -217,6 +228,27 @@ def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None 
                     full = f"{module_name}.{pname}" if module_name else pname
                     p.data.copy_(tensor(full))
     handles.clear()
+    return model
+
+
+def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None = None,
+                           dtype: torch.dtype = torch.float32):
+    """Build the CinecompTransformer3DModel partitioned with ZeRO-3 (:func:`build_transformer_zero3`)
+    for inference.
+
+    Returns ``(module, engine)``: call ``module`` (a ModelMixin with its config; the engine's ZeRO
+    hooks are on it) and keep ``engine`` alive.
+    """
+    import deepspeed
+
+    from ._io import read_config
+
+    model_dir = Path(model_dir)
+    if (model_dir / "model_index.json").is_file():
+        model_dir = model_dir / "transformer"
+    config = read_config(model_dir, "cinecomp transformer")
+    ds_config = ds_config or zero3_config(dtype, block=block_numel(config), persist=persistence_threshold(config))
+    model = build_transformer_zero3(model_dir, ds_config, dtype)
     model.eval()
     engine, *_ = deepspeed.initialize(model=model, config=ds_config)
     engine.eval()

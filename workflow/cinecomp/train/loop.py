@@ -352,6 +352,20 @@ def trainable_transformer(pipe, cfg: dict):
     return [p for p in transformer.parameters() if p.requires_grad]
 
 
+def load_pipeline(cfg: dict, dtype):
+    """The base pipeline.  Under ZeRO-3 its transformer is built under ``deepspeed.zero.Init``: each
+    rank only ever holds its partition (1/N of every weight), never the whole fp32 model."""
+    from ..diffusion.pipeline import CinecompPipeline
+
+    where = str(cfg["model"]["pipeline"])
+    if cfg["train"]["zero_stage"] != 3:
+        return CinecompPipeline.from_pretrained(where)
+    from ..diffusion.distributed import build_transformer_zero3
+
+    transformer = build_transformer_zero3(Path(where) / "transformer", ds_config(cfg, dtype), dtype)
+    return CinecompPipeline.from_pretrained(where, transformer=transformer)
+
+
 def ds_config(cfg: dict, dtype) -> dict:
     import torch
 
@@ -367,20 +381,31 @@ def ds_config(cfg: dict, dtype) -> dict:
     }
 
 
-def save_outputs(pipe, cfg: dict, out: Path, step: int, history: list[dict]) -> Path:
-    """The trained weights: a LoRA directory (adapter + fully trained modules) or a whole pipeline."""
+def saved_parameters(pipe, cfg: dict) -> list:
+    """The tensors a save writes: the trainable ones (adapter + fully trained modules) in LoRA mode,
+    every one in full mode."""
+    params = pipe.transformer.parameters()
+    return [p for p in params if p.requires_grad] if cfg["train"]["mode"] == "lora" else list(params)
+
+
+def save_outputs(pipe, cfg: dict, out: Path, step: int, history: list[dict], rank: int = 0) -> Path:
+    """The trained weights: a LoRA directory (adapter + fully trained modules) or a whole pipeline.
+    Called on every rank: under ZeRO-3 only the saved tensors are gathered, and rank 0 writes."""
     from ..diffusion.lora import save_lora, save_trained_modules
 
-    if cfg["train"]["mode"] == "lora":
-        target = out / "lora"
-        save_lora(pipe.transformer, target, "cinecomp")
-        save_trained_modules(pipe.transformer, target, trained_modules(pipe.transformer))
-    else:
-        from ..atomic import atomic_dir
+    lora = cfg["train"]["mode"] == "lora"
+    target = out / ("lora" if lora else "pipeline")
+    with gathered(saved_parameters(pipe, cfg), cfg["train"]):
+        if rank != 0:
+            return target
+        if lora:
+            save_lora(pipe.transformer, target, "cinecomp")
+            save_trained_modules(pipe.transformer, target, trained_modules(pipe.transformer))
+        else:
+            from ..atomic import atomic_dir
 
-        target = out / "pipeline"
-        with atomic_dir(target) as tmp:
-            pipe.save_pretrained(str(tmp))
+            with atomic_dir(target) as tmp:
+                pipe.save_pretrained(str(tmp))
     write_model_card(out, cfg, step, history)
     return target
 
@@ -404,14 +429,15 @@ def write_model_card(out: Path, cfg: dict, step: int, history: list[dict]) -> No
 
 
 def precision_report(transformer) -> dict:
-    """{"trainable" | "keep_fp32" | "other": sorted dtypes} of the transformer's tensors."""
+    """{"trainable" | "keep_fp32" | "other": sorted dtypes} of the transformer's tensors (of a ZeRO-3
+    parameter: its partition, not the empty placeholder)."""
     from ..diffusion.distributed import keeps_fp32
 
     keep = getattr(transformer, "_keep_in_fp32_modules", None)
     seen: dict[str, set] = {"trainable": set(), "keep_fp32": set(), "other": set()}
     for name, p in transformer.named_parameters():
         kind = "trainable" if p.requires_grad else "keep_fp32" if keeps_fp32(name, keep) else "other"
-        seen[kind].add(str(p.dtype).removeprefix("torch."))
+        seen[kind].add(str(getattr(p, "ds_tensor", p).dtype).removeprefix("torch."))
     return {k: sorted(v) for k, v in seen.items()}
 
 
@@ -419,20 +445,15 @@ def restore_fp32(transformer) -> list[str]:
     """Put the frozen tensors of the transformer's ``_keep_in_fp32_modules`` (RoPE tables, time embedding,
     modulation tables, norms) back in float32 after DeepSpeed cast the whole module to bfloat16, as
     diffusers keeps them at inference: training then sees the model inference runs.  Trainable tensors
-    stay in the engine's precision (its optimizer holds them).  Returns the names restored."""
-    import torch
-
-    from ..diffusion.distributed import keeps_fp32
+    stay in the engine's precision (its optimizer holds them).  A ZeRO-3 parameter is restored on its
+    partition (its ``data`` is an empty placeholder).  Returns the names restored."""
+    from ..diffusion.distributed import keeps_fp32, to_fp32
 
     keep = getattr(transformer, "_keep_in_fp32_modules", None)
-    restored = []
     tensors = [(n, p, p.requires_grad) for n, p in transformer.named_parameters()]
     tensors += [(n, b, False) for n, b in transformer.named_buffers()]
-    for name, t, trainable in tensors:
-        if not trainable and t.is_floating_point() and t.dtype != torch.float32 and keeps_fp32(name, keep):
-            t.data = t.data.float()
-            restored.append(name)
-    return restored
+    return [name for name, t, trainable in tensors
+            if not trainable and t.is_floating_point() and keeps_fp32(name, keep) and to_fp32(t)]
 
 
 def plot_loss(history: list[dict], path: Path, width: int = 480, height: int = 240) -> None:
@@ -469,7 +490,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ..diffusion.distributed import init_distributed, is_cpu_accelerator, rank_device
-    from ..diffusion.pipeline import CinecompPipeline
     from ..diffusion.prompts import encode_prompts, load_prompt_embeds
 
     rank, world = init_distributed()
@@ -491,7 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     dist.barrier()
     embeds = {p: e.to(dtype) for p, e in load_prompt_embeds(cache).items()}
 
-    pipe = CinecompPipeline.from_pretrained(str(cfg["model"]["pipeline"]))
+    pipe = load_pipeline(cfg, dtype)
+    built_partitioned = bool(list(pipe.transformer.parameters())) and all(
+        hasattr(p, "ds_id") for p in pipe.transformer.parameters())  # zero.Init: never whole on a rank
     pipe.vae.to(device)
     torch.manual_seed(tr["seed"])  # the LoRA's initial A matrices (and anything else drawn from torch's RNG)
     params = trainable_transformer(pipe, cfg)
@@ -542,22 +564,22 @@ def main(argv: list[str] | None = None) -> int:
         if tr["checkpoint_every"] and step % tr["checkpoint_every"] == 0 and step < tr["steps"]:
             save_checkpoint(engine, ckpt, step, history)
         if tr["eval_every"] and step % tr["eval_every"] == 0:
-            with gathered(engine, tr):
+            with gathered(list(pipe.transformer.parameters()), tr):
                 if rank == 0:
                     run_eval(cfg, out, step, pipe)
             dist.barrier()
     save_checkpoint(engine, ckpt, step, history)
     summary = {"steps": step, "probe_loss_start": probe_start, "precision": precision_report(pipe.transformer),
                "probe_loss_end": probe_loss(engine, pipe, probe, cfg, embeds, device, dtype, z),
-               "last_loss": history[-1]["loss"] if history else None, "ranks": world}
-    with gathered(engine, tr):
-        if rank == 0:
-            from ..atomic import write_text
+               "last_loss": history[-1]["loss"] if history else None, "ranks": world,
+               "built_partitioned": built_partitioned}
+    target = save_outputs(pipe, cfg, out, step, history, rank)
+    if rank == 0:
+        from ..atomic import write_text
 
-            write_text(out / "summary.json", json.dumps(summary, indent=1))
-            write_history(out, history)
-            target = save_outputs(pipe, cfg, out, step, history)
-            print(f"trained {step} steps; weights in {target}", flush=True)
+        write_text(out / "summary.json", json.dumps(summary, indent=1))
+        write_history(out, history)
+        print(f"trained {step} steps; weights in {target}", flush=True)
     dist.barrier()
     return 0
 
@@ -583,15 +605,15 @@ def save_checkpoint(engine, ckpt: Path, step: int, history: list[dict]) -> None:
                            exclude_frozen_parameters=True)
 
 
-def gathered(engine, tr: dict):
-    """Under ZeRO-3 every rank gathers the whole model (to save or bake it); otherwise nothing to do."""
+def gathered(params: list, tr: dict):
+    """Under ZeRO-3 every rank gathers ``params`` (what a save or bake reads); otherwise nothing to do."""
     import contextlib
 
     if tr["zero_stage"] != 3:
         return contextlib.nullcontext()
     import deepspeed
 
-    return deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None)
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
 
 
 def write_history(out: Path, history: list[dict]) -> None:
