@@ -284,3 +284,46 @@ def test_a_wan_checkpoint_widens_into_a_harmonize_base_model(tmp_path):
     assert float(based.proj_out.weight.abs().max()) == 0.0 and float(based.proj_out.bias.abs().max()) == 0.0
     torch.testing.assert_close(based.depth_proj_out.weight, wan.proj_out.weight)  # depth head: Wan's, as before
     torch.testing.assert_close(based.patch_embedding.weight[:, :z], wan.patch_embedding.weight)
+
+
+def test_training_samples_references_and_a_prop_reference_changes_the_inputs_only_over_the_prop(models):
+    """dropout.reference (issue 20 item 4): with the environment plate dropped an environment still is the
+    reference; else the prop, cut from the target, is a prop reference. Its latent frame leads the example
+    clean (timestep 0 per token, loss weight 0) as the sampler gives it, and prop replacement changes the
+    model's inputs only over the prop (the lossless autoencoder keeps cells apart): nowhere else."""
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.train.loop import draw_references, make_example
+
+    pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
+    x = _inputs(7)
+    tri = x["tri_mask"].copy()
+    tri[:, 8:16, 16:24, 1], tri[:, 8:16, 16:24, 0] = 1, 0  # a prop on the 8x8 latent cell (1, 2)
+    sample = dict(target_rgb=x["harmonize_rgb"], target_depth=np.full((T, H, W), 3.0, np.float32),
+                  character_rgb=x["character_rgb"], environment_rgb=x["environment_rgb"], tri_mask=tri,
+                  effect_mask=np.zeros((T, H, W), np.float32), harmonize_rgb=x["harmonize_rgb"], meta={"prompt": ""})
+    rng = np.random.default_rng(0)
+    (prop,) = draw_references(sample, False, rng, 1.0)
+    assert prop.role == "prop" and prop.mask.sum() == 64 and float(np.abs(prop.image[0, 0]).max()) == 0.0
+    (still,) = draw_references(sample, True, rng, 1.0)
+    assert still.role == "environment" and any(np.array_equal(still.image, e) for e in x["environment_rgb"])
+    assert draw_references(sample, False, rng, 0.0) == []
+    no_prop = {**sample, "tri_mask": x["tri_mask"]}
+    assert draw_references(no_prop, False, rng, 1.0) == []
+
+    cfg = {"dropout": {"text": 0.0, "environment": 0.0, "character_depth": 1.0, "context_prob": 0.0, "reference": 1.0},
+           "loss": {"character": 2.0, "prop": 2.0, "effect": 3.0, "environment": 1.0, "depth_weight": 0.5, "shift": 0.0},
+           "model": {"pipeline": models["space_to_depth"]}}
+    embeds = {"": torch.zeros(1, 4, 32)}
+    ref = make_example(pipe, sample, np.random.default_rng(3), cfg, embeds, "cpu")
+    plain = make_example(pipe, sample, np.random.default_rng(3), {**cfg, "dropout": {**cfg["dropout"], "reference": 0.0}},
+                         embeds, "cpu")
+    assert ref["input"].shape[2] == plain["input"].shape[2] + 1  # the reference's latent frame leads
+    assert float(ref["weights"][:, :, 0].abs().max()) == 0.0 and ref["timestep"].ndim == 2
+    tokens_per_frame = ref["timestep"].shape[1] // ref["input"].shape[2]
+    assert float(ref["timestep"][0, :tokens_per_frame].max()) == 0.0 and float(ref["timestep"][0, tokens_per_frame:].min()) > 0
+    z = pipe.transformer.config.rgb_channels
+    cond_ref, cond_plain = ref["input"][:, 2 * z:, 1:], plain["input"][:, 2 * z:]  # conditioning of the shot's frames
+    changed = (cond_ref - cond_plain).abs().amax(dim=(0, 1, 2))  # (h, w) latent cells
+    assert float(changed[1, 2]) > 0.01  # the old prop left the plate, environment and harmonize inputs
+    changed[1, 2] = 0
+    assert float(changed.max()) == 0.0  # and nothing else changed

@@ -9,7 +9,13 @@ DeepSpeed launcher (``DS_ACCELERATOR=cpu`` and gloo without CUDA).  One step, pe
 * condition dropout: the prompt becomes the unconditional "" embedding (for guidance), the environment
   and the character depth are dropped (flagged absent), each with its probability -- the workflow's
   composite gives no character depth, so a model trained with it always present would run in a flag
-  state it never saw. References and prop replacement are not trained yet (issue 20);
+  state it never saw;
+* references (:func:`draw_references`, probability ``dropout.reference``): with the environment dropped, a
+  still of it as an ``environment`` reference (environment synthesis from a reference image); else, on a
+  sample with a prop, the prop cut from a target frame as a ``prop`` reference (prop replacement: the old
+  prop leaves the plate, the environment and harmonize's comp, and the model must draw it from the
+  reference). Reference frames lead the latents clean at timestep 0 per token and weigh 0 in the loss,
+  as the sampler gives them;
 * a model that starts from harmonize (transformer ``harmonize_base``) gets the sample's
   ``harmonize_rgb`` (harmonize's comp, written by curation) exactly as the shot stage gives it: present
   with the environment, absent (flag 0) when the environment is dropped -- harmonize needs one;
@@ -93,6 +99,8 @@ SECTIONS = {
         "environment": Num(0.1, 0.0, 1.0, False, "probability of no environment plate"),
         "character_depth": Num(0.5, 0.0, 1.0, False, "probability of no character depth (the workflow gives none)"),
         "context_prob": Num(0.3, 0.0, 1.0, False, "probability of clean context frames"),
+        "reference": Num(0.2, 0.0, 1.0, False, "probability of a reference image (environment still without "
+                         "the environment plate, else the prop for prop replacement)"),
     },
 }
 PATHS = {"data": ("shards",), "model": ("pipeline", "text_encoder"), "out": ("dir",)}
@@ -279,7 +287,6 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
                                f"model ({cfg['model']['pipeline']}: harmonize_base) starts from (fix: curate the "
                                "data again with this version, which writes harmonize's comp into every sample)")
         base = sample["harmonize_rgb"]
-    c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], char_depth, env, harmonize_rgb=base)
     t, h, w = np.shape(sample["target_rgb"])[:3]
     x0 = pipe.encode_context(sample["target_rgb"], sample["target_depth"], (0.1, 1000.0), h, w)
     frames = x0.shape[2]
@@ -290,6 +297,13 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     sigma = shift * s / (1.0 + (shift - 1.0) * s)
     sigma = float(min(max(sigma, 1e-3), 1.0))
     g = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    refs = draw_references(sample, env is None, rng, drop.get("reference", 0.0))  # the last draws: see the doc
+    c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], char_depth, env, refs,
+                                  harmonize_rgb=base)
+    r = c.num_references
+    if r:  # as the sampler: the reference latents lead, clean (RGB slot, depth zero)
+        x0 = torch.cat([torch.cat([c.references, torch.zeros_like(c.references)], dim=1), x0], dim=2)
+        frames, clean = frames + r, clean + r
     noise = torch.randn(x0.shape, generator=g)
     xt = (1.0 - sigma) * x0 + sigma * noise
     xt[:, :, :clean] = x0[:, :, :clean]
@@ -297,6 +311,8 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
 
     weights = latent_weights(region_weights(sample, loss), pipe.vae_scale_factor_temporal,
                              pipe.vae_scale_factor_spatial)
+    if r:
+        weights = torch.cat([torch.zeros(*weights.shape[:2], r, *weights.shape[3:]), weights], dim=2)
     weights[:, :, :clean] = 0.0
     p_t, p_h, p_w = pipe.transformer.config.patch_size
     tokens = (frames // p_t) * (x0.shape[3] // p_h) * (x0.shape[4] // p_w)
@@ -308,6 +324,26 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     model_input = torch.cat([xt, c.model_input()], dim=1)
     return {"input": model_input.to(device), "timestep": timestep.to(device), "text": text.to(device),
             "target": target.to(device), "weights": weights.to(device), "sigma": sigma, "clean": clean}
+
+
+def draw_references(sample: dict, env_dropped: bool, rng: np.random.Generator, prob: float) -> list:
+    """The references of one training example (module doc): [] with probability 1 - ``prob``; an
+    ``environment`` still of the sample's environment plate when the plate itself was dropped; else the
+    prop of the frame where it is largest, cut from the target (elsewhere 0) with its region, as a
+    ``prop`` reference (prepare_conditioning then removes the old prop from the inputs)."""
+    from ..diffusion.conditioning import Reference
+
+    if prob <= 0 or rng.random() >= prob:
+        return []
+    t = len(sample["target_rgb"])
+    if env_dropped:
+        return [Reference(np.asarray(sample["environment_rgb"][int(rng.integers(0, t))], np.float32), "environment")]
+    prop = np.asarray(sample["tri_mask"])[..., 1] > 0.5
+    if not prop.any():
+        return []
+    k = int(prop.reshape(t, -1).sum(1).argmax())
+    region = prop[k].astype(np.float32)
+    return [Reference(np.asarray(sample["target_rgb"][k], np.float32) * region[..., None], "prop", region)]
 
 
 def scheduler_shift(config) -> float:
@@ -589,7 +625,7 @@ def probe_loss(engine, pipe, sample: dict, cfg: dict, embeds: dict, device, dtyp
     across steps."""
     import torch
 
-    fixed = {**cfg, "dropout": {"text": 0.0, "environment": 0.0, "context_prob": 0.0,
+    fixed = {**cfg, "dropout": {"text": 0.0, "environment": 0.0, "context_prob": 0.0, "reference": 0.0,
                                 "character_depth": 1.0}}  # as the workflow gives it: none
     ex = make_example(pipe, sample, np.random.default_rng([cfg["train"]["seed"], 2**31]), fixed, embeds, device)
     with torch.no_grad():
