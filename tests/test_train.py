@@ -165,7 +165,9 @@ def test_dataset_round_trip_and_bad_samples(tmp_path):
     ({"model": {"pipeline": "/nonexistent/pipeline", "text_encoder": "/nonexistent/te"}}, "/nonexistent/pipeline"),
     ({"data": {"shards": "/nonexistent/shards"}}, "no readable shard index"),
 ])
-def test_bad_training_configs_are_refused_before_any_step(setup, tmp_path, edit, says):
+def test_bad_training_configs_are_refused_before_any_step(setup, tmp_path, capsys, edit, says):
+    from cinecomp.cli.main import main
+
     root, tiny = setup
     path = write_config(tmp_path / "bad.yaml", root, tiny, tmp_path / "out")
     cfg = yaml.safe_load(path.read_text())
@@ -176,9 +178,12 @@ def test_bad_training_configs_are_refused_before_any_step(setup, tmp_path, edit,
         load_config(path)
     assert says in str(exc.value)
     assert not (tmp_path / "out").exists()  # nothing ran
-    proc = subprocess.run([sys.executable, "-m", "cinecomp.cli.main", "train", "--config", str(path)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and says in proc.stderr
+    capsys.readouterr()
+    try:  # the command line, in this process (the same code path as `cinecomp train`)
+        rc = main(["train", "--config", str(path)])
+    except SystemExit as exc:
+        rc = exc.code
+    assert rc == 2 and says in capsys.readouterr().err
 
 
 def test_a_dataset_with_no_accepted_samples_is_a_clear_error(setup, tmp_path):
