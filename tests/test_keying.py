@@ -291,3 +291,35 @@ def test_key_shot_adapts_and_reports_the_levels_of_a_muted_screen(tmp_path):
     report = key_shot([src], [tmp_path / "m_key_v001.1001.exr"], {}, attrs={"shot": "m"})
     assert report["levels"]["adapted"] == ["clip_black", "clip_white"] and report["levels"]["screen_noise"] > 0.08
     assert 0.25 < report["params"]["clip_black"] < 0.4 and 0.45 < report["params"]["clip_white"] < 0.6
+
+
+def _patches(colours, spill=1.0):
+    """Green screen with solid square patches of ``colours`` whose green is raised ``spill`` times
+    (the screen's light bounced onto them)."""
+    plate = np.broadcast_to(np.float32([0.01, 0.52, 0.03]), (H, W, 3)).copy()
+    for i, c in enumerate(colours):
+        c = np.float32(c) * np.float32([1.0, spill, 1.0])
+        plate[20:52, 8 + 30 * i:32 + 30 * i] = c
+    return plate
+
+
+def test_spill_gain_restores_a_spilled_brown_crate_next_to_a_grey_shirt():
+    white, brown = (0.3, 0.3, 0.3), (0.5, 0.3, 0.15)
+    a, fg, info = key_frames(_patches([white, brown], spill=1.2)[None], {})
+    assert info["spill"] == pytest.approx(1.2, abs=0.01)
+    # the channel limit alone (the old despill) left the crate olive: green 0.36 instead of 0.30
+    crate = fg[0][24:48, 42:58].reshape(-1, 3)
+    np.testing.assert_allclose(crate, np.broadcast_to(brown, crate.shape), atol=0.01)
+    shirt = fg[0][24:48, 12:28].reshape(-1, 3)
+    np.testing.assert_allclose(shirt, np.broadcast_to(white, shirt.shape), atol=0.01)
+    # despill 0 keeps the plate's colours
+    _, raw, _ = key_frames(_patches([white, brown], spill=1.2)[None], {"despill": 0.0})
+    np.testing.assert_allclose(raw[0][24:48, 42:58].reshape(-1, 3)[:, 1], 0.36, atol=0.005)  # noqa: E501
+
+
+@pytest.mark.parametrize("colours", [[(0.5, 0.3, 0.15), (0.7, 0.45, 0.35)],  # no spill: nothing shows it
+                                     [(0.2, 0.6, 0.2), (0.5, 0.3, 0.15)]])  # a green costume is no spill
+def test_spill_gain_leaves_green_free_colours_and_green_costumes_alone(colours):
+    _, fg, info = key_frames(_patches(colours)[None], {})
+    assert info["spill"] == 1.0
+    np.testing.assert_allclose(fg[0][24:48, 42:58].reshape(-1, 3), np.broadcast_to(colours[1], (24 * 16, 3)), atol=1e-3)

@@ -20,8 +20,10 @@ Per frame:
      optional guided-filter edge refinement and erosion;
   5. temporal stabilisation: where the plate did not change since the previous frame, alpha is
      blended with the previous alpha (moving edges are left alone);
-  6. unmix + despill: fg_premult = plate - (1 - alpha) * local screen colour, then the dominant
-     channel is limited to the max of the others (despill), clamped >= 0.
+  6. unmix + despill: fg_premult = plate - (1 - alpha) * local screen colour; the dominant channel is
+     divided by the shot's spill gain (``estimate_spill``: the screen's light bounced onto the actor
+     raises that channel of every colour by about the same factor, so a brown crate turns olive where
+     a channel limit alone never reaches), then limited to the max of the others, clamped >= 0.
 Writes alpha and a despilled premultiplied foreground.
 
 Defaults were tuned with ``bench/key_quality.py`` on a synthetic soft-hair plate (vignetted screen)
@@ -47,6 +49,11 @@ from ..params import Choice, Flag, Num, Rgb, check_params
 # its dominant channel (its hue matches the screen's at any brightness) and at least SCREEN_LEVEL x the
 # screen's colour difference (not a dark shadow or noise). Used by the screen model and min_screen.
 SCREEN_HUE, SCREEN_LEVEL = 0.85, 0.2
+# Spill gain: the median of the dominant channel over the larger other one, over solid foreground
+# pixels where it is the larger (spilled neutrals and greys; skin, wood, denim never reach 1), those
+# above SPILL_MAX left out (a genuinely green costume); fewer than SPILL_MIN_SHARE of the solid
+# pixels, or fewer than SPILL_MIN_PIXELS: no gain (1).
+SPILL_MAX, SPILL_MIN_SHARE, SPILL_MIN_PIXELS, SPILL_PERCENTILE = 1.5, 0.02, 50, 50.0
 CORE_LEVEL, CORE_SIZE = 0.8, 3  # fg_model: solid interiors (alpha >= 0.8, eroded 3x3) stay opaque
 FG_BLUR, FG_MAX = 0.05, 2.0  # fg_model: smoothing (fraction of the width) and largest correction
 SCREEN_MODELS = ("fit", "smooth", "off")
@@ -97,7 +104,7 @@ KEY_SPEC = {
     "clip_black": Num(0.05, 0.0, 1.0, doc="alpha at or below this becomes 0 (cleans screen noise); "
                                           "unset, raised for a noisy muted screen"),
     "clip_white": Num(1.0, 0.0, 1.0, doc="alpha at or above this becomes 1; unset, lowered for a noisy muted screen"),
-    "despill": Num(1.0, 0.0, 1.0, doc="strength of spill suppression"),
+    "despill": Num(1.0, 0.0, 1.0, doc="strength of spill suppression (the shot's spill gain and the channel limit)"),
     "screen_model": _Model(),
     "screen_blur": Num(0.08, 0.0, 0.5, doc="smoothness of the screen map, as a fraction of the frame width"),
     "fg_model": Num(0.5, 0.0, 1.0, doc="how far soft alpha is corrected for the foreground's own colour "
@@ -466,8 +473,9 @@ def _quadratic_fit(val: np.ndarray, weight: np.ndarray) -> np.ndarray:
 class ChromaKeyer:
     """Keys frames one after the other (keeps the previous frame for temporal stabilisation)."""
 
-    def __init__(self, params: KeyParams, screen: np.ndarray, levels: dict | None = None):
+    def __init__(self, params: KeyParams, screen: np.ndarray, levels: dict | None = None, spill: float = 1.0):
         self.p, self.screen = params, np.asarray(screen, np.float32)
+        self.spill = float(spill)  # the shot's spill gain on the dominant channel (estimate_spill)
         self.levels = levels or {}  # adapt_levels' report (the stage reports it)
         self.main, self.others = _dominant(self.screen)
         self.d_screen = float(self.screen[self.main] - self.screen[list(self.others)].max())
@@ -554,11 +562,36 @@ class ChromaKeyer:
         # unmix the local screen colour, then despill
         local_screen = self.screen[None, None, :] * (d_map / self.d_screen)[..., None]
         fg = rgb - (1.0 - alpha)[..., None] * local_screen
+        fg[..., self.main] /= 1.0 + p.despill * (self.spill - 1.0)
         limit = fg[..., list(self.others)].max(-1)
         excess = np.maximum(fg[..., self.main] - limit, 0.0)
         fg[..., self.main] -= p.despill * excess
         fg = np.clip(fg, 0.0, None) * (alpha > 0)[..., None]
         return fg.astype(np.float32)
+
+
+def estimate_spill(frames: list[np.ndarray], keyer: "ChromaKeyer") -> float:
+    """The shot's spill gain (>= 1) on the screen's dominant channel, from a few plate frames keyed by a
+    fresh ``keyer``: the screen's light bounced onto the actor multiplies that channel of every colour by
+    about the same factor; spilled neutral and grey pixels show it as the ratio of that channel to the
+    larger other one (module docstring). 1 when too few solid pixels show it."""
+    ratios, solid_n = [], 0
+    for f in frames:
+        rgb = np.nan_to_num(f[..., :3].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        keyer.prev = None  # sample frames are far apart: no temporal blending between them
+        alpha, _ = keyer.key(rgb)
+        solid = cv2.erode((alpha >= 0.999).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        px = rgb[solid]
+        other = px[:, list(keyer.others)].max(-1)
+        ok = other > 1e-4
+        r = px[ok, keyer.main] / other[ok]
+        solid_n += int(solid.sum())
+        ratios.append(r[(r > 1.0) & (r <= SPILL_MAX)])
+    keyer.prev = None
+    r = np.concatenate(ratios) if ratios else np.zeros(0, np.float32)
+    if len(r) < max(SPILL_MIN_PIXELS, SPILL_MIN_SHARE * solid_n):
+        return 1.0
+    return float(np.percentile(r, SPILL_PERCENTILE))
 
 
 def key_frames(rgb: np.ndarray, params: KeyParams | dict | None = None):
@@ -569,10 +602,11 @@ def key_frames(rgb: np.ndarray, params: KeyParams | dict | None = None):
     screen, coverage = shot_screen(sample, params)
     params, levels = adapt_levels(params, screen_noise(sample, screen))
     keyer = ChromaKeyer(params, screen)
+    keyer.spill = estimate_spill(sample, keyer)
     out = [keyer.key(f) for f in rgb]
     return (np.stack([a for a, _ in out]), np.stack([f for _, f in out]),
             {"screen": screen.tolist(), "screen_coverage": coverage, "levels": levels,
-             "clip_black": params.clip_black, "clip_white": params.clip_white})
+             "clip_black": params.clip_black, "clip_white": params.clip_white, "spill": keyer.spill})
 
 
 def prepare_key_shot(plate_files, out_files, params, attrs):
@@ -589,7 +623,9 @@ def prepare_key_shot(plate_files, out_files, params, attrs):
         raise PlateError(Path(plate_files[0]).parent, problem, fix.rstrip(")"), shot=shot) from None
     params, levels = adapt_levels(params, screen_noise(sample, screen))
     aspect = exrio.pixel_aspect(plate_files[0])
-    return params, plate_files, out_files, shot, screen, coverage, aspect, ChromaKeyer(params, screen, levels)
+    keyer = ChromaKeyer(params, screen, levels)
+    keyer.spill = estimate_spill(sample, keyer)
+    return params, plate_files, out_files, shot, screen, coverage, aspect, keyer
 
 
 def key_shot(plate_files, out_files, params, attrs: dict | None = None, compression: str = "zip") -> dict:
@@ -605,7 +641,7 @@ def key_shot(plate_files, out_files, params, attrs: dict | None = None, compress
         means.append(float(alpha.mean()))
     return {"screen": screen.tolist(), "screen_coverage": coverage, "frames": len(out_files),
             "mean_alpha": float(np.mean(means)) if means else 0.0, "pixel_aspect": aspect,
-            "levels": keyer.levels, "params": params_summary(params)}
+            "levels": keyer.levels, "spill": keyer.spill, "params": params_summary(params)}
 
 
 def write_key_frame(dst, fg: np.ndarray, alpha: np.ndarray, screen, attrs: dict | None, aspect: float,

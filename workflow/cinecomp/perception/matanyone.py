@@ -159,4 +159,4 @@ def matanyone_key_shot(plate_files, out_files, params, *, settings: dict, attrs:
             "screen": screen.tolist(), "screen_coverage": coverage, "frames": len(out_files),
             "mean_alpha": float(np.mean(means)) if means else 0.0,
             "mean_abs_diff_to_chroma": float(np.mean(agreement)) if agreement else 0.0, "pixel_aspect": aspect,
-            "levels": keyer.levels, "params": params_summary(params)}
+            "levels": keyer.levels, "spill": keyer.spill, "params": params_summary(params)}
