@@ -12,6 +12,12 @@ from pathlib import Path
 from ..atomic import atomic_dir  # noqa: F401 (model directories are written whole)
 from .errors import CheckpointError
 
+# The autoencoders a CinecompPipeline runs with (Wan's, or the lossless space-to-depth one).
+VAE_CLASSES = ("AutoencoderKLWan", "SpaceToDepthVAE")
+
+# The flow-matching schedulers the pipeline samples with (Wan ships UniPC; the tiny models use Euler).
+SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler")
+
 WEIGHT_NAMES = (
     "diffusion_pytorch_model.safetensors",
     "diffusion_pytorch_model.safetensors.index.json",

@@ -97,7 +97,7 @@ def load_vae(vae_dir):
     import diffusers
 
     from .errors import CheckpointError
-    from .tiny_models import VAE_CLASSES
+    from ._io import VAE_CLASSES
 
     cfg = Path(vae_dir) / "config.json"
     if not cfg.is_file():

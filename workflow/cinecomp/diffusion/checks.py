@@ -11,7 +11,7 @@ import math
 import json
 from pathlib import Path
 
-from .tiny_models import SCHEDULERS, VAE_CLASSES
+from ._io import SCHEDULERS, VAE_CLASSES
 from .errors import CheckpointError, DiffusionInputError
 
 TINY_HINT = "`cinecomp models tiny --out DIR` writes a tiny random set for plumbing tests"

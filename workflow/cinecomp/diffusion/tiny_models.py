@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ._io import SCHEDULERS, VAE_CLASSES  # noqa: F401 (the classes a model directory may name)
+
 TINY_LATENT_CHANNELS = 4
 
 TINY_WAN_TRANSFORMER = dict(
@@ -198,11 +200,6 @@ def make_tiny_wan(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     return out
 
 
-# The autoencoders a CinecompPipeline runs with (Wan's, or the lossless space-to-depth one).
-VAE_CLASSES = ("AutoencoderKLWan", "SpaceToDepthVAE")
-
-# The flow-matching schedulers the pipeline samples with (Wan ships UniPC; the tiny models use Euler).
-SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler")
 
 
 def scheduler_class(scheduler_dir):
