@@ -68,16 +68,3 @@ def perception_models(tmp_path_factory):
     if HAS_MATANYONE:
         out["matanyone"] = perception_tiny.make_matanyone(root / "matanyone")
     return out
-
-
-# The files whose workflow runs and DeepSpeed launches take minutes run first: `make test`'s xdist
-# workers take a file each as they free up, so the long ones must not be the last ones handed out.
-# Only the order changes (a file's own tests keep theirs).
-LONG_FILES = ("test_diffusion_workflow.py", "test_train.py", "test_workflow.py", "test_diffusion_distributed.py",
-              "test_perception_workflow.py", "test_status.py", "test_perception.py", "test_harmonize_workflow.py",
-              "test_diffusion_harmonize_base.py", "test_curate.py")
-
-
-def pytest_collection_modifyitems(session, config, items):
-    rank = {name: i for i, name in enumerate(LONG_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: in-file order is kept
