@@ -76,7 +76,7 @@ def curate_pathtraced(clip, out_dir, settings: dict) -> list[dict]:
     """One path-traced shot: a sample per window (pipeline.window_starts); all accepted (their truth is
     exact). Writes shards and a contact sheet into ``out_dir``; returns the manifest rows."""
     from ..io.dataset import ShardWriter
-    from .pipeline import CONTACT, sample_size, window_starts, write_contact_sheet
+    from .pipeline import finish_clip, sample_size, window_starts
 
     t0 = time.time()
     folder = Path(clip.source[len(PREFIX):])
@@ -103,9 +103,4 @@ def curate_pathtraced(clip, out_dir, settings: dict) -> list[dict]:
         rows.append(row)
         if len(sheet) < 6:
             sheet.append((row, pair))
-    shards = writer.close()
-    for row in rows:
-        row["shard"] = next((sh["file"] for sh in shards if row["key"] in sh["keys"]), "")
-        row["clip_seconds"] = round(time.time() - t0, 2)
-    write_contact_sheet(out_dir / CONTACT, clip.id, sheet)
-    return rows
+    return finish_clip(writer, rows, sheet, out_dir, clip.id, t0)

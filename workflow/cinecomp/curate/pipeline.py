@@ -675,13 +675,17 @@ def curate_frames(clip: Clip, frames: np.ndarray, numbers: list[int], out_dir, s
         if pair is not None and len(sheet) < 6:
             sheet.append((row, pair))
         rows.append(row)
+    return finish_clip(writer, rows, sheet, out_dir, clip.id, t0, pri.get("plate"))
+
+
+def finish_clip(writer, rows: list[dict], sheet: list, out_dir, clip_id: str, t0: float, plate=None) -> list[dict]:
+    """Close a clip's shards, note each row's shard and the clip's seconds, write its contact sheet."""
     shards = writer.close()
+    secs = round(time.time() - t0, 2)
     for row in rows:
         row["shard"] = next((sh["file"] for sh in shards if row["key"] in sh["keys"]), "")
-    secs = time.time() - t0
-    for row in rows:
-        row["clip_seconds"] = round(secs, 2)
-    write_contact_sheet(out_dir / CONTACT, clip.id, sheet, pri.get("plate"))
+        row["clip_seconds"] = secs
+    write_contact_sheet(Path(out_dir) / CONTACT, clip_id, sheet, plate)
     return rows
 
 

@@ -132,7 +132,7 @@ def scene_harmonize(r: dict, scene, fg_k, alpha_k, tri) -> np.ndarray:
 def curate_synthetic(clip, out_dir, settings: dict) -> list[dict]:
     """One synthetic clip: ``max_windows`` samples (at most 4), each a fresh render of ``window`` frames
     with the contact at a different point of the walk; all accepted (their truth is exact)."""
-    from .pipeline import CONTACT, sample_size, write_contact_sheet
+    from .pipeline import finish_clip, sample_size
     from ..io.dataset import ShardWriter
     from ..synth.renderer import scene_light
 
@@ -156,12 +156,7 @@ def curate_synthetic(clip, out_dir, settings: dict) -> list[dict]:
                "char_area": round(float((r["char_mask"] > 0.5).mean()), 4), "masks": "truth", "depth": "truth"}
         rows.append(row)
         sheet.append((row, {"sample": sample, "green": r["plate_rgb"], "alpha": alpha_k}))
-    shards = writer.close()
-    for row in rows:
-        row["shard"] = next((s["file"] for s in shards if row["key"] in s["keys"]), "")
-        row["clip_seconds"] = round(time.time() - t0, 2)
-    write_contact_sheet(out_dir / CONTACT, clip.id, sheet)
-    return rows
+    return finish_clip(writer, rows, sheet, out_dir, clip.id, t0)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -141,18 +141,14 @@ def prepare_inputs(key_files, env_files, colourspace: str, ranks: int = 1,
         straight = np.where(alpha > 1e-4, key[..., :3] / np.maximum(alpha, 1e-4), 0.0)
         arrays["character_rgb"][i] = _fit(to_model_space(straight, colourspace) * alpha, ph, pw, resize)
         arrays["tri_mask"][i] = _fit(np.stack([masks[m] for m in MASK_LAYERS], axis=-1), ph, pw, resize)
-        if env_files is not None:
-            env = exrio.read_rgba(env_files[i])[..., :3]
-            if env.shape[:2] != (h, w):
-                raise DiffusionInputError(f"{env_files[i]}: environment frames are {env.shape[1]}x{env.shape[0]}, "
-                                          f"key frames {w}x{h}")
-            arrays["environment_rgb"][i] = _fit(to_model_space(env, colourspace), ph, pw, resize)
-        if harmonize_files is not None:
-            base = exrio.read_rgba(harmonize_files[i])[..., :3]
-            if base.shape[:2] != (h, w):
-                raise DiffusionInputError(f"{harmonize_files[i]}: harmonize comp frames are {base.shape[1]}x"
-                                          f"{base.shape[0]}, key frames {w}x{h}")
-            arrays["harmonize_rgb"][i] = _fit(to_model_space(base, colourspace), ph, pw, resize)
+        for name, files, what in (("environment_rgb", env_files, "environment"),
+                                  ("harmonize_rgb", harmonize_files, "harmonize comp")):
+            if files is not None:
+                rgb = exrio.read_rgba(files[i])[..., :3]
+                if rgb.shape[:2] != (h, w):
+                    raise DiffusionInputError(f"{files[i]}: {what} frames are {rgb.shape[1]}x{rgb.shape[0]}, "
+                                              f"key frames {w}x{h}")
+                arrays[name][i] = _fit(to_model_space(rgb, colourspace), ph, pw, resize)
     for a in arrays.values():
         if isinstance(a, np.memmap):
             a.flush()
