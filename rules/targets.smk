@@ -19,6 +19,8 @@ def depth_inputs(wildcards):
 def light_inputs(wildcards):
     row = shot_row(wildcards)
     inputs = {}
+    if not camera_params(row):  # the sheet has no camera: the depth stage's estimate from the pictures
+        inputs["depth"] = layout.work_dir(RESULTS, wildcards.shot, "depth")
     if row["environment"]:
         inputs["env"] = layout.work_dir(RESULTS, wildcards.shot, "ingest/env")
         if row["env_kind"] == "hdri":

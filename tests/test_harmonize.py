@@ -392,3 +392,25 @@ def test_harmonize_stage_clamps_to_half_and_says_so(tmp_path, caplog):
     assert layers["R"].max() == exrio.HALF_MAX and layers["harmonize.relight.R"].max() == exrio.HALF_MAX
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("shot s frame 1001" in m and "harmonize.relight.R" in m and " px" in m for m in said), said
+
+
+def test_a_guessed_key_direction_casts_its_shadow_spread_over_every_azimuth():
+    """A key whose direction is a guess (confidence at the default) on a known camera: no directed shadow,
+    but the expected one of an unknown azimuth, around the actor's feet on both sides; none with
+    shadow_spread 0, none on an unknown camera, and a given direction keeps its one directed shadow."""
+    bar = standing_bar()
+    guessed = dataclasses.replace(light(az=90), confidence=0.0, camera_confidence=1.0)
+    _, spread = run(guessed, hz.parse_harmonize_params('{"light_wrap": 0}'))
+    s = spread["harmonize.shadow"] * (bar < 0.5)
+    ys, xs = np.nonzero(bar > 0.5)
+    feet = slice(ys.max() - 2, min(H, ys.max() + 6))
+    assert s[feet, : xs.min()].max() > 0.05 and s[feet, xs.max() + 1:].max() > 0.05  # left and right of the feet
+    _, off = run(guessed, hz.parse_harmonize_params('{"light_wrap": 0, "shadow_spread": 0}'))
+    assert off["harmonize.shadow"].max() == 0
+    no_camera = dataclasses.replace(guessed, camera_confidence=0.0)
+    assert run(no_camera, hz.parse_harmonize_params('{"light_wrap": 0}'))[1]["harmonize.shadow"].max() == 0
+    _, given = run(light(az=90), hz.parse_harmonize_params('{"light_wrap": 0}'))
+    g = given["harmonize.shadow"] * (bar < 0.5)
+    assert g[:, xs.max() + 1:].max() < 0.05 < g[:, : xs.min()].max()  # key from the right: shadow to the left only
+    with pytest.raises(ValueError, match="shadow_spread"):
+        hz.parse_harmonize_params('{"shadow_spread": 2}')

@@ -124,11 +124,8 @@ def depth(inputs, outputs, settings, log):
     from .camera import Camera
 
     shot, version = _shot(settings)
-    camera = Camera.from_params(settings["camera"])
     mask_files = element_frames(inputs.masks)
     h, w = read_trimask(mask_files[0][1])["character"].shape
-    contacts = depth_mod.object_contacts(camera, (read_trimask(p) for _, p in mask_files), w, h)
-    ground = camera.ground_depth(w, h)
     env_src = run = None
     if settings["backend"] == "plate":
         from .io.ingest import environment_fit_of
@@ -136,6 +133,25 @@ def depth(inputs, outputs, settings, log):
 
         env_src = settings["env_source"]
         fit, aspect = environment_fit_of(settings)  # the Z meets the frame as the environment's RGB did
+
+    def env_plate_z(frame):
+        layers, _ = exrio.read_exr(frame_file(env_src, frame))
+        env_z = depth_mod.plate_depth(layers, (w, h), fit, exrio.pixel_aspect(frame_file(env_src, frame)), aspect)
+        if env_z is None:
+            raise ValueError(f"shot {shot}: depth backend 'plate' but {frame_file(env_src, frame)} has no Z channel "
+                             "(fix: use depth_backend ground, or give an environment with a Z/depth.Z channel)")
+        return env_z
+
+    # the camera: the sheet's, else from the pictures (the environment's Z on the plate backend, the actors)
+    from .perception.camera_estimate import estimate_camera
+
+    estimate = estimate_camera(
+        settings["camera"], w, h,
+        env_z=env_plate_z(mask_files[len(mask_files) // 2][0]) if env_src is not None and not settings["camera"] else None,
+        masks_per_frame=None if settings["camera"] else [read_trimask(p) for _, p in mask_files])
+    camera = Camera.from_params(estimate["params"])
+    contacts = depth_mod.object_contacts(camera, (read_trimask(p) for _, p in mask_files), w, h)
+    ground = camera.ground_depth(w, h)
     if settings["backend"] == "model":
         from .perception.depth_model import DepthRun
 
@@ -150,20 +166,20 @@ def depth(inputs, outputs, settings, log):
                                         "(fix: rerun ingest_env)")
             env_z = run.depth(exrio.read_rgba(envs[frame]))
         if env_src is not None:
-            layers, _ = exrio.read_exr(frame_file(env_src, frame))
-            env_z = depth_mod.plate_depth(layers, (w, h), fit, exrio.pixel_aspect(frame_file(env_src, frame)), aspect)
-            if env_z is None:
-                raise ValueError(f"shot {shot}: depth backend 'plate' but {frame_file(env_src, frame)} has no Z channel "
-                                 "(fix: use depth_backend ground, or give an environment with a Z/depth.Z channel)")
+            env_z = env_plate_z(frame)
         c = {o: None if contacts[o][i] is None else np.asarray(contacts[o][i]) for o in depth_mod.OBJECTS}
         z = depth_mod.shot_depth(env_z, read_trimask(path), c, camera)
         exrio.write_exr(frame_path(out_dir, shot, "depth", version, frame),
                         {"depth.Z": z, "environment.Z": env_z.astype(np.float32)}, compression="zip",
                         attrs={**settings["attrs"], "frame": frame})
-    contacts_json = {"frames": [f for f, _ in mask_files], "camera": settings["camera"],
+    # the camera the depth was made with (the sheet's or the estimate) and where it came from: the light
+    # stage and harmonize use the same one
+    contacts_json = {"frames": [f for f, _ in mask_files], "camera": estimate["params"],
+                     "camera_estimate": {k: estimate[k] for k in ("source", "confidence", "notes")},
                      **{o: [None if p is None else [float(x) for x in p] for p in contacts[o]] for o in depth_mod.OBJECTS}}
     write_json(out_dir / "contacts.json", contacts_json)
-    log.info("depth (%s) of %d frames; camera %s%s", settings["backend"], len(mask_files), camera,
+    log.info("depth (%s) of %d frames; camera %s (%s, confidence %.2f: %s)%s", settings["backend"], len(mask_files),
+             camera, estimate["source"], estimate["confidence"], "; ".join(estimate["notes"]),
              f"; model {run.report()}" if run is not None else "")
 
 
@@ -181,7 +197,12 @@ def light(inputs, outputs, settings, log):
     from .camera import Camera
     from .perception.light import estimate_light
 
-    camera = Camera.from_params(settings["camera"])
+    camera_params, camera_confidence = settings["camera"], None
+    if "depth" in inputs.keys():  # the depth stage's camera: the sheet's, or estimated from the pictures
+        made = json.loads((Path(inputs.depth) / "contacts.json").read_text())
+        if "camera_estimate" in made:
+            camera_params, camera_confidence = made["camera"], made["camera_estimate"]["confidence"]
+    camera = Camera.from_params(camera_params)
     env_frames = None
     if "env" in inputs.keys():
         files = [p for _, p in element_frames(inputs.env)]
@@ -199,7 +220,7 @@ def light(inputs, outputs, settings, log):
                          probe=probe, probe_rotation_deg=settings["probe_rotation_deg"])
     from .perception.light import shot_light_json
 
-    est = shot_light_json(est, settings["camera"])  # + the camera, its confidence, the up shares
+    est = shot_light_json(est, camera_params, camera_confidence)  # + the camera, its confidence, the up shares
     Path(outputs[0]).parent.mkdir(parents=True, exist_ok=True)
     write_json(outputs[0], est)
     log.info("light of %s: %s", settings["shot"], est)
@@ -255,9 +276,10 @@ def harmonize(inputs, outputs, settings, log):
     from .camera import Camera
 
     shot, version = _shot(settings)
-    params, camera = settings["harmonize"], Camera.from_params(settings["camera"])
-    light = hz.ShotLight.from_json(json.loads(Path(inputs.light).read_text())).trusted()  # each effect as far as it is known
     contacts = json.loads((Path(inputs.depth) / "contacts.json").read_text())
+    # the camera the depth stage used (the sheet's, or estimated from the pictures)
+    params, camera = settings["harmonize"], Camera.from_params(contacts.get("camera", settings["camera"]))
+    light = hz.ShotLight.from_json(json.loads(Path(inputs.light).read_text())).trusted()  # each effect as far as it is known
     keys = element_frames(inputs.key)
     envs, masks, depths = (dict(element_frames(d)) for d in (inputs.env, inputs.masks, inputs.depth))
     for frame, _ in keys:

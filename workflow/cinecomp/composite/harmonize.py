@@ -40,6 +40,7 @@ HARMONIZE_SPEC = {
     "relight": Num(0.6, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
     "shadow_density": Num(1.0, 0.0, 1.0, doc="1 blocks all key light in the cast shadow"),
     "shadow_softness_deg": Num(None, 0.0, 45.0, doc="angular size of the key for the penumbra (empty: the light's softness)"),
+    "shadow_spread": Num(0.75, 0.0, 1.0, doc="a key whose direction is a guess casts, as far as it is a guess, its shadow spread over every azimuth at its elevation (the expected shadow of an unknown direction; rests on the camera only): 0 none"),
     "contact": Num(1.0, 0.0, 2.0, doc="strength of contact darkening (occlusion of the sky near the objects)"),
     "contact_radius": Num(0.3, 0.01, 10.0, doc="distance (m) over which contact darkening fades"),
     "light_wrap": Num(0.0, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
@@ -442,6 +443,33 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
     return shadow, contact
 
 
+SPREAD_AZIMUTHS = 8  # an unknown key's azimuths, sampled
+
+
+def spread_shadow(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray, bool]], light: ShotLight,
+                  camera: Camera, softness_deg: float) -> np.ndarray:
+    """(H, W) the objects' key shadow averaged over SPREAD_AZIMUTHS azimuths at the key's elevation: the
+    expected shadow of a key whose azimuth is unknown (quarter resolution, like contact darkening)."""
+    full_h, full_w = depth.shape
+    objects = [(m, c) for m, c, _ in objects if c is not None and (m > 0.02).any()]
+    if not objects or not (depth < 0.5 * FAR).any():
+        return np.zeros((full_h, full_w), np.float32)
+    f = 4 if min(full_h, full_w) >= 64 else 1
+    sw, sh = max(1, full_w // f), max(1, full_h // f)
+    small = cv2.resize(depth, (sw, sh), interpolation=cv2.INTER_NEAREST)
+    ok = small < 0.5 * FAR
+    pts = world_points(small, camera)
+    levels = [(_blur_levels(cv2.resize(m.astype(np.float32, copy=False), (sw, sh), interpolation=cv2.INTER_AREA), 0.25 * sw), c)
+              for m, c in objects]
+    el = math.degrees(math.asin(float(np.clip(light.direction[1], -1.0, 1.0))))
+    occ = np.zeros((sh, sw), np.float32)
+    for az in np.arange(SPREAD_AZIMUTHS) * 360.0 / SPREAD_AZIMUTHS:
+        d = light_direction(float(az), max(el, 1.0)).astype(np.float32)
+        occ += _combine(cast_occlusion(pts, ok, lv, c, d, camera, (sw, sh), softness_deg) for lv, c in levels)
+    occ = np.where(ok, occ / SPREAD_AZIMUTHS, 0.0).astype(np.float32)
+    return cv2.resize(occ, (full_w, full_h), interpolation=cv2.INTER_LINEAR) if f > 1 else occ
+
+
 def environment_ratio(shadow: np.ndarray, contact: np.ndarray, light: ShotLight) -> np.ndarray:
     """(H, W, 3) factor on the environment from the applied shadow and contact (0..1): in shadow
     only the ambient remains (so shadows take the sky's colour); contact removes ambient."""
@@ -462,6 +490,9 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     softness = params["shadow_softness_deg"] if params["shadow_softness_deg"] is not None else light.softness_deg
     shadow, contact = environment_occlusion(env_depth, objects, light, camera, softness, params["contact_radius"])
     shadow = params["shadow_density"] * light.shadow_trust * shadow
+    guess = params["shadow_spread"] * (1.0 - light.direction_weight) * float(np.clip(light.camera_confidence, 0.0, 1.0))
+    if guess > 0:  # the part of the key whose direction is a guess: its expected shadow
+        shadow = _combine([shadow, params["shadow_density"] * guess * spread_shadow(env_depth, objects, light, camera, softness)])
     contact = np.clip(params["contact"] * light.camera_confidence * contact, 0.0, 1.0)
     env_ratio = environment_ratio(shadow, contact, light)
     env_out = env[..., :3] * env_ratio

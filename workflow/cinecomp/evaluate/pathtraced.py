@@ -6,6 +6,10 @@ ACEScg), so the same sheet, workflow run and scoring serve both.
 
 The tune/report split and the folder format: io.pathtraced.
 
+Every mode runs on the ``plate`` depth backend when the shot has its environment's Z (``depth/``), as a
+TD with a CG environment would: in ``auto`` and ``probe`` that Z, with the actors' size, is where the
+camera comes from.
+
 ``given`` light: the sheet's camera (height, tilt, roll, focal length) from the Blender camera, and
 the key direction and softness from the sun/lamp; nothing else (intensity, colour, fill are left to
 the light stage, as a TD with a survey of the set would know only where the sun is).
@@ -70,6 +74,9 @@ def convert_shot(shot: Path, set_dir: Path) -> dict:
         "truth": f"{name}/truth/{name}_truth.####.exr",
         "camera": camera_of(meta), "light": key_of(meta), "prop_hint": prop_hint(out, name, first, last),
         "source": "pathtraced", "probe": hdri_of(shot, meta),
+        # the environment carries its Z (depth.Z): the shots run on the plate depth backend, whose Z
+        # also gives the camera when the sheet leaves it empty (perception.camera_estimate)
+        "env_depth": _frame(shot, "depth", first).is_file(),
     }
 
 

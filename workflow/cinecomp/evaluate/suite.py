@@ -214,7 +214,8 @@ def shot_id(shot: str, backend: str) -> str:
 def sheet_rows(entries: list[dict], backends: list[str], mode: str, set_rel: str) -> list[dict]:
     """One sheet row per (eval shot, backend). ``mode`` given: camera, light and prop_hint from the
     manifest (where the sheet has those columns); auto: left empty (estimated); probe: as auto, plus
-    the shot's HDRI as light_probe with no rotation (registered to the environment plate)."""
+    the shot's HDRI as light_probe with no rotation (registered to the environment plate). A shot whose
+    environment carries its Z (``env_depth``) runs on the plate depth backend in every mode."""
     columns = sheet_columns()
     rows = []
     for e in entries:
@@ -223,6 +224,8 @@ def sheet_rows(entries: list[dict], backends: list[str], mode: str, set_rel: str
                    "plate_colourspace": e["plate_colourspace"], "first_frame": e["first"], "last_frame": e["last"],
                    "fps": e["fps"], "environment": f"{set_rel}/{e['environment']}",
                    "env_colourspace": e["env_colourspace"], "version": 1, "composite_backend": b}
+            if e.get("env_depth") and "depth_backend" in columns:  # the environment's own Z (path-traced shots)
+                row["depth_backend"] = "plate"
             if mode == "given":
                 given = {"camera": json.dumps(e["camera"]), "light": json.dumps(e["light"]),
                          "prop_hint": e["prop_hint"]}

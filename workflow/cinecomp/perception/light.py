@@ -72,7 +72,11 @@ KEY_MAX_BLOBS = 16  # bright regions analysed (those with the most power in thei
 KEY_MIN_PEAK_CONTRAST = 8.0  # a light source's peak is this many times brighter than its surroundings
 KEY_FULL_CONTRAST = 100.0  # contrast at which a source is certainly one (a clear sun: thousands)
 KEY_CORE_FRACTION = 0.05  # a source: the pixels of a bright region above this fraction of its peak excess
-FRAME_KEY_CONFIDENCE = 0.6  # a light source visible in the plate (could be a lamp or a reflection)
+# a light source visible in the plate (could be a lamp or a reflection, or the glow of a sky whose sun is
+# out of frame), scaled like a probe's by its contrast (1 at KEY_FULL_CONTRAST): a display-referred
+# plate clips a sun, so a source that stands out only 10-20x is more likely a glow or a practical
+# (path-traced shots and bench/blender_shots.py renders: 3 found in 22 shots, all 64-99 degrees off)
+FRAME_KEY_CONFIDENCE = 0.6
 FRAME_KEY_MAX_AREA = 0.02  # ... covering at most this fraction of the frame
 
 PROBE_MAX = 1e10  # brighter than the sun in absolute units (~1.6e9 cd/m2): a corrupt probe, or wrong units
@@ -362,7 +366,8 @@ def _measure_frames(frames, camera: Camera, key_to_fill: float) -> _Measure:
     ambient = sh_irradiance_from_equirect(_frames_environment(rgb, camera, sky, ground))
     notes.append(f"environment_plate: grey world (albedo {ALBEDO}) gives {up_irradiance:.3g} on an upward surface")
     colour = scene_mean / scene_lum if scene_lum > 0 else np.ones(3)
-    return _Measure("environment_plate", ambient, colour, key, FRAME_KEY_CONFIDENCE if key else 0.0,
+    conf = FRAME_KEY_CONFIDENCE * min(np.log(key.contrast) / np.log(KEY_FULL_CONTRAST), 1.0) if key else 0.0
+    return _Measure("environment_plate", ambient, colour, key, float(conf),
                     up_irradiance, notes)
 
 
@@ -446,6 +451,62 @@ def _frames_environment(rgb, camera: Camera, sky, ground) -> np.ndarray:
     env = np.where(dirs[..., 1:2] > 0, np.asarray(sky, np.float64), np.asarray(ground, np.float64))
     env[seen] = rgb[y[seen].astype(int), x[seen].astype(int)]
     return env
+
+
+# ------------------------------------------------------------------------------------------------
+# the key from shadows already cast on the environment plate's ground: seen from above, the ground's
+# shadow edges run along the key's azimuth (a vertical object's shadow points away from the key), and
+# lit over shadowed ground is 1 + key_to_fill. Texture edges (planks, tiles, kerbs) look the same, so
+# this is a measured cue only (bench/key_from_pictures.py), not used by estimate_light.
+# ------------------------------------------------------------------------------------------------
+
+GROUND_CELL_M = 0.05  # top-down resampling of the ground (metres a cell)
+GROUND_EXTENT_M = (6.0, 1.0, 15.0)  # |x| <= 6 m, 1 m <= forward <= 15 m
+
+
+@dataclass
+class GroundShadowCue:
+    axis_deg: float | None  # azimuth of the shadow edges' axis, in [0, 180) (towards or away from the key)
+    coherence: float  # 0 (no preferred direction) .. 1 (all edges parallel)
+    key_to_fill: float | None  # lit (90th percentile) over shadowed (10th) ground luminance, minus 1
+    cells: int  # ground cells seen
+    note: str
+
+
+def ground_shadow_cue(frame, env_z, camera: Camera) -> GroundShadowCue:
+    """The shadow cue of one environment-plate ``frame`` (H, W, 3) whose ground has camera-space depth
+    ``env_z`` (H, W; the ground plane of ``camera`` where None): the ground resampled top-down, the
+    dominant orientation of its log-luminance edges (structure tensor) and its luminance spread."""
+    rgb = np.asarray(frame, np.float32)[..., :3]
+    h, w = rgb.shape[:2]
+    z = camera.ground_depth(w, h) if env_z is None else np.asarray(env_z, np.float32)
+    half, near, far = GROUND_EXTENT_M
+    gx, gz = np.meshgrid(np.arange(-half, half, GROUND_CELL_M), np.arange(near, far, GROUND_CELL_M))
+    pts = np.stack([gx, np.zeros_like(gx), gz], axis=-1)
+    px, py, depth = camera.project(pts, w, h)
+    inside = (depth > 0) & (px >= 0) & (px < w - 1) & (py >= 0) & (py < h - 1)
+    # a cell counts where the picture's depth there is the ground's (not a wall or object in front)
+    zi = np.where(inside, z[np.clip(py, 0, h - 1).astype(int), np.clip(px, 0, w - 1).astype(int)], 0.0)
+    seen = inside & (np.abs(zi - depth) <= 0.05 * depth)
+    cells = int(seen.sum())
+    if cells < 400:
+        return GroundShadowCue(None, 0.0, None, cells, f"ground shadows: only {cells} ground cells seen")
+    lum = np.log(np.maximum(_luminance(rgb), 1e-4)).astype(np.float32)
+    top = cv2.remap(lum, px.astype(np.float32), py.astype(np.float32), cv2.INTER_LINEAR)
+    top = cv2.GaussianBlur(np.where(seen, top, float(np.median(top[seen]))).astype(np.float32), (0, 0), 2.0)
+    dx, dz = cv2.Sobel(top, cv2.CV_32F, 1, 0), cv2.Sobel(top, cv2.CV_32F, 0, 1)
+    inner = cv2.erode(seen.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    jxx, jzz, jxz = (float((a * b)[inner].sum()) for a, b in ((dx, dx), (dz, dz), (dx, dz)))
+    vals, vecs = np.linalg.eigh(np.array([[jxx, jxz], [jxz, jzz]]))
+    coherence = float((vals[1] - vals[0]) / max(vals[1] + vals[0], 1e-12))
+    edge = vecs[:, 0]  # least change: along the edges
+    axis = float(np.degrees(np.arctan2(edge[0], edge[1])) % 180.0)
+    y = np.exp(top[inner])
+    lo, hi = np.percentile(y, [10, 90])
+    k2f = float(hi / max(lo, 1e-6) - 1.0)
+    return GroundShadowCue(axis, coherence, k2f, cells,
+                           f"ground shadows: edges along azimuth {axis:.0f} (or {axis + 180:.0f}), coherence {coherence:.2f}, "
+                           f"lit/shadowed ground {k2f + 1:.2f} over {cells} cells")
 
 
 def _measure_nothing(key_to_fill: float) -> _Measure:
@@ -687,11 +748,14 @@ def up_shares(light: ShotLight) -> tuple[np.ndarray, np.ndarray]:
     return (k / total).astype(np.float32), (a / total).astype(np.float32)
 
 
-def shot_light_json(estimate: dict, camera_params: dict | None) -> dict:
-    """The light stage's ``light.json`` from :func:`estimate_light`'s ``estimate``: with the sheet's camera,
-    its confidence (1 when the sheet gives one, measured on set; :data:`DEFAULT_CAMERA_CONFIDENCE` for
-    the default guess) and the key / ambient up shares. Curation makes harmonize's comp with it too."""
+def shot_light_json(estimate: dict, camera_params: dict | None, camera_confidence: float | None = None) -> dict:
+    """The light stage's ``light.json`` from :func:`estimate_light`'s ``estimate``: with the shot's camera,
+    its confidence (``camera_confidence`` when the camera was estimated from the pictures,
+    perception.camera_estimate; else 1 when the sheet gives one, measured on set, and
+    :data:`DEFAULT_CAMERA_CONFIDENCE` for the default guess) and the key / ambient up shares. Curation
+    makes harmonize's comp with it too."""
     est = {**estimate, "confidences": dict(estimate["confidences"]), "camera": camera_params}
-    est["confidences"]["camera"] = 1.0 if camera_params else DEFAULT_CAMERA_CONFIDENCE
+    est["confidences"]["camera"] = (float(camera_confidence) if camera_confidence is not None else
+                                    1.0 if camera_params else DEFAULT_CAMERA_CONFIDENCE)
     est["up_shares"] = dict(zip(("key", "ambient"), (v.tolist() for v in up_shares(ShotLight.from_json(est)))))
     return est
