@@ -16,7 +16,7 @@ normalisation, ``apply_layers``), one window of the whole shot (12 frames held t
 
 psnr is capped at 100 dB (the eval's cap): 100 means the truth exactly.
 
-usage: python bench/ceiling.py --eval DIR [--md OUT.md]
+usage: python bench/ceiling.py --eval DIR [--md OUT.md] [--model-height 96] [--only-s2d]
   DIR: a finished `cinecomp eval --set pathtraced --split report --light given --backends over,harmonize --out DIR`
 """
 
@@ -75,8 +75,8 @@ def score(outs: list[np.ndarray], truth: list[np.ndarray], envs, alphas) -> dict
     return {m: float(np.nanmean([p[m] for p in per])) for m in METRICS}
 
 
-def shot_rows(entry: dict, set_dir: Path, results: Path, pipes: dict) -> dict:
-    from cinecomp.diffusion.light_ratio import apply_layers
+def shot_rows(entry: dict, set_dir: Path, results: Path, pipes: dict, model_heights=()) -> dict:
+    from cinecomp.diffusion.light_ratio import apply_layers, frames_to_plate
     from cinecomp.diffusion.shot import from_model_space, layers_size, padded_size
 
     frames = range(entry["first"], entry["last"] + 1)
@@ -109,6 +109,14 @@ def shot_rows(entry: dict, set_dir: Path, results: Path, pipes: dict) -> dict:
                                  from_model_space(harm_rec[i], MODEL_CS), SIGMA) for i in range(n)]
             rows[f"perfect harmonize-base model, layers on harmonize @ {at}, {name}"] = score(
                 outs, truth, envs, alphas)
+        for mh in model_heights:  # output frames at diffusion.model_height, back to the plate on harmonize
+            size = layers_size(h, w, mh)
+            model = through(pipe, model_video(np.stack(truth), size, True))
+            harm_rec = through(pipe, model_video(np.stack(base["harmonize"]), size, True))
+            outs = [frames_to_plate(from_model_space(model[i], MODEL_CS), base["harmonize"][i],
+                                    from_model_space(harm_rec[i], MODEL_CS), SIGMA) for i in range(n)]
+            rows[f"perfect harmonize-base model, frames @ model_height {mh} ({size[1]}x{size[0]}) back to the "
+                 f"plate on harmonize, {name}"] = score(outs, truth, envs, alphas)
     return rows
 
 
@@ -116,11 +124,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--eval", required=True, type=Path, help="a finished over,harmonize eval of the report half")
     ap.add_argument("--md", type=Path, help="also write the table here")
+    ap.add_argument("--model-height", type=int, action="append", default=[],
+                    help="also: a perfect harmonize-base model's frames at this diffusion.model_height (repeatable)")
+    ap.add_argument("--only-s2d", action="store_true", help="only the space-to-depth AE (not models/proof's VAE)")
     args = ap.parse_args()
     results = args.eval / "results_given"
     entries = make_pathtraced_set(args.eval / "set", split="report")
     pipes = load_pipes()
-    per_shot = {e["shot"]: shot_rows(e, args.eval / "set", results, pipes) for e in entries}
+    if args.only_s2d:
+        pipes = {k: v for k, v in pipes.items() if k == "space-to-depth AE"}
+    per_shot = {e["shot"]: shot_rows(e, args.eval / "set", results, pipes, args.model_height) for e in entries}
     names = list(next(iter(per_shot.values())))
     lines = ["| | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     for r in names:
