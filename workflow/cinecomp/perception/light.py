@@ -560,6 +560,11 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
         intensity, source["intensity"] = k_guess * _up(ambient) / sin_split, m.kind
         notes.append(f"key_to_fill: default {k_guess} (not measured)")
     key_to_fill = min(intensity * sin_el / max(_up(ambient), 1e-12), 1000.0) if intensity > 0 else 0.0
+    # the exposure's environment half: the light on the character's normals over the light on the ground
+    # rests on the key's direction (default guess: 0, given: 1); the key/fill split is pulled towards
+    # even as far as it is unknown (ShotLight.trusted), so it does not count twice
+    source["exposure"] = f"ratio of lights (direction: {source['direction']}, key/fill: {source['intensity']})"
+    exposure_confidence = direction_weight(confidence)
     fill_confidence = (1.0 if source["intensity"] == "sheet" else
                        FILL_CONFIDENCE.get(m.kind, DEFAULT_CONFIDENCE) if m.up_irradiance is None else DEFAULT_CONFIDENCE)
     colour_confidence = 1.0 if source["colour"] == "sheet" else PLATE_COLOUR_TRUST if m.kind == "environment_plate" else 1.0
@@ -578,9 +583,15 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
         "confidence": float(confidence),
         # each estimate's confidence (0..1); harmonize scales each effect by what it rests on
         "confidences": {"direction": float(confidence), "key_to_fill": float(fill_confidence),
-                        "colour": float(colour_confidence)},
+                        "colour": float(colour_confidence), "exposure": float(exposure_confidence)},
         "notes": notes,
     }
+
+
+def direction_weight(confidence: float) -> float:
+    """How much of an effect that rests on the key direction is applied: none for the default guess
+    (DEFAULT_CONFIDENCE), all for a given one, linear between."""
+    return float(np.clip((confidence - DEFAULT_CONFIDENCE) / (1.0 - DEFAULT_CONFIDENCE), 0.0, 1.0))
 
 
 def _up(ambient_sh) -> float:
@@ -633,6 +644,7 @@ class ShotLight:
     colour_trust: float = 1.0  # how much of the ambient's colour is the light's (not the scene's paint)
     fill_confidence: float = 1.0  # in the key/fill split and so the light's shape on the character
     camera_confidence: float = 1.0  # in the camera (where the ground is): 1 given, lower estimated
+    exposure_confidence: float | None = None  # in the light's shape on the character (None: the direction weight)
 
     @classmethod
     def from_json(cls, light: dict) -> "ShotLight":
@@ -642,13 +654,20 @@ class ShotLight:
         return cls(d / np.linalg.norm(d), float(light["intensity"]) * np.asarray(light["colour"], np.float32),
                    np.asarray(light["ambient_sh"], np.float32).reshape(9, 3), float(light.get("softness_deg") or 0.0),
                    float(light.get("confidence", 1.0)), float(conf.get("colour", colour_trust)),
-                   float(conf.get("key_to_fill", 1.0)), float(conf.get("camera", 1.0)))
+                   float(conf.get("key_to_fill", 1.0)), float(conf.get("camera", 1.0)),
+                   None if conf.get("exposure") is None else float(conf["exposure"]))
 
     @property
     def direction_weight(self) -> float:
-        """How much of an effect that rests on the key direction is applied: none for the default
-        guess (DEFAULT_CONFIDENCE), all for a given one, linear between."""
-        return float(np.clip((self.confidence - DEFAULT_CONFIDENCE) / (1.0 - DEFAULT_CONFIDENCE), 0.0, 1.0))
+        """How much of an effect that rests on the key direction is applied (:func:`direction_weight`)."""
+        return direction_weight(self.confidence)
+
+    @property
+    def exposure_weight(self) -> float:
+        """Confidence in the environment's light on the character relative to its light on the ground
+        (light.json's ``confidences.exposure``; older files: the direction weight)."""
+        c = self.direction_weight if self.exposure_confidence is None else self.exposure_confidence
+        return float(np.clip(c, 0.0, 1.0))
 
     @property
     def shadow_trust(self) -> float:
