@@ -560,11 +560,6 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
         intensity, source["intensity"] = k_guess * _up(ambient) / sin_split, m.kind
         notes.append(f"key_to_fill: default {k_guess} (not measured)")
     key_to_fill = min(intensity * sin_el / max(_up(ambient), 1e-12), 1000.0) if intensity > 0 else 0.0
-    # the exposure's environment half: the light on the character's normals over the light on the ground
-    # rests on the key's direction (default guess: 0, given: 1); the key/fill split is pulled towards
-    # even as far as it is unknown (ShotLight.trusted), so it does not count twice
-    source["exposure"] = f"ratio of lights (direction: {source['direction']}, key/fill: {source['intensity']})"
-    exposure_confidence = direction_weight(confidence)
     fill_confidence = (1.0 if source["intensity"] == "sheet" else
                        FILL_CONFIDENCE.get(m.kind, DEFAULT_CONFIDENCE) if m.up_irradiance is None else DEFAULT_CONFIDENCE)
     colour_confidence = 1.0 if source["colour"] == "sheet" else PLATE_COLOUR_TRUST if m.kind == "environment_plate" else 1.0
@@ -583,7 +578,7 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
         "confidence": float(confidence),
         # each estimate's confidence (0..1); harmonize scales each effect by what it rests on
         "confidences": {"direction": float(confidence), "key_to_fill": float(fill_confidence),
-                        "colour": float(colour_confidence), "exposure": float(exposure_confidence)},
+                        "colour": float(colour_confidence)},
         "notes": notes,
     }
 
@@ -709,8 +704,17 @@ def up_shares(light: ShotLight) -> tuple[np.ndarray, np.ndarray]:
 def shot_light_json(estimate: dict, camera_params: dict | None) -> dict:
     """The light stage's ``light.json`` from :func:`estimate_light`'s ``estimate``: with the sheet's camera,
     its confidence (1 when the sheet gives one, measured on set; :data:`DEFAULT_CAMERA_CONFIDENCE` for
-    the default guess) and the key / ambient up shares. Curation makes harmonize's comp with it too."""
+    the default guess), the exposure's confidence and the key / ambient up shares. Curation makes harmonize's comp with it too."""
     est = {**estimate, "confidences": dict(estimate["confidences"]), "camera": camera_params}
-    est["confidences"]["camera"] = 1.0 if camera_params else DEFAULT_CAMERA_CONFIDENCE
+    est["confidences"]["camera"] = camera = 1.0 if camera_params else DEFAULT_CAMERA_CONFIDENCE
+    # harmonize's exposure: the environment's light on the character's normals over its light on the
+    # ground rests on the key's direction (default guess: 0, given: 1) and on the camera that places
+    # the normals, the ground and a key seen in the plate (path-traced shots, nothing given: a bright
+    # spot taken for the key at confidence 0.6 put a shot below `over`); the key/fill split is pulled
+    # towards even as far as it is unknown (ShotLight.trusted), so it does not count here
+    est["confidences"]["exposure"] = direction_weight(float(estimate["confidence"])) * camera
+    src = estimate.get("source", {})
+    est["source"] = {**src, "exposure": f"ratio of lights (direction: {src.get('direction')}, key/fill: "
+                                        f"{src.get('intensity')}, camera: {'sheet' if camera_params else 'default'})"}
     est["up_shares"] = dict(zip(("key", "ambient"), (v.tolist() for v in up_shares(ShotLight.from_json(est)))))
     return est
