@@ -708,11 +708,13 @@ def shot_light_json(estimate: dict, camera_params: dict | None) -> dict:
     est = {**estimate, "confidences": dict(estimate["confidences"]), "camera": camera_params}
     est["confidences"]["camera"] = camera = 1.0 if camera_params else DEFAULT_CAMERA_CONFIDENCE
     # harmonize's exposure: the environment's light on the character's normals over its light on the
-    # ground rests on the key's direction (default guess: 0, given: 1) and on the camera that places
-    # the normals, the ground and a key seen in the plate (path-traced shots, nothing given: a bright
-    # spot taken for the key at confidence 0.6 put a shot below `over`); the key/fill split is pulled
-    # towards even as far as it is unknown (ShotLight.trusted), so it does not count here
-    est["confidences"]["exposure"] = direction_weight(float(estimate["confidence"])) * camera
+    # ground rests on the key's direction and on the camera that places the normals, the ground and a
+    # key seen in the plate, each weighted 0 for its default guess and 1 given (path-traced shots,
+    # nothing given: a bright spot taken for the key at confidence 0.6 with the default camera moved
+    # venice the wrong way, below `over`); the key/fill split is pulled towards even as far as it is
+    # unknown (ShotLight.trusted), so it does not count here
+    camera_weight = float(np.clip((camera - DEFAULT_CAMERA_CONFIDENCE) / (1.0 - DEFAULT_CAMERA_CONFIDENCE), 0.0, 1.0))
+    est["confidences"]["exposure"] = direction_weight(float(estimate["confidence"])) * camera_weight
     src = estimate.get("source", {})
     est["source"] = {**src, "exposure": f"ratio of lights (direction: {src.get('direction')}, key/fill: "
                                         f"{src.get('intensity')}, camera: {'sheet' if camera_params else 'default'})"}
