@@ -229,20 +229,95 @@ def test_the_plates_exposure_and_relative_albedos_are_kept():
     assert means["black coat"] / means["plate"] == pytest.approx(0.1, rel=1e-3)
 
 
-def test_ratio_of_lights_moves_exposure_only_when_asked_and_trusted():
-    """exposure_match 1 moves the character by the environment's light on it over the light on the
-    ground; a key/fill split with no confidence moves nothing."""
-    key, env, masks, contacts = frame_inputs()
-    on = hz.parse_harmonize_params('{"exposure_match": 1}')
-    trusted, guessed = light(), dataclasses.replace(light(), fill_confidence=0.0)
-    g_on = hz.shot_grade([(key, masks)], trusted, CAM, on)
-    g_off = hz.shot_grade([(key, masks)], trusted, CAM, hz.parse_harmonize_params(""))
-    g_guess = hz.shot_grade([(key, masks)], guessed, CAM, on)
+def studio_lit(albedo_top=0.2, albedo_bottom=0.2, c=(0.0, -0.5, 0.0), bar=None):
+    """A plate of a standing bar (1200 solid pixels: a fully trusted fit) lit by a studio whose light is
+    1 + c . n on the matte's normals (its light on an upward surface: 1 + c_y), upper half of albedo
+    ``albedo_top`` (the shirt), lower half ``albedo_bottom``."""
+    bar = standing_bar(60, 90) if bar is None else bar
+    masks = {"character": bar, "prop": np.zeros_like(bar)}
+    n = hz.object_normals(masks, CAM)
+    rho = np.where(np.arange(H)[:, None] < 50, albedo_top, albedo_bottom) * np.ones((1, W))
+    lum = (rho * (1.0 + n @ np.asarray(c, np.float32)) * bar).astype(np.float32)
+    key = np.concatenate([np.repeat(lum[..., None], 3, -1), bar[..., None]], -1)
+    return key, masks
+
+
+def test_a_plate_lit_twice_as_bright_as_the_environment_comes_out_half_as_bright():
+    """The studio lit the character twice as bright as its light on an upward surface (seen in the
+    plate's shading), the environment lights the character as much as its ground: the ratio of lights
+    halves the character (the old grade kept the plate's exposure: gain 1)."""
+    key, masks = studio_lit(c=(0.0, -0.5, 0.0))
+    params = hz.parse_harmonize_params('{"exposure_match": 1}')
+    grade = hz.shot_grade([(key, masks)], light(key=0.0), CAM, params)  # an even light: E(n) = E(up)
+    solid = masks["character"] > 0.5
+    n = hz.object_normals(masks, CAM)[solid]
+    studio = float(np.mean(1.0 - 0.5 * n[:, 1])) / 0.5  # the studio's light on the character over up
+    assert studio == pytest.approx(2.0, rel=0.1)
+    np.testing.assert_allclose(grade.gain, 1.0 / studio, rtol=0.02)
+    assert grade.exposure["confidence"] == pytest.approx(1.0)
+    assert grade.exposure["cues"]["env"] == pytest.approx(0.0, abs=1e-4)
+    # the default takes exposure_match of the way
+    default = hz.shot_grade([(key, masks)], light(key=0.0), CAM, hz.parse_harmonize_params(""))
+    m = hz.HARMONIZE_SPEC["exposure_match"].default
+    assert 0 < m <= 1
+    np.testing.assert_allclose(default.gain, studio ** -m, rtol=0.02)
+
+
+def test_the_exposure_follows_the_environments_light_on_the_character():
+    """A studio lit evenly, an environment whose key grazes the ground but faces the character: the
+    character comes out brighter than the plate, by the environment's light on it over its light on the
+    ground."""
+    key, masks = studio_lit(c=(0.0, 0.0, 0.0))
+    l = light(az=180.0, el=10.0, key=3.0, ambient=0.3)  # a low key behind the camera
+    grade = hz.shot_grade([(key, masks)], l, CAM, hz.parse_harmonize_params('{"exposure_match": 1}'))
     up = np.array([0.0, 1.0, 0.0], np.float32)
-    e_ref = float((trusted.key(up) + trusted.ambient(up)) @ hz.LUMA)
-    expected = float(np.clip(np.log2(float(g_on.mean_irradiance @ hz.LUMA) / e_ref), *hz.EXPOSURE_RANGE_STOPS))
-    assert np.log2(g_on.gain / g_off.gain) == pytest.approx([expected] * 3, abs=1e-4)
-    np.testing.assert_allclose(g_guess.gain, g_off.gain, rtol=1e-5)
+    e_up = float((l.key(up) + l.ambient(up)) @ hz.LUMA)
+    expected = float(np.clip(np.log2(float(grade.mean_irradiance @ hz.LUMA) / e_up), *hz.EXPOSURE_RANGE_STOPS))
+    assert expected > 0.5
+    np.testing.assert_allclose(np.log2(grade.gain), expected, atol=1e-3)
+    assert grade.exposure["cues"]["studio"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_white_shirt_stays_whiter_than_a_black_one():
+    """One gain per shot: the costume's albedos are kept, never pushed to a mean reflectance."""
+    params = hz.parse_harmonize_params('{"light_wrap": 0, "relight": 0}')
+    out = {}
+    for shirt, rho in (("white", 0.8), ("black", 0.04)):
+        key, masks = studio_lit(albedo_top=rho, albedo_bottom=0.2)
+        grade = hz.shot_grade([(key, masks)], light(), CAM, params)
+        _, env, _, contacts = frame_inputs(masks["character"])
+        beauty = hz.harmonize_frame(key, env, masks, CAM.ground_depth(W, H), contacts, light(), grade, CAM, params)[0]
+        solid = masks["character"] > 0.5
+        top, bottom = solid & (np.arange(H)[:, None] < 50), solid & (np.arange(H)[:, None] >= 50)
+        out[shirt] = (float(beauty[..., 1][top].mean()), float(beauty[..., 1][bottom].mean()),
+                      float(key[..., 1][top].mean()) / float(key[..., 1][bottom].mean()))
+    assert out["white"][0] > 10 * out["black"][0]  # 0.8 against 0.04
+    for shirt in out:  # shirt over trousers as on the plate
+        assert out[shirt][0] / out[shirt][1] == pytest.approx(out[shirt][2], rel=1e-3)
+
+
+def test_a_weak_cue_leaves_the_exposure_at_the_plates():
+    """A guessed key direction (the light's shape on the character unknown) or too few pixels to fit
+    the studio's shading: exposure_match 1 moves nothing (the old grade moved by a guessed direction
+    whenever the key/fill split was trusted)."""
+    on = hz.parse_harmonize_params('{"exposure_match": 1}')
+    key, masks = studio_lit(c=(0.0, -0.5, 0.0))
+    side = light(az=90.0, el=20.0, key=3.0, ambient=0.3)
+    guessed = dataclasses.replace(side, confidence=0.2)  # the light stage's default direction
+    g = hz.shot_grade([(key, masks)], guessed, CAM, on)
+    np.testing.assert_allclose(g.gain, 1.0, rtol=1e-5)
+    trusted = hz.shot_grade([(key, masks)], side, CAM, on)
+    assert abs(np.log2(trusted.gain[0])) > 0.3  # the cue, trusted, does move it
+    assert g.exposure["confidence"] == 0 and g.exposure["stops"] == 0
+    tiny = np.zeros((H, W), np.float32)
+    tiny[60:66, 70:76] = 1.0  # 36 pixels of a distant actor: no studio shading to speak of
+    key, masks = studio_lit(c=(0.0, -0.5, 0.0), bar=tiny)
+    g = hz.shot_grade([(key, masks)], side, CAM, on)
+    np.testing.assert_allclose(g.gain, 1.0, rtol=1e-5)
+    assert g.exposure["confidences"]["plate_fit"] == 0
+    # light.json's exposure confidence wins over the direction's
+    told = dataclasses.replace(side, exposure_confidence=0.0)
+    np.testing.assert_allclose(hz.shot_grade([(studio_lit()[0], studio_lit()[1])], told, CAM, on).gain, 1.0, rtol=1e-5)
 
 
 def test_no_confidence_in_any_estimate_gives_over():

@@ -146,6 +146,30 @@ def test_no_environment_defaults():
     assert luminance(irradiance(light, np.array([0, 1, 0], np.float32))) == pytest.approx(np.pi, rel=0.01)
 
 
+def test_the_exposures_confidence_and_source_are_in_light_json():
+    """The ratio of lights rests on the light's shape on the character: its confidence is the key
+    direction's weight (0 for the default guess, 1 given, partial for a source seen in the plate) times
+    the camera's (0 for the default camera, 1 given: it places the normals, the ground and a key seen
+    in the plate)."""
+    from cinecomp.perception.light import DEFAULT_CAMERA_CONFIDENCE, ShotLight, shot_light_json
+
+    frame = np.empty((36, 64, 3), np.float32)
+    frame[:18], frame[18:] = 0.6, 0.2
+    camera = {"tilt_deg": 0.0}
+    for sheet, want in ((None, 0.0), ({"azimuth_deg": 200.0, "elevation_deg": 40.0}, 1.0)):
+        light = shot_light_json(estimate_light(sheet_light=sheet, camera=Camera(), env_frames=[frame]), camera)
+        assert light["confidences"]["exposure"] == pytest.approx(want)
+        assert light["source"]["exposure"].startswith("ratio of lights")
+        assert ShotLight.from_json(light).exposure_weight == pytest.approx(want)
+    seen = frame.copy()
+    seen[5:7, 50:52] = 500.0  # a lamp in frame: confidence 0.6 in its direction
+    est = estimate_light(sheet_light=None, camera=Camera(tilt_deg=5.0), env_frames=[seen])
+    assert est["confidence"] == pytest.approx(0.6)
+    assert shot_light_json(est, camera)["confidences"]["exposure"] == pytest.approx(0.5)
+    assert shot_light_json(est, None)["confidences"]["exposure"] == 0  # the default camera: a guess
+    assert DEFAULT_CAMERA_CONFIDENCE < 1
+
+
 def test_irradiance_key_and_visibility():
     img, _ = sun_panorama(60.0, 35.0)
     light = estimate_light(sheet_light=None, camera=Camera(), env_hdri=img)

@@ -289,9 +289,13 @@ def harmonize(inputs, outputs, settings, log):
 
     picks = [keys[i] for i in sample_indices(len(keys), 6)]  # the per-shot grade from 6 frames
     grade = hz.shot_grade([(exrio.read_rgba(p), read_trimask(masks[f])) for f, p in picks], light, camera, params)
-    log.info("shot %s: gain %s, plate shading %s, light %s", shot, grade.gain, grade.plate_shading, light)
+    log.info("shot %s: gain %s, exposure %s, plate shading %s, light %s", shot, grade.gain, grade.exposure,
+             grade.plate_shading, light)
     out_dir = Path(outputs[0])
     out_dir.mkdir(parents=True, exist_ok=True)
+    # what the grade rests on, beside the frames (light.json has the light's half of the exposure's confidence)
+    write_json(out_dir / "grade.json", {"gain": [float(g) for g in grade.gain], "exposure": grade.exposure,
+                                        "plate_shading": [float(c) for c in grade.plate_shading]})
     for i, (frame, key_file) in enumerate(keys):
         contact = {o: contacts[o][i] for o in ("character", "prop")}
         env_z = exrio.read_layers(depths[frame])["environment.Z"]

@@ -18,7 +18,7 @@ Everything applied is returned as layers (``harmonize.*``) for a compositor to d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -31,11 +31,11 @@ from ..params import Num, check_params, parse_json_object
 LUMA = LUMA_ACESCG.astype(np.float32)  # ACEScg luminance
 
 HARMONIZE_SPEC = {
-    "exposure_match": Num(0.0, 0.0, 1.0, doc="how far the character's exposure follows the ratio of lights: the environment's light on the character over the light its plate was exposed for, against the same ratio in the studio (0: keep the plate's exposure)"),
+    "exposure_match": Num(0.7, 0.0, 1.0, doc="how far the character's exposure follows the ratio of lights (times the estimate's confidence): the environment's light on the character over its light on the ground, against the studio's light on the character over its light on an upward surface (shading fitted on the plate); 0: keep the plate's exposure"),
     "light_colour": Num(1.0, 0.0, 1.0, doc="how far the character takes the colour of the environment's light (times the light estimate's confidence in it)"),
     "colour_match": Num(0.0, 0.0, 1.0, doc="how far the plate's own colour cast is removed (grey-world on the character)"),
     "albedo": Num(None, 0.02, 0.95, doc="empty (default): the plate's exposure is evidence, kept up to the ratio of lights; a number forces the old grey-world grade (character and prop pushed to this mean reflectance under the environment's light)"),
-    "studio_stops": Num(0.0, -10.0, 10.0, doc="how much brighter (stops) the studio lit the character than the light the plate was exposed for (a flat, over-lit screen day: > 0)"),
+    "studio_stops": Num(0.0, -10.0, 10.0, doc="how much brighter (stops) the green-screen plate was exposed than the environment plate, for the same light (known from the camera reports: > 0 darkens the character)"),
     "exposure_stops": Num(0.0, -10.0, 10.0, doc="extra exposure on the character, in stops"),
     "relight": Num(0.6, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
     "shadow_density": Num(1.0, 0.0, 1.0, doc="1 blocks all key light in the cast shadow"),
@@ -57,6 +57,9 @@ SHADE_RANGE = (0.4, 2.5)
 # The ratio of lights moves the exposure by at most this many stops (a character in deep shade of a
 # sunlit set is about 2 stops under the ground the plate was exposed for).
 EXPOSURE_RANGE_STOPS = (-2.0, 1.0)
+# The studio's shading fitted on the plate is trusted from this many solid pixels (all sampled frames,
+# at RELIGHT_WIDTH at most), not at all below the minimum (a few pixels of a distant actor).
+PLATE_FIT_MIN_PIXELS, PLATE_FIT_FULL_PIXELS = 64, 1024
 PENUMBRA = 0.5  # Gaussian sigma of the penumbra per (distance x tan(angular radius))
 MIN_SOFTNESS_DEG = 0.5  # even the sun's penumbra is ~0.5 degree wide
 MAX_SHADOW_ELEVATION = 87.0  # an overhead key casts its shadow straight down; keep the maths finite
@@ -139,6 +142,7 @@ class ShotGrade:
     gain: np.ndarray  # (3,)
     mean_irradiance: np.ndarray  # (3,) mean irradiance on the objects' normals in the environment
     plate_shading: np.ndarray  # (4,) the studio light on the plate: luminance ~ c0 + c . n, mean 1
+    exposure: dict = field(default_factory=dict)  # the exposure estimate (exposure_estimate), as applied
 
 
 def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera: Camera, params: dict) -> ShotGrade:
@@ -147,14 +151,12 @@ def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera:
 
     The plate shows rho x E_studio / pi, the comp needs rho x E_env / pi: the gain is E_env / E_studio and
     the plate's own exposure and the actors' relative albedos are kept (a white shirt stays whiter than
-    a black coat). Each plate was exposed for its own light, so both irradiances are measured against
-    that: E_env as the environment's light on the character's normals over the light on the ground the
-    environment plate was exposed for (both from the light estimate, so grey world cancels), E_studio as
-    1 (the plate exposed for the studio's light on the actor) times ``studio_stops``. The exposure part
-    scales with the confidence of the light's key/fill split, the colour part with that of its colour.
-    ``albedo`` set: the old grey-world grade (mean radiance albedo x E / pi), for shots that want it."""
+    a black coat): one gain for the whole shot (``exposure_estimate``). Its exposure part scales with
+    ``exposure_match`` and the estimate's confidence, the colour part with the confidence in the
+    light's colour. ``albedo`` set: the old grey-world grade (mean radiance albedo x E / pi), for shots
+    that want it."""
     fg_sum, a_sum, e_sum = np.zeros(3), 0.0, np.zeros(3)
-    normals, lum = [], []
+    normals, lum, seen, weights = [], [], [], []
     for key, masks in samples:
         small = _shrink({"key": key, **masks}, RELIGHT_WIDTH)
         key, masks = small.pop("key"), small
@@ -170,22 +172,61 @@ def shot_grade(samples: list[tuple[np.ndarray, dict]], light: ShotLight, camera:
         solid = alpha > 0.9
         normals.append(n[solid])
         lum.append(luminance(key[..., :3][solid] / alpha[solid, None]))
+        some = w > 0.02
+        seen.append(n[some])
+        weights.append(w[some])
     if a_sum < 1:
-        return ShotGrade(np.ones(3, np.float32), np.ones(3, np.float32), np.array([1, 0, 0, 0], np.float32))
+        return ShotGrade(np.ones(3, np.float32), np.ones(3, np.float32), np.array([1, 0, 0, 0], np.float32),
+                         {"stops": 0.0, "confidence": 0.0, "source": "nothing keyed"})
     fg_mean = np.maximum(fg_sum / a_sum, 1e-6)
     e_mean = np.maximum(e_sum / a_sum, 1e-6)
     fg_l, e_l = float(fg_mean @ LUMA), float(e_mean @ LUMA)
+    solid_normals, solid_lum = np.concatenate(normals), np.concatenate(lum)
+    shading = fit_plate_shading(solid_normals, solid_lum)
     colour = params["light_colour"] * light.colour_trust * np.log2(e_mean / e_l) - params["colour_match"] * np.log2(fg_mean / fg_l)
     if params["albedo"] is not None:  # grey world: exposure to albedo x light (radiance rho E / pi)
-        exposure = params["exposure_match"] * math.log2(params["albedo"] * e_l / math.pi / fg_l)
+        est = {"stops": params["exposure_match"] * math.log2(params["albedo"] * e_l / math.pi / fg_l),
+               "confidence": 1.0, "source": f"grey world (albedo {params['albedo']})"}
+        exposure = est["stops"]
     else:  # ratio of lights, each against the light its plate was exposed for
-        up = np.array([0.0, 1.0, 0.0], np.float32)
-        e_ref = max(float((light.key(up) + light.ambient(up)) @ LUMA), 1e-6)
-        ratio = float(np.clip(math.log2(e_l / e_ref), *EXPOSURE_RANGE_STOPS))
-        exposure = params["exposure_match"] * light.fill_confidence * ratio - params["studio_stops"]
+        est = exposure_estimate(e_l, light, shading, np.concatenate(seen), np.concatenate(weights), len(solid_lum))
+        exposure = params["exposure_match"] * est["confidence"] * est["estimate"] - params["studio_stops"]
+        est["stops"] = exposure
     log_gain = exposure + colour + params["exposure_stops"]
-    return ShotGrade((2.0 ** log_gain).astype(np.float32), e_mean.astype(np.float32),
-                     fit_plate_shading(np.concatenate(normals), np.concatenate(lum)))
+    return ShotGrade((2.0 ** log_gain).astype(np.float32), e_mean.astype(np.float32), shading, est)
+
+
+def exposure_estimate(e_env: float, light: ShotLight, shading: np.ndarray, normals: np.ndarray, weights: np.ndarray,
+                      fitted_pixels: int) -> dict:
+    """The ratio of lights in stops, with its confidence and cues (stops).
+
+    Each plate was exposed for its own light, and both the same way: the environment plate for the
+    light on its ground (an upward surface), the green-screen plate for the studio's light on an
+    upward surface. So E_env / E_studio on the character is (``env``) the environment's light on the
+    character's normals (``e_env``, luminance) over its light on an upward surface, both from the
+    light estimate (its level cancels), over (``studio``) the studio's light on the same normals over
+    its light on an upward surface, both from the shading fitted on the plate (``fit_plate_shading``:
+    its level cancels too, and the actors' albedos only blur it). Neither plate's absolute level is
+    used: grey world (the scene reflects 18%) and the screen's brightness (screens are lit on their
+    own, to the key's level or brighter) miss by stops on the path-traced set (bench/exposure_cues.py).
+    Confidence: the light's in its shape on the character (``ShotLight.exposure_weight``: 0 for a
+    guessed key direction) times the fit's (0 under PLATE_FIT_MIN_PIXELS solid pixels, 1 from
+    PLATE_FIT_FULL_PIXELS)."""
+    up = np.array([0.0, 1.0, 0.0], np.float32)
+    e_up = max(float((light.key(up) + light.ambient(up)) @ LUMA), 1e-6)
+    studio = np.clip(shading[0] + normals @ shading[1:], 0.2, None)
+    s_mean = float((studio * weights).sum() / max(float(weights.sum()), 1e-6))
+    s_up = max(float(shading[0] + shading[2]), 0.2)
+    env_stops, studio_stops = math.log2(max(e_env, 1e-6) / e_up), math.log2(s_mean / s_up)
+    estimate = float(np.clip(env_stops - studio_stops, *EXPOSURE_RANGE_STOPS))
+    fit_conf = float(np.clip((fitted_pixels - PLATE_FIT_MIN_PIXELS) / (PLATE_FIT_FULL_PIXELS - PLATE_FIT_MIN_PIXELS), 0.0, 1.0))
+    if np.array_equal(shading, [1, 0, 0, 0]):  # the fit failed (too few pixels, or no level): the studio's shape is unknown
+        fit_conf = 0.0
+    confidence = light.exposure_weight * fit_conf
+    return {"estimate": estimate, "confidence": float(confidence),
+            "source": "ratio of lights: environment light estimate / studio shading fitted on the plate",
+            "cues": {"env": float(env_stops), "studio": float(studio_stops)},
+            "confidences": {"light": float(light.exposure_weight), "plate_fit": fit_conf}}
 
 
 def fit_plate_shading(normals: np.ndarray, lum: np.ndarray) -> np.ndarray:

@@ -644,6 +644,12 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
     }
 
 
+def direction_weight(confidence: float) -> float:
+    """How much of an effect that rests on the key direction is applied: none for the default guess
+    (DEFAULT_CONFIDENCE), all for a given one, linear between."""
+    return float(np.clip((confidence - DEFAULT_CONFIDENCE) / (1.0 - DEFAULT_CONFIDENCE), 0.0, 1.0))
+
+
 def _up(ambient_sh) -> float:
     """Ambient luminance irradiance of an upward-facing surface."""
     return float(_luminance(sh_eval(ambient_sh, UP)))
@@ -694,6 +700,7 @@ class ShotLight:
     colour_trust: float = 1.0  # how much of the ambient's colour is the light's (not the scene's paint)
     fill_confidence: float = 1.0  # in the key/fill split and so the light's shape on the character
     camera_confidence: float = 1.0  # in the camera (where the ground is): 1 given, lower estimated
+    exposure_confidence: float | None = None  # in the light's shape on the character (None: the direction weight)
 
     @classmethod
     def from_json(cls, light: dict) -> "ShotLight":
@@ -703,13 +710,20 @@ class ShotLight:
         return cls(d / np.linalg.norm(d), float(light["intensity"]) * np.asarray(light["colour"], np.float32),
                    np.asarray(light["ambient_sh"], np.float32).reshape(9, 3), float(light.get("softness_deg") or 0.0),
                    float(light.get("confidence", 1.0)), float(conf.get("colour", colour_trust)),
-                   float(conf.get("key_to_fill", 1.0)), float(conf.get("camera", 1.0)))
+                   float(conf.get("key_to_fill", 1.0)), float(conf.get("camera", 1.0)),
+                   None if conf.get("exposure") is None else float(conf["exposure"]))
 
     @property
     def direction_weight(self) -> float:
-        """How much of an effect that rests on the key direction is applied: none for the default
-        guess (DEFAULT_CONFIDENCE), all for a given one, linear between."""
-        return float(np.clip((self.confidence - DEFAULT_CONFIDENCE) / (1.0 - DEFAULT_CONFIDENCE), 0.0, 1.0))
+        """How much of an effect that rests on the key direction is applied (:func:`direction_weight`)."""
+        return direction_weight(self.confidence)
+
+    @property
+    def exposure_weight(self) -> float:
+        """Confidence in the environment's light on the character relative to its light on the ground
+        (light.json's ``confidences.exposure``; older files: the direction weight)."""
+        c = self.direction_weight if self.exposure_confidence is None else self.exposure_confidence
+        return float(np.clip(c, 0.0, 1.0))
 
     @property
     def shadow_trust(self) -> float:
@@ -752,10 +766,22 @@ def shot_light_json(estimate: dict, camera_params: dict | None, camera_confidenc
     """The light stage's ``light.json`` from :func:`estimate_light`'s ``estimate``: with the shot's camera,
     its confidence (``camera_confidence`` when the camera was estimated from the pictures,
     perception.camera_estimate; else 1 when the sheet gives one, measured on set, and
-    :data:`DEFAULT_CAMERA_CONFIDENCE` for the default guess) and the key / ambient up shares. Curation
-    makes harmonize's comp with it too."""
+    :data:`DEFAULT_CAMERA_CONFIDENCE` for the default guess), the exposure's confidence and the key /
+    ambient up shares. Curation makes harmonize's comp with it too."""
     est = {**estimate, "confidences": dict(estimate["confidences"]), "camera": camera_params}
-    est["confidences"]["camera"] = (float(camera_confidence) if camera_confidence is not None else
-                                    1.0 if camera_params else DEFAULT_CAMERA_CONFIDENCE)
+    est["confidences"]["camera"] = camera = (float(camera_confidence) if camera_confidence is not None else
+                                             1.0 if camera_params else DEFAULT_CAMERA_CONFIDENCE)
+    # harmonize's exposure: the environment's light on the character's normals over its light on the
+    # ground rests on the key's direction and on the camera that places the normals, the ground and a
+    # key seen in the plate, each weighted 0 for its default guess and 1 given (path-traced shots,
+    # nothing given: a bright spot taken for the key at confidence 0.6 with the default camera moved
+    # venice the wrong way, below `over`); the key/fill split is pulled towards even as far as it is
+    # unknown (ShotLight.trusted), so it does not count here
+    camera_weight = float(np.clip((camera - DEFAULT_CAMERA_CONFIDENCE) / (1.0 - DEFAULT_CAMERA_CONFIDENCE), 0.0, 1.0))
+    est["confidences"]["exposure"] = direction_weight(float(estimate["confidence"])) * camera_weight
+    camera_source = ("sheet" if camera_confidence is None else "estimated") if camera_params else "default"
+    src = estimate.get("source", {})
+    est["source"] = {**src, "exposure": f"ratio of lights (direction: {src.get('direction')}, key/fill: "
+                                        f"{src.get('intensity')}, camera: {camera_source})"}
     est["up_shares"] = dict(zip(("key", "ambient"), (v.tolist() for v in up_shares(ShotLight.from_json(est)))))
     return est
