@@ -128,3 +128,26 @@ class NpyFrames:
     def __array__(self, dtype=None, copy=None):
         out = self[:]
         return out if dtype is None else out.astype(dtype)
+
+
+def vae_identity(vae_dir: str | os.PathLike) -> dict:
+    """What stored latents are checked against: the VAE's class, a hash of its config (without
+    diffusers' bookkeeping keys) and a hash of its weight files' bytes (one architecture, other
+    weights: other latents). Read from disk only (no model is built)."""
+    import hashlib
+
+    root = Path(vae_dir)
+    cfg = read_config(root, "VAE")
+    plain = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    weights = hashlib.sha256()
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.name.startswith("diffusion_pytorch_model"))
+    if not files:
+        raise CheckpointError(root, "VAE has no weights", "copy the pipeline's vae/ folder completely")
+    for f in files:
+        weights.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                weights.update(block)
+    return {"class": cfg.get("_class_name"),
+            "config_sha256": hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16],
+            "weights_sha256": weights.hexdigest()[:16]}

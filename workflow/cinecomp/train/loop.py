@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.dataset import DatasetError, iter_samples, read_index
+from .latents import TARGET_DEPTH_RANGE, stored_for
 from ..params import Choice, Flag, Num, check_params, load_yaml, shown
 
 SECTIONS = {
@@ -120,9 +121,11 @@ class TrainConfigError(ValueError):
 # ----------------------------------------------------------------------------------------- config
 
 
-def load_config(path: str | os.PathLike) -> dict:
+def load_config(path: str | os.PathLike, check_latents: bool = True) -> dict:
     """The training config: every number checked for type, range and finiteness, every path checked,
-    the dataset checked to hold samples -- all before a model is built or a step runs."""
+    the dataset checked to hold samples and any stored latents checked to be the model's VAE's
+    (``cfg["vae_identity"]``, ``cfg["latents"]``: stored / samples) -- all before a model is built or a
+    step runs."""
     import yaml
 
     path = Path(path)
@@ -185,6 +188,15 @@ def load_config(path: str | os.PathLike) -> dict:
         problems.append(str(exc))
     if problems:
         raise TrainConfigError(f"{path}: " + "; ".join(problems))
+    from ..diffusion._io import vae_identity
+    from .latents import latent_problems
+
+    cfg["vae_identity"] = vae_identity(Path(cfg["model"]["pipeline"]) / "vae")
+    if check_latents:
+        problems, stored, total = latent_problems(cfg["shard_files"], cfg["vae_identity"], path)
+        if problems:
+            raise TrainConfigError(f"{path}: data.shards: " + "; ".join(problems))
+        cfg["latents"] = {"stored": stored, "samples": total}
     cfg["path"] = path
     return cfg
 
@@ -288,7 +300,12 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
                                "data again with this version, which writes harmonize's comp into every sample)")
         base = sample["harmonize_rgb"]
     t, h, w = np.shape(sample["target_rgb"])[:3]
-    x0 = pipe.encode_context(sample["target_rgb"], sample["target_depth"], (0.1, 1000.0), h, w)
+    key = f"sample {sample.get('meta', {}).get('clip', '?')}"
+    stored = stored_for(sample, cfg["vae_identity"], False, key)  # None: encoded here (no latents stored)
+    if stored is not None:
+        x0 = torch.cat([stored["target_rgb"], stored["target_depth"]], dim=1)
+    else:
+        x0 = pipe.encode_context(sample["target_rgb"], sample["target_depth"], TARGET_DEPTH_RANGE, h, w)
     frames = x0.shape[2]
     clean = int(rng.integers(1, frames)) if frames > 1 and rng.random() < drop["context_prob"] else 0
 
@@ -298,8 +315,10 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     sigma = float(min(max(sigma, 1e-3), 1.0))
     g = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
     refs = draw_references(sample, env is None, rng, drop.get("reference", 0.0))  # the last draws: see the doc
+    if stored is not None:  # prop replacement edits pixels before the VAE: its own stored variants
+        stored = stored_for(sample, cfg["vae_identity"], any(r.role == "prop" for r in refs), key)
     c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], char_depth, env, refs,
-                                  harmonize_rgb=base)
+                                  harmonize_rgb=base, latents=stored and stored["conditioning"])
     r = c.num_references
     if r:  # as the sampler: the reference latents lead, clean (RGB slot, depth zero)
         x0 = torch.cat([torch.cat([c.references, torch.zeros_like(c.references)], dim=1), x0], dim=2)
@@ -536,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
         tr["precision"], torch.float32 if is_cpu_accelerator() else torch.bfloat16)
 
+    lat = cfg["latents"]
+    if rank == 0 and lat["stored"] < lat["samples"]:  # the one place a missing latent costs time
+        from .latents import fix_hint
+
+        print(f"latents: {lat['samples'] - lat['stored']} of {lat['samples']} samples have no stored VAE latents: "
+              f"their videos are encoded through the VAE at every step ({fix_hint(cfg['path'])} once)", flush=True)
     counts = shard_counts(cfg["data"]["shards"])
     files = cfg["shard_files"]
     stream = SampleStream(files, [counts[f] for f in files], tr["seed"])
