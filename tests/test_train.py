@@ -92,7 +92,7 @@ def test_loss_falls_and_a_resumed_run_repeats_the_trajectory(trained):
     assert list(a["step"]) == list(b["step"]) == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)  # steps 4-6 after the resume too
     assert (whole / "loss.png").is_file() and (whole / "MODEL_CARD.md").is_file()
-    assert sorted(p.name for p in (whole / "lora").iterdir()) == ["pytorch_lora_weights.safetensors",
+    assert sorted(p.name for p in (whole / "lora").iterdir()) == ["base_model.json", "pytorch_lora_weights.safetensors",
                                                                   "trained_modules.safetensors"]
 
 
@@ -284,6 +284,10 @@ def test_two_ranks_in_bf16_keep_the_fp32_modules_and_evaluate_every_n_steps(setu
     lora.load_lora(m, out / "lora")  # the adapter's shapes fit the model
     scores = json.loads((out / "eval" / "step_0000002" / "eval.json").read_text())
     assert set(scores) == {"diffusion"} and np.isfinite(scores["diffusion"]["psnr_full"])
+    # the eval rendered the adapter directory on its base: no baked pipeline was written
+    step_dir = out / "eval" / "step_0000002"
+    assert not (step_dir / "pipeline").exists() and (step_dir / "lora" / "base_model.json").is_file()
+    assert yaml.safe_load((step_dir / "model.yaml").read_text())["diffusion"]["pipeline"] == str((step_dir / "lora").resolve())
     raw["eval"]["overlap"] = 3
     cfg.write_text(yaml.safe_dump(raw))
     with pytest.raises(TrainConfigError, match=r"eval.overlap=3 must be 4m\+1"):

@@ -18,6 +18,8 @@ VAE_CLASSES = ("AutoencoderKLWan", "SpaceToDepthVAE")
 # The flow-matching schedulers the pipeline samples with (Wan ships UniPC; the tiny models use Euler).
 SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler")
 
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # a fine-tune's adapter file (diffusion.lora)
+
 WEIGHT_NAMES = (
     "diffusion_pytorch_model.safetensors",
     "diffusion_pytorch_model.safetensors.index.json",
@@ -138,7 +140,6 @@ def vae_identity(vae_dir: str | os.PathLike) -> dict:
 
     root = Path(vae_dir)
     cfg = read_config(root, "VAE")
-    plain = {k: v for k, v in cfg.items() if not k.startswith("_")}
     weights = hashlib.sha256()
     files = sorted(p for p in root.iterdir() if p.is_file() and p.name.startswith("diffusion_pytorch_model"))
     if not files:
@@ -149,5 +150,13 @@ def vae_identity(vae_dir: str | os.PathLike) -> dict:
             for block in iter(lambda: fh.read(1 << 24), b""):
                 weights.update(block)
     return {"class": cfg.get("_class_name"),
-            "config_sha256": hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16],
+            "config_sha256": config_digest(cfg),
             "weights_sha256": weights.hexdigest()[:16]}
+
+
+def config_digest(cfg: dict) -> str:
+    """A model config's hash, without diffusers' bookkeeping keys (``_class_name`` is kept apart)."""
+    import hashlib
+
+    plain = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]

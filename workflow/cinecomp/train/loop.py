@@ -72,7 +72,7 @@ SECTIONS = {
         "checkpoint_every": Num(0, 0, 10_000_000, True, "steps between resumable checkpoints (0: only at the end)"),
         "log_every": Num(1, 1, 1_000_000, True, "steps between loss.csv rows"),
         "max_sequence_length": Num(512, 1, 4096, True, "prompt tokens (Wan: 512; the tiny models: 16)"),
-        "eval_every": Num(0, 0, 10_000_000, True, "steps between `cinecomp eval` runs on the baked model (0: off)"),
+        "eval_every": Num(0, 0, 10_000_000, True, "steps between `cinecomp eval` runs on the current weights (LoRA: an adapter directory, not baked; 0: off)"),
     },
     "loss": {
         "character": Num(2.0, 0.0, 100.0, False, "weight of the character region"),
@@ -446,16 +446,15 @@ def saved_parameters(pipe, cfg: dict) -> list:
 def save_outputs(pipe, cfg: dict, out: Path, step: int, history: list[dict], rank: int = 0) -> Path:
     """The trained weights: a LoRA directory (adapter + fully trained modules) or a whole pipeline.
     Called on every rank: under ZeRO-3 only the saved tensors are gathered, and rank 0 writes."""
-    from ..diffusion.lora import save_lora, save_trained_modules
+    from ..diffusion.lora import save_adapter_dir
 
     lora = cfg["train"]["mode"] == "lora"
     target = out / ("lora" if lora else "pipeline")
     with gathered(saved_parameters(pipe, cfg), cfg["train"]):
         if rank != 0:
             return target
-        if lora:
-            save_lora(pipe.transformer, target, "cinecomp")
-            save_trained_modules(pipe.transformer, target, trained_modules(pipe.transformer))
+        if lora:  # renderable as it is: diffusion.pipeline may name it (base_model.json names the base)
+            save_adapter_dir(pipe.transformer, target, cfg["model"]["pipeline"], trained_modules(pipe.transformer))
         else:
             from ..atomic import atomic_dir
 
@@ -625,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         if tr["checkpoint_every"] and step % tr["checkpoint_every"] == 0 and step < tr["steps"]:
             save_checkpoint(engine, ckpt, step, history)
         if tr["eval_every"] and step % tr["eval_every"] == 0:
-            with gathered(list(pipe.transformer.parameters()), tr):
+            with gathered(saved_parameters(pipe, cfg), tr):  # what run_eval writes
                 if rank == 0:
                     run_eval(cfg, out, step, pipe)
             dist.barrier()
@@ -688,24 +687,26 @@ def write_history(out: Path, history: list[dict]) -> None:
 
 
 def run_eval(cfg: dict, out: Path, step: int, pipe) -> None:
-    """Bake the current weights and run `cinecomp eval` with the diffusion backend on them."""
+    """Save the current weights and run `cinecomp eval` with the diffusion backend on them.  A LoRA run
+    writes only the adapter and its trained modules with a reference to the base pipeline (an adapter
+    directory, which the diffusion backend loads onto the base); a full run, whose trained weights are
+    the whole transformer, the whole pipeline."""
     import subprocess
 
-    from ..diffusion.lora import save_lora, save_trained_modules, bake_lora
+    from ..diffusion.lora import save_adapter_dir
 
     where = out / "eval" / f"step_{step:07d}"
+    model = where / ("lora" if cfg["train"]["mode"] == "lora" else "pipeline")
     if cfg["train"]["mode"] == "lora":
-        save_lora(pipe.transformer, where / "lora", "cinecomp")
-        save_trained_modules(pipe.transformer, where / "lora", trained_modules(pipe.transformer))
-        bake_lora(cfg["model"]["pipeline"], where / "lora", where / "pipeline")
+        save_adapter_dir(pipe.transformer, model, cfg["model"]["pipeline"], trained_modules(pipe.transformer))
     else:
-        pipe.save_pretrained(str(where / "pipeline"))
+        pipe.save_pretrained(str(model))
     import yaml
 
     ev = cfg["eval"]
     model_cfg = where / "model.yaml"
     model_cfg.write_text(yaml.safe_dump({"diffusion": {
-        "pipeline": str((where / "pipeline").resolve()), "text_encoder": str(Path(cfg["model"]["text_encoder"]).resolve()),
+        "pipeline": str(model.resolve()), "text_encoder": str(Path(cfg["model"]["text_encoder"]).resolve()),
         "max_sequence_length": cfg["train"]["max_sequence_length"],
         "tokenizer": str(Path(cfg["model"]["tokenizer"]).resolve()) if cfg["model"]["tokenizer"] else "",
         **{k: ev[k] for k in ("steps", "guidance", "window", "overlap", "output", "layers_height")}}}))
