@@ -477,6 +477,12 @@ def write_model_card(out: Path, cfg: dict, step: int, history: list[dict]) -> No
         f"lr {cfg['train']['lr']}, batch {cfg['train']['batch']} per rank, seed {cfg['train']['seed']}",
         f"- loss: first {first.get('loss', float('nan')):.4f}, last {last.get('loss', float('nan')):.4f} "
         "(loss.csv, loss.png)",
+        "- weights: " + ("`lora/`, an adapter directory (LoRA + fully trained modules + `base_model.json` naming "
+                         "the base above): set `diffusion.pipeline` to it to render, unbaked; `cinecomp models "
+                         "bake-lora` makes a standalone copy" if cfg["train"]["mode"] == "lora" else
+                         "`pipeline/`, the whole pipeline"),
+        f"- VAE latents: {cfg.get('latents', {}).get('stored', 0)} of {cfg.get('latents', {}).get('samples', 0)} "
+        "samples read from the shards, the rest encoded at every step",
         f"- config: `{cfg['path']}`", "",
     ]
     write_text(out / "MODEL_CARD.md", "\n".join(lines))
