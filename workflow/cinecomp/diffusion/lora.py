@@ -9,7 +9,11 @@
   original-format Wan LoRA with ``diffusion_model.`` keys) from a local file or directory, at a scale;
 * :func:`set_lora_scales` -- which adapters are active, with what weight;
 * :func:`unload_lora` -- one adapter, or all of them, in which case the PEFT layers are removed and
-  the transformer is exactly the base model again.
+  the transformer is exactly the base model again;
+* :func:`save_adapter_dir` -- an *adapter directory* (adapter + trained modules + ``base_model.json``
+  naming the base pipeline), which the diffusion backend renders without a baked copy:
+  :func:`adapter_merge` folds it into the base's weights one tensor at a time as they load
+  (:func:`apply_adapter_dir` on a whole transformer).
 
 Only safetensors are read; nothing is downloaded.
 """
@@ -25,9 +29,9 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_dir
+from ._io import LORA_WEIGHT_NAME  # noqa: F401 (lora.LORA_WEIGHT_NAME: the adapter file's name)
 from .errors import CheckpointError
 
-from ._io import LORA_WEIGHT_NAME  # noqa: E402
 # modules a fine-tune trains fully (the widened patch embedding's new input channels, the depth head):
 # a LoRA cannot express them, so they are saved beside the adapter and loaded / baked with it
 TRAINED_MODULES_NAME = "trained_modules.safetensors"

@@ -5,7 +5,8 @@ DeepSpeed launcher (``DS_ACCELERATOR=cpu`` and gloo without CUDA).  One step, pe
 
 * the target frames and depth are encoded by the frozen VAE (``x0``: RGB then depth latents), the
   conditioning (keyed character, environment, tri-mask, presence flags) by the pipeline's own
-  :meth:`~cinecomp.diffusion.pipeline.CinecompPipeline.prepare_conditioning`;
+  :meth:`~cinecomp.diffusion.pipeline.CinecompPipeline.prepare_conditioning` -- or their latents are
+  read from the shards when ``--encode-latents`` stored them there with this VAE (:mod:`.latents`);
 * condition dropout: the prompt becomes the unconditional "" embedding (for guidance), the environment
   and the character depth are dropped (flagged absent), each with its probability -- the workflow's
   composite gives no character depth, so a model trained with it always present would run in a flag
@@ -32,7 +33,8 @@ DeepSpeed launcher (``DS_ACCELERATOR=cpu`` and gloo without CUDA).  One step, pe
 
 Modes: ``lora`` (default) trains PEFT LoRA adapters on the blocks' attention and feed-forward plus,
 fully, the modules the adapter cannot express -- the widened patch embedding (the new input channels)
-and the depth head -- saved beside the adapter and restored by ``load_lora`` / ``bake_lora``; ``full``
+and the depth head -- saved beside the adapter with ``base_model.json`` (an adapter directory the diffusion
+backend renders unbaked; the periodic evals write the same) and restored by ``load_lora`` / ``bake_lora``; ``full``
 trains every parameter (tiny configs).  ZeRO-2 by default (ZeRO-3 for the 14B base), bf16 on GPUs,
 gradient checkpointing, checkpoints with the optimizer and the step every ``checkpoint_every`` steps
 (``--resume`` continues from the newest: every random draw is a function of (seed, step, rank), so a
