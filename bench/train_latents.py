@@ -31,7 +31,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "workflow"))
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 
 def dataset(path: Path, t: int, h: int, w: int, n: int = 4):

@@ -184,7 +184,8 @@ def encode_shards(shard_dir, pipeline_dir, log=print) -> dict:
                       for f, d in raw.items() if f.endswith(".npy")}
             sample["meta"] = meta
             check_sample(sample, f"{shard} sample {key}")
-            pipe = pipe or vae_pipeline(pipeline_dir)
+            if pipe is None:  # built only when a sample needs encoding
+                pipe = vae_pipeline(pipeline_dir)
             lat = sample_latents(pipe, sample)
             meta["latents"] = meta_out
             raw["meta.json"] = json.dumps(meta).encode()
