@@ -303,7 +303,8 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
         base = sample["harmonize_rgb"]
     t, h, w = np.shape(sample["target_rgb"])[:3]
     key = f"sample {sample.get('meta', {}).get('clip', '?')}"
-    stored = stored_for(sample, cfg["vae_identity"], False, key)  # None: encoded here (no latents stored)
+    identity = cfg.get("vae_identity")  # load_config's; without it (a hand-made cfg) everything is encoded
+    stored = stored_for(sample, identity, False, key) if identity else None  # None: encoded here
     if stored is not None:
         x0 = torch.cat([stored["target_rgb"], stored["target_depth"]], dim=1)
     else:
@@ -318,7 +319,7 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     g = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
     refs = draw_references(sample, env is None, rng, drop.get("reference", 0.0))  # the last draws: see the doc
     if stored is not None:  # prop replacement edits pixels before the VAE: its own stored variants
-        stored = stored_for(sample, cfg["vae_identity"], any(r.role == "prop" for r in refs), key)
+        stored = stored_for(sample, identity, any(r.role == "prop" for r in refs), key)
     c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], char_depth, env, refs,
                                   harmonize_rgb=base, latents=stored and stored["conditioning"])
     r = c.num_references
