@@ -43,20 +43,37 @@ def test_two_ranks_match_one(tmp_path):
     )
     np.savez(tmp_path / "shot.npz", **shot)
 
-    # one process, no DeepSpeed
-    pipe = CinecompPipeline.from_pretrained(tiny["pipeline"])
+    # the ranks render a fine-tune as training saves it: an adapter directory on the base (never baked);
+    # one process renders its bake
+    from cinecomp.diffusion import lora
+
+    base = CinecompPipeline.from_pretrained(tiny["pipeline"])
+    torch.manual_seed(3)
+    lora.add_lora(base.transformer, "cinecomp", rank=4, init_lora_weights=False)
+    with torch.no_grad():
+        for name, prm in base.transformer.named_parameters():
+            if "lora_B" in name:
+                prm.mul_(0.05)
+        base.transformer.patch_embedding.bias.add_(0.02)
+    adapter = lora.save_adapter_dir(base.transformer, tmp_path / "adapter", tiny["pipeline"],
+                                    ("patch_embedding", "depth_proj_out"))
+    pipe = CinecompPipeline.from_pretrained(lora.bake_lora(tiny["pipeline"], adapter, tmp_path / "baked"))
     pipe.set_progress_bar_config(disable=True)
     call = dict(shot, num_inference_steps=2, guidance_scale=4.0, seed=1)
     for k in ("prompt_embeds", "negative_prompt_embeds"):
         call[k] = torch.from_numpy(shot[k])
     frames1, depth1 = render_windows(pipe, call, tmp_path / "one", window=5, overlap=1)
     assert len(plan_windows(n, 5, 1)) == 2
+    plain = CinecompPipeline.from_pretrained(tiny["pipeline"])
+    plain.set_progress_bar_config(disable=True)
+    assert not np.allclose(render_windows(plain, call, tmp_path / "plain", window=5, overlap=1)[0], frames1,
+                           atol=ATOL_FRAMES)  # the adapter changes the frames
 
     # two ranks through the deepspeed launcher
     out_dir = tmp_path / "two"
     args = [
         "--pipeline",
-        str(tiny["pipeline"]),
+        str(adapter),
         "--shot",
         str(tmp_path / "shot.npz"),
         "--out",

@@ -99,11 +99,16 @@ def test_bad_lora_paths(tmp_path):
     assert np.isfinite(_forward(m).numpy()).all()
 
 
-def test_bake_lora_gives_the_adapter_output_with_plain_weights(tmp_path):
-    from cinecomp.diffusion.checks import check_pipeline_dir
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
     from cinecomp.diffusion.tiny_models import make_tiny_models
 
-    tiny = make_tiny_models(tmp_path / "tiny", seed=0)
+    return make_tiny_models(tmp_path_factory.mktemp("lora") / "tiny", seed=0)
+
+
+def test_bake_lora_gives_the_adapter_output_with_plain_weights(tmp_path, tiny):
+    from cinecomp.diffusion.checks import check_pipeline_dir
+
     base = CinecompTransformer3DModel.from_pretrained(tiny["transformer"]).eval()
     torch.manual_seed(5)
     lora.add_lora(base, "show", rank=4, init_lora_weights=False)
@@ -119,3 +124,65 @@ def test_bake_lora_gives_the_adapter_output_with_plain_weights(tmp_path):
     torch.testing.assert_close(_forward(baked), want, atol=1e-5, rtol=1e-5)
     plain = CinecompTransformer3DModel.from_pretrained(tiny["transformer"]).eval()
     assert not torch.allclose(_forward(plain), want)  # the original is untouched and differs
+
+
+def _size(path):
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_an_adapter_directory_renders_as_its_bake_without_baking(tmp_path, tiny):
+    """What training's periodic eval and final save write in LoRA mode -- the adapter, its fully trained
+    modules and base_model.json -- loads onto the base (whole, or streamed one tensor at a time as ZeRO-3
+    does) with the output of the baked pipeline, at a fraction of its size; the workflow's checks follow
+    the reference. A missing base or a base of another config is refused naming base_model.json and the
+    fix, before any weight is read."""
+    import json
+    import shutil
+
+    from cinecomp.diffusion.checks import (BASE_REF, check_pipeline_dir, model_fingerprint, resolve_pipeline,
+                                           transformer_text_dim)
+    from cinecomp.diffusion.distributed import load_transformer
+
+    m = CinecompTransformer3DModel.from_pretrained(tiny["transformer"]).eval()
+    torch.manual_seed(5)
+    lora.add_lora(m, "cinecomp", rank=4, init_lora_weights=False)
+    with torch.no_grad():
+        m.patch_embedding.weight.add_(0.05)  # a fully trained module moved too
+    adapter = lora.save_adapter_dir(m, tmp_path / "eval" / "lora", tiny["pipeline"], ("patch_embedding", "depth_proj_out"))
+    assert sorted(p.name for p in adapter.iterdir()) == [BASE_REF, lora.LORA_WEIGHT_NAME, lora.TRAINED_MODULES_NAME]
+    baked = lora.bake_lora(tiny["pipeline"], adapter, tmp_path / "baked")
+    want = _forward(CinecompTransformer3DModel.from_pretrained(baked / "transformer").eval())
+    got = _forward(load_transformer(tiny["transformer"], torch.float32, "cpu", adapter))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(_forward(load_transformer(tiny["transformer"], torch.float32, "cpu")), want)
+    merge = lora.adapter_merge(adapter)  # the ZeRO-3 path: tensor by tensor from the base's file
+    from safetensors.torch import load_file
+
+    streamed = {k: merge(k, v) for k, v in load_file(str(tiny["transformer"] / "diffusion_pytorch_model.safetensors")).items()}
+    lora.check_merged(merge, adapter)
+    baked_state = load_file(str(baked / "transformer" / "diffusion_pytorch_model.safetensors"))
+    for k, v in baked_state.items():
+        torch.testing.assert_close(streamed[k], v, atol=1e-6, rtol=1e-5)
+    assert _size(adapter) < 0.2 * _size(baked)
+
+    assert resolve_pipeline(adapter) == (tiny["pipeline"].resolve(), adapter)
+    assert resolve_pipeline(tiny["pipeline"]) == (tiny["pipeline"], None)  # a full model directory as before
+    assert check_pipeline_dir(adapter) == [] and transformer_text_dim(adapter) == 32
+    assert model_fingerprint(adapter) != model_fingerprint(tmp_path / "eval")
+
+    ref = json.loads((adapter / BASE_REF).read_text())
+    (adapter / BASE_REF).write_text(json.dumps({**ref, "base": str(tmp_path / "gone")}))
+    with pytest.raises(CheckpointError) as exc:
+        resolve_pipeline(adapter)
+    msg = str(exc.value)
+    assert str(adapter / BASE_REF) in msg and "gone does not exist" in msg and 'set "base"' in msg
+    assert check_pipeline_dir(adapter) == [msg]
+    other = tmp_path / "other"
+    shutil.copytree(tiny["pipeline"], other)
+    cfg = json.loads((other / "transformer" / "config.json").read_text())
+    (other / "transformer" / "config.json").write_text(json.dumps({**cfg, "num_layers": cfg["num_layers"] + 1}))
+    (adapter / BASE_REF).write_text(json.dumps({**ref, "base": str(other)}))
+    with pytest.raises(CheckpointError, match="is not the one the adapter was trained on"):
+        load_transformer(other / "transformer", torch.float32, "cpu", resolve_pipeline(adapter)[1])
+    (adapter / BASE_REF).write_text("{not json")
+    assert "is not a base reference" in check_pipeline_dir(adapter)[0]

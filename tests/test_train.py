@@ -92,7 +92,7 @@ def test_loss_falls_and_a_resumed_run_repeats_the_trajectory(trained):
     assert list(a["step"]) == list(b["step"]) == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)  # steps 4-6 after the resume too
     assert (whole / "loss.png").is_file() and (whole / "MODEL_CARD.md").is_file()
-    assert sorted(p.name for p in (whole / "lora").iterdir()) == ["pytorch_lora_weights.safetensors",
+    assert sorted(p.name for p in (whole / "lora").iterdir()) == ["base_model.json", "pytorch_lora_weights.safetensors",
                                                                   "trained_modules.safetensors"]
 
 
@@ -284,6 +284,10 @@ def test_two_ranks_in_bf16_keep_the_fp32_modules_and_evaluate_every_n_steps(setu
     lora.load_lora(m, out / "lora")  # the adapter's shapes fit the model
     scores = json.loads((out / "eval" / "step_0000002" / "eval.json").read_text())
     assert set(scores) == {"diffusion"} and np.isfinite(scores["diffusion"]["psnr_full"])
+    # the eval rendered the adapter directory on its base: no baked pipeline was written
+    step_dir = out / "eval" / "step_0000002"
+    assert not (step_dir / "pipeline").exists() and (step_dir / "lora" / "base_model.json").is_file()
+    assert yaml.safe_load((step_dir / "model.yaml").read_text())["diffusion"]["pipeline"] == str((step_dir / "lora").resolve())
     raw["eval"]["overlap"] = 3
     cfg.write_text(yaml.safe_dump(raw))
     with pytest.raises(TrainConfigError, match=r"eval.overlap=3 must be 4m\+1"):
@@ -421,3 +425,85 @@ def test_a_zero3_lora_save_gathers_only_the_saved_tensors_and_rank_0_writes(setu
     assert seen == [want] and not (tmp_path / "r1").exists()  # gathered with rank 0, wrote nothing
     target = save_outputs(pipe, cfg, tmp_path / "r0", 1, [], rank=0)
     assert seen[1] == want and (target / "pytorch_lora_weights.safetensors").is_file()
+
+
+def prop_sample(rng):
+    """synthetic_sample with a prop beside the character, its depth and harmonize's comp."""
+    s = synthetic_sample(rng)
+    s["tri_mask"][:, 2:8, 22:30, 1] = 1
+    s["tri_mask"][..., 2] = np.clip(1 - s["tri_mask"][..., 0] - s["tri_mask"][..., 1], 0, 1)
+    s["target_rgb"][:, 2:8, 22:30] = 0.9
+    s["character_depth"] = np.where(s["tri_mask"][..., 0] > 0, 3.0, np.inf).astype(np.float32)
+    s["harmonize_rgb"] = np.clip(s["target_rgb"] * 0.95, 0, 1).astype(np.float32)
+    return s
+
+
+def test_stored_latents_give_the_examples_encoding_gives_and_another_vaes_are_refused(setup, tmp_path):
+    """`cinecomp train --encode-latents` writes every video's VAE latents into the shards once; an example
+    built from them is the one built by encoding (every dropout, reference, prop replacement and context
+    draw alike) and no video goes through the VAE (only the one-frame references); latents of another
+    VAE (same config, other weights) are refused at config check, naming the shard and the fix."""
+    from cinecomp.cli.main import main
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.diffusion.tiny_models import make_tiny_models
+    from cinecomp.train.latents import encode_shards
+    from cinecomp.train.loop import make_example
+
+    root, tiny_other = setup
+    tiny = make_tiny_models(tmp_path / "tiny", seed=1, harmonize_base=True)
+    rng = np.random.default_rng(4)
+    with ShardWriter(tmp_path / "data", samples_per_shard=2) as writer:
+        writer.write("p0", prop_sample(rng))
+        writer.write("p1", synthetic_sample(rng) | {"harmonize_rgb": synthetic_sample(rng)["target_rgb"]})
+    path = write_config(tmp_path / "t.yaml", root, tiny, tmp_path / "out")
+    raw_cfg = yaml.safe_load(path.read_text())
+    raw_cfg["data"]["shards"] = str(tmp_path / "data")
+    raw_cfg["dropout"] = {"text": 0.5, "environment": 0.5, "character_depth": 0.5, "context_prob": 0.5,
+                          "reference": 0.7}
+    path.write_text(yaml.safe_dump(raw_cfg))
+    cfg = load_config(path)
+    assert cfg["latents"] == {"stored": 0, "samples": 2}
+    plain = [s for _, s in iter_samples(read_index(tmp_path / "data"))]
+    assert main(["train", "--config", str(path), "--encode-latents"]) == 0
+    cfg = load_config(path)
+    assert cfg["latents"] == {"stored": 2, "samples": 2}
+    shard = read_index(tmp_path / "data")[0]
+    before = shard.read_bytes()
+    assert encode_shards(tmp_path / "data", tiny["pipeline"]) == {"encoded": 0, "kept": 2, "samples": 2}
+    assert shard.read_bytes() == before  # the latents are made once
+    stored = [s for _, s in iter_samples([shard])]
+    assert {k for k in stored[0] if k.startswith("lat_")} == {
+        "lat_target_rgb", "lat_target_depth", "lat_character_rgb", "lat_character_depth", "lat_environment_rgb",
+        "lat_harmonize_rgb", "lat_character_rgb_noprop", "lat_environment_rgb_noprop", "lat_harmonize_rgb_noprop"}
+    assert "lat_character_rgb_noprop" not in stored[1]  # no prop: no prop replacement drawn
+
+    pipe = CinecompPipeline.from_pretrained(str(tiny["pipeline"]))
+    embeds = {"": torch.zeros(1, 16, 32), "a person stands in a room": torch.ones(1, 16, 32)}
+    frames_encoded = []
+    real_encode = pipe.encode_video
+    pipe.encode_video = lambda v: frames_encoded.append(v.shape[2]) or real_encode(v)
+    kinds = set()
+    for seed in range(3):
+        for a, b in zip(plain, stored):
+            frames_encoded.clear()
+            want = make_example(pipe, a, np.random.default_rng(seed), cfg, embeds, "cpu")
+            frames_encoded.clear()
+            got = make_example(pipe, b, np.random.default_rng(seed), cfg, embeds, "cpu")
+            assert set(frames_encoded) <= {1}, frames_encoded  # only reference stills were encoded
+            assert (got["sigma"], got["clean"]) == (want["sigma"], want["clean"])
+            for k in ("input", "target", "weights", "timestep", "text"):
+                np.testing.assert_allclose(got[k].numpy(), want[k].numpy(), atol=1e-5, err_msg=k)
+            kinds.add((len(frames_encoded), got["clean"] > 0))
+    assert len(kinds) >= 3, kinds  # references drawn and not, context and not
+
+    other = write_config(tmp_path / "o.yaml", root, tiny_other, tmp_path / "out")
+    raw = yaml.safe_load(other.read_text())
+    raw["data"]["shards"] = str(tmp_path / "data")
+    other.write_text(yaml.safe_dump(raw))
+    with pytest.raises(TrainConfigError) as exc:
+        load_config(other)
+    assert str(shard) in str(exc.value) and "differ: weights_sha256" in str(exc.value)
+    assert f"--config {other} --encode-latents" in str(exc.value)
+    cfg_other = load_config(write_config(tmp_path / "o2.yaml", root, tiny_other, tmp_path / "out"))
+    with pytest.raises(DatasetError, match="another VAE"):
+        make_example(pipe, stored[0], np.random.default_rng(0), cfg_other, embeds, "cpu")

@@ -9,6 +9,7 @@
   cinecomp curate --clips clips.csv --out DIR    training pairs from clips (docs/curation.md)
   cinecomp eval [--backends over,harmonize] [--split report] [--light given|auto|probe|both] [--real]   score backends on the ground-truth eval set
   cinecomp train --config train.yaml [--ranks N] [--resume]   train the compositing model on curated shards
+  cinecomp train --config train.yaml --encode-latents   store the VAE latents in the shards (once, before training)
   cinecomp models tiny --out DIR                 write tiny random diffusion models (plumbing tests)
   cinecomp models from-wan --wan DIR --out DIR   build the diffusion pipeline from a Wan 2.1 diffusers dir
   cinecomp models check [--pipeline DIR]         check model directories as the workflow will
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--config", required=True, help="train.yaml: data.shards, model.pipeline/text_encoder, out.dir, ...")
     tr.add_argument("--ranks", type=int, default=1, help="DeepSpeed ranks (GPUs; CPU processes without CUDA)")
     tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out.dir")
+    tr.add_argument("--encode-latents", action="store_true",
+                    help="only write the VAE latents of data.shards' videos into the shards (once; training then "
+                    "reads them instead of encoding every step)")
     cu = sub.add_parser("curate", help="curate training pairs (shards, manifest, contact sheets) from a clips sheet")
     cu.add_argument("--clips", required=True, help="clips sheet CSV: clip[,id,prompt,fps,first,last,camera,light,box]")
     cu.add_argument("--out", required=True, help="dataset directory: index.json, shards, manifest.csv, clips/<id>/")

@@ -12,6 +12,16 @@ def run(args) -> int:
         print("error: --ranks must be at least 1", file=sys.stderr)
         return 2
     try:
+        if args.encode_latents:
+            from ..io.dataset import DatasetError
+            from ..train.latents import encode_for_config
+
+            try:
+                encode_for_config(args.config)
+            except DatasetError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            return 0
         return launch(args.config, ranks=args.ranks, resume=args.resume)
     except TrainConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

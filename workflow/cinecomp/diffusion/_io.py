@@ -18,6 +18,8 @@ VAE_CLASSES = ("AutoencoderKLWan", "SpaceToDepthVAE")
 # The flow-matching schedulers the pipeline samples with (Wan ships UniPC; the tiny models use Euler).
 SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler")
 
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # a fine-tune's adapter file (diffusion.lora)
+
 WEIGHT_NAMES = (
     "diffusion_pytorch_model.safetensors",
     "diffusion_pytorch_model.safetensors.index.json",
@@ -128,3 +130,33 @@ class NpyFrames:
     def __array__(self, dtype=None, copy=None):
         out = self[:]
         return out if dtype is None else out.astype(dtype)
+
+
+def vae_identity(vae_dir: str | os.PathLike) -> dict:
+    """What stored latents are checked against: the VAE's class, a hash of its config (without
+    diffusers' bookkeeping keys) and a hash of its weight files' bytes (one architecture, other
+    weights: other latents). Read from disk only (no model is built)."""
+    import hashlib
+
+    root = Path(vae_dir)
+    cfg = read_config(root, "VAE")
+    weights = hashlib.sha256()
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.name.startswith("diffusion_pytorch_model"))
+    if not files:
+        raise CheckpointError(root, "VAE has no weights", "copy the pipeline's vae/ folder completely")
+    for f in files:
+        weights.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                weights.update(block)
+    return {"class": cfg.get("_class_name"),
+            "config_sha256": config_digest(cfg),
+            "weights_sha256": weights.hexdigest()[:16]}
+
+
+def config_digest(cfg: dict) -> str:
+    """A model config's hash, without diffusers' bookkeeping keys (``_class_name`` is kept apart)."""
+    import hashlib
+
+    plain = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ import math
 import json
 from pathlib import Path
 
-from ._io import SCHEDULERS, VAE_CLASSES
+from ._io import LORA_WEIGHT_NAME, SCHEDULERS, VAE_CLASSES
 from .errors import CheckpointError, DiffusionInputError
 
 TINY_HINT = "`cinecomp models tiny --out DIR` writes a tiny random set for plumbing tests"
@@ -39,9 +39,53 @@ def _has_weights(model_dir: Path) -> bool:
     return any((model_dir / n).is_file() for n in WEIGHT_NAMES)
 
 
-def check_pipeline_dir(pipeline_dir: str | Path, ranks: int = 1) -> list[str]:
-    """Problems that stop ``pipeline_dir`` from running as a CinecompPipeline on ``ranks`` ranks."""
+BASE_REF = "base_model.json"  # in a fine-tune's adapter directory: the base pipeline it loads onto
+
+
+def resolve_pipeline(pipeline_dir: str | Path) -> tuple[Path, Path | None]:
+    """``(pipeline directory, adapter directory or None)``: a CinecompPipeline directory is itself; an
+    adapter directory (a LoRA fine-tune with ``base_model.json``, written by training's periodic eval and
+    final save) names its base, which must exist, be a pipeline and have the transformer config the
+    adapter was trained on -- else a :class:`CheckpointError` naming base_model.json and the fix."""
     root = Path(pipeline_dir)
+    ref_file = root / BASE_REF
+    if not ref_file.is_file():
+        return root, None
+    from ._io import config_digest
+
+    fix = (f"set \"base\" in {ref_file} to the pipeline directory the adapter was trained on (the training "
+           "config's model.pipeline)")
+    try:
+        ref = json.loads(ref_file.read_text())
+        base = Path(str(ref["base"])).expanduser()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(ref_file, f"is not a base reference ({type(exc).__name__}: {exc})", fix) from None
+    base = base if base.is_absolute() else root / base
+    if not (base / "model_index.json").is_file():
+        what = "does not exist" if not base.exists() else "is not a CinecompPipeline directory (no model_index.json)"
+        raise CheckpointError(ref_file, f"base model directory {base} {what}", fix)
+    if (base / BASE_REF).is_file():
+        raise CheckpointError(ref_file, f"base {base} is itself an adapter directory", fix)
+    problems: list[str] = []
+    tcfg = _json(base / "transformer" / "config.json", "base transformer config", problems)
+    if tcfg is None:
+        raise CheckpointError(ref_file, problems[0], fix)
+    if config_digest(tcfg) != ref.get("transformer_config"):
+        raise CheckpointError(ref_file, f"base {base}: its transformer config (hash {config_digest(tcfg)}) is not "
+                              f"the one the adapter was trained on (hash {ref.get('transformer_config')})", fix)
+    if not (root / str(ref.get("adapter", LORA_WEIGHT_NAME))).is_file():
+        raise CheckpointError(root / str(ref.get("adapter", LORA_WEIGHT_NAME)), "the adapter weights are missing",
+                              "copy the fine-tune directory completely")
+    return base, root
+
+
+def check_pipeline_dir(pipeline_dir: str | Path, ranks: int = 1) -> list[str]:
+    """Problems that stop ``pipeline_dir`` (a pipeline, or an adapter directory on one:
+    :func:`resolve_pipeline`) from running as a CinecompPipeline on ``ranks`` ranks."""
+    try:
+        root, _ = resolve_pipeline(pipeline_dir)
+    except CheckpointError as exc:
+        return [str(exc)]
     if not root.is_dir():
         return [f"{root}: diffusion pipeline directory does not exist (fix: set diffusion.pipeline in config.yaml "
                 f"to a local CinecompPipeline directory; {TINY_HINT}; {WAN_HINT})"]
@@ -160,15 +204,17 @@ def takes_harmonize(pipeline_dir: str | Path) -> bool:
     """Whether the pipeline's transformer starts from harmonize (config ``harmonize_base``: it then takes
     harmonize's comp of the shot as an input). Model directories saved before the field: False."""
     try:
-        return bool(json.loads((Path(pipeline_dir) / "transformer" / "config.json").read_text()).get("harmonize_base"))
-    except (OSError, ValueError, AttributeError):
+        root, _ = resolve_pipeline(pipeline_dir)
+        return bool(json.loads((root / "transformer" / "config.json").read_text()).get("harmonize_base"))
+    except (OSError, ValueError, AttributeError, CheckpointError):
         return False
 
 
 def transformer_text_dim(pipeline_dir: str | Path) -> int | None:
     try:
-        return int(json.loads((Path(pipeline_dir) / "transformer" / "config.json").read_text())["text_dim"])
-    except (OSError, ValueError, KeyError, TypeError):
+        root, _ = resolve_pipeline(pipeline_dir)
+        return int(json.loads((root / "transformer" / "config.json").read_text())["text_dim"])
+    except (OSError, ValueError, KeyError, TypeError, CheckpointError):
         return None
 
 
@@ -179,10 +225,16 @@ def model_fingerprint(model_dir: str | Path) -> str:
 
     Part of the rules' params and of every window's key, so replacing the weights in place reruns the
     shots that use them and never reuses their old windows.  A copy keeps the identity only if it keeps
-    the times (``cp -p``, ``shutil.copytree``); otherwise the shots rerun, which is safe.
+    the times (``cp -p``, ``shutil.copytree``); otherwise the shots rerun, which is safe.  An adapter
+    directory's identity includes its base's.
     """
     root = Path(model_dir)
     h = hashlib.sha256()
+    if (root / BASE_REF).is_file():
+        try:
+            h.update(model_fingerprint(resolve_pipeline(root)[0]).encode())
+        except CheckpointError:
+            pass  # the checks report it
     for f in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
         rel = f.relative_to(root).as_posix()
         h.update(rel.encode())

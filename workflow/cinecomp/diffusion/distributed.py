@@ -167,10 +167,13 @@ def to_fp32(param) -> bool:
     return True
 
 
-def build_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict, dtype: torch.dtype = torch.float32):
+def build_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict, dtype: torch.dtype = torch.float32,
+                            adapter: str | os.PathLike | None = None):
     """The CinecompTransformer3DModel built under ``deepspeed.zero.Init`` (no rank ever holds it whole),
     its ``_keep_in_fp32_modules`` float32 on the partitions, and its weights streamed in from rank 0.
-    ``ds_config`` is the engine's config (stage 3; its bf16/fp16 flag sets the partitions' dtype)."""
+    ``ds_config`` is the engine's config (stage 3; its bf16/fp16 flag sets the partitions' dtype).
+    ``adapter``: a fine-tune's adapter directory, folded into each weight as it streams in
+    (:func:`~cinecomp.diffusion.lora.adapter_merge`: one tensor at a time, no baked copy anywhere)."""
     import deepspeed
     import deepspeed.comm as dist
     from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
@@ -211,12 +214,18 @@ def build_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict, dtype
 
         raise CheckpointError(model_dir, "no safetensors weights found", "save the model with save_pretrained")
     handles: dict[str, object] = {}
+    merge = None
+    if adapter is not None and rank == 0:
+        from .lora import adapter_merge
+
+        merge = adapter_merge(adapter)
 
     def tensor(name):
         file = model_dir / weight_map[name] if weight_map else weights
         if str(file) not in handles:
             handles[str(file)] = safe_open(str(file), framework="pt")
-        return handles[str(file)].get_tensor(name)
+        t = handles[str(file)].get_tensor(name)
+        return merge(name, t) if merge else t
 
     for module_name, module in model.named_modules():
         params = list(module.named_parameters(recurse=False))
@@ -228,11 +237,15 @@ def build_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict, dtype
                     full = f"{module_name}.{pname}" if module_name else pname
                     p.data.copy_(tensor(full))
     handles.clear()
+    if merge:
+        from .lora import check_merged
+
+        check_merged(merge, adapter)
     return model
 
 
 def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None = None,
-                           dtype: torch.dtype = torch.float32):
+                           dtype: torch.dtype = torch.float32, adapter: str | os.PathLike | None = None):
     """Build the CinecompTransformer3DModel partitioned with ZeRO-3 (:func:`build_transformer_zero3`)
     for inference.
 
@@ -248,20 +261,25 @@ def load_transformer_zero3(model_dir: str | os.PathLike, ds_config: dict | None 
         model_dir = model_dir / "transformer"
     config = read_config(model_dir, "cinecomp transformer")
     ds_config = ds_config or zero3_config(dtype, block=block_numel(config), persist=persistence_threshold(config))
-    model = build_transformer_zero3(model_dir, ds_config, dtype)
+    model = build_transformer_zero3(model_dir, ds_config, dtype, adapter)
     model.eval()
     engine, *_ = deepspeed.initialize(model=model, config=ds_config)
     engine.eval()
     return engine.module, engine
 
 
-def load_transformer(model_dir: str | os.PathLike, dtype: torch.dtype, device: torch.device | str):
+def load_transformer(model_dir: str | os.PathLike, dtype: torch.dtype, device: torch.device | str,
+                     adapter: str | os.PathLike | None = None):
     """The whole transformer on one device, loaded diffusers' way: ``torch_dtype`` at load (its
-    ``_keep_in_fp32_modules``, RoPE's tables among them, stay float32), then moved -- not cast -- to
-    ``device``."""
+    ``_keep_in_fp32_modules``, RoPE's tables among them, stay float32), ``adapter`` (a fine-tune's adapter
+    directory) folded into its weights, then moved -- not cast -- to ``device``."""
     from .transformer import CinecompTransformer3DModel
 
     model = CinecompTransformer3DModel.from_pretrained(model_dir, torch_dtype=dtype)
+    if adapter is not None:
+        from .lora import apply_adapter_dir
+
+        apply_adapter_dir(model, adapter)
     return model.eval().to(device)
 
 
@@ -403,15 +421,18 @@ def build_pipeline(pipeline_dir: str | os.PathLike, zero_stage: int = 3, sequenc
     from .tiny_models import scheduler_class
     from .pipeline import CinecompPipeline
 
-    root = Path(pipeline_dir)
+    from .checks import resolve_pipeline
+
+    root, adapter = resolve_pipeline(pipeline_dir)  # an adapter directory loads onto its base, unbaked
     cpu = is_cpu_accelerator()
     device = rank_device()
     dtype = dtype or (torch.float32 if cpu else torch.bfloat16)
     engine = None
     if zero_stage == 3:
-        transformer, engine = load_transformer_zero3(root / "transformer", dtype=dtype, ds_config=ds_config)
+        transformer, engine = load_transformer_zero3(root / "transformer", dtype=dtype, ds_config=ds_config,
+                                                     adapter=adapter)
     elif zero_stage == 0:
-        transformer = load_transformer(root / "transformer", dtype, device)
+        transformer = load_transformer(root / "transformer", dtype, device, adapter)
     else:
         raise DiffusionInputError(f"zero_stage must be 0 or 3 for inference, got {zero_stage}")
     vae = load_vae(root / "vae").eval().to(device)
@@ -512,7 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.persistence_threshold is not None and args.zero_stage == 3:
         from ._io import read_config
 
-        root = Path(args.pipeline) / "transformer"
+        from .checks import resolve_pipeline
+
+        root = resolve_pipeline(args.pipeline)[0] / "transformer"
         resolved = dtype or (torch.float32 if is_cpu_accelerator() else torch.bfloat16)
         ds_config = zero3_config(resolved, block=block_numel(read_config(root, "cinecomp transformer")),
                                  persist=args.persistence_threshold)

@@ -9,7 +9,11 @@
   original-format Wan LoRA with ``diffusion_model.`` keys) from a local file or directory, at a scale;
 * :func:`set_lora_scales` -- which adapters are active, with what weight;
 * :func:`unload_lora` -- one adapter, or all of them, in which case the PEFT layers are removed and
-  the transformer is exactly the base model again.
+  the transformer is exactly the base model again;
+* :func:`save_adapter_dir` -- an *adapter directory* (adapter + trained modules + ``base_model.json``
+  naming the base pipeline), which the diffusion backend renders without a baked copy:
+  :func:`adapter_merge` folds it into the base's weights one tensor at a time as they load
+  (:func:`apply_adapter_dir` on a whole transformer).
 
 Only safetensors are read; nothing is downloaded.
 """
@@ -25,9 +29,9 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_dir
+from ._io import LORA_WEIGHT_NAME  # noqa: F401 (lora.LORA_WEIGHT_NAME: the adapter file's name)
 from .errors import CheckpointError
 
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 # modules a fine-tune trains fully (the widened patch embedding's new input channels, the depth head):
 # a LoRA cannot express them, so they are saved beside the adapter and loaded / baked with it
 TRAINED_MODULES_NAME = "trained_modules.safetensors"
@@ -130,28 +134,13 @@ def _check_targets(transformer, state: dict, prefix: str | None, file: Path) -> 
 
 def load_lora(model, path: str | os.PathLike, adapter_name: str | None = None, scale: float = 1.0) -> str:
     """Load a LoRA adapter from a local file/directory and activate it (with the others) at ``scale``."""
-    from diffusers.loaders import WanLoraLoaderMixin
-    from safetensors import safe_open
-
     transformer = _transformer(model)
     file = _resolve_lora_file(Path(path).expanduser())
     if adapter_name is None:
         adapter_name = re.sub(r"\W", "_", file.parent.name if file.name == LORA_WEIGHT_NAME else file.stem)
     if adapter_name in lora_adapters(transformer):
         raise ValueError(f"a LoRA adapter named {adapter_name!r} is already loaded; unload it or pick another name")
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            raw_meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:
-        raise CheckpointError(file, f"cannot read LoRA weights ({exc})", "re-export the adapter")
-    if not state:
-        raise CheckpointError(file, "LoRA file holds no tensors")
-    metadata = json.loads(raw_meta["lora_adapter_metadata"]) if "lora_adapter_metadata" in raw_meta else None
-    state = WanLoraLoaderMixin.lora_state_dict(state)  # original-format Wan LoRAs -> diffusers keys
-    prefix = "transformer" if any(k.startswith("transformer.") for k in state) else None
-    if prefix and metadata and not any(k.startswith("transformer.") for k in metadata):
-        metadata = {f"transformer.{k}": v for k, v in metadata.items()}
+    state, metadata, prefix = _read_lora(file)
     _check_targets(transformer, state, prefix, file)
     try:
         with warnings.catch_warnings():  # peft warns whenever a second adapter is injected: that is the point
@@ -165,6 +154,27 @@ def load_lora(model, path: str | os.PathLike, adapter_name: str | None = None, s
     set_lora_scales(transformer, _scales(transformer))
     _load_trained_modules(transformer, file, adapter_name)
     return adapter_name
+
+
+def _read_lora(file: Path) -> tuple[dict, dict | None, str | None]:
+    """(state in diffusers keys, PEFT config metadata, key prefix or None) of a LoRA safetensors file."""
+    from diffusers.loaders import WanLoraLoaderMixin
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            raw_meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise CheckpointError(file, f"cannot read LoRA weights ({exc})", "re-export the adapter")
+    if not state:
+        raise CheckpointError(file, "LoRA file holds no tensors")
+    metadata = json.loads(raw_meta["lora_adapter_metadata"]) if "lora_adapter_metadata" in raw_meta else None
+    state = WanLoraLoaderMixin.lora_state_dict(state)  # original-format Wan LoRAs -> diffusers keys
+    prefix = "transformer" if any(k.startswith("transformer.") for k in state) else None
+    if prefix and metadata and not any(k.startswith("transformer.") for k in metadata):
+        metadata = {f"transformer.{k}": v for k, v in metadata.items()}
+    return state, metadata, prefix
 
 
 def set_lora_scales(model, scales: dict[str, float]) -> None:
@@ -274,3 +284,100 @@ def bake_lora(pipeline_dir: str | os.PathLike, lora_path: str | os.PathLike, out
     with atomic_dir(out_dir) as tmp:
         pipe.save_pretrained(str(tmp))
     return Path(out_dir)
+
+
+# ------------------------------------------------------------------------- adapter directories
+
+
+def save_adapter_dir(model, out_dir: str | os.PathLike, base_dir: str | os.PathLike, modules,
+                     adapter_name: str = "cinecomp") -> Path:
+    """A fine-tune the workflow renders without baking: the adapter, its fully trained ``modules`` and
+    ``base_model.json`` naming the base pipeline directory (and its transformer config's hash, checked
+    when it is loaded).  Point ``diffusion.pipeline`` at ``out_dir``."""
+    from ..atomic import write_text
+    from ._io import config_digest, read_config
+    from .checks import BASE_REF
+
+    save_lora(model, out_dir, adapter_name)
+    save_trained_modules(model, out_dir, modules)
+    base = Path(base_dir).resolve()
+    write_text(Path(out_dir) / BASE_REF, json.dumps({
+        "base": str(base), "transformer_config": config_digest(read_config(base / "transformer", "base transformer")),
+        "adapter": LORA_WEIGHT_NAME, "trained_modules": TRAINED_MODULES_NAME}, indent=1))
+    return Path(out_dir)
+
+
+def adapter_merge(adapter_dir: str | os.PathLike, scale: float = 1.0):
+    """``merge(name, base_tensor) -> tensor``: a base transformer weight with the adapter directory's
+    LoRA folded in (``W + scale * alpha/r * B @ A``, what :func:`fuse_lora` computes) or replaced by its
+    fully trained module.  Works one tensor at a time, so a ZeRO-3 load streams it into the partitions
+    without the whole model on any rank."""
+    root = Path(adapter_dir)
+    file = _resolve_lora_file(root)
+    state, metadata, prefix = _read_lora(file)
+    if prefix:
+        state = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+    meta = {k.split(".", 1)[1] if k.startswith("transformer.") else k: v for k, v in (metadata or {}).items()}
+    if meta.get("use_dora") or meta.get("rank_pattern") or meta.get("alpha_pattern"):
+        raise CheckpointError(file, "a DoRA or per-layer-rank adapter cannot be merged while loading",
+                              "bake it: cinecomp models bake-lora --pipeline BASE --lora DIR --out DIR")
+    pairs = {}
+    for key, a in state.items():
+        if ".lora_A." in key:
+            layer = key.split(".lora_A.")[0]
+            b = state.get(key.replace(".lora_A.", ".lora_B."))
+            if b is None:
+                raise CheckpointError(file, f"{layer} has lora_A but no lora_B", "re-export the adapter")
+            r = a.shape[0]
+            alpha = float(meta.get("lora_alpha", r))
+            factor = alpha / (r ** 0.5 if meta.get("use_rslora") else r)
+            pairs[layer + ".weight"] = (a.float(), b.float(), factor * scale)
+    trained = {}
+    if (root / TRAINED_MODULES_NAME).is_file():
+        from safetensors.torch import load_file
+
+        try:
+            trained = load_file(str(root / TRAINED_MODULES_NAME))
+        except Exception as exc:
+            raise CheckpointError(root / TRAINED_MODULES_NAME, f"cannot read the trained modules ({exc})",
+                                  "re-export the fine-tune")
+    used = set()
+
+    def merge(name: str, tensor: torch.Tensor) -> torch.Tensor:
+        if name in trained:
+            used.add(name)
+            return _fitting(trained[name], tensor, name, root / TRAINED_MODULES_NAME)
+        if name in pairs:
+            used.add(name)
+            a, b, factor = pairs[name]
+            return _fitting(tensor.float() + factor * (b @ a), tensor, name, file)
+        return tensor
+
+    merge.expected = set(pairs) | set(trained)  # every one must be met (else the adapter is another model's)
+    merge.used = used
+    return merge
+
+
+def _fitting(new: torch.Tensor, old: torch.Tensor, name: str, file: Path) -> torch.Tensor:
+    if tuple(new.shape) != tuple(old.shape):
+        raise CheckpointError(file, f"{name} is {tuple(new.shape)} in the fine-tune, {tuple(old.shape)} in the base",
+                              "point base_model.json at the pipeline the adapter was trained on")
+    return new.to(old.dtype)
+
+
+def check_merged(merge, adapter_dir) -> None:
+    """After a merge: every adapter weight met a layer of the base (else it is another model's)."""
+    missing = sorted(merge.expected - merge.used)
+    if missing:
+        raise CheckpointError(Path(adapter_dir), f"{len(missing)} fine-tuned weight(s) have no layer in the base "
+                              f"transformer, e.g. {missing[0]}", "point base_model.json at the pipeline the adapter "
+                              "was trained on")
+
+
+@torch.no_grad()
+def apply_adapter_dir(transformer, adapter_dir: str | os.PathLike) -> None:
+    """Fold an adapter directory into a loaded (whole) transformer's weights, in place."""
+    merge = adapter_merge(adapter_dir)
+    for name, p in transformer.named_parameters():
+        p.copy_(merge(name, p.detach()))
+    check_merged(merge, adapter_dir)

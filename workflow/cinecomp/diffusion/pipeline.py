@@ -41,6 +41,10 @@ from .errors import DiffusionInputError
 from .transformer import CinecompTransformer3DModel
 
 
+# the videos prepare_conditioning encodes through the VAE, by name (stored latents use these names)
+CONDITIONING_VIDEOS = ("character_rgb", "character_depth", "environment_rgb", "harmonize_rgb")
+
+
 @dataclass
 class CinecompPipelineOutput(BaseOutput):
     """``frames``: (T, H, W, 3) float32 RGB in [0, 1]; ``depth``: (T, H, W) float32 in scene units
@@ -199,12 +203,83 @@ class CinecompPipeline(DiffusionPipeline):
         replace_prop: bool | None = None,
         depth_range: tuple[float, float] = (DEFAULT_DEPTH_NEAR, DEFAULT_DEPTH_FAR),
         harmonize_rgb=None,
+        latents: dict | None = None,
     ) -> "Conditioning":
         """Encode every conditioning input (see :mod:`cinecomp.diffusion.conditioning` for the layout).
 
+        ``latents``: {name: (1, z, n+1, h, w)} latents of the videos named in :data:`CONDITIONING_VIDEOS`
+        as :meth:`conditioning_latents` makes them (with this ``replace_prop``), used instead of encoding
+        (training's stored latents); the videos not in it are encoded.
         Returns a :class:`Conditioning`; its first R latent frames are the references.
         """
         self.check_components()
+        has_base = bool(getattr(self.transformer.config, "harmonize_base", False))
+        if harmonize_rgb is not None and not has_base:
+            raise DiffusionInputError(
+                f"harmonize_rgb was given but the transformer{self._where()} has no harmonize input "
+                "(its config has no harmonize_base: true): fix: use a model made with one "
+                "(`cinecomp models tiny --harmonize-base`, or trained from such a base), or leave "
+                "harmonize's comp out")
+        refs = [as_reference(r) for r in (reference_images or [])]
+        if replace_prop is None:
+            replace_prop = any(r.role == "prop" for r in refs)
+        masks, videos = self._conditioning_videos(character_rgb, tri_mask, character_depth, environment_rgb,
+                                                  harmonize_rgb, replace_prop, depth_range)
+        t, h, w = masks.shape[:3]
+        encoded = self.encode_named(videos, latents)
+        plate_lat = encoded["character_rgb"]
+        zeros = torch.zeros_like(plate_lat)
+        depth_lat = encoded.get("character_depth", zeros)
+        env_lat = encoded.get("environment_rgb", zeros)
+        base = None
+        if has_base:  # harmonize's latent and its flag; zeros and 0 when not given
+            flag = torch.full_like(plate_lat[:, :1], float(harmonize_rgb is not None))
+            base = torch.cat([encoded.get("harmonize_rgb", zeros), flag], dim=1)
+        cond = torch.cat([plate_lat, depth_lat, env_lat], dim=1)
+        folded = fold_masks(
+            masks.permute(3, 0, 1, 2).unsqueeze(0), self.vae_scale_factor_temporal, self.vae_scale_factor_spatial
+        )
+        given = torch.tensor([1.0, float(character_depth is not None), float("environment_rgb" in videos)])
+        presence = given.view(1, -1, 1, 1, 1).expand(1, len(given), *cond.shape[2:]).clone()
+        return self._with_references(refs, cond, folded, presence, base, t, h, w)
+
+    def conditioning_latents(self, character_rgb, tri_mask, character_depth=None, environment_rgb=None,
+                             harmonize_rgb=None, replace_prop: bool = False,
+                             depth_range: tuple[float, float] = (DEFAULT_DEPTH_NEAR, DEFAULT_DEPTH_FAR)) -> dict:
+        """{name: (1, z, n+1, h, w)} latents of every conditioning video given (names:
+        :data:`CONDITIONING_VIDEOS`), exactly as :meth:`prepare_conditioning` encodes them with this
+        ``replace_prop`` -- what curation's latents step stores so training need not encode them."""
+        self.check_components()
+        _, videos = self._conditioning_videos(character_rgb, tri_mask, character_depth, environment_rgb,
+                                              harmonize_rgb, replace_prop, depth_range)
+        return self.encode_named(videos)
+
+    def encode_named(self, videos: dict, latents: dict | None = None) -> dict:
+        """{name: (1, 3, T, H, W) video} -> {name: (1, z, n+1, h, w) latents}: those in ``latents`` taken
+        from it (checked for shape), the rest encoded in one batch."""
+        todo = [k for k in videos if not latents or k not in latents]
+        out = {}
+        if todo:
+            encoded = self.encode_video(torch.cat([videos[k] for k in todo], dim=0))
+            out = {k: encoded[i : i + 1] for i, k in enumerate(todo)}
+        t, h, w = next(iter(videos.values())).shape[2:]
+        want = (1, self.vae.config.z_dim, (t - 1) // self.vae_scale_factor_temporal + 1,
+                h // self.vae_scale_factor_spatial, w // self.vae_scale_factor_spatial)
+        for k in videos:
+            if k in out:
+                continue
+            lat = torch.as_tensor(latents[k], dtype=torch.float32)
+            lat = lat[None] if lat.ndim == 4 else lat
+            if tuple(lat.shape) != want:
+                raise DiffusionInputError(f"stored latents of {k} have shape {tuple(lat.shape)}, this VAE makes "
+                                          f"{want} for these frames (fix: encode the latents again with this VAE)")
+            out[k] = lat
+        return {k: out[k] for k in videos}
+
+    def _conditioning_videos(self, character_rgb, tri_mask, character_depth, environment_rgb, harmonize_rgb,
+                             replace_prop: bool, depth_range) -> tuple[torch.Tensor, dict]:
+        """The checked tri-mask (T, H, W, 3) and {name: (1, 3, T, H, W) video in [-1, 1]} of the videos
+        the VAE encodes (the prop removed when ``replace_prop``)."""
         plate = _as_tensor(character_rgb, "character_rgb")
         self._check_video(plate, "character_rgb", 3)
         t, h, w = plate.shape[:3]
@@ -228,9 +303,6 @@ class CinecompPipeline(DiffusionPipeline):
                 env = env.unsqueeze(0).expand(t, *env.shape)
             self._check_video(env, "environment_rgb", 3, (t, h, w))
 
-        refs = [as_reference(r) for r in (reference_images or [])]
-        if replace_prop is None:
-            replace_prop = any(r.role == "prop" for r in refs)
         plate = plate.clamp(0.0, 1.0)
         if replace_prop:  # remove the old prop so only the reference prop can appear there
             keep = 1.0 - masks[..., 1:2]
@@ -238,47 +310,25 @@ class CinecompPipeline(DiffusionPipeline):
             env = env * keep if env is not None else None
 
         to_vae = lambda v: v.permute(3, 0, 1, 2).unsqueeze(0) * 2.0 - 1.0  # noqa: E731  (T,H,W,C)->(1,C,T,H,W)
-        videos = [to_vae(plate)]
+        videos = {"character_rgb": to_vae(plate)}
         if character_depth is not None:
             depth = _as_tensor(character_depth, "character_depth")
             self._check_video(depth, "character_depth", None, (t, h, w))
             enc = encode_depth(depth, *depth_range)
             enc = torch.where(masks[..., 0] > 0.5, enc, torch.full_like(enc, -1.0))  # off the character: far
-            videos.append(enc.unsqueeze(0).unsqueeze(0).expand(1, 3, t, h, w))
+            videos["character_depth"] = enc.unsqueeze(0).unsqueeze(0).expand(1, 3, t, h, w)
         if env is not None:
-            videos.append(to_vae(env.clamp(0.0, 1.0)))
-        has_base = bool(getattr(self.transformer.config, "harmonize_base", False))
+            videos["environment_rgb"] = to_vae(env.clamp(0.0, 1.0))
         if harmonize_rgb is not None:
-            if not has_base:
-                raise DiffusionInputError(
-                    f"harmonize_rgb was given but the transformer{self._where()} has no harmonize input "
-                    "(its config has no harmonize_base: true): fix: use a model made with one "
-                    "(`cinecomp models tiny --harmonize-base`, or trained from such a base), or leave "
-                    "harmonize's comp out")
             base_rgb = _as_tensor(harmonize_rgb, "harmonize_rgb")
             self._check_video(base_rgb, "harmonize_rgb", 3, (t, h, w))
             if replace_prop:  # the old prop leaves harmonize's comp too
                 base_rgb = base_rgb * (1.0 - masks[..., 1:2])
-            videos.append(to_vae(base_rgb.clamp(0.0, 1.0)))
-        encoded = self.encode_video(torch.cat(videos, dim=0))
-        plate_lat = encoded[:1]
-        i = 1
-        zeros = torch.zeros_like(plate_lat)
-        depth_lat = encoded[i : i + 1] if character_depth is not None else zeros
-        i += character_depth is not None
-        env_lat = encoded[i : i + 1] if env is not None else zeros
-        i += env is not None
-        base = None
-        if has_base:  # harmonize's latent and its flag; zeros and 0 when not given
-            flag = torch.full_like(plate_lat[:, :1], float(harmonize_rgb is not None))
-            base = torch.cat([encoded[i : i + 1] if harmonize_rgb is not None else zeros, flag], dim=1)
-        cond = torch.cat([plate_lat, depth_lat, env_lat], dim=1)
-        folded = fold_masks(
-            masks.permute(3, 0, 1, 2).unsqueeze(0), self.vae_scale_factor_temporal, self.vae_scale_factor_spatial
-        )
-        given = torch.tensor([1.0, float(character_depth is not None), float(env is not None)])
-        presence = given.view(1, -1, 1, 1, 1).expand(1, len(given), *cond.shape[2:]).clone()
+            videos["harmonize_rgb"] = to_vae(base_rgb.clamp(0.0, 1.0))
+        return masks, videos
 
+    def _with_references(self, refs, cond, folded, presence, base, t, h, w) -> "Conditioning":
+        """The conditioning with the reference images encoded as leading clean latent frames."""
         ref_lat = None
         if refs:
             images, ref_masks = [], []

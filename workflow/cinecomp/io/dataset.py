@@ -16,6 +16,8 @@ field                shape, dtype       meaning
 ``character_depth``  (T, H, W) f16      optional: the character's depth
 ``meta``             JSON               ``prompt`` (str), ``clip``, ``source`` (``real`` | ``synthetic``),
                                         ``first_frame``, and whatever curation measured
+``lat_<video>``      (z, n+1, h, w) f32  optional: the VAE latents of a video (``cinecomp train --encode-latents``,
+                                        :mod:`cinecomp.train.latents`); ``meta["latents"]`` names the VAE
 ===================  =================  =====================================================================
 
 A shard is an uncompressed tar (WebDataset's layout: members ``<key>.<field>.npy`` and
@@ -39,6 +41,7 @@ from ..atomic import atomic_path
 
 REQUIRED = ("target_rgb", "target_depth", "character_rgb", "environment_rgb", "tri_mask", "effect_mask")
 OPTIONAL = ("character_depth", "harmonize_rgb")  # harmonize_rgb: harmonize's comp (a harmonize-base model's input)
+LATENT_PREFIX = "lat_"  # lat_<video>: stored VAE latents, float32 (training's encoder output, bit for bit)
 INDEX = "index.json"
 
 
@@ -68,6 +71,13 @@ def check_sample(sample: dict, where: str = "sample") -> None:
     meta = sample.get("meta", {})
     if not isinstance(meta, dict) or not isinstance(meta.get("prompt", ""), str):
         raise DatasetError(f"{where}: meta must be a JSON object with a string prompt")
+    latents = [k for k in sample if k.startswith(LATENT_PREFIX)]
+    if latents and not isinstance(meta.get("latents"), dict):
+        raise DatasetError(f"{where}: has {', '.join(latents)} but no meta.latents naming the VAE that made them")
+    for k in latents:
+        arr = np.asarray(sample[k])
+        if arr.ndim != 4 or not np.isfinite(arr).all():
+            raise DatasetError(f"{where}: {k} must be finite (z, frames, h, w) latents, got shape {arr.shape}")
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -106,6 +116,8 @@ class ShardWriter:
                     # a plain half cast, not exr.half_channels: RGB is in [0, 1] and depth's +inf means unknown
                     members = {f"{k}.npy": _npy_bytes(np.asarray(sample[k], np.float16))
                                for k in REQUIRED + OPTIONAL if k in sample}
+                    members.update({f"{k}.npy": _npy_bytes(np.asarray(sample[k], np.float32))
+                                    for k in sample if k.startswith(LATENT_PREFIX)})
                     members["meta.json"] = json.dumps(sample.get("meta", {})).encode()
                     for field, data in members.items():
                         info = tarfile.TarInfo(f"{key}.{field}")

@@ -5,7 +5,8 @@ DeepSpeed launcher (``DS_ACCELERATOR=cpu`` and gloo without CUDA).  One step, pe
 
 * the target frames and depth are encoded by the frozen VAE (``x0``: RGB then depth latents), the
   conditioning (keyed character, environment, tri-mask, presence flags) by the pipeline's own
-  :meth:`~cinecomp.diffusion.pipeline.CinecompPipeline.prepare_conditioning`;
+  :meth:`~cinecomp.diffusion.pipeline.CinecompPipeline.prepare_conditioning` -- or their latents are
+  read from the shards when ``--encode-latents`` stored them there with this VAE (:mod:`.latents`);
 * condition dropout: the prompt becomes the unconditional "" embedding (for guidance), the environment
   and the character depth are dropped (flagged absent), each with its probability -- the workflow's
   composite gives no character depth, so a model trained with it always present would run in a flag
@@ -32,7 +33,8 @@ DeepSpeed launcher (``DS_ACCELERATOR=cpu`` and gloo without CUDA).  One step, pe
 
 Modes: ``lora`` (default) trains PEFT LoRA adapters on the blocks' attention and feed-forward plus,
 fully, the modules the adapter cannot express -- the widened patch embedding (the new input channels)
-and the depth head -- saved beside the adapter and restored by ``load_lora`` / ``bake_lora``; ``full``
+and the depth head -- saved beside the adapter with ``base_model.json`` (an adapter directory the diffusion
+backend renders unbaked; the periodic evals write the same) and restored by ``load_lora`` / ``bake_lora``; ``full``
 trains every parameter (tiny configs).  ZeRO-2 by default (ZeRO-3 for the 14B base), bf16 on GPUs,
 gradient checkpointing, checkpoints with the optimizer and the step every ``checkpoint_every`` steps
 (``--resume`` continues from the newest: every random draw is a function of (seed, step, rank), so a
@@ -52,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.dataset import DatasetError, iter_samples, read_index
+from .latents import TARGET_DEPTH_RANGE, stored_for
 from ..params import Choice, Flag, Num, check_params, load_yaml, shown
 
 SECTIONS = {
@@ -71,7 +74,7 @@ SECTIONS = {
         "checkpoint_every": Num(0, 0, 10_000_000, True, "steps between resumable checkpoints (0: only at the end)"),
         "log_every": Num(1, 1, 1_000_000, True, "steps between loss.csv rows"),
         "max_sequence_length": Num(512, 1, 4096, True, "prompt tokens (Wan: 512; the tiny models: 16)"),
-        "eval_every": Num(0, 0, 10_000_000, True, "steps between `cinecomp eval` runs on the baked model (0: off)"),
+        "eval_every": Num(0, 0, 10_000_000, True, "steps between `cinecomp eval` runs on the current weights (LoRA: an adapter directory, not baked; 0: off)"),
     },
     "loss": {
         "character": Num(2.0, 0.0, 100.0, False, "weight of the character region"),
@@ -120,9 +123,11 @@ class TrainConfigError(ValueError):
 # ----------------------------------------------------------------------------------------- config
 
 
-def load_config(path: str | os.PathLike) -> dict:
+def load_config(path: str | os.PathLike, check_latents: bool = True) -> dict:
     """The training config: every number checked for type, range and finiteness, every path checked,
-    the dataset checked to hold samples -- all before a model is built or a step runs."""
+    the dataset checked to hold samples and any stored latents checked to be the model's VAE's
+    (``cfg["vae_identity"]``, ``cfg["latents"]``: stored / samples) -- all before a model is built or a
+    step runs."""
     import yaml
 
     path = Path(path)
@@ -185,6 +190,15 @@ def load_config(path: str | os.PathLike) -> dict:
         problems.append(str(exc))
     if problems:
         raise TrainConfigError(f"{path}: " + "; ".join(problems))
+    from ..diffusion._io import vae_identity
+    from .latents import latent_problems
+
+    cfg["vae_identity"] = vae_identity(Path(cfg["model"]["pipeline"]) / "vae")
+    if check_latents:
+        problems, stored, total = latent_problems(cfg["shard_files"], cfg["vae_identity"], path)
+        if problems:
+            raise TrainConfigError(f"{path}: data.shards: " + "; ".join(problems))
+        cfg["latents"] = {"stored": stored, "samples": total}
     cfg["path"] = path
     return cfg
 
@@ -288,7 +302,13 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
                                "data again with this version, which writes harmonize's comp into every sample)")
         base = sample["harmonize_rgb"]
     t, h, w = np.shape(sample["target_rgb"])[:3]
-    x0 = pipe.encode_context(sample["target_rgb"], sample["target_depth"], (0.1, 1000.0), h, w)
+    key = f"sample {sample.get('meta', {}).get('clip', '?')}"
+    identity = cfg.get("vae_identity")  # load_config's; without it (a hand-made cfg) everything is encoded
+    stored = stored_for(sample, identity, False, key) if identity else None  # None: encoded here
+    if stored is not None:
+        x0 = torch.cat([stored["target_rgb"], stored["target_depth"]], dim=1)
+    else:
+        x0 = pipe.encode_context(sample["target_rgb"], sample["target_depth"], TARGET_DEPTH_RANGE, h, w)
     frames = x0.shape[2]
     clean = int(rng.integers(1, frames)) if frames > 1 and rng.random() < drop["context_prob"] else 0
 
@@ -298,8 +318,10 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     sigma = float(min(max(sigma, 1e-3), 1.0))
     g = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
     refs = draw_references(sample, env is None, rng, drop.get("reference", 0.0))  # the last draws: see the doc
+    if stored is not None:  # prop replacement edits pixels before the VAE: its own stored variants
+        stored = stored_for(sample, identity, any(r.role == "prop" for r in refs), key)
     c = pipe.prepare_conditioning(sample["character_rgb"], sample["tri_mask"], char_depth, env, refs,
-                                  harmonize_rgb=base)
+                                  harmonize_rgb=base, latents=stored and stored["conditioning"])
     r = c.num_references
     if r:  # as the sampler: the reference latents lead, clean (RGB slot, depth zero)
         x0 = torch.cat([torch.cat([c.references, torch.zeros_like(c.references)], dim=1), x0], dim=2)
@@ -427,16 +449,15 @@ def saved_parameters(pipe, cfg: dict) -> list:
 def save_outputs(pipe, cfg: dict, out: Path, step: int, history: list[dict], rank: int = 0) -> Path:
     """The trained weights: a LoRA directory (adapter + fully trained modules) or a whole pipeline.
     Called on every rank: under ZeRO-3 only the saved tensors are gathered, and rank 0 writes."""
-    from ..diffusion.lora import save_lora, save_trained_modules
+    from ..diffusion.lora import save_adapter_dir
 
     lora = cfg["train"]["mode"] == "lora"
     target = out / ("lora" if lora else "pipeline")
     with gathered(saved_parameters(pipe, cfg), cfg["train"]):
         if rank != 0:
             return target
-        if lora:
-            save_lora(pipe.transformer, target, "cinecomp")
-            save_trained_modules(pipe.transformer, target, trained_modules(pipe.transformer))
+        if lora:  # renderable as it is: diffusion.pipeline may name it (base_model.json names the base)
+            save_adapter_dir(pipe.transformer, target, cfg["model"]["pipeline"], trained_modules(pipe.transformer))
         else:
             from ..atomic import atomic_dir
 
@@ -459,6 +480,12 @@ def write_model_card(out: Path, cfg: dict, step: int, history: list[dict]) -> No
         f"lr {cfg['train']['lr']}, batch {cfg['train']['batch']} per rank, seed {cfg['train']['seed']}",
         f"- loss: first {first.get('loss', float('nan')):.4f}, last {last.get('loss', float('nan')):.4f} "
         "(loss.csv, loss.png)",
+        "- weights: " + ("`lora/`, an adapter directory (LoRA + fully trained modules + `base_model.json` naming "
+                         "the base above): set `diffusion.pipeline` to it to render, unbaked; `cinecomp models "
+                         "bake-lora` makes a standalone copy" if cfg["train"]["mode"] == "lora" else
+                         "`pipeline/`, the whole pipeline"),
+        f"- VAE latents: {cfg.get('latents', {}).get('stored', 0)} of {cfg.get('latents', {}).get('samples', 0)} "
+        "samples read from the shards, the rest encoded at every step",
         f"- config: `{cfg['path']}`", "",
     ]
     write_text(out / "MODEL_CARD.md", "\n".join(lines))
@@ -536,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
         tr["precision"], torch.float32 if is_cpu_accelerator() else torch.bfloat16)
 
+    lat = cfg["latents"]
+    if rank == 0 and lat["stored"] < lat["samples"]:  # the one place a missing latent costs time
+        from .latents import fix_hint
+
+        print(f"latents: {lat['samples'] - lat['stored']} of {lat['samples']} samples have no stored VAE latents: "
+              f"their videos are encoded through the VAE at every step ({fix_hint(cfg['path'])} once)", flush=True)
     counts = shard_counts(cfg["data"]["shards"])
     files = cfg["shard_files"]
     stream = SampleStream(files, [counts[f] for f in files], tr["seed"])
@@ -600,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         if tr["checkpoint_every"] and step % tr["checkpoint_every"] == 0 and step < tr["steps"]:
             save_checkpoint(engine, ckpt, step, history)
         if tr["eval_every"] and step % tr["eval_every"] == 0:
-            with gathered(list(pipe.transformer.parameters()), tr):
+            with gathered(saved_parameters(pipe, cfg), tr):  # what run_eval writes
                 if rank == 0:
                     run_eval(cfg, out, step, pipe)
             dist.barrier()
@@ -663,24 +696,26 @@ def write_history(out: Path, history: list[dict]) -> None:
 
 
 def run_eval(cfg: dict, out: Path, step: int, pipe) -> None:
-    """Bake the current weights and run `cinecomp eval` with the diffusion backend on them."""
+    """Save the current weights and run `cinecomp eval` with the diffusion backend on them.  A LoRA run
+    writes only the adapter and its trained modules with a reference to the base pipeline (an adapter
+    directory, which the diffusion backend loads onto the base); a full run, whose trained weights are
+    the whole transformer, the whole pipeline."""
     import subprocess
 
-    from ..diffusion.lora import save_lora, save_trained_modules, bake_lora
+    from ..diffusion.lora import save_adapter_dir
 
     where = out / "eval" / f"step_{step:07d}"
+    model = where / ("lora" if cfg["train"]["mode"] == "lora" else "pipeline")
     if cfg["train"]["mode"] == "lora":
-        save_lora(pipe.transformer, where / "lora", "cinecomp")
-        save_trained_modules(pipe.transformer, where / "lora", trained_modules(pipe.transformer))
-        bake_lora(cfg["model"]["pipeline"], where / "lora", where / "pipeline")
+        save_adapter_dir(pipe.transformer, model, cfg["model"]["pipeline"], trained_modules(pipe.transformer))
     else:
-        pipe.save_pretrained(str(where / "pipeline"))
+        pipe.save_pretrained(str(model))
     import yaml
 
     ev = cfg["eval"]
     model_cfg = where / "model.yaml"
     model_cfg.write_text(yaml.safe_dump({"diffusion": {
-        "pipeline": str((where / "pipeline").resolve()), "text_encoder": str(Path(cfg["model"]["text_encoder"]).resolve()),
+        "pipeline": str(model.resolve()), "text_encoder": str(Path(cfg["model"]["text_encoder"]).resolve()),
         "max_sequence_length": cfg["train"]["max_sequence_length"],
         "tokenizer": str(Path(cfg["model"]["tokenizer"]).resolve()) if cfg["model"]["tokenizer"] else "",
         **{k: ev[k] for k in ("steps", "guidance", "window", "overlap", "output", "layers_height")}}}))
