@@ -14,10 +14,14 @@ def run(args) -> int:
     try:
         if args.encode_latents:
             from ..io.dataset import DatasetError
-            from ..train.latents import encode_for_config
+            from ..train.latents import encode_shards
+            from ..train.loop import load_config
 
-            try:
-                encode_for_config(args.config)
+            try:  # the config's shards, its pipeline's VAE
+                cfg = load_config(args.config, check_latents=False)
+                counts = encode_shards(cfg["data"]["shards"], cfg["model"]["pipeline"])
+                print(f"latents: {counts['encoded']} sample(s) encoded, {counts['kept']} already held this VAE's, "
+                      f"{counts['samples']} in all")
             except DatasetError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from pathlib import Path
 
@@ -206,15 +205,4 @@ def encode_shards(shard_dir, pipeline_dir, log=print) -> dict:
                         info.size = len(data)
                         tar.addfile(info, io.BytesIO(data))
         log(f"{shard}: latents of {len(out)} sample(s) written ({identity['class']})")
-    return counts
-
-
-def encode_for_config(config: str | os.PathLike, log=print) -> dict:
-    """``cinecomp train --config C --encode-latents``: the config's shards, its pipeline's VAE."""
-    from .loop import load_config
-
-    cfg = load_config(config, check_latents=False)
-    counts = encode_shards(cfg["data"]["shards"], cfg["model"]["pipeline"], log)
-    log(f"latents: {counts['encoded']} sample(s) encoded, {counts['kept']} already held this VAE's, "
-        f"{counts['samples']} in all")
     return counts
