@@ -148,9 +148,9 @@ def test_no_environment_defaults():
 
 def test_the_exposures_confidence_and_source_are_in_light_json():
     """The ratio of lights rests on the light's shape on the character: its confidence is the key
-    direction's weight (0 for the default guess, 1 given, partial for a source seen in the plate) times
-    the camera's (0 for the default camera, 1 given: it places the normals, the ground and a key seen
-    in the plate)."""
+    direction's weight (0 for the default guess, 1 given) times the camera's (0 for the default camera,
+    1 given, partial for one estimated from the pictures: it places the normals and the ground); a key
+    taken from a bright spot in the environment plate counts 0 (measured wrong wherever it fired)."""
     from cinecomp.perception.light import DEFAULT_CAMERA_CONFIDENCE, ShotLight, shot_light_json
 
     frame = np.empty((36, 64, 3), np.float32)
@@ -165,8 +165,13 @@ def test_the_exposures_confidence_and_source_are_in_light_json():
     seen[5:7, 50:52] = 500.0  # a lamp in frame: confidence 0.6 in its direction
     est = estimate_light(sheet_light=None, camera=Camera(tilt_deg=5.0), env_frames=[seen])
     assert est["confidence"] == pytest.approx(0.6)
-    assert shot_light_json(est, camera)["confidences"]["exposure"] == pytest.approx(0.5)
-    assert shot_light_json(est, None)["confidences"]["exposure"] == 0  # the default camera: a guess
+    assert shot_light_json(est, camera)["confidences"]["exposure"] == 0  # a bright spot in frame
+    assert shot_light_json(est, None)["confidences"]["exposure"] == 0
+    given = estimate_light(sheet_light={"azimuth_deg": 200.0, "elevation_deg": 40.0}, camera=Camera(), env_frames=[frame])
+    assert shot_light_json(given, None)["confidences"]["exposure"] == 0  # the default camera: a guess
+    estimated = shot_light_json(given, camera, camera_confidence=0.86)  # from the environment's Z
+    assert estimated["confidences"]["exposure"] == pytest.approx((0.86 - DEFAULT_CAMERA_CONFIDENCE) / (1 - DEFAULT_CAMERA_CONFIDENCE))
+    assert "camera: estimated" in estimated["source"]["exposure"]
     assert DEFAULT_CAMERA_CONFIDENCE < 1
 
 
