@@ -35,7 +35,8 @@ demo-diffusion: venv
 # its report comes first, theirs last. The exit status is the worse of the two. The story's own CPU
 # burners are off here: the other tests beside it keep both cores busy (run `pytest -m slurm` alone for them).
 # The other tests run on TEST_WORKERS pytest-xdist workers (one core each, at most 4), one test file per
-# worker so that a file's module fixtures are made once.
+# worker so that a file's module fixtures are made once (tests/conftest.py: files sharing a session
+# fixture go to one worker, the longest are handed out first).
 TEST_WORKERS ?= $(shell n=$$(nproc); [ $$n -gt 4 ] && n=4; echo $$n)
 test: venv
 	@rm -f .pytest-slurm.log; \

@@ -68,3 +68,38 @@ def perception_models(tmp_path_factory):
     if HAS_MATANYONE:
         out["matanyone"] = perception_tiny.make_matanyone(root / "matanyone")
     return out
+
+
+# `make test` hands the files to pytest-xdist workers (--dist loadfile), and each worker makes its own
+# session fixtures: the files that share an expensive one go to one worker as one unit.  The units whose
+# workflow runs and DeepSpeed launches take minutes are handed out first (xdist would hand out the files
+# with the most tests first, and a long file handed out last ends the run alone).  Only where and when a
+# file runs changes, never what it checks.
+SAME_WORKER = {"test_status.py": "test_workflow.py",  # `rendered`: the tiny demo through the workflow
+               "test_perception_workflow.py": "test_perception.py"}  # `perception_models`
+LONG_FIRST = ("test_diffusion_workflow.py", "test_train.py", "test_workflow.py", "test_perception.py",
+              "test_diffusion_distributed.py", "test_harmonize_workflow.py", "test_diffusion_harmonize_base.py",
+              "test_curate.py", "test_evaluate.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            folder, _, name = path.rpartition("/")
+            return f"{folder}/{SAME_WORKER.get(name, name)}" if folder else SAME_WORKER.get(name, name)
+
+        def _assign_work_unit(self, node):
+            def rank(scope):
+                name = scope.rpartition("/")[2]
+                return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
+
+            self.workqueue.move_to_end(min(self.workqueue, key=rank), last=False)  # ties: xdist's order
+            super()._assign_work_unit(node)
+
+    return SharedFixtureScheduling(config, log)

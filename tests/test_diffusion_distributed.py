@@ -1,8 +1,9 @@
-"""Two DeepSpeed ranks on CPU (gloo): ZeRO-3 + Ulysses give the frames one process gives.
+"""Two DeepSpeed ranks on CPU (gloo) in bfloat16: ZeRO-3 + Ulysses give about the frames one float32
+process gives, with the float32 modules kept.
 
-Launched with the real ``deepspeed`` launcher (DS_ACCELERATOR=cpu, LOCAL_SIZE=2).  Tolerance: the
-two runs compute the same arithmetic except that matmuls see half the tokens and attention runs per
-head-group, so frames agree to float32 rounding; asserted within 1e-4 (observed ~2e-6).
+Launched with the real ``deepspeed`` launcher (DS_ACCELERATOR=cpu, LOCAL_SIZE=2).  Two float32 ranks
+against one process (within 1e-4) are checked on the diffusion workflow's own 2-rank composite job
+(test_diffusion_workflow.py::test_two_ranks_shard_the_model_and_give_the_frames_one_process_gives).
 """
 
 import json
@@ -20,13 +21,11 @@ from cinecomp.diffusion.pipeline import CinecompPipeline  # noqa: E402
 from cinecomp.diffusion.transformer import CinecompTransformer3DModel  # noqa: E402
 from cinecomp.diffusion.windows import plan_windows, render_windows  # noqa: E402
 
-ATOL_FRAMES = 1e-4
 ATOL_BF16 = 0.05  # bfloat16 keeps 8 bits of mantissa; observed ~0.014 max on these frames
-RTOL_DEPTH = 1e-4
 
 
 @pytest.mark.slow
-def test_two_ranks_match_one(tmp_path):
+def test_two_ranks_in_bf16_match_one_fp32_process(tmp_path):
     tiny = make_tiny_models(tmp_path / "tiny", seed=0)
     n, h, w = 9, 32, 32  # two windows of 5 frames overlapping by 1: 2 latent frames x 2 x 2 tokens each
     rng = np.random.default_rng(0)
@@ -53,8 +52,8 @@ def test_two_ranks_match_one(tmp_path):
     with torch.no_grad():
         for name, prm in base.transformer.named_parameters():
             if "lora_B" in name:
-                prm.mul_(0.05)
-        base.transformer.patch_embedding.bias.add_(0.02)
+                prm.mul_(2.0)
+        base.transformer.patch_embedding.bias.add_(1.0)
     adapter = lora.save_adapter_dir(base.transformer, tmp_path / "adapter", tiny["pipeline"],
                                     ("patch_embedding", "depth_proj_out"))
     pipe = CinecompPipeline.from_pretrained(lora.bake_lora(tiny["pipeline"], adapter, tmp_path / "baked"))
@@ -66,29 +65,16 @@ def test_two_ranks_match_one(tmp_path):
     assert len(plan_windows(n, 5, 1)) == 2
     plain = CinecompPipeline.from_pretrained(tiny["pipeline"])
     plain.set_progress_bar_config(disable=True)
-    assert not np.allclose(render_windows(plain, call, tmp_path / "plain", window=5, overlap=1)[0], frames1,
-                           atol=ATOL_FRAMES)  # the adapter changes the frames
+    frames_plain = render_windows(plain, call, tmp_path / "plain", window=5, overlap=1)[0]
+    # the adapter changes the frames by far more than bfloat16's tolerance, so the ranks' match says it was merged
+    assert np.abs(frames_plain - frames1).max() > 4 * ATOL_BF16
 
-    # two ranks through the deepspeed launcher
-    out_dir = tmp_path / "two"
-    args = [
-        "--pipeline",
-        str(adapter),
-        "--shot",
-        str(tmp_path / "shot.npz"),
-        "--out",
-        str(out_dir),
-        "--steps",
-        "2",
-        "--guidance",
-        "4",
-        "--seed",
-        "1",
-        "--window",
-        "5",
-        "--overlap",
-        "1",
-    ]
+    # the GPU precision (bfloat16 transformer, float32 VAE and scheduler) on two CPU ranks through the
+    # deepspeed launcher, the adapter streamed into the ZeRO-3 partitions (2 float32 ranks against one
+    # process: the diffusion workflow's tests)
+    out_dir = tmp_path / "bf16"
+    args = ["--pipeline", str(adapter), "--shot", str(tmp_path / "shot.npz"), "--out", str(out_dir),
+            "--steps", "2", "--guidance", "4", "--seed", "1", "--window", "5", "--overlap", "1", "--dtype", "bfloat16"]
     proc = subprocess.run(
         D.launch_command(2, args), env=D.launch_env(2, cpu=True), capture_output=True, text=True, timeout=900
     )
@@ -102,8 +88,7 @@ def test_two_ranks_match_one(tmp_path):
     # Ulysses: each rank carried half of the 8 tokens of a window
     assert meta["tokens_per_rank"] == 4
     assert frames2.shape == frames1.shape and depth2.shape == depth1.shape
-    np.testing.assert_allclose(frames2, frames1, atol=ATOL_FRAMES, rtol=0)
-    np.testing.assert_allclose(depth2, depth1, rtol=RTOL_DEPTH, atol=0)
+    np.testing.assert_allclose(frames2, frames1, atol=ATOL_BF16, rtol=0)
     assert sorted(p.name for p in out_dir.iterdir()) == ["shot.npz", "window_0000.npz", "window_0001.npz",
                                                          "windows.json"]
     # the workflow's way: stream the blend from the window files, frame by frame
@@ -111,22 +96,10 @@ def test_two_ranks_match_one(tmp_path):
 
     streamed = np.stack([f for _, f, _ in iter_blended(out_dir)])
     np.testing.assert_allclose(streamed, frames2, atol=1e-6)
-
-    # the GPU precision (bfloat16 transformer, float32 VAE and scheduler) on the same two CPU ranks
-    bf16 = tmp_path / "bf16"
-    args_bf16 = [a if a != str(out_dir) else str(bf16) for a in args] + ["--dtype", "bfloat16"]
-    proc = subprocess.run(
-        D.launch_command(2, args_bf16), env=D.launch_env(2, cpu=True), capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    with np.load(bf16 / "shot.npz") as out:
-        np.testing.assert_allclose(out["frames"], frames1, atol=ATOL_BF16, rtol=0)
-        meta_bf16 = json.loads(str(out["meta"]))
     # ZeRO-3 as the ranks build it: every partition and buffer on the device the engine reports, the
     # _keep_in_fp32_modules (RoPE's tables too) in float32 as diffusers keeps them, the rest bf16
-    assert meta_bf16["device"] == "cpu" and meta_bf16["misplaced"] == []
-    check_precision(meta_bf16["placement"], "bfloat16")
-    assert meta["misplaced"] == [] and {d for _, d in meta["placement"].values()} == {"float32"}
+    assert meta["device"] == "cpu" and meta["misplaced"] == []
+    check_precision(meta["placement"], "bfloat16")
 
 
 def check_precision(placement: dict, low: str) -> None:

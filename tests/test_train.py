@@ -72,12 +72,16 @@ def history(out):
 
 @pytest.fixture(scope="module")
 def trained(setup):
-    """6 steps in one go, and 3 + 3 with a resume in between."""
+    """6 steps in one go (a resumable checkpoint after step 3), and steps 4-6 again, resumed from that
+    checkpoint in another output directory (as after a run killed between steps 3 and 6)."""
+    import shutil
+
     root, tiny = setup
     whole = root / "whole"
-    assert launch(write_config(root / "whole.yaml", root, tiny, whole), ranks=1) == 0
+    assert launch(write_config(root / "whole.yaml", root, tiny, whole, checkpoint_every=3), ranks=1) == 0
     half = root / "half"
-    assert launch(write_config(root / "half.yaml", root, tiny, half, steps=3), ranks=1) == 0
+    shutil.copytree(whole / "checkpoints" / "step_0000003", half / "checkpoints" / "step_0000003")
+    (half / "checkpoints" / "latest").write_text("step_0000003")  # what the killed run's last save left
     assert launch(write_config(root / "resumed.yaml", root, tiny, half), ranks=1, resume=True) == 0
     return root, tiny, whole, half
 
@@ -91,6 +95,9 @@ def test_loss_falls_and_a_resumed_run_repeats_the_trajectory(trained):
     a, b = history(whole), history(half)
     assert list(a["step"]) == list(b["step"]) == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)  # steps 4-6 after the resume too
+    assert {"step_0000003", "step_0000006"} <= {p.name for p in (whole / "checkpoints").iterdir()}
+    assert (half / "checkpoints" / "latest").read_text() == "step_0000006"
+    assert json.loads((half / "summary.json").read_text())["probe_loss_start"] is None  # resumed, not afresh
     assert (whole / "loss.png").is_file() and (whole / "MODEL_CARD.md").is_file()
     assert sorted(p.name for p in (whole / "lora").iterdir()) == ["base_model.json", "pytorch_lora_weights.safetensors",
                                                                   "trained_modules.safetensors"]
