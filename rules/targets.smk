@@ -19,7 +19,8 @@ def depth_inputs(wildcards):
 def light_inputs(wildcards):
     row = shot_row(wildcards)
     inputs = {}
-    if not camera_params(row):  # the sheet has no camera: the depth stage's estimate from the pictures
+    # the sheet has no camera: the light stage uses the depth stage's estimate from the pictures
+    if not camera_params(row):
         inputs["depth"] = layout.work_dir(RESULTS, wildcards.shot, "depth")
     if row["environment"]:
         inputs["env"] = layout.work_dir(RESULTS, wildcards.shot, "ingest/env")

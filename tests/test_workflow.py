@@ -53,7 +53,9 @@ def test_editing_one_row_reruns_only_that_shot(rendered, tmp_path):
     write_sheet(root, rows)
     jobs = planned_jobs(root)
     assert {s for _, s in jobs} == {"sb"}
-    assert {r for r, _ in jobs} == {"key", "masks", "depth", "composite", "assemble", "daily", "contact_sheet", "cost"}
+    # the sheet has no camera: the depth stage estimates it from the (new) masks, and the light stage uses it
+    assert {r for r, _ in jobs} == {"key", "masks", "depth", "light", "composite", "assemble", "daily", "contact_sheet",
+                                    "cost"}
 
 
 def test_an_edit_without_a_new_version_renders_nothing(rendered, tmp_path):
