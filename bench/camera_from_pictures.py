@@ -37,14 +37,18 @@ def errors(est: dict, truth: dict) -> dict:
             "height": p["height_m"] - truth["height_m"], "focal": 100.0 * (p["focal_mm"] / truth["focal_mm"] - 1.0)}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def pathtraced_shots(doc: str, argv=None) -> list[Path]:
+    """The shot folders of ``--pathtraced`` (default ../shared/data/pathtraced); exits when there are none."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--pathtraced", default=None, help="folder of path-traced shots (default ../shared/data/pathtraced)")
-    args = ap.parse_args(argv)
-    shots = find_shots(args.pathtraced)
+    shots = find_shots(ap.parse_args(argv).pathtraced)
     if not shots:
-        print("no path-traced shots found", file=sys.stderr)
-        return 1
+        sys.exit("no path-traced shots found")
+    return shots
+
+
+def main(argv=None) -> int:
+    shots = pathtraced_shots(__doc__, argv)
     cues = {"plate Z + actors": lambda m, z: (z, m), "actors only": lambda m, z: (None, m)}
     summary = {c: [] for c in cues}
     print("| shot | split | cues | tilt err (deg) | roll err (deg) | height err (m) | focal err (%) | confidence | sources |")

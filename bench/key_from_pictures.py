@@ -14,8 +14,6 @@ from the pictures (perception.camera_estimate: the environment's Z and the actor
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -26,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from cinecomp import colour  # noqa: E402
 from cinecomp.camera import Camera, light_direction  # noqa: E402
-from cinecomp.io import exr as exrio  # noqa: E402
-from cinecomp.io.pathtraced import find_shots, frame_path, hdri_of, key_of, read_png, split_of, srgb_to_working  # noqa: E402
+from cinecomp.io.pathtraced import frame_path, hdri_of, key_of, read_png, split_of, srgb_to_working  # noqa: E402
 from cinecomp.io.plates import read_image  # noqa: E402
 from cinecomp.perception.camera_estimate import estimate_camera  # noqa: E402
 from cinecomp.perception.light import estimate_light, ground_shadow_cue  # noqa: E402
+from camera_from_pictures import pathtraced_shots, shot_inputs  # noqa: E402  (this folder)
 
 
 def angle(a, b) -> float:
@@ -43,26 +41,17 @@ def axis_error(axis: float, azimuth: float) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pathtraced", default=None, help="folder of path-traced shots (default ../shared/data/pathtraced)")
-    args = ap.parse_args(argv)
-    shots = find_shots(args.pathtraced)
-    if not shots:
-        print("no path-traced shots found", file=sys.stderr)
-        return 1
+    shots = pathtraced_shots(__doc__, argv)
     print("| shot | split | true az/el | in frame: err (conf) | ground shadows: axis err (coherence) | "
           "key_to_fill ground vs true | probe, estimated camera: err (conf) | probe, default camera: err (conf) |")
     print("|---|---|---|---|---|---|---|---|")
     errs = {"frame": [], "ground": [], "probe_est": [], "probe_default": []}
     for shot in shots:
-        meta = json.loads((shot / "shot.json").read_text())
+        meta, masks, z = shot_inputs(shot)  # z: the middle frame's
         first, last = int(meta["frame_start"]), int(meta["frame_end"])
         mid = first + (last - first) // 2
         frames = [srgb_to_working(read_png(frame_path(shot, "environment", f))) for f in (first, mid, last)]
-        layers = exrio.read_layers(frame_path(shot, "depth", mid))
-        z = np.asarray(layers["Y"] if "Y" in layers else next(iter(layers.values())), np.float32)
         h, w = z.shape
-        masks = [{"character": read_png(frame_path(shot, "masks", f))[..., 0]} for f in range(first, last + 1)]
         cam = Camera.from_params(estimate_camera(None, w, h, env_z=z, masks_per_frame=masks)["params"])
         key = key_of(meta)
         truth = light_direction(key["azimuth_deg"], key["elevation_deg"])
