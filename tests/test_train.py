@@ -1,4 +1,4 @@
-"""Training on tiny data: the loss falls, a resumed run repeats the trajectory, the LoRA fine-tune
+"""Training on tiny data: the loss falls, a fresh run is a function of its config and seed, a resumed run repeats the trajectory, the LoRA fine-tune
 (adapter + fully trained patch embedding and depth head) survives save -> bake -> load, 2 ranks run,
 and a bad config or an empty dataset is refused before any step."""
 
@@ -101,6 +101,48 @@ def test_loss_falls_and_a_resumed_run_repeats_the_trajectory(trained):
     assert (whole / "loss.png").is_file() and (whole / "MODEL_CARD.md").is_file()
     assert sorted(p.name for p in (whole / "lora").iterdir()) == ["base_model.json", "pytorch_lora_weights.safetensors",
                                                                   "trained_modules.safetensors"]
+
+
+@pytest.mark.slow
+def test_a_fresh_run_is_a_function_of_its_config_and_seed(trained, tmp_path):
+    """Fresh-run repeatability without a second launch: step 1's loss and the probe loss the 6-step run
+    logged, computed again here from the config alone (a new process's pipeline, prompt embeddings,
+    sample order and per-(seed, step, rank, sample) draws, no DeepSpeed), agree.  With the resume test
+    (steps 4-6 from a checkpoint) this covers what two whole fresh runs compared step by step did."""
+    from cinecomp.diffusion.prompts import encode_prompts, load_prompt_embeds
+    from cinecomp.train import loop
+
+    root, _, whole, _ = trained
+    cfg = loop.load_config(root / "whole.yaml")
+    tr = cfg["train"]
+    stream = loop.SampleStream(cfg["shard_files"], [loop.shard_counts(cfg["data"]["shards"])[f]
+                                                    for f in cfg["shard_files"]], tr["seed"])
+    prompts = sorted({""} | {s.get("meta", {}).get("prompt", "") for _, s in iter_samples(cfg["shard_files"],
+                                                                                          arrays=False)})
+    encode_prompts(cfg["model"]["text_encoder"], prompts, tmp_path / "embeds.safetensors",
+                   tokenizer_dir=cfg["model"]["tokenizer"], max_sequence_length=tr["max_sequence_length"])
+    embeds = load_prompt_embeds(tmp_path / "embeds.safetensors")
+    pipe = loop.load_pipeline(cfg, torch.float32)
+    torch.manual_seed(tr["seed"])
+    loop.trainable_transformer(pipe, cfg)
+    z = pipe.transformer.config.rgb_channels
+
+    def loss_of(sample, rng, config):
+        ex = loop.make_example(pipe, sample, rng, config, embeds, "cpu")
+        with torch.no_grad():
+            pred = pipe.transformer(hidden_states=ex["input"], timestep=ex["timestep"],
+                                    encoder_hidden_states=ex["text"], return_dict=False)[0]
+        return float(loop.weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"])[0])
+
+    samples = stream.at(0)
+    step1 = np.mean([loss_of(next(samples), np.random.default_rng([tr["seed"], 0, 0, i]), cfg)
+                     for i in range(tr["batch"])])  # one rank: the whole batch, before the optimizer steps
+    np.testing.assert_allclose(step1, history(whole)["loss"][0], rtol=1e-5)
+    fixed = {**cfg, "dropout": {"text": 0.0, "environment": 0.0, "context_prob": 0.0, "reference": 0.0,
+                                "character_depth": 1.0}}
+    probe = loss_of(next(stream.at(0)), np.random.default_rng([tr["seed"], 2**31]), fixed)
+    np.testing.assert_allclose(probe, json.loads((whole / "summary.json").read_text())["probe_loss_start"],
+                               rtol=1e-5)
 
 
 @pytest.mark.slow
