@@ -1,6 +1,7 @@
-"""Training on tiny data: the loss falls, a fresh run is a function of its config and seed, a resumed run repeats the trajectory, the LoRA fine-tune
-(adapter + fully trained patch embedding and depth head) survives save -> bake -> load, 2 ranks run,
-and a bad config or an empty dataset is refused before any step."""
+"""Training on tiny data: the loss falls, a fresh run is a function of its config and seed, a resumed
+run repeats the trajectory, the LoRA fine-tune (adapter + fully trained patch embedding and depth head)
+survives save -> bake -> load, 2 ranks run, and a bad config or an empty dataset is refused before any
+step."""
 
 import json
 import subprocess
