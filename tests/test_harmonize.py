@@ -489,3 +489,14 @@ def test_a_guessed_key_direction_casts_its_shadow_spread_over_every_azimuth():
     assert g[:, xs.max() + 1:].max() < 0.05 < g[:, : xs.min()].max()  # key from the right: shadow to the left only
     with pytest.raises(ValueError, match="shadow_spread"):
         hz.parse_harmonize_params('{"shadow_spread": 2}')
+
+
+def test_a_guessed_key_spreads_its_shadow_over_every_elevation_too():
+    """A guessed direction's elevation is as unknown as its azimuth: the spread shadow is the same
+    whatever elevation the guess has (it was cast at the guessed one's alone, so a low guess drew a
+    long shadow and a high one a short dense blob)."""
+    params = hz.parse_harmonize_params('{"light_wrap": 0}')
+    low, high = (run(dataclasses.replace(light(az=90, el=el), confidence=0.0, camera_confidence=1.0), params)[1]["harmonize.shadow"]
+                 for el in (15.0, 80.0))
+    assert low.max() > 0.02
+    np.testing.assert_allclose(low, high, atol=1e-6)

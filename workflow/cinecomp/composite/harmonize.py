@@ -40,7 +40,7 @@ HARMONIZE_SPEC = {
     "relight": Num(0.6, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
     "shadow_density": Num(1.0, 0.0, 1.0, doc="1 blocks all key light in the cast shadow"),
     "shadow_softness_deg": Num(None, 0.0, 45.0, doc="angular size of the key for the penumbra (empty: the light's softness)"),
-    "shadow_spread": Num(0.75, 0.0, 1.0, doc="a key whose direction is a guess casts, as far as it is a guess, its shadow spread over every azimuth at its elevation (the expected shadow of an unknown direction; rests on the camera only): 0 none"),
+    "shadow_spread": Num(0.75, 0.0, 1.0, doc="a key whose direction is a guess casts, as far as it is a guess, its shadow spread over every azimuth and elevation (the expected shadow of an unknown direction; rests on the camera only): 0 none"),
     "contact": Num(1.0, 0.0, 2.0, doc="strength of contact darkening (occlusion of the sky near the objects)"),
     "contact_radius": Num(0.3, 0.01, 10.0, doc="distance (m) over which contact darkening fades"),
     "light_wrap": Num(0.0, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
@@ -469,7 +469,11 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
     return shadow, contact
 
 
-SPREAD_AZIMUTHS = 8  # an unknown key's azimuths, sampled
+SPREAD_AZIMUTHS = 8  # an unknown key's azimuths, sampled ...
+# ... and elevations: spread at the default's 45 degrees alone, the expected shadow put a shot of the
+# tune half (shot09) and 4 of the 14 generated shots below `over` at shadow_spread 1, and one (motion
+# blur) at 0.75; over these three none at 0.75, with +0.25 dB on the tune half (bench/tune_harmonize.py)
+SPREAD_ELEVATIONS = (20.0, 45.0, 70.0)
 
 
 def _dome_occlusion(depth: np.ndarray, objects, camera: Camera, directions, softness_deg: float,
@@ -496,18 +500,16 @@ def _dome_occlusion(depth: np.ndarray, objects, camera: Camera, directions, soft
     return cv2.resize(occ, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else occ
 
 
-def spread_shadow(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray, bool]], light: ShotLight,
-                  camera: Camera, softness_deg: float, weights=None) -> np.ndarray:
-    """(H, W) the objects' key shadow averaged over SPREAD_AZIMUTHS azimuths at the key's elevation: the
-    expected shadow of a key whose azimuth is unknown. ``weights`` (SPREAD_AZIMUTHS,): how likely each
-    azimuth (0, 45, .. 315 degrees) is; None: all alike."""
+def spread_shadow(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray, bool]], camera: Camera,
+                  softness_deg: float) -> np.ndarray:
+    """(H, W) the expected shadow of a key whose direction is unknown: the objects' shadow averaged over
+    SPREAD_AZIMUTHS azimuths at each of SPREAD_ELEVATIONS (a guessed elevation is as unknown as the
+    azimuth)."""
     objects = [(m, c) for m, c, _ in objects if c is not None and (m > 0.02).any()]
     if not objects or not (depth < 0.5 * FAR).any():
         return np.zeros(depth.shape, np.float32)
-    el = max(math.degrees(math.asin(float(np.clip(light.direction[1], -1.0, 1.0)))), 1.0)
-    weights = np.ones(SPREAD_AZIMUTHS) if weights is None else np.asarray(weights, np.float64)
-    dirs = [(light_direction(float(az), el), float(wgt))
-            for az, wgt in zip(np.arange(SPREAD_AZIMUTHS) * 360.0 / SPREAD_AZIMUTHS, weights) if wgt > 0]
+    dirs = [(light_direction(float(az), el), 1.0) for el in SPREAD_ELEVATIONS
+            for az in np.arange(SPREAD_AZIMUTHS) * 360.0 / SPREAD_AZIMUTHS]
     return _dome_occlusion(depth, objects, camera, dirs, softness_deg)
 
 
@@ -533,7 +535,7 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     shadow = params["shadow_density"] * light.shadow_trust * shadow
     guess = params["shadow_spread"] * (1.0 - light.direction_weight) * float(np.clip(light.camera_confidence, 0.0, 1.0))
     if guess > 0:  # the part of the key whose direction is a guess: its expected shadow
-        shadow = _combine([shadow, params["shadow_density"] * guess * spread_shadow(env_depth, objects, light, camera, softness)])
+        shadow = _combine([shadow, params["shadow_density"] * guess * spread_shadow(env_depth, objects, camera, softness)])
     contact = np.clip(params["contact"] * light.camera_confidence * contact, 0.0, 1.0)
     env_ratio = environment_ratio(shadow, contact, light)
     env_out = env[..., :3] * env_ratio
