@@ -3,6 +3,8 @@
 from the pictures (perception.camera_estimate: the environment's Z and the actors' size).
 
 - in frame: a light source seen in the environment plate (perception.light, environment_plate);
+- sky side: the slope of the seen sky's brightness across the view (perception.light.sky_side_cue): left or
+  right of the camera, scored as right or WRONG against the sine of the true azimuth;
 - ground shadows: the axis of the shadow edges on the plate's ground seen from above
   (perception.light.ground_shadow_cue; an axis, so its error is taken modulo 180), and lit over
   shadowed ground against the true key_to_fill;
@@ -27,7 +29,7 @@ from cinecomp.camera import Camera, light_direction  # noqa: E402
 from cinecomp.io.pathtraced import frame_path, hdri_of, key_of, read_png, split_of, srgb_to_working  # noqa: E402
 from cinecomp.io.plates import read_image  # noqa: E402
 from cinecomp.perception.camera_estimate import estimate_camera  # noqa: E402
-from cinecomp.perception.light import estimate_light, ground_shadow_cue  # noqa: E402
+from cinecomp.perception.light import estimate_light, ground_shadow_cue, sky_side_cue  # noqa: E402
 from camera_from_pictures import pathtraced_shots, shot_inputs  # noqa: E402  (this folder)
 
 
@@ -43,9 +45,9 @@ def axis_error(axis: float, azimuth: float) -> float:
 def main(argv=None) -> int:
     shots = pathtraced_shots(__doc__, argv)
     print("| shot | split | true az/el | in frame: err (conf) | ground shadows: axis err (coherence) | "
-          "key_to_fill ground vs true | probe, estimated camera: err (conf) | probe, default camera: err (conf) |")
-    print("|---|---|---|---|---|---|---|---|")
-    errs = {"frame": [], "ground": [], "probe_est": [], "probe_default": []}
+          "key_to_fill ground vs true | sky side (conf) | probe, estimated camera: err (conf) | probe, default camera: err (conf) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    errs = {"frame": [], "ground": [], "sky": [], "probe_est": [], "probe_default": []}
     for shot in shots:
         meta, masks, z = shot_inputs(shot)  # z: the middle frame's
         first, last = int(meta["frame_start"]), int(meta["frame_end"])
@@ -71,6 +73,14 @@ def main(argv=None) -> int:
             e = axis_error(cue.axis_deg, key["azimuth_deg"])
             errs["ground"].append(e)
             ground, k2f = f"{e:.1f} ({cue.coherence:.2f})", f"{cue.key_to_fill:.2f} vs {sun.get('key_to_fill_ratio', float('nan')):.2f}"
+        sky = sky_side_cue(frames[1], z, cam)
+        if sky.slope is None:
+            sky_cell = "no sky"
+        else:
+            right = math.sin(math.radians(key["azimuth_deg"])) > 0
+            ok = (sky.slope > 0) == right
+            errs["sky"].append(ok)
+            sky_cell = f"{'right' if ok else 'WRONG'} ({sky.confidence:.2f}, |sin az| {abs(math.sin(math.radians(key['azimuth_deg']))):.2f})"
         probe_cells = []
         hdri = hdri_of(shot, meta)
         for name, c in (("probe_est", cam), ("probe_default", Camera())):
@@ -84,10 +94,12 @@ def main(argv=None) -> int:
             errs[name].append(e)
             probe_cells.append(f"{e:.1f} ({est['confidence']:.2f})")
         print(f"| {shot.name} | {split_of(shot.name, meta)} | {key['azimuth_deg']:.0f}/{key['elevation_deg']:.0f} | "
-              f"{in_frame} | {ground} | {k2f} | {probe_cells[0]} | {probe_cells[1]} |", flush=True)
+              f"{in_frame} | {ground} | {k2f} | {sky_cell} | {probe_cells[0]} | {probe_cells[1]} |", flush=True)
     print()
     for k, v in errs.items():
-        if v:
+        if k == "sky":
+            print(f"sky side: {len(v)} shot(s) with sky, side right on {sum(v)}")
+        elif v:
             print(f"{k}: {len(v)} shot(s), median error {np.median(v):.1f} deg, max {max(v):.1f}")
         else:
             print(f"{k}: found on no shot")

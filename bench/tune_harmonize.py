@@ -70,6 +70,7 @@ def main() -> None:
                     help="which eval set EVAL_DIR was made with (cinecomp eval --set)")
     ap.add_argument("--pathtraced", default=None, help="with --set pathtraced: the shots' folder (default ../shared/data/pathtraced)")
     ap.add_argument("--grid", default="", help="'name=v1,v2;name2=v3' (JSON values); default: the defaults only")
+    ap.add_argument("--per-shot", action="store_true", help="also print each shot's full-frame PSNR minus over's")
     args = ap.parse_args()
     out = Path(args.eval_dir).resolve()
     set_dir, results = out / "set", out / f"results_{args.light}"
@@ -91,9 +92,13 @@ def main() -> None:
         overrides = dict(zip([k for k, _ in axes], combo))
         params = parse_harmonize_params(json.dumps(overrides))
         with tempfile.TemporaryDirectory() as tmp:
-            r = ratios(run_candidate(results, entries, set_dir, params, Path(tmp)), over)
+            cand = run_candidate(results, entries, set_dir, params, Path(tmp))
+        r = ratios(cand, over)
         print(f"{json.dumps(overrides) or 'defaults':48} {r['shadow_err']:7.3f} {r['char_err']:7.3f} {r['ber']:6.3f} "
               f"{r['flicker']:7.3f} {r['psnr_full']:+6.2f}  {','.join(r['worse'])}")
+        if args.per_shot:
+            print("    " + "  ".join(f"{s.split('_s0')[0].split('_')[0] if not s.startswith('bl_') else s[3:].split('_s0')[0]} {cand[s]['psnr_full'] - over[s]['psnr_full']:+.2f}/"
+                                     f"{cand[s]['shadow_err'] / max(over[s]['shadow_err'], 1e-9):.2f}" for s in cand), flush=True)
 
 
 if __name__ == "__main__":

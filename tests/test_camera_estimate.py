@@ -202,3 +202,24 @@ def test_ground_shadow_cue_finds_the_axis_of_stripes_on_the_ground_and_says_when
     assert err < 5 and cue.coherence > 0.5 and cue.key_to_fill == pytest.approx(0.3 ** -1 - 1, rel=0.3)
     none = ground_shadow_cue(frame, np.full((h, w), FAR, np.float32), cam)
     assert none.axis_deg is None and none.key_to_fill is None and "ground" in none.note
+
+
+def test_sky_side_cue_names_the_brighter_side_and_says_when_there_is_no_sky():
+    from cinecomp.perception.light import sky_side_cue
+
+    cam = Camera(focal_mm=24.0, height_m=1.6, tilt_deg=5.0)
+    w, h = 64, 36
+    z = cam.ground_depth(w, h)
+    rays = cam.rays(w, h)
+    az = np.arctan2(rays[..., 0], rays[..., 2])
+    for sun_az, side in ((70.0, 1), (-110.0, -1)):  # camera right; camera left (behind it)
+        sky = 0.5 * np.exp(1.5 * np.cos(az - np.radians(sun_az)))  # the glow around the sun, out of frame
+        frame = np.repeat(np.where(z < FAR, 0.2, sky)[..., None], 3, axis=-1).astype(np.float32)
+        cue = sky_side_cue(frame, z, cam)
+        assert np.sign(cue.slope) == side and cue.confidence > 0.5, cue.note
+    flat = np.repeat(np.where(z < FAR, 0.2, 0.8)[..., None], 3, axis=-1).astype(np.float32)
+    flat += np.random.default_rng(0).normal(0, 0.01, flat.shape).astype(np.float32)  # noise, no gradient
+    assert sky_side_cue(flat, z, cam).confidence < 0.1
+    down = Camera(focal_mm=24.0, height_m=1.6, tilt_deg=-60.0)  # only ground in view
+    none = sky_side_cue(flat, down.ground_depth(w, h), down)
+    assert none.slope is None and none.confidence == 0 and "sky" in none.note

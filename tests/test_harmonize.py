@@ -489,3 +489,36 @@ def test_a_guessed_key_direction_casts_its_shadow_spread_over_every_azimuth():
     assert g[:, xs.max() + 1:].max() < 0.05 < g[:, : xs.min()].max()  # key from the right: shadow to the left only
     with pytest.raises(ValueError, match="shadow_spread"):
         hz.parse_harmonize_params('{"shadow_spread": 2}')
+
+
+def test_a_guessed_key_spreads_its_shadow_over_every_elevation_too():
+    """A guessed direction's elevation is as unknown as its azimuth: the spread shadow is the same
+    whatever elevation the guess has (it was cast at the guessed one's alone, so a low guess drew a
+    long shadow and a high one a short dense blob)."""
+    params = hz.parse_harmonize_params('{"light_wrap": 0}')
+    low, high = (run(dataclasses.replace(light(az=90, el=el), confidence=0.0, camera_confidence=1.0), params)[1]["harmonize.shadow"]
+                 for el in (15.0, 80.0))
+    assert low.max() > 0.02
+    np.testing.assert_allclose(low, high, atol=1e-6)
+
+
+def test_contact_and_the_spread_shadow_are_one_dome_look_up():
+    """Contact darkening and a guessed key's spread shadow are the same weighted look-up over a set of
+    directions (hz._dome_occlusion); a direction of weight 0 counts for nothing, and the spread is the
+    plain mean over SPREAD_AZIMUTHS x SPREAD_ELEVATIONS."""
+    bar = standing_bar()
+    _, _, masks, contacts = frame_inputs(bar)
+    depth = CAM.ground_depth(W, H)
+    objects = [(bar, contacts["character"], False)]
+    _, contact = hz.environment_occlusion(depth, objects, light(), CAM, 1.0, contact_radius=0.3)
+    dome = hz._dome_occlusion(depth, objects, CAM, [(light_direction(az, el), np.sin(np.radians(el))) for az, el in hz.CONTACT_DIRS],
+                              hz.CONTACT_SOFTNESS_DEG, falloff_m=0.3)
+    np.testing.assert_allclose(contact, dome, atol=1e-6)
+    one = hz._dome_occlusion(depth, objects, CAM, [(light_direction(90, 40), 1.0)], 1.0)
+    padded = hz._dome_occlusion(depth, objects, CAM, [(light_direction(90, 40), 1.0), (light_direction(270, 40), 0.0)], 1.0)
+    np.testing.assert_allclose(one, padded, atol=1e-6)
+    spread = hz.spread_shadow(depth, objects, CAM, 1.0)
+    mean = hz._dome_occlusion(depth, objects, CAM, [(light_direction(az, el), 1.0) for el in hz.SPREAD_ELEVATIONS
+                                                    for az in range(0, 360, 360 // hz.SPREAD_AZIMUTHS)], 1.0)
+    np.testing.assert_allclose(spread, mean, atol=1e-6)
+    assert spread.max() > 0.02 and one.max() > spread.max()

@@ -40,7 +40,7 @@ HARMONIZE_SPEC = {
     "relight": Num(0.6, 0.0, 2.0, doc="strength of the directional shading from the key (0: exposure/colour only)"),
     "shadow_density": Num(1.0, 0.0, 1.0, doc="1 blocks all key light in the cast shadow"),
     "shadow_softness_deg": Num(None, 0.0, 45.0, doc="angular size of the key for the penumbra (empty: the light's softness)"),
-    "shadow_spread": Num(0.75, 0.0, 1.0, doc="a key whose direction is a guess casts, as far as it is a guess, its shadow spread over every azimuth at its elevation (the expected shadow of an unknown direction; rests on the camera only): 0 none"),
+    "shadow_spread": Num(0.75, 0.0, 1.0, doc="a key whose direction is a guess casts, as far as it is a guess, its shadow spread over every azimuth and elevation (the expected shadow of an unknown direction; rests on the camera only): 0 none"),
     "contact": Num(1.0, 0.0, 2.0, doc="strength of contact darkening (occlusion of the sky near the objects)"),
     "contact_radius": Num(0.3, 0.01, 10.0, doc="distance (m) over which contact darkening fades"),
     "light_wrap": Num(0.0, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
@@ -457,25 +457,10 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
     max_sigma = 0.25 * w
     shadow = _combine(_solid_shadow(points, valid, m, c, solid, light.direction, camera, (w, h), softness_deg, max_sigma)
                       for m, c, solid in objects)
-    # contact: the same look-up towards the sky dome at quarter resolution (it is soft anyway; the
-    # camera's focal length in pixels scales with the width, so the same Camera serves)
-    f = 4 if min(h, w) >= 64 else 1
-    sw, sh = max(1, w // f), max(1, h // f)
-    small_cam_depth = cv2.resize(depth, (sw, sh), interpolation=cv2.INTER_NEAREST)
-    pts = tuple(cv2.resize(p, (sw, sh), interpolation=cv2.INTER_NEAREST) for p in points)
-    ok = small_cam_depth < 0.5 * FAR
-    occ = np.zeros((sh, sw), np.float32)
-    small_objects = [(_blur_levels(cv2.resize(m.astype(np.float32, copy=False), (sw, sh), interpolation=cv2.INTER_AREA), 0.25 * sw), c)
-                     for m, c, _ in objects]
-    weights = []
-    for az, el in CONTACT_DIRS:
-        dvec = light_direction(az, el).astype(np.float32)
-        wgt = math.sin(math.radians(el))  # cosine weighting of the dome
-        occ += wgt * _combine(cast_occlusion(pts, ok, lv, c, dvec, camera, (sw, sh), CONTACT_SOFTNESS_DEG,
-                                             falloff_m=contact_radius) for lv, c in small_objects)
-        weights.append(wgt)
-    occ /= sum(weights)
-    contact = cv2.resize(occ, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else occ
+    # contact: the same look-up averaged over the sky dome (cosine-weighted), at quarter resolution
+    contact = _dome_occlusion(depth, objects, camera, [(light_direction(az, el), math.sin(math.radians(el)))
+                                                       for az, el in CONTACT_DIRS],
+                              CONTACT_SOFTNESS_DEG, falloff_m=contact_radius)
     contact = np.where(valid, contact, 0.0).astype(np.float32, copy=False)
     shadow = shadow.astype(np.float32, copy=False)
     if (h, w) != (full_h, full_w):
@@ -484,31 +469,48 @@ def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.
     return shadow, contact
 
 
-SPREAD_AZIMUTHS = 8  # an unknown key's azimuths, sampled
+SPREAD_AZIMUTHS = 8  # an unknown key's azimuths, sampled ...
+# ... and elevations: spread at the default's 45 degrees alone, the expected shadow put a shot of the
+# tune half (shot09) and 4 of the 14 generated shots below `over` at shadow_spread 1, and one (motion
+# blur) at 0.75; over these three none at 0.75, with +0.25 dB on the tune half (bench/tune_harmonize.py)
+SPREAD_ELEVATIONS = (20.0, 45.0, 70.0)
 
 
-def spread_shadow(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray, bool]], light: ShotLight,
-                  camera: Camera, softness_deg: float) -> np.ndarray:
-    """(H, W) the objects' key shadow averaged over SPREAD_AZIMUTHS azimuths at the key's elevation: the
-    expected shadow of a key whose azimuth is unknown (quarter resolution, like contact darkening)."""
-    full_h, full_w = depth.shape
-    objects = [(m, c) for m, c, _ in objects if c is not None and (m > 0.02).any()]
-    if not objects or not (depth < 0.5 * FAR).any():
-        return np.zeros((full_h, full_w), np.float32)
-    f = 4 if min(full_h, full_w) >= 64 else 1
-    sw, sh = max(1, full_w // f), max(1, full_h // f)
+def _dome_occlusion(depth: np.ndarray, objects, camera: Camera, directions, softness_deg: float,
+                    falloff_m: float | None = None) -> np.ndarray:
+    """(H, W) occlusion by the objects [(matte, contact, ...)] averaged over ``directions`` [(unit
+    vector towards the light, weight)]: the look-up of contact darkening and of a spread shadow, at
+    quarter resolution (both are soft; the camera's focal length in pixels scales with the width, so
+    the same Camera serves), 0 where the environment is far."""
+    h, w = depth.shape
+    f = 4 if min(h, w) >= 64 else 1
+    sw, sh = max(1, w // f), max(1, h // f)
     small = cv2.resize(depth, (sw, sh), interpolation=cv2.INTER_NEAREST)
     ok = small < 0.5 * FAR
     pts = world_points(small, camera)
-    levels = [(_blur_levels(cv2.resize(m.astype(np.float32, copy=False), (sw, sh), interpolation=cv2.INTER_AREA), 0.25 * sw), c)
-              for m, c in objects]
-    el = math.degrees(math.asin(float(np.clip(light.direction[1], -1.0, 1.0))))
-    occ = np.zeros((sh, sw), np.float32)
-    for az in np.arange(SPREAD_AZIMUTHS) * 360.0 / SPREAD_AZIMUTHS:
-        d = light_direction(float(az), max(el, 1.0)).astype(np.float32)
-        occ += _combine(cast_occlusion(pts, ok, lv, c, d, camera, (sw, sh), softness_deg) for lv, c in levels)
-    occ = np.where(ok, occ / SPREAD_AZIMUTHS, 0.0).astype(np.float32)
-    return cv2.resize(occ, (full_w, full_h), interpolation=cv2.INTER_LINEAR) if f > 1 else occ
+    levels = [(_blur_levels(cv2.resize(np.ascontiguousarray(m, np.float32), (sw, sh), interpolation=cv2.INTER_AREA),
+                            0.25 * sw), c) for m, c, *_ in objects]
+    occ, total = np.zeros((sh, sw), np.float32), 0.0
+    for d, wgt in directions:
+        d = np.asarray(d, np.float32)
+        occ += np.float32(wgt) * _combine(cast_occlusion(pts, ok, lv, c, d, camera, (sw, sh), softness_deg, falloff_m=falloff_m)
+                                          for lv, c in levels)
+        total += wgt
+    occ = np.where(ok, occ / max(total, 1e-12), 0.0).astype(np.float32)
+    return cv2.resize(occ, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else occ
+
+
+def spread_shadow(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray, bool]], camera: Camera,
+                  softness_deg: float) -> np.ndarray:
+    """(H, W) the expected shadow of a key whose direction is unknown: the objects' shadow averaged over
+    SPREAD_AZIMUTHS azimuths at each of SPREAD_ELEVATIONS (a guessed elevation is as unknown as the
+    azimuth)."""
+    objects = [(m, c) for m, c, _ in objects if c is not None and (m > 0.02).any()]
+    if not objects or not (depth < 0.5 * FAR).any():
+        return np.zeros(depth.shape, np.float32)
+    dirs = [(light_direction(float(az), el), 1.0) for el in SPREAD_ELEVATIONS
+            for az in np.arange(SPREAD_AZIMUTHS) * 360.0 / SPREAD_AZIMUTHS]
+    return _dome_occlusion(depth, objects, camera, dirs, softness_deg)
 
 
 def environment_ratio(shadow: np.ndarray, contact: np.ndarray, light: ShotLight) -> np.ndarray:
@@ -533,7 +535,7 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     shadow = params["shadow_density"] * light.shadow_trust * shadow
     guess = params["shadow_spread"] * (1.0 - light.direction_weight) * float(np.clip(light.camera_confidence, 0.0, 1.0))
     if guess > 0:  # the part of the key whose direction is a guess: its expected shadow
-        shadow = _combine([shadow, params["shadow_density"] * guess * spread_shadow(env_depth, objects, light, camera, softness)])
+        shadow = _combine([shadow, params["shadow_density"] * guess * spread_shadow(env_depth, objects, camera, softness)])
     contact = np.clip(params["contact"] * light.camera_confidence * contact, 0.0, 1.0)
     env_ratio = environment_ratio(shadow, contact, light)
     env_out = env[..., :3] * env_ratio
