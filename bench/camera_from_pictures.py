@@ -17,8 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from cinecomp.io import exr as exrio  # noqa: E402
-from cinecomp.io.pathtraced import camera_of, find_shots, frame_path, read_png, split_of  # noqa: E402
+from cinecomp.io.pathtraced import camera_of, environment_depth, find_shots, frame_path, read_png, split_of  # noqa: E402
 from cinecomp.perception.camera_estimate import estimate_camera  # noqa: E402
 
 
@@ -26,8 +25,7 @@ def shot_inputs(shot: Path):
     meta = json.loads((shot / "shot.json").read_text())
     first, last = int(meta["frame_start"]), int(meta["frame_end"])
     masks = [{"character": read_png(frame_path(shot, "masks", f))[..., 0]} for f in range(first, last + 1)]
-    layers = exrio.read_layers(frame_path(shot, "depth", first + (last - first) // 2))
-    z = np.asarray(layers["Y"] if "Y" in layers else next(iter(layers.values())), np.float32)
+    z = environment_depth(shot, first + (last - first) // 2)  # the environment's Z: no actors in it
     return meta, masks, z
 
 

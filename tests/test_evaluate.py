@@ -350,3 +350,30 @@ def test_an_earlier_runs_frames_are_never_scored(tmp_path, monkeypatch):
     exrio.write_rgba(comp, np.zeros((36, 64, 4), np.float32))
     with pytest.raises(suite.EvalError, match=r"is 64x36 but the truth of ev01 is 32x18"):
         suite.score_shot({1001: comp}, entry, set_dir)
+
+
+def test_a_path_traced_depth_loses_its_actors_but_keeps_the_set_in_front_of_them(tmp_path):
+    """depth/ of a path-traced shot is the truth render's: the actor (Z 4) stands on a ground whose Z
+    falls row by row, under a sky (1e10), behind a post (Z 1.5) that is part of the set. The
+    environment's Z has the ground and the sky where the actor was, and keeps the post."""
+    import cv2
+
+    from cinecomp.io import exr as exrio
+    from cinecomp.io.pathtraced import environment_depth
+
+    h, w, name = 18, 32, "bl_tiny_s0"
+    y, x = np.mgrid[:h, :w]
+    ground = np.where(y >= 6, 2.0 + 30.0 / np.maximum(y - 5, 1), 1e10).astype(np.float32)
+    actor = (x >= 10) & (x < 16) & (y >= 2) & (y < 15)
+    post = (x >= 12) & (x < 14)
+    z = np.where(post, 1.5, np.where(actor, 4.0, ground)).astype(np.float32)
+    seen = actor & ~post  # masks/: what of the actor the camera sees
+    (tmp_path / name / "depth").mkdir(parents=True)
+    (tmp_path / name / "masks").mkdir()
+    exrio.write_exr(tmp_path / name / "depth" / f"{name}.1001.exr", {"Y": z})
+    cv2.imwrite(str(tmp_path / name / "masks" / f"{name}.1001.png"),
+                (np.stack([seen, seen, np.zeros_like(seen)], -1) * 255).astype(np.uint8))
+    env = environment_depth(tmp_path / name, 1001)
+    np.testing.assert_allclose(env[seen], ground[seen], rtol=1e-6)  # ground and sky behind the actor
+    np.testing.assert_array_equal(env[post], 1.5)  # the set's post in front of it stays
+    np.testing.assert_array_equal(env[~actor], z[~actor])

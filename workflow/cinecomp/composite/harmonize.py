@@ -45,9 +45,10 @@ HARMONIZE_SPEC = {
     "contact_radius": Num(0.3, 0.01, 10.0, doc="distance (m) over which contact darkening fades"),
     "light_wrap": Num(0.0, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
     "light_wrap_size": Num(0.01, 0.0, 0.2, doc="width of the light wrap, as a fraction of the frame width"),
+    "holdout": Num(1.0, 0.0, 1.0, doc="the environment nearer than an object (by the environment's depth and the object's contact) covers it, as a post in front of the actor: 0 off"),
 }
 HARMONIZE_EXAMPLE = '{"shadow_density": 0.8, "light_wrap": 0.5}'
-LAYERS = ("harmonize.shadow", "harmonize.contact", "harmonize.relight.R", "harmonize.relight.G",
+LAYERS = ("harmonize.shadow", "harmonize.contact", "harmonize.holdout", "harmonize.relight.R", "harmonize.relight.G",
           "harmonize.relight.B", "harmonize.wrap.R", "harmonize.wrap.G", "harmonize.wrap.B")
 RELIGHT_WIDTH = 512  # shading is smooth: normals and shading are worked out at this width at most
 SHADOW_WIDTH = 1024  # cast shadows at this width at most (a 2K frame's shadow at half resolution)
@@ -513,6 +514,31 @@ def spread_shadow(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray,
     return _dome_occlusion(depth, objects, camera, dirs, softness_deg)
 
 
+HOLDOUT_MARGIN_M = 0.3  # an object's front may stand this far (+ 5% of its distance) before its contact ...
+HOLDOUT_RAMP_M = 0.2  # ... and the environment covers it fully this much nearer still
+
+
+def holdout(env_depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray | None, bool]], camera: Camera) -> np.ndarray:
+    """(H, W) 0..1: where the environment is nearer than an object (its distance at its contact, less a
+    margin for a body that leans or a box's near face), the environment covers it; only inside the
+    object's matte, so the ground below a contact (nearer, but never covered by the matte) stays out."""
+    out = np.zeros(env_depth.shape, np.float32)
+    near_env = env_depth < 0.5 * FAR
+    for mask, contact, _ in objects:
+        inside = mask > 0.02
+        if contact is None or not inside.any():
+            continue
+        z = float((np.asarray(contact, np.float64) - camera.position) @ camera.basis()[2])
+        front = z - HOLDOUT_MARGIN_M - 0.05 * z
+        if front <= 0:
+            continue
+        cover = np.clip((front - env_depth) / HOLDOUT_RAMP_M, 0.0, 1.0)
+        out = np.maximum(out, np.where(inside & near_env, cover, 0.0).astype(np.float32))
+    if out.any():  # the environment's depth is one sample a pixel: soften its aliased edge by a pixel
+        out = cv2.GaussianBlur(out, (0, 0), 0.7)
+    return out
+
+
 def environment_ratio(shadow: np.ndarray, contact: np.ndarray, light: ShotLight) -> np.ndarray:
     """(H, W, 3) factor on the environment from the applied shadow and contact (0..1): in shadow
     only the ambient remains (so shadows take the sky's colour); contact removes ambient."""
@@ -542,10 +568,12 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     relit = relight_ratio(masks, light, grade, camera, params["relight"] * light.direction_weight)
     fg = key[..., :3] * relit
     wrap = light_wrap(env_out, alpha, params["light_wrap_size"] * w, params["light_wrap"])
-    rgb = fg + wrap + (1.0 - alpha[..., None]) * env_out
+    held = params["holdout"] * float(np.clip(light.camera_confidence, 0.0, 1.0)) * holdout(env_depth, objects, camera)
+    shown = (1.0 - held)[..., None]  # what of the key the nearer environment leaves
+    rgb = (fg + wrap) * shown + (1.0 - alpha[..., None] * shown) * env_out
     beauty = np.concatenate([rgb, np.ones_like(alpha)[..., None]], axis=-1)
     relit_layer = np.where(alpha[..., None] > 0, relit, 1.0)
-    layers = {"harmonize.shadow": shadow, "harmonize.contact": contact}
+    layers = {"harmonize.shadow": shadow, "harmonize.contact": contact, "harmonize.holdout": held}
     for i, c in enumerate("RGB"):
         layers[f"harmonize.relight.{c}"] = relit_layer[..., i]
         layers[f"harmonize.wrap.{c}"] = wrap[..., i]

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from ..io import exr as exrio
-from ..io.pathtraced import (PATHTRACED, REPORT, SRGB, TUNE, PathtracedError, camera_of, find_shots,  # noqa: F401
+from ..io.pathtraced import (PATHTRACED, REPORT, SRGB, TUNE, PathtracedError, camera_of, environment_depth, find_shots,  # noqa: F401
                              frame_path as _frame, hdri_of, key_of, read_png as _read_png, split_of,
                              srgb_to_working as _srgb_to_working)
 
-CONVERT_VERSION = 1  # bump when the conversion changes: converted shots are made again
+CONVERT_VERSION = 2  # bump when the conversion changes: converted shots are made again
 
 
 def convert_shot(shot: Path, set_dir: Path) -> dict:
@@ -51,9 +51,8 @@ def convert_shot(shot: Path, set_dir: Path) -> dict:
             channels = {"R": env[..., 0], "G": env[..., 1], "B": env[..., 2], "A": np.ones_like(alpha)}
             depth_file = _frame(shot, "depth", f)
             if depth_file.is_file():
-                z = exrio.read_layers(depth_file)
-                z = next(iter(z.values())) if "Y" not in z else z["Y"]
-                channels["depth.Z"] = np.minimum(np.asarray(z, np.float32), 1.0e4)
+                # the environment's Z: depth/ is the truth render's, with the actors in it
+                channels["depth.Z"] = np.minimum(environment_depth(shot, f), 1.0e4)
             exrio.write_exr(out / "env" / f"{name}_env.{f:04d}.exr",
                             {**exrio.half_channels({k: v for k, v in channels.items() if len(k) == 1}, {"shot": name, "frame": f}),
                              **{k: v.astype(np.float32) for k, v in channels.items() if len(k) != 1}})

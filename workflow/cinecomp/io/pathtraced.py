@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import colour
+from . import exr as exrio
 from ..errors import CinecompError
 from ..layout import SHARED_DATA
 
@@ -152,3 +153,46 @@ def check_shot_folder(folder: Path, first: int | None, last: int | None, window:
             problems.append(f"{len(missing)} frame file(s) missing, first {missing[0]} (fix: render the shot "
                             "again with bench/blender_shots.py)")
     return problems, meta
+
+
+def environment_depth(shot: Path, f: int) -> np.ndarray:
+    """(H, W) the ENVIRONMENT's planar Z of frame ``f``, as a TD's CG set would give it. The folder's
+    ``depth/`` is the depth of the ground-truth render, so it holds the actors and the prop where they
+    stand (their ``masks/`` pixels, grown a pixel for the antialiased edge where nothing nearer is); those pixels take, row by
+    row, what lies behind them: the Z between the nearest unmasked pixels to their left and right,
+    interpolated when the two agree within 20% (ground, a wall), else the farther (a background seen
+    past an edge). A row with nothing unmasked keeps its Z. What occludes the actors (a post of the set) is not in their masks and stays."""
+    layers = exrio.read_layers(frame_path(shot, "depth", f))
+    z = np.array(layers["Y"] if "Y" in layers else next(iter(layers.values())), np.float32)
+    masks = read_png(frame_path(shot, "masks", f))
+    covered = (masks[..., :2] > 0.5).any(-1) if masks.ndim == 3 else masks > 0.5
+    if covered.any():  # grown by a pixel for the antialiased edge, but never onto the set in front
+        covered |= _grow(covered) & (z >= 0.9 * float(z[covered].min()))
+    out = z.copy()
+    cols = np.arange(z.shape[1])
+    for y in np.nonzero(covered.any(1))[0]:
+        free = ~covered[y]
+        if not free.any():
+            continue
+        xs = cols[free]
+        left = np.searchsorted(xs, cols, side="right") - 1  # nearest free column at or left of each
+        right = np.minimum(left + 1, len(xs) - 1)
+        left = np.maximum(left, 0)
+        zl, zr = z[y, xs[left]], z[y, xs[right]]
+        zl = np.where(cols < xs[0], zr, zl)  # nothing free on one side: the other side's
+        zr = np.where(cols > xs[-1], zl, zr)
+        agree = np.abs(zl - zr) <= 0.2 * np.minimum(zl, zr)
+        t = np.where(xs[right] > xs[left], (cols - xs[left]) / np.maximum(xs[right] - xs[left], 1), 0.0)
+        fill = np.where(agree, zl + (zr - zl) * np.clip(t, 0, 1), np.maximum(zl, zr))
+        out[y, ~free] = fill[~free]
+    return out
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    g = mask.copy()
+    g[1:] |= mask[:-1]
+    g[:-1] |= mask[1:]
+    g[:, 1:] |= mask[:, :-1]
+    g[:, :-1] |= mask[:, 1:]
+    return g
+
