@@ -157,6 +157,7 @@ def harmonize_settings(row):
     return dict(
         camera=camera_params(row),
         harmonize=parse_harmonize_params(row["harmonize_params"]),
+        depth_backend=backend(row, "depth"),
     )
 
 

@@ -279,6 +279,8 @@ def harmonize(inputs, outputs, settings, log):
     contacts = json.loads((Path(inputs.depth) / "contacts.json").read_text())
     # the camera the depth stage used (the sheet's, or estimated from the pictures)
     params, camera = settings["harmonize"], Camera.from_params(contacts.get("camera", settings["camera"]))
+    if params["holdout"] is None:  # a given Z (plate) holds the actor out where the set is nearer; a guess does not
+        params = {**params, "holdout": 1.0 if settings.get("depth_backend") == "plate" else 0.0}
     light = hz.ShotLight.from_json(json.loads(Path(inputs.light).read_text())).trusted()  # each effect as far as it is known
     keys = element_frames(inputs.key)
     envs, masks, depths = (dict(element_frames(d)) for d in (inputs.env, inputs.masks, inputs.depth))

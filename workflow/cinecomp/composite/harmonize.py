@@ -45,7 +45,7 @@ HARMONIZE_SPEC = {
     "contact_radius": Num(0.3, 0.01, 10.0, doc="distance (m) over which contact darkening fades"),
     "light_wrap": Num(0.0, 0.0, 2.0, doc="environment light wrapped onto the character's edges"),
     "light_wrap_size": Num(0.01, 0.0, 0.2, doc="width of the light wrap, as a fraction of the frame width"),
-    "holdout": Num(1.0, 0.0, 1.0, doc="the environment nearer than an object (by the environment's depth and the object's contact) covers it, as a post in front of the actor: 0 off"),
+    "holdout": Num(None, 0.0, 1.0, doc="the environment nearer than an object (by the environment's Z and the object's contact) covers it, as a post in front of the actor; empty: 1 on the plate depth backend (a given Z), 0 on the others (a ground plane has nothing nearer; a depth model's guess could hide the actor)"),
 }
 HARMONIZE_EXAMPLE = '{"shadow_density": 0.8, "light_wrap": 0.5}'
 LAYERS = ("harmonize.shadow", "harmonize.contact", "harmonize.holdout", "harmonize.relight.R", "harmonize.relight.G",
@@ -568,7 +568,8 @@ def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np
     relit = relight_ratio(masks, light, grade, camera, params["relight"] * light.direction_weight)
     fg = key[..., :3] * relit
     wrap = light_wrap(env_out, alpha, params["light_wrap_size"] * w, params["light_wrap"])
-    held = params["holdout"] * float(np.clip(light.camera_confidence, 0.0, 1.0)) * holdout(env_depth, objects, camera)
+    held = (params["holdout"] or 0.0) * float(np.clip(light.camera_confidence, 0.0, 1.0))  # None: the stage decides
+    held = held * holdout(env_depth, objects, camera) if held > 0 else np.zeros_like(alpha)
     shown = (1.0 - held)[..., None]  # what of the key the nearer environment leaves
     rgb = (fg + wrap) * shown + (1.0 - alpha[..., None] * shown) * env_out
     beauty = np.concatenate([rgb, np.ones_like(alpha)[..., None]], axis=-1)
