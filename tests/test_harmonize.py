@@ -7,7 +7,8 @@ import pytest
 
 from cinecomp.composite import harmonize as hz
 from cinecomp.camera import FAR, Camera, azimuth_elevation, light_direction, parse_camera
-from cinecomp.perception.depth import card_depth, contact_pixel, contact_point, object_contacts, plate_depth, shot_depth
+from cinecomp.perception.depth import (actor_regions, card_depth, contact_pixel, contact_point, frame_actor_contacts,
+                                       object_contacts, plate_depth, shot_depth)
 
 W, H = 160, 90
 CAM = Camera(focal_mm=35, height_m=1.5, tilt_deg=-8)
@@ -549,3 +550,64 @@ def test_a_post_nearer_than_the_actor_covers_it_and_the_ground_never_does():
     for off in ('{"holdout": 0}', ""):
         beauty = hz.harmonize_frame(key, env, masks, post, contacts, l, grade, CAM, hz.parse_harmonize_params(off))[0]
         np.testing.assert_allclose(beauty[35:65, 74, :3], without[35:65, 74, :3], atol=0.05)
+
+
+def two_actors(near=(20, 30, 20, 75), far=(110, 118, 35, 55), speck=True):
+    """A character mask with two actors: a near one (x0, x1, top, bottom: feet low in frame) and a far
+    one (feet higher), plus a 2x2 speck."""
+    m = np.zeros((H, W), np.float32)
+    for x0, x1, top, bottom in (near, far):
+        m[top:bottom, x0:x1] = 1.0
+    if speck:
+        m[5:7, 60:62] = 1.0
+    return m
+
+
+def test_each_actor_of_a_character_mask_gets_its_own_contact():
+    m = two_actors()
+    regions = actor_regions(m)
+    assert len(regions) == 2  # the speck is no actor
+    np.testing.assert_array_equal(sum(m * r for r in regions), m)  # the regions split the mask whole
+    pts = frame_actor_contacts(CAM, m, W, H)
+    assert pts[0] == pytest.approx(contact_point(CAM, contact_pixel(two_actors(far=(0, 0, 0, 0), speck=False)), W, H))
+    assert pts[1] == pytest.approx(contact_point(CAM, (114.0, 55.0), W, H))
+    assert pts[1][2] > pts[0][2] + 2  # the far actor stands farther away
+    one = standing_bar()
+    assert len(actor_regions(one)) == 1 and actor_regions(one)[0].all()  # one actor: the whole frame
+    assert actor_regions(np.zeros((H, W), np.float32)) == []
+    cut = two_actors(near=(20, 30, 20, H))  # the near actor's feet out of frame
+    assert frame_actor_contacts(CAM, cut, W, H)[0] is None
+    masks = [{"character": two_actors(far=(110 + i, 118 + i, 35, 55)), "prop": np.zeros((H, W), np.float32)}
+             for i in range(5)]
+    contacts = object_contacts(CAM, masks, W, H)
+    assert [len(a) for a in contacts["actors"]] == [2] * 5
+    xs = [a[1][0] for a in contacts["actors"]]
+    assert xs == sorted(xs)  # the far actor walks right, tracked as one
+
+
+def test_two_actors_cast_two_shadows_from_their_own_feet_and_an_old_contacts_json_still_reads():
+    """With one contact for the whole mask (the near actor's: what a contacts.json of the previous version
+    holds, which still reads) the far actor's shadow is cast from the near one's distance, away from its
+    feet; with one contact each it starts at the far actor's own feet, and the near one's is as if alone."""
+    m = two_actors(speck=False)
+    key = np.concatenate([np.stack([m * 0.2, m * 0.15, m * 0.1], -1), m[..., None]], -1)
+    env = np.full((H, W, 3), 0.5, np.float32)
+    masks = {"character": m, "prop": np.zeros_like(m)}
+    actors = frame_actor_contacts(CAM, m, W, H)
+    l = light(az=90.0, el=30.0)  # from the right: shadows fall to the left, along the ground
+    params = hz.parse_harmonize_params("")
+    grade = hz.shot_grade([(key, masks)], l, CAM, params)
+    depth = CAM.ground_depth(W, H)
+    single = {"character": actors[0], "prop": None}  # an older contacts.json: no actors
+    each = {**single, "actors": actors}
+    s_one = hz.harmonize_frame(key, env, masks, depth, single, l, grade, CAM, params)[1]["harmonize.shadow"]
+    s_each = hz.harmonize_frame(key, env, masks, depth, each, l, grade, CAM, params)[1]["harmonize.shadow"]
+    far_feet = (slice(53, 57), slice(100, 110))  # the ground just left of the far actor's feet
+    assert s_each[far_feet].max() > 0.5 and s_one[far_feet].max() < 0.2
+    alone = two_actors(far=(0, 0, 0, 0), speck=False)  # the near actor's shadow is its own, as if alone
+    masks_alone = {"character": alone, "prop": np.zeros_like(alone)}
+    key_alone = key * alone[..., None]
+    s_alone = hz.harmonize_frame(key_alone, env, masks_alone, depth, single, l, grade, CAM, params)[1]["harmonize.shadow"]
+    near = (slice(60, 90), slice(0, 40))
+    assert s_alone[near].max() > 0.5
+    np.testing.assert_allclose(s_each[near], s_alone[near], atol=0.05)

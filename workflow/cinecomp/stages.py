@@ -167,7 +167,8 @@ def depth(inputs, outputs, settings, log):
             env_z = run.depth(exrio.read_rgba(envs[frame]))
         if env_src is not None:
             env_z = env_plate_z(frame)
-        c = {o: None if contacts[o][i] is None else np.asarray(contacts[o][i]) for o in depth_mod.OBJECTS}
+        c = {**{o: None if contacts[o][i] is None else np.asarray(contacts[o][i]) for o in depth_mod.OBJECTS},
+             "actors": contacts["actors"][i]}
         z = depth_mod.shot_depth(env_z, read_trimask(path), c, camera)
         exrio.write_exr(frame_path(out_dir, shot, "depth", version, frame),
                         {"depth.Z": z, "environment.Z": env_z.astype(np.float32)}, compression="zip",
@@ -176,7 +177,9 @@ def depth(inputs, outputs, settings, log):
     # stage and harmonize use the same one
     contacts_json = {"frames": [f for f, _ in mask_files], "camera": estimate["params"],
                      "camera_estimate": {k: estimate[k] for k in ("source", "confidence", "notes")},
-                     **{o: [None if p is None else [float(x) for x in p] for p in contacts[o]] for o in depth_mod.OBJECTS}}
+                     **{o: [None if p is None else [float(x) for x in p] for p in contacts[o]] for o in depth_mod.OBJECTS},
+                     # one contact per actor of the character mask, per frame (left to right)
+                     "actors": [[None if p is None else [float(x) for x in p] for p in frame] for frame in contacts["actors"]]}
     write_json(out_dir / "contacts.json", contacts_json)
     log.info("depth (%s) of %d frames; camera %s (%s, confidence %.2f: %s)%s", settings["backend"], len(mask_files),
              camera, estimate["source"], estimate["confidence"], "; ".join(estimate["notes"]),
@@ -300,6 +303,7 @@ def harmonize(inputs, outputs, settings, log):
                                         "plate_shading": [float(c) for c in grade.plate_shading]})
     for i, (frame, key_file) in enumerate(keys):
         contact = {o: contacts[o][i] for o in ("character", "prop")}
+        contact["actors"] = contacts["actors"][i] if "actors" in contacts else None  # an older contacts.json: one
         env_z = exrio.read_layers(depths[frame])["environment.Z"]
         beauty, layers = hz.harmonize_frame(exrio.read_rgba(key_file), exrio.read_rgba(envs[frame])[..., :3],
                                             read_trimask(masks[frame]), env_z, contact, light, grade, camera, params)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..camera import FAR, Camera, light_direction
 from ..colour import LUMA_ACESCG
+from ..perception.depth import character_parts
 from ..perception.light import ALBEDO, PLATE_COLOUR_TRUST, ShotLight, sh_eval, up_shares  # noqa: F401
 from ..params import Num, check_params, parse_json_object
 
@@ -551,11 +552,14 @@ def environment_ratio(shadow: np.ndarray, contact: np.ndarray, light: ShotLight)
 def harmonize_frame(key: np.ndarray, env: np.ndarray, masks: dict, env_depth: np.ndarray, contacts: dict,
                     light: ShotLight, grade: ShotGrade, camera: Camera, params: dict) -> tuple[np.ndarray, dict]:
     """One frame: key (H, W, 4) premultiplied, env (H, W, 3), masks {character, prop}, the
-    environment's depth, contacts {object: world point or None}. Returns (beauty RGBA, layers)."""
+    environment's depth, contacts {object: world point or None; ``actors``: this frame's contact per actor
+    of the character mask, or None}. Returns (beauty RGBA, layers)."""
     h, w = env_depth.shape
     alpha = np.clip(key[..., 3], 0.0, 1.0).astype(np.float32, copy=False)
-    objects = [(masks[o].astype(np.float32, copy=False), None if contacts.get(o) is None else np.asarray(contacts[o], np.float32),
-                o == "prop") for o in ("character", "prop")]
+    objects = [(m.astype(np.float32, copy=False), c, False)  # one per actor (depth.character_parts)
+               for m, c in character_parts(masks["character"], contacts.get("character"), contacts.get("actors"))]
+    objects.append((masks["prop"].astype(np.float32, copy=False),
+                    None if contacts.get("prop") is None else np.asarray(contacts["prop"], np.float32), True))
     softness = params["shadow_softness_deg"] if params["shadow_softness_deg"] is not None else light.softness_deg
     shadow, contact = environment_occlusion(env_depth, objects, light, camera, softness, params["contact_radius"])
     shadow = params["shadow_density"] * light.shadow_trust * shadow
@@ -592,5 +596,6 @@ def harmonize_frames(keys, envs, masks, env_depths, contacts: dict, light_json: 
     light = ShotLight.from_json(light_json).trusted()
     picks = sample_indices(len(keys), 6)
     grade = shot_grade([(keys[i], masks[i]) for i in picks], light, camera, params)
-    return [harmonize_frame(keys[i], envs[i], masks[i], env_depths[i], {o: contacts[o][i] for o in ("character", "prop")},
+    return [harmonize_frame(keys[i], envs[i], masks[i], env_depths[i], {**{o: contacts[o][i] for o in ("character", "prop")},
+                                                                  "actors": contacts["actors"][i] if "actors" in contacts else None},
                             light, grade, camera, params)[0][..., :3] for i in range(len(keys))]
