@@ -3,6 +3,7 @@ cues measured from the environment plate (issue 18 items 5, 6). Tiny synthetic f
 
 import json
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -123,9 +124,10 @@ def test_the_sheets_camera_wins():
                    "notes": ["camera: the sheet's"]}
 
 
-def test_depth_stage_estimates_the_camera_and_light_and_harmonize_use_it(tmp_path):
-    """Plate backend, no sheet camera: the depth stage fits the environment's Z, writes the camera and its
-    source/confidence in contacts.json; the light stage hands that confidence to harmonize (light.json)."""
+def test_depth_stage_estimates_the_camera_and_light_and_harmonize_use_it(tmp_path, monkeypatch):
+    """Plate backend, no sheet camera: the depth stage fits the environment's Z (each frame's read once,
+    the middle one's too), writes the camera and its source/confidence in contacts.json with one contact
+    per actor; the light stage hands that confidence to harmonize (light.json)."""
     from cinecomp import stages
     from cinecomp.io import exr as exrio
     from cinecomp.perception.light import ShotLight
@@ -142,8 +144,14 @@ def test_depth_stage_estimates_the_camera_and_light_and_harmonize_use_it(tmp_pat
                                                     "depth.Z": cam.ground_depth(w, h)})
     settings = {"backend": "plate", "camera": {}, "env_source": str(env_dir / "s_env.####.exr"),
                 "environment_fit": "stretch", "attrs": {"shot": "s"}}
+    reads = []
+    read_exr = exrio.read_exr
+    monkeypatch.setattr(exrio, "read_exr", lambda path, *a, **k: reads.append(Path(path).name) or read_exr(path, *a, **k))
     stages.depth(SimpleNamespace(masks=str(masks_dir)), [str(out)], settings, logging.getLogger("t"))
+    env_reads = [r for r in reads if r.startswith("s_env")]
+    assert sorted(env_reads) == sorted(set(env_reads)) and len(env_reads) == 4  # each environment frame once
     made = json.loads((out / "contacts.json").read_text())
+    assert [len(a) for a in made["actors"]] == [1] * 4 and made["actors"][0][0] == made["character"][0]
     assert made["camera_estimate"]["source"]["tilt_deg"] == "plate_z"
     assert made["camera"]["tilt_deg"] == pytest.approx(-9.0, abs=1.0)
     assert made["camera"]["focal_mm"] == pytest.approx(30.0, rel=0.08)

@@ -134,7 +134,11 @@ def depth(inputs, outputs, settings, log):
         env_src = settings["env_source"]
         fit, aspect = environment_fit_of(settings)  # the Z meets the frame as the environment's RGB did
 
+    read_z: dict = {}  # the middle frame's Z read for the camera estimate, kept for its frame of the loop
+
     def env_plate_z(frame):
+        if frame in read_z:
+            return read_z.pop(frame)
         layers, _ = exrio.read_exr(frame_file(env_src, frame))
         env_z = depth_mod.plate_depth(layers, (w, h), fit, exrio.pixel_aspect(frame_file(env_src, frame)), aspect)
         if env_z is None:
@@ -142,12 +146,16 @@ def depth(inputs, outputs, settings, log):
                              "(fix: use depth_backend ground, or give an environment with a Z/depth.Z channel)")
         return env_z
 
+    def env_plate_z_kept(frame):
+        read_z[frame] = env_plate_z(frame)
+        return read_z[frame]
+
     # the camera: the sheet's, else from the pictures (the environment's Z on the plate backend, the actors)
     from .perception.camera_estimate import estimate_camera
 
     estimate = estimate_camera(
         settings["camera"], w, h,
-        env_z=env_plate_z(mask_files[len(mask_files) // 2][0]) if env_src is not None and not settings["camera"] else None,
+        env_z=env_plate_z_kept(mask_files[len(mask_files) // 2][0]) if env_src is not None and not settings["camera"] else None,
         masks_per_frame=None if settings["camera"] else [read_trimask(p) for _, p in mask_files])
     camera = Camera.from_params(estimate["params"])
     contacts = depth_mod.object_contacts(camera, (read_trimask(p) for _, p in mask_files), w, h)
