@@ -2,7 +2,9 @@
 
 Two message formats, each written once here: :class:`FileError` (``shot S: path: problem (fix: ...)``,
 subclassed by PlateError and diffusion's CheckpointError) and :class:`ProblemsError` (``where has N
-problem(s):`` and one line per problem, subclassed by SheetError and curate's CurateError).
+problem(s):`` and one line per problem, subclassed by SheetError and curate's CurateError). Every
+error on bad input derives from :class:`CinecompError` (training's config and dataset errors, `submit`'s
+too); only the command line's own UsageError (exit 2) stands apart.
 """
 
 

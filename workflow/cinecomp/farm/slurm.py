@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from ..errors import CinecompError
 from ..layout import REPO
 from ..params import shown
 from datetime import datetime, timedelta
@@ -39,7 +40,7 @@ MAX_DAYS = 365  # --time and --begin reach at most a year: more is a typo, and S
 MEM_MB_MIN, MEM_MB_MAX = 100, 16 * 1024 * 1024  # the controller's --mem: 0 means the whole node to SLURM
 
 
-class SubmitError(Exception):
+class SubmitError(CinecompError):
     """Bad input to `cinecomp submit`: one line naming what is wrong and the fix; nothing was submitted."""
 
 

@@ -37,6 +37,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..errors import CinecompError
 from ..atomic import atomic_path
 
 REQUIRED = ("target_rgb", "target_depth", "character_rgb", "environment_rgb", "tri_mask", "effect_mask")
@@ -45,7 +46,7 @@ LATENT_PREFIX = "lat_"  # lat_<video>: stored VAE latents, float32 (training's e
 INDEX = "index.json"
 
 
-class DatasetError(ValueError):
+class DatasetError(CinecompError, ValueError):
     """A sample or a shard directory that cannot be used, with the file and the fix."""
 
 

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import CinecompError
 from ..io.dataset import DatasetError, iter_samples, read_index
 from .latents import TARGET_DEPTH_RANGE, stored_for
 from ..params import Choice, Flag, Num, check_params, load_yaml, shown
@@ -116,7 +117,7 @@ def trained_modules(transformer) -> tuple[str, ...]:
     return TRAINED_MODULES + (("proj_out",) if transformer.config.harmonize_base else ())
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(CinecompError, ValueError):
     """A training config that cannot run, with every problem and the fix."""
 
 
