@@ -64,3 +64,23 @@ with SnakemakeApi(OutputSettings(quiet={{Quietness.ALL}})) as api:
     for rule in out["cost"]:  # where farm.status.shot_cost looks for them
         versioned = layout.benchmark_file(out["results"], rule, "{shot}", "{version}")
         assert out["bench"][rule] in (layout.benchmark_file(out["results"], rule, "{shot}"), versioned)
+
+
+def test_every_error_on_bad_input_derives_from_one_base_class():
+    """One error base class: every exception class of the package is a CinecompError, but the command
+    line's own UsageError (exit 2) and private ones that are turned into a CinecompError before a TD sees
+    them."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import cinecomp
+    from cinecomp.errors import CinecompError
+
+    apart = []
+    for info in pkgutil.walk_packages(cinecomp.__path__, "cinecomp."):
+        module = importlib.import_module(info.name)
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseException) and cls.__module__ == info.name and not issubclass(cls, CinecompError):
+                apart.append(f"{info.name}.{name}")
+    assert [a for a in apart if not a.rsplit(".", 1)[1].startswith("_")] == ["cinecomp.cli.common.UsageError"]
