@@ -152,7 +152,8 @@ def train(out: Path, name: str, pipeline: Path, text_encoder: Path, data: Path, 
                      "seed": seed, "max_sequence_length": 16, "gradient_checkpointing": False,
                      "checkpoint_every": max(args.steps // 4, 1), "log_every": 10},
            # the workflow's eval gives the environment, no reference and no character depth
-           "dropout": {"text": 0.1, "environment": 0.05, "context_prob": 0.3, "reference": 0.0}}
+           "dropout": {"text": 0.1, "environment": 0.05, "context_prob": 0.3, "reference": 0.0},
+           "loss": {"depth_weight": args.depth_weight, "rgb_error": args.rgb_error}}
     (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     resume = ["--resume"] if (where / "checkpoints" / "latest").is_file() else []
     run(CINECOMP + ["train", "--config", str(out / f"{name}.yaml")] + resume, out / f"{name}.train.log")
@@ -223,6 +224,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--depth-weight", type=float, default=0.1,
+                    help="loss.depth_weight (the metrics judge RGB; at 0.5 depth ruled the loss)")
+    ap.add_argument("--rgb-error", default="auto", choices=("auto", "velocity", "x0"), help="loss.rgb_error")
     ap.add_argument("--sample-steps", type=int, default=12)
     ap.add_argument("--cores", type=int, default=4, help="cinecomp eval --cores (2: one diffusion shot at a time)")
     ap.add_argument("--tune-check", action="store_true",

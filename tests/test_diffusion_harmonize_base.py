@@ -327,3 +327,39 @@ def test_training_samples_references_and_a_prop_reference_changes_the_inputs_onl
     assert float(changed[1, 2]) > 0.01  # the old prop left the plate, environment and harmonize inputs
     changed[1, 2] = 0
     assert float(changed.max()) == 0.0  # and nothing else changed
+
+
+def test_a_harmonize_base_model_is_trained_on_its_clean_frame_error_at_every_noise_level(models):
+    """loss.rgb_error auto is x0 for a harmonize-base model: the untrained model (its clean frames =
+    harmonize's comp) has one RGB loss, the squared distance of harmonize to the truth, at every sigma,
+    where the velocity loss grows as 1 / sigma^2 (the nearly clean samples would rule training and teach
+    the residual to copy its noisy input). A model without harmonize keeps the velocity loss."""
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.train.loop import make_example, rgb_error_is_x0, weighted_loss
+
+    pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
+    x = _inputs(5)
+    truth = np.clip(x["harmonize_rgb"] * 0.8 + 0.1, 0, 1).astype(np.float32)  # harmonize is off by a grade
+    sample = dict(target_rgb=truth, target_depth=np.full((T, H, W), 3.0, np.float32),
+                  character_rgb=x["character_rgb"], environment_rgb=x["environment_rgb"], tri_mask=x["tri_mask"],
+                  effect_mask=np.zeros((T, H, W), np.float32), harmonize_rgb=x["harmonize_rgb"],
+                  meta={"prompt": "", "id": "s0"})
+    cfg = {"dropout": {"text": 0.0, "environment": 0.0, "character_depth": 1.0, "context_prob": 0.0},
+           "loss": {"character": 1.0, "prop": 1.0, "effect": 1.0, "environment": 1.0, "depth_weight": 0.0,
+                    "shift": 1.0, "rgb_error": "auto"},
+           "model": {"pipeline": models["space_to_depth"]}}
+    assert rgb_error_is_x0(cfg, pipe.transformer)
+    z = pipe.transformer.config.rgb_channels
+    x0_losses, v_losses, sigmas = [], [], []
+    for seed in range(6):
+        ex = make_example(pipe, sample, np.random.default_rng(seed), cfg, {"": torch.zeros(1, 4, 32)}, "cpu")
+        with torch.no_grad():
+            pred = pipe.transformer(ex["input"], ex["timestep"], ex["text"], return_dict=False)[0]
+        x0_losses.append(float(weighted_loss(pred, ex, z, 0.0, rgb_x0=True)[1]))
+        v_losses.append(float(weighted_loss(pred, ex, z, 0.0, rgb_x0=False)[1]))
+        sigmas.append(ex["sigma"])
+    assert max(sigmas) > 2 * min(sigmas) and x0_losses[0] > 1e-6
+    np.testing.assert_allclose(x0_losses, x0_losses[0], rtol=1e-4)  # one loss, whatever the noise level
+    np.testing.assert_allclose(np.array(v_losses) * np.array(sigmas) ** 2, x0_losses, rtol=1e-4)
+    assert not rgb_error_is_x0({"loss": {"rgb_error": "auto"}}, type("T", (), {"config": {}})())
+    assert rgb_error_is_x0({"loss": {"rgb_error": "x0"}}, type("T", (), {"config": {}})())

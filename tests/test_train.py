@@ -133,7 +133,8 @@ def test_a_fresh_run_is_a_function_of_its_config_and_seed(trained, tmp_path):
         with torch.no_grad():
             pred = pipe.transformer(hidden_states=ex["input"], timestep=ex["timestep"],
                                     encoder_hidden_states=ex["text"], return_dict=False)[0]
-        return float(loop.weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"])[0])
+        return float(loop.weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"],
+                                        loop.rgb_error_is_x0(config, pipe.transformer))[0])
 
     samples = stream.at(0)
     step1 = np.mean([loss_of(next(samples), np.random.default_rng([tr["seed"], 0, 0, i]), cfg)

@@ -29,7 +29,9 @@ DeepSpeed launcher (``DS_ACCELERATOR=cpu`` and gloo without CUDA).  One step, pe
   timestep per sample, per token only when frames are held clean (a per-token timestep makes diffusers
   build a (batch, tokens, 6 dim) modulation per block);
 * the loss is the squared error weighted per latent cell by region (character, prop, effect =
-  shadows/contact/moved props, environment; clean frames weigh 0), RGB plus ``depth_weight`` x depth.
+  shadows/contact/moved props, environment; clean frames weigh 0), RGB plus ``depth_weight`` x depth;
+  for a harmonize-base model (``loss.rgb_error`` auto) the RGB term is the clean-frame error (velocity
+  error x sigma^2), so every noise level weighs alike.
 
 Modes: ``lora`` (default) trains PEFT LoRA adapters on the blocks' attention and feed-forward plus,
 fully, the modules the adapter cannot express -- the widened patch embedding (the new input channels)
@@ -84,6 +86,10 @@ SECTIONS = {
         "environment": Num(1.0, 0.0, 100.0, False, "weight of the rest"),
         "depth_weight": Num(0.5, 0.0, 100.0, False, "depth loss relative to RGB"),
         "shift": Num(0.0, 0.0, 100.0, False, "sigma shift (0: the scheduler's)"),
+        "rgb_error": Choice("auto", ("auto", "velocity", "x0"),
+                            "the RGB loss: velocity error, or clean-frame error (velocity error x sigma^2: every "
+                            "noise level weighs alike, not the nearly clean ones most); auto: x0 for a model that "
+                            "starts from harmonize (its RGB is a clean-frame residual), velocity else"),
     },
     "eval": {  # the `cinecomp eval` run every train.eval_every steps
         "split": Choice("report", ("report", "tune", "all", *(f"ev{i:02d}" for i in range(1, 15))),
@@ -379,12 +385,25 @@ def scheduler_shift(config) -> float:
     return 1.0
 
 
-def weighted_loss(pred, ex: dict, z: int, depth_weight: float):
-    """Region-weighted mean squared velocity error: RGB + depth_weight x depth."""
+def rgb_error_is_x0(cfg: dict, transformer) -> bool:
+    """``loss.rgb_error`` resolved: x0 for a harmonize-base transformer under ``auto``."""
+    choice = cfg["loss"].get("rgb_error", "auto")
+    if choice == "auto":
+        return bool(getattr(transformer.config, "harmonize_base", False))
+    return choice == "x0"
+
+
+def weighted_loss(pred, ex: dict, z: int, depth_weight: float, rgb_x0: bool = False):
+    """Region-weighted mean squared velocity error: RGB + depth_weight x depth. ``rgb_x0``: the RGB term
+    is the clean-frame error, ``(sigma * velocity error)^2`` -- with ``x_t = (1 - sigma) x0 + sigma noise``
+    a velocity error e is a clean-frame error sigma e, so the plain velocity loss weighs nearly clean
+    samples by 1 / sigma^2 and teaches a residual model to copy its noisy input."""
     err = (pred.float() - ex["target"].float()) ** 2
     w = ex["weights"]
     norm = (w.sum() * z).clamp_min(1e-8)
     rgb = (err[:, :z] * w).sum() / norm
+    if rgb_x0:
+        rgb = rgb * float(ex["sigma"]) ** 2
     depth = (err[:, z:] * w).sum() / norm
     return rgb + depth_weight * depth, rgb.detach(), depth.detach()
 
@@ -594,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                                                            lr_scheduler=scheduler, config=ds_config(cfg, dtype))
     restore_fp32(pipe.transformer)  # DeepSpeed's bf16 cast takes the frozen fp32 modules with it
     z = pipe.transformer.config.rgb_channels
+    rgb_x0 = rgb_error_is_x0(cfg, pipe.transformer)
 
     step, history = 0, []
     ckpt = out / "checkpoints"
@@ -616,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
             ex = make_example(pipe, sample, rng, cfg, embeds, device)
             pred = engine(hidden_states=ex["input"].to(dtype), timestep=ex["timestep"],
                           encoder_hidden_states=ex["text"], return_dict=False)[0]
-            loss, rgb, depth = weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"])
+            loss, rgb, depth = weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"], rgb_x0)
             engine.backward(loss)  # scaled by 1 / batch (gradient accumulation)
             engine.step()
             losses.append([float(loss.detach()), float(rgb), float(depth)])
@@ -665,7 +685,8 @@ def probe_loss(engine, pipe, sample: dict, cfg: dict, embeds: dict, device, dtyp
     with torch.no_grad():
         pred = engine(hidden_states=ex["input"].to(dtype), timestep=ex["timestep"],
                       encoder_hidden_states=ex["text"], return_dict=False)[0]
-        return float(weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"])[0])
+        return float(weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"],
+                                   rgb_error_is_x0(cfg, pipe.transformer))[0])
 
 
 def save_checkpoint(engine, ckpt: Path, step: int, history: list[dict]) -> None:
