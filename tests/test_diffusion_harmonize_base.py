@@ -363,3 +363,33 @@ def test_a_harmonize_base_model_is_trained_on_its_clean_frame_error_at_every_noi
     np.testing.assert_allclose(np.array(v_losses) * np.array(sigmas) ** 2, x0_losses, rtol=1e-4)
     assert not rgb_error_is_x0({"loss": {"rgb_error": "auto"}}, type("T", (), {"config": {}})())
     assert rgb_error_is_x0({"loss": {"rgb_error": "x0"}}, type("T", (), {"config": {}})())
+
+
+def test_train_hflip_mirrors_every_picture_of_a_sample_alike(models):
+    """train.hflip: a mirrored sample is the example of the mirror image of every picture of it (plate,
+    masks, environment, harmonize's comp, target) drawn with the same noise; hflip 0 draws as before."""
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.train.loop import make_example, mirror
+
+    pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
+    x = _inputs(7)
+    sample = dict(target_rgb=x["harmonize_rgb"][:, :, ::-1] * 0.5 + 0.2, target_depth=np.full((T, H, W), 3.0, np.float32),
+                  character_rgb=x["character_rgb"], environment_rgb=x["environment_rgb"], tri_mask=x["tri_mask"],
+                  effect_mask=np.zeros((T, H, W), np.float32), harmonize_rgb=x["harmonize_rgb"],
+                  meta={"prompt": "", "id": "s0"})
+    m = mirror(sample)
+    assert m["meta"] is sample["meta"] and np.array_equal(m["tri_mask"], sample["tri_mask"][:, :, ::-1])
+    assert np.array_equal(m["character_rgb"][:, :, 0], sample["character_rgb"][:, :, -1])
+    cfg = {"dropout": {"text": 0.0, "environment": 0.0, "character_depth": 1.0, "context_prob": 0.0},
+           "loss": {"character": 2.0, "prop": 2.0, "effect": 3.0, "environment": 1.0, "depth_weight": 0.5,
+                    "shift": 0.0}, "model": {"pipeline": models["space_to_depth"]}, "train": {"hflip": 1.0}}
+    embeds = {"": torch.zeros(1, 4, 32)}
+    flipped = make_example(pipe, sample, np.random.default_rng(3), cfg, embeds, "cpu")
+    rng = np.random.default_rng(3)
+    rng.random()  # the flip's draw
+    plain = {**cfg, "train": {"hflip": 0.0}}
+    ref = make_example(pipe, m, rng, plain, embeds, "cpu")
+    for k in ("input", "target", "weights"):
+        assert torch.equal(flipped[k], ref[k]), k
+    unflipped = make_example(pipe, sample, np.random.default_rng(3), plain, embeds, "cpu")
+    assert not torch.equal(unflipped["input"], flipped["input"])

@@ -73,6 +73,8 @@ SECTIONS = {
         "seed": Num(0, 0, 2**31 - 1, True, "seed of every random draw"),
         "zero_stage": Num(2, 0, 3, True, "DeepSpeed ZeRO stage (2 default, 3 for the 14B base)"),
         "precision": Choice("auto", ("auto", "float32", "bfloat16"), "auto: bfloat16 on GPUs, float32 on CPU"),
+        "hflip": Num(0.0, 0.0, 1.0, False, "probability of mirroring a sample left-right, every picture of it "
+                     "alike (light and shadows mirror with it; a mirrored sample is encoded, not read from stored latents)"),
         "gradient_checkpointing": Flag(True, "recompute block activations in the backward pass"),
         "checkpoint_every": Num(0, 0, 10_000_000, True, "steps between resumable checkpoints (0: only at the end)"),
         "log_every": Num(1, 1, 1_000_000, True, "steps between loss.csv rows"),
@@ -290,11 +292,26 @@ def latent_weights(weights, temporal: int = 4, spatial: int = 8):
     return torch.nn.functional.avg_pool3d(w, (1, spatial, spatial))
 
 
+def mirror(sample: dict) -> dict:
+    """The sample mirrored left-right: every per-pixel array (frames, height, width[, channels]) whose
+    height and width are the target's; the rest (meta, stored latents) as it is."""
+    t, h, w = np.shape(sample["target_rgb"])[:3]
+    out = {}
+    for k, v in sample.items():
+        shape = np.shape(v) if isinstance(v, np.ndarray) else ()
+        out[k] = np.ascontiguousarray(v[:, :, ::-1]) if len(shape) >= 3 and shape[1:3] == (h, w) else v
+    return out
+
+
 def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds: dict, device):
     """Model input, timestep, velocity target and loss weights of one sample (see the module doc)."""
     import torch
 
     drop, loss = cfg["dropout"], cfg["loss"]
+    hflip = cfg.get("train", {}).get("hflip", 0.0)
+    mirrored = bool(hflip) and rng.random() < hflip  # drawn only when on: runs without it draw as before
+    if mirrored:
+        sample = mirror(sample)
     prompt = sample.get("meta", {}).get("prompt", "")
     text = embeds[""] if rng.random() < drop["text"] else embeds[prompt]
     env = None if rng.random() < drop["environment"] else sample["environment_rgb"]
@@ -311,7 +328,7 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     t, h, w = np.shape(sample["target_rgb"])[:3]
     key = f"sample {sample.get('meta', {}).get('clip', '?')}"
     identity = cfg.get("vae_identity")  # load_config's; without it (a hand-made cfg) everything is encoded
-    stored = stored_for(sample, identity, False, key) if identity else None  # None: encoded here
+    stored = stored_for(sample, identity, False, key) if identity and not mirrored else None  # None: encoded here
     if stored is not None:
         x0 = torch.cat([stored["target_rgb"], stored["target_depth"]], dim=1)
     else:
