@@ -153,7 +153,7 @@ def train(out: Path, name: str, pipeline: Path, text_encoder: Path, data: Path, 
                      "checkpoint_every": max(args.steps // 4, 1), "log_every": 10, "hflip": args.hflip},
            # the workflow's eval gives the environment, no reference and no character depth
            "dropout": {"text": 0.1, "environment": 0.05, "context_prob": 0.3, "reference": 0.0},
-           "loss": {"depth_weight": args.depth_weight, "rgb_error": args.rgb_error}}
+           "loss": {"depth_weight": args.depth_weight, "rgb_error": args.rgb_error, "environment": args.env_weight}}
     (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     resume = ["--resume"] if (where / "checkpoints" / "latest").is_file() else []
     run(CINECOMP + ["train", "--config", str(out / f"{name}.yaml")] + resume, out / f"{name}.train.log")
@@ -227,6 +227,7 @@ def main() -> None:
     ap.add_argument("--depth-weight", type=float, default=0.1,
                     help="loss.depth_weight (the metrics judge RGB; at 0.5 depth ruled the loss)")
     ap.add_argument("--rgb-error", default="auto", choices=("auto", "velocity", "x0"), help="loss.rgb_error")
+    ap.add_argument("--env-weight", type=float, default=1.0, help="loss.environment (the region far from the actors)")
     ap.add_argument("--hflip", type=float, default=0.5, help="train.hflip (mirrored samples)")
     ap.add_argument("--sample-steps", type=int, default=12)
     ap.add_argument("--cores", type=int, default=4, help="cinecomp eval --cores (2: one diffusion shot at a time)")
