@@ -16,6 +16,7 @@ of every shot). Columns (stops, log2):
   conf     the confidence the estimate carries
 
 Usage: python bench/exposure_cues.py EVAL_DIR [--light given|auto|probe] [--split tune|report|all] [--params JSON]
+       [--pathtraced DIR]
 """
 
 from __future__ import annotations
@@ -76,11 +77,12 @@ def main() -> None:
     ap.add_argument("--light", default="given", choices=evaluate.LIGHT_MODES)
     ap.add_argument("--split", default="tune", choices=["tune", "report", "all"])
     ap.add_argument("--params", default="", help="harmonize_params JSON for the 'now' column")
+    ap.add_argument("--pathtraced", type=Path, default=None, help="the shots' folder (as cinecomp eval --pathtraced)")
     args = ap.parse_args()
     out = Path(args.eval_dir).resolve()
     set_dir, results = out / "set", out / f"results_{args.light}"
     params = hz.parse_harmonize_params(args.params)
-    entries = make_pathtraced_set(set_dir, split=args.split)
+    entries = make_pathtraced_set(set_dir, root=args.pathtraced, split=args.split)
     print(f"light {args.light}, split {args.split}, params {args.params or 'defaults'}; stops (log2)")
     print(f"{'shot':30} {'meas':>6} {'now':>6} {'err':>6} {'est':>6} {'env':>6} {'studio':>6} {'screen':>6} {'conf':>5}  source")
     errs = []
