@@ -119,7 +119,7 @@ def without(data: Path, clip: str) -> Path:
     return where
 
 
-def build(out: Path, layers: int, heads: int) -> tuple[Path, Path]:
+def build(out: Path, layers: int, heads: int, residual_radius: int = 0) -> tuple[Path, Path]:
     """The tiny harmonize-base pipeline with the space-to-depth AE, its transformer widened."""
     import torch
 
@@ -127,13 +127,14 @@ def build(out: Path, layers: int, heads: int) -> tuple[Path, Path]:
     from cinecomp.diffusion.tiny_models import make_tiny_models, tiny_transformer_config
     from cinecomp.diffusion.transformer import CinecompTransformer3DModel
 
-    where = out / "untrained"
+    where = out / ("untrained" if not residual_radius else f"untrained_r{residual_radius}")
     if not (where / "model_index.json").is_file():
         paths = make_tiny_models(out / "tiny", seed=0, vae="space_to_depth", harmonize_base=True)
         pipe = CinecompPipeline.from_pretrained(str(paths["pipeline"]))
         torch.manual_seed(0)
         cfg = {**tiny_transformer_config(pipe.vae.config.z_dim, harmonize_base=True), "num_layers": layers,
-               "num_attention_heads": heads, "attention_head_dim": 16, "ffn_dim": 4 * 16 * heads, "freq_dim": 32}
+               "num_attention_heads": heads, "attention_head_dim": 16, "ffn_dim": 4 * 16 * heads, "freq_dim": 32,
+               "residual_radius": residual_radius}
         pipe = CinecompPipeline(transformer=CinecompTransformer3DModel(**cfg).eval(), vae=pipe.vae,
                                 scheduler=pipe.scheduler)
         pipe.save_pretrained(str(where))
@@ -227,6 +228,8 @@ def main() -> None:
     ap.add_argument("--depth-weight", type=float, default=0.1,
                     help="loss.depth_weight (the metrics judge RGB; at 0.5 depth ruled the loss)")
     ap.add_argument("--rgb-error", default="auto", choices=("auto", "velocity", "x0"), help="loss.rgb_error")
+    ap.add_argument("--residual-radius", type=int, default=0,
+                    help="transformer residual_radius (latent cells around the actors the residual may touch)")
     ap.add_argument("--env-weight", type=float, default=1.0, help="loss.environment (the region far from the actors)")
     ap.add_argument("--hflip", type=float, default=0.5, help="train.hflip (mirrored samples)")
     ap.add_argument("--sample-steps", type=int, default=12)
@@ -239,7 +242,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     shots = render_shots(out, args.shots, args.shot_seeds)
-    pipeline, text_encoder = build(out, args.layers, args.heads)
+    pipeline, text_encoder = build(out, args.layers, args.heads, args.residual_radius)
     if args.tune_check:
         data = without(curate(out, shots, args.size), HOLDOUT)
         trained = train(out, f"holdout_s{args.steps}_lr{args.lr:g}", pipeline, text_encoder, data, 0, args)

@@ -393,3 +393,36 @@ def test_train_hflip_mirrors_every_picture_of_a_sample_alike(models):
         assert torch.equal(flipped[k], ref[k]), k
     unflipped = make_example(pipe, sample, np.random.default_rng(3), plain, embeds, "cpu")
     assert not torch.equal(unflipped["input"], flipped["input"])
+
+
+def test_a_residual_radius_keeps_harmonize_exactly_away_from_the_actors():
+    """residual_radius: however the RGB head has moved, the clean estimate (x_t - sigma v) is harmonize's
+    latent exactly on cells farther than the radius from every character / prop pixel, and the model's
+    own near them; a radius without harmonize_base is refused."""
+    from cinecomp.diffusion.conditioning import fold_masks
+    from cinecomp.diffusion.tiny_models import tiny_transformer_config
+    from cinecomp.diffusion.transformer import CinecompTransformer3DModel
+
+    torch.manual_seed(0)
+    model = CinecompTransformer3DModel(**tiny_transformer_config(harmonize_base=True), residual_radius=1).eval()
+    with torch.no_grad():
+        model.proj_out.bias.normal_()  # a head that has learned something
+    cfg = model.config
+    z, f, h, w = cfg.rgb_channels, 2, 6, 8  # latent frames and cells
+    masks = torch.zeros(1, 3, 4 * (f - 1) + 1, 8 * h, 8 * w)
+    masks[:, 0, :, 8 * 2 + 3, 8 * 1 + 4] = 1.0  # one character pixel in latent cell (row 2, col 1)
+    masks[:, 2] = 1.0 - masks[:, 0]
+    base = torch.randn(1, z, f, h, w)
+    noisy = torch.randn(1, z + cfg.depth_channels, f, h, w)
+    inputs = model.pack_inputs(noisy, torch.randn(1, cfg.cond_channels, f, h, w), fold_masks(masks),
+                               base=torch.cat([base, torch.ones(1, 1, f, h, w)], dim=1))
+    sigma = 0.6
+    with torch.no_grad():
+        v = model(inputs, torch.tensor([sigma * 1000.0]), torch.zeros(1, 4, cfg.text_dim), return_dict=False)[0]
+    x0 = noisy[:, :z] - sigma * v[:, :z]
+    near = torch.zeros(h, w, dtype=torch.bool)
+    near[1:4, 0:3] = True
+    assert torch.allclose(x0[..., ~near], base[..., ~near], atol=1e-5)
+    assert (x0[..., near] - base[..., near]).abs().amin() > 1e-3
+    with pytest.raises(ValueError, match="only with harmonize_base"):
+        CinecompTransformer3DModel(**tiny_transformer_config(harmonize_base=False), residual_radius=2)

@@ -97,6 +97,10 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
             as the last ``rgb_channels + 1`` input channels and predict RGB as a residual on it (module
             doc); the new input channels and the RGB head start at zero, so an untrained model returns
             harmonize's frames. Model directories saved before it have no such field: False.
+        residual_radius (`int`, defaults to 0): with ``harmonize_base``, the residual ``r`` only within
+            this many latent cells (and one latent frame) of the character or the prop (their folded
+            masks); farther out the clean estimate is harmonize's exactly, since the environment away
+            from the actors is the plate. 0: everywhere.
     """
 
     _supports_gradient_checkpointing = True
@@ -133,8 +137,11 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         mask_channels: int | None = None,
         presence_channels: int = 3,
         harmonize_base: bool = False,
+        residual_radius: int = 0,
     ) -> None:
         super().__init__()
+        if residual_radius < 0 or (residual_radius and not harmonize_base):
+            raise ValueError(f"residual_radius={residual_radius}: a radius >= 0, and only with harmonize_base")
 
         derived_mask = folded_mask_channels(num_masks, int(mask_fold[0]), int(mask_fold[1]))
         if mask_channels is not None and mask_channels != derived_mask:
@@ -234,7 +241,21 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
             sigma = sigma.view(b, 1, 1, 1, 1)
         inv = torch.where(sigma > 0, 1.0 / sigma.clamp_min(1e-12), torch.zeros_like(sigma))
         r = rgb_out.float()
+        if self.config.residual_radius:
+            r = r * self.actor_zone(hidden_states)
         return (flag * (x_t - base - r) * inv + (1.0 - flag) * r).to(rgb_out.dtype)
+
+    def actor_zone(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(B, 1, F, H, W) 1 on latent cells within ``residual_radius`` cells (and a latent frame) of any
+        character or prop pixel of the folded tri-mask input, else 0."""
+        cfg = self.config
+        start = cfg.rgb_channels + cfg.depth_channels + cfg.cond_channels
+        per_mask = cfg.mask_channels // cfg.num_masks  # mask order: character, prop, environment
+        actors = hidden_states[:, start : start + 2 * per_mask].float().amax(dim=1, keepdim=True)
+        rad = int(cfg.residual_radius)
+        zone = torch.nn.functional.max_pool3d((actors > 0.5).float(), (3, 2 * rad + 1, 2 * rad + 1), stride=1,
+                                              padding=(1, rad, rad))
+        return zone
 
     def pack_inputs(
         self,
