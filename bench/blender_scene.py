@@ -84,7 +84,7 @@ DEFAULT_HDRI_DIR = str(__import__("pathlib").Path(__file__).resolve().parents[2]
 
 def hdri_stem(path: str) -> str:
     name = os.path.basename(path)
-    for suffix in ("_1k.hdr", ".hdr"):
+    for suffix in ("_1k.hdr", ".hdr", ".exr", ".jpg", ".jpeg", ".png"):  # an LDR photo may light a world too
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name

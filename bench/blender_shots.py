@@ -386,7 +386,7 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=32, help="Cycles samples for groundtruth/environment (default 32)")
     p.add_argument("--gs-samples", type=int, default=None, help="samples for the green-screen pass (default: 2 x --samples; it is ~8x cheaper)")
     p.add_argument("--threads", type=int, default=0, help="render threads (0 = all cores)")
-    p.add_argument("--hdri", default=None, help="force an HDRI (stem like forest_slope or a path); default: chosen from the seed")
+    p.add_argument("--hdri", default=None, help="force an HDRI (stem like forest_slope or a path; an LDR photo such as ../shared/data/backgrounds/photos/*.jpg works too, lit by a sun at its brightest pixel); default: chosen from the seed")
     p.add_argument("--hdri-dir", type=Path, default=Path(blender_scene.DEFAULT_HDRI_DIR))
     p.add_argument("--world", choices=("hdri", "sky"), default="hdri",
                    help="hdri (default): an HDRI of --hdri-dir + matching sun, HDRI-projected ground; sky: a procedural Nishita "
