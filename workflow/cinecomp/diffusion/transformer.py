@@ -253,9 +253,8 @@ class CinecompTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atte
         per_mask = cfg.mask_channels // cfg.num_masks  # mask order: character, prop, environment
         actors = hidden_states[:, start : start + 2 * per_mask].float().amax(dim=1, keepdim=True)
         rad = int(cfg.residual_radius)
-        zone = torch.nn.functional.max_pool3d((actors > 0.5).float(), (3, 2 * rad + 1, 2 * rad + 1), stride=1,
+        return torch.nn.functional.max_pool3d((actors > 0.5).float(), (3, 2 * rad + 1, 2 * rad + 1), stride=1,
                                               padding=(1, rad, rad))
-        return zone
 
     def pack_inputs(
         self,

@@ -295,7 +295,7 @@ def latent_weights(weights, temporal: int = 4, spatial: int = 8):
 def mirror(sample: dict) -> dict:
     """The sample mirrored left-right: every per-pixel array (frames, height, width[, channels]) whose
     height and width are the target's; the rest (meta, stored latents) as it is."""
-    t, h, w = np.shape(sample["target_rgb"])[:3]
+    h, w = np.shape(sample["target_rgb"])[1:3]
     out = {}
     for k, v in sample.items():
         shape = np.shape(v) if isinstance(v, np.ndarray) else ()
@@ -641,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"resumed at step {step} from {ckpt}", flush=True)
 
     probe = next(stream.at(0))  # a fixed sample, sigma and noise: the loss curve without sampling noise
-    probe_start = probe_loss(engine, pipe, probe, cfg, embeds, device, dtype, z) if step == 0 else None
+    probe_start = probe_loss(engine, pipe, probe, cfg, embeds, device, dtype, z, rgb_x0) if step == 0 else None
     per_step = tr["batch"] * world
     samples = stream.at(step * per_step, keep=lambda pos: (pos % per_step) // tr["batch"] == rank)
     t0 = time.perf_counter()
@@ -677,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
             dist.barrier()
     save_checkpoint(engine, ckpt, step, history)
     summary = {"steps": step, "probe_loss_start": probe_start, "precision": precision_report(pipe.transformer),
-               "probe_loss_end": probe_loss(engine, pipe, probe, cfg, embeds, device, dtype, z),
+               "probe_loss_end": probe_loss(engine, pipe, probe, cfg, embeds, device, dtype, z, rgb_x0),
                "last_loss": history[-1]["loss"] if history else None, "ranks": world,
                "built_partitioned": built_partitioned}
     target = save_outputs(pipe, cfg, out, step, history, rank)
@@ -691,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def probe_loss(engine, pipe, sample: dict, cfg: dict, embeds: dict, device, dtype, z: int) -> float:
+def probe_loss(engine, pipe, sample: dict, cfg: dict, embeds: dict, device, dtype, z: int, rgb_x0: bool) -> float:
     """The loss on one fixed example (every input the workflow gives, a fixed sigma and noise): comparable
     across steps."""
     import torch
@@ -702,8 +702,7 @@ def probe_loss(engine, pipe, sample: dict, cfg: dict, embeds: dict, device, dtyp
     with torch.no_grad():
         pred = engine(hidden_states=ex["input"].to(dtype), timestep=ex["timestep"],
                       encoder_hidden_states=ex["text"], return_dict=False)[0]
-        return float(weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"],
-                                   rgb_error_is_x0(cfg, pipe.transformer))[0])
+        return float(weighted_loss(pred, ex, z, cfg["loss"]["depth_weight"], rgb_x0)[0])
 
 
 def save_checkpoint(engine, ckpt: Path, step: int, history: list[dict]) -> None:
