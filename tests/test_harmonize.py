@@ -184,6 +184,40 @@ def test_moving_prop_moves_its_shadow():
     assert xb - xa == pytest.approx(30, abs=3)
 
 
+@pytest.mark.parametrize("az", [90, 270])
+def test_a_box_under_a_side_light_casts_its_shadow_beside_it_not_in_front(az):
+    """The matte's lowest point is the box's front: its footprint stands behind it, so a side light's
+    shadow lies beside the box, no nearer the camera than its front (a card centred on the front
+    reached half a box towards the camera: a shadow on the ground in front of a box on steps)."""
+    box = standing_bar(60, 90, 40, 70)
+    c = contact_point(CAM, contact_pixel(box), W, H)
+    occ = hz._solid_shadow(hz.world_points(CAM.ground_depth(W, H), CAM), np.ones((H, W), bool), box, c, True,
+                           light_direction(az, 35), CAM, (W, H), 1.0, 40.0)
+    s = occ * (box < 0.5)
+    assert s[71:].max() < 0.3, "no shadow nearer the camera than the box's front"
+    beside = s[60:71, :60] if az == 90 else s[60:71, 90:]
+    assert beside.max() > 0.8 and (beside > 0.5).sum() > 100  # a dense shadow beside the box
+
+
+def test_footprint_stands_behind_the_contact_and_a_person_is_narrower_from_the_side():
+    bar = standing_bar(70, 80, 30, 70)  # about 0.5 m wide at the contact's distance
+    c = contact_point(CAM, contact_pixel(bar), W, H)
+    width = hz.object_width(bar, c, CAM)
+    for solid in (True, False):
+        front = hz.footprint(bar, c, CAM, solid, light_direction(180, 40))  # behind the camera
+        side = hz.footprint(bar, c, CAM, solid, light_direction(90, 40))
+        depth = min(width, hz.MAX_PROP_M if solid else hz.MAX_BODY_DEPTH_M)
+        np.testing.assert_allclose(front.centre, np.asarray(c) + [0, 0, depth / 2], atol=1e-9)
+        np.testing.assert_allclose(front.away, [0, 0, 1], atol=1e-9)  # the light from behind the camera
+        np.testing.assert_allclose(side.away, [-1, 0, 0], atol=1e-9)
+        assert front.across == 1.0 and front.along == pytest.approx(depth)
+        if solid:  # a prop's orientation is unknown: a square as wide as its matte from every side
+            assert side.across == 1.0 and side.along == pytest.approx(width)
+        else:  # a person seen from the side: as wide as they are deep, half their front width at least
+            assert side.across == pytest.approx(max(hz.MIN_SIDE_WIDTH, depth / width))
+            assert side.along == pytest.approx(width)
+
+
 def test_relight_shades_towards_the_key_and_keeps_texture():
     yy, xx = np.mgrid[0:H, 0:W]
     disc = (((xx - 80) ** 2 + (yy - 45) ** 2) < 30 ** 2).astype(np.float32)

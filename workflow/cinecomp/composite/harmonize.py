@@ -7,9 +7,9 @@ Per frame:
        and white balance matched in scene-linear, directional shading from the key with normals from
        the matte's shape, and light wrap of the environment at the edges;
   C2E  every object casts a shadow along the key onto the environment (ground plane or the plate's
-       own depth): each object is a card standing at its contact point, turned to face the light and
-       swept through the object's depth, and each environment point looks towards the light through
-       it (a shadow map gathered per pixel);
+       own depth): each object is its matte on cards turned to face the light, sliced along the light
+       through its footprint (which stands behind the contact point, the matte's nearest), and each
+       environment point looks towards the light through them (a shadow map gathered per pixel);
        the penumbra widens with the distance from the occluder. Contact darkening is the same look-up
        averaged over the sky dome, so it is strong where feet and prop meet the ground and fades away.
 Everything applied is returned as layers (``harmonize.*``) for a compositor to dial.
@@ -308,17 +308,19 @@ def world_points(depth: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndar
 
 
 def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.ndarray, direction: np.ndarray,
-                   camera: Camera, size: tuple[int, int], softness_deg: float, offset: float = 0.0,
-                   falloff_m: float | None = None) -> np.ndarray:
+                   camera: Camera, size: tuple[int, int], softness_deg: float, offset=0.0,
+                   falloff_m: float | None = None, lateral_scale: float = 1.0) -> np.ndarray:
     """How much of a light from ``direction`` one object blocks at each world point (H, W).
 
     The object is its camera matte on a vertical card through ``contact``, turned about the vertical
     to face the light (the silhouette of a roughly round body changes little with the angle); a point
     is shadowed where its ray towards the light crosses the card on the matte. The matte is read
-    blurred by the penumbra: the distance to the card times the light's angular size. ``offset``
-    moves the card that far behind the contact (a slice of a thick object) while it still reads the
-    matte as seen on the contact's card. ``falloff_m``: occlusion fades as exp(-distance / falloff)
-    (contact darkening is an occluder's effect at close range)."""
+    blurred by the penumbra: the distance to the card times the light's angular size. ``offset`` (m,
+    a number: that far behind the contact; or a horizontal world vector) moves the card (a slice of a
+    thick object) while it still reads the matte as seen on the contact's card; ``lateral_scale``
+    widens (> 1) or narrows the card across the light (the object's width seen from the light over its
+    width seen from the camera). ``falloff_m``: occlusion fades as exp(-distance / falloff) (contact
+    darkening is an occluder's effect at close range)."""
     w, h = size
     az, el = math.atan2(direction[0], direction[2]), math.asin(float(np.clip(direction[1], -1, 1)))
     el = min(el, math.radians(MAX_SHADOW_ELEVATION))
@@ -327,7 +329,7 @@ def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.nd
     phi = (az + math.pi / 2) % math.pi - math.pi / 2  # the card's turn from camera-facing, in (-90, 90]
     lateral = np.array([math.cos(phi), 0.0, -math.sin(phi)], np.float32)
     c = np.asarray(contact, np.float32)
-    slice_c = c + np.array([0.0, 0.0, offset], np.float32)
+    slice_c = c + (np.array([0.0, 0.0, offset], np.float32) if np.isscalar(offset) else np.asarray(offset, np.float32))
     px, py, pz = points
     # per pixel, in (H, W) planes: distance s along the ray to the card, the hit's height on it
     s = ((slice_c[0] - px) * n_card[0] + (slice_c[2] - pz) * n_card[2]) / float(d @ n_card)
@@ -339,7 +341,7 @@ def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.nd
         return out
     win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # only where a shadow can fall
     s, height, ok = s[win], height[win], ok[win]
-    lat = (px[win] - slice_c[0]) * lateral[0] + (pz[win] - slice_c[2]) * lateral[2] + s * float(d @ lateral)
+    lat = ((px[win] - slice_c[0]) * lateral[0] + (pz[win] - slice_c[2]) * lateral[2] + s * float(d @ lateral)) / np.float32(lateral_scale)
     # the hit's place on the camera-facing card through the contact (where the matte is), projected
     right, up, fwd = (v.astype(np.float32) for v in camera.basis())
     rel0 = (c - camera.position).astype(np.float32)
@@ -377,59 +379,60 @@ def _sample_levels(levels, u, v, sigma) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def object_depth(mask: np.ndarray, contact: np.ndarray, camera: Camera, solid: bool) -> float:
-    """How deep (m) an object is behind its contact: a prop about 3/4 of its width (a crate, a
-    barrel), a character at most 0.3 m (a person), measured on its matte at the contact's distance."""
+def object_width(mask: np.ndarray, contact: np.ndarray, camera: Camera) -> float:
+    """How wide (m) an object's matte is at its contact's distance (5th to 95th percentile columns)."""
     cols = np.nonzero((mask > 0.5).any(axis=0))[0]
     if cols.size < 2:
         return 0.0
     z = max(float((np.asarray(contact) - camera.position) @ camera.basis()[2]), 1e-3)
-    width = (np.percentile(cols, 95) - np.percentile(cols, 5) + 1) * z / camera.focal_px(mask.shape[1])
-    return float(np.clip(0.75 * width, 0.0, 1.5 if solid else 0.3))
+    return float((np.percentile(cols, 95) - np.percentile(cols, 5) + 1) * z / camera.focal_px(mask.shape[1]))
 
 
-def sweep(occ: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
-    """The union of ``occ`` translated by t * shift (pixels) for every t in [0, 1]: the shadow of a
-    card swept through the object's depth (its shadow on the ground moves as rigidly as the card).
-    A max-filter along the line in log2(length) doubling steps."""
-    length = math.hypot(*shift)
-    if length < 1.0:
-        return occ
-    n = math.ceil(math.log2(length))
-    step = np.array(shift, np.float64) / 2 ** n
-    out = occ
-    h, w = occ.shape
-    for _ in range(n):
-        moved = cv2.warpAffine(out, np.float32([[1, 0, step[0]], [0, 1, step[1]]]), (w, h), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-        out = np.maximum(out, moved)
-        step *= 2
-    return out
+MAX_PROP_M, MAX_BODY_DEPTH_M = 1.5, 0.3  # a prop's footprint, a person's depth (front to back) at most
+# a person seen from the side is at least this fraction of their width seen from the front
+MIN_SIDE_WIDTH = 0.5
 
 
-def depth_shift(contact: np.ndarray, depth: float, camera: Camera, size: tuple[int, int]) -> tuple[float, float]:
-    """Image displacement (pixels) of a ground point moved ``depth`` metres away from the camera."""
-    c = np.asarray(contact, np.float64)
-    x, y, _ = camera.project(np.stack([c, c + [0.0, 0.0, depth]]), *size)
-    return float(x[1] - x[0]), float(y[1] - y[0])
+@dataclass
+class Footprint:
+    """An object's footprint as the key sees it (``footprint``)."""
+
+    centre: np.ndarray  # (3,) world point on the ground
+    across: float  # its width across the light over its matte's width
+    along: float  # its extent (m) along the light
+    away: np.ndarray  # (3,) the light's horizontal unit direction, away from the light
+
+
+def footprint(mask: np.ndarray, contact: np.ndarray, camera: Camera, solid: bool, direction) -> Footprint:
+    """Where an object stands and how wide it is as the key sees it. The matte's lowest point (the
+    contact) is its nearest, so the footprint stands behind it. A prop's orientation is unknown: its
+    footprint is a square as wide as its matte, which from any side is (on average) as wide and as
+    long. A person is as wide as the matte across the view and at most MAX_BODY_DEPTH_M deep along it,
+    so narrower seen from the side."""
+    w = object_width(mask, contact, camera)
+    depth = min(w, MAX_PROP_M if solid else MAX_BODY_DEPTH_M)
+    az = math.atan2(float(direction[0]), float(direction[2]))
+    away = np.array([-math.sin(az), 0.0, -math.cos(az)])
+    centre = np.asarray(contact, np.float64) + [0.0, 0.0, depth / 2]
+    if solid or w <= 0:
+        return Footprint(centre, 1.0, depth, away)
+    side, front = abs(math.sin(az)), abs(math.cos(az))  # the light's turn from the view axis
+    across = float(np.clip((w * front + depth * side) / w, MIN_SIDE_WIDTH, 1.0))
+    return Footprint(centre, across, w * side + depth * front, away)
 
 
 def _solid_shadow(points, valid, mask, contact, solid: bool, direction, camera: Camera, size, softness_deg: float,
                   max_sigma: float) -> np.ndarray:
-    """The shadow of an object with depth: its card cast from slices through that depth (0.1 m apart
-    for a character, 0.2 m for a prop, at most four), each swept to the next so thin parts cast no
-    stripes."""
+    """The shadow of an object with depth: its matte on cards across the light (``footprint``) at slices
+    0.1 m apart for a character, 0.2 m for a prop (at most four) along the light through its
+    footprint; the slices move along the shadow's own length, so thin parts cast no stripes."""
     levels = _blur_levels(mask, max_sigma)
-    depth = object_depth(mask, contact, camera, solid)
-    n = int(min(4, 1 + math.ceil(depth / (0.2 if solid else 0.1)))) if depth > 0 else 1
-    gap = depth / (n - 1) if n > 1 else 0.0
-    occ = []
-    for t in (np.linspace(0.0, depth, n) if n > 1 else [0.0]):
-        o = cast_occlusion(points, valid, levels, contact, direction, camera, size, softness_deg, float(t))
-        if t < depth:  # the last slice is the object's back
-            o = sweep(o, depth_shift(np.asarray(contact) + [0.0, 0.0, t], gap, camera, size))
-        occ.append(o)
-    return _combine(occ)
+    fp = footprint(mask, contact, camera, solid, direction)
+    n = int(min(4, 1 + math.ceil(fp.along / (0.2 if solid else 0.1)))) if fp.along > 0 else 1
+    offsets = np.linspace(-fp.along / 2, fp.along / 2, n) if n > 1 else [0.0]
+    base = fp.centre - np.asarray(contact, np.float64)
+    return _combine(cast_occlusion(points, valid, levels, contact, direction, camera, size, softness_deg,
+                                   base + t * fp.away, lateral_scale=fp.across) for t in offsets)
 
 
 def _combine(occlusions) -> np.ndarray:
@@ -442,7 +445,7 @@ def _combine(occlusions) -> np.ndarray:
 def environment_occlusion(depth: np.ndarray, objects: list[tuple[np.ndarray, np.ndarray, bool]], light: ShotLight,
                           camera: Camera, softness_deg: float, contact_radius: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """(key shadow, contact) occlusion of the environment (H, W) by the objects [(matte, contact,
-    solid)]; each object's card is swept through its depth (``object_depth``, ``sweep``)."""
+    solid)]; each object's cards are sliced through its footprint (``footprint``)."""
     full_h, full_w = depth.shape
     objects = [(m, c, solid) for m, c, solid in objects if c is not None and (m > 0.02).any()]
     if not objects or not (depth < 0.5 * FAR).any():
