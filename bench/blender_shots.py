@@ -467,7 +467,7 @@ def main(argv=None) -> int:
         print(f"  {sid:<50} {dt:7.1f} s  {'ok' if ok else 'FAILED'}{extra}")
     print(f"  total {total:.1f} s for {len(results)} shot(s)")
     good = [sid for sid, _, _, ok in results if ok]
-    ok_all = all(ok for *_, ok in results) and len(results) == len(variants)
+    ok_all = all(ok for *_, ok in results) and len(results) == len(variants) * len(seeds)
     if good and not a.no_check:
         if a.reference.is_dir():
             ok_all &= run_checks(out, good, a.reference, "on")

@@ -317,6 +317,21 @@ def test_spill_gain_restores_a_spilled_brown_crate_next_to_a_grey_shirt():
     np.testing.assert_allclose(raw[0][24:48, 42:58].reshape(-1, 3)[:, 1], 0.36, atol=0.005)  # noqa: E501
 
 
+def test_a_strongly_spilled_prop_does_not_turn_the_actors_clothes_magenta():
+    """A shiny grey prop by the green floor shows 1.45x spill, the actor's dark trousers next to it none;
+    the shot's gain (from the prop) restores the prop but may not take the trousers' green below both
+    other channels (what was not above them is not spill)."""
+    grey, trousers = (0.15, 0.15, 0.15), (0.056, 0.041, 0.033)
+    plate = _patches([grey], spill=1.45)
+    plate[20:52, 38:62] = trousers  # no spill on them
+    _, fg, info = key_frames(plate[None], {})
+    assert info["spill"] == pytest.approx(1.45, abs=0.02)
+    np.testing.assert_allclose(fg[0][24:48, 12:28].reshape(-1, 3), np.broadcast_to(grey, (24 * 16, 3)), atol=0.01)
+    t = fg[0][24:48, 42:58].reshape(-1, 3)
+    assert (t[:, 1] >= t[:, [0, 2]].min(-1) - 1e-6).all(), "the trousers' green stays above their blue"
+    np.testing.assert_allclose(t[:, 1], trousers[2], atol=1e-3)
+
+
 @pytest.mark.parametrize("colours", [[(0.5, 0.3, 0.15), (0.7, 0.45, 0.35)],  # no spill: nothing shows it
                                      [(0.2, 0.6, 0.2), (0.5, 0.3, 0.15)]])  # a green costume is no spill
 def test_spill_gain_leaves_green_free_colours_and_green_costumes_alone(colours):

@@ -23,7 +23,8 @@ Per frame:
   6. unmix + despill: fg_premult = plate - (1 - alpha) * local screen colour; the dominant channel is
      divided by the shot's spill gain (``estimate_spill``: the screen's light bounced onto the actor
      raises that channel of every colour by about the same factor, so a brown crate turns olive where
-     a channel limit alone never reaches), then limited to the max of the others, clamped >= 0.
+     a channel limit alone never reaches) but never below both others where it was not (no magenta),
+     then limited to the max of the others, clamped >= 0.
 Writes alpha and a despilled premultiplied foreground.
 
 Defaults were tuned with ``bench/key_quality.py`` on a synthetic soft-hair plate (vignetted screen)
@@ -562,7 +563,12 @@ class ChromaKeyer:
         # unmix the local screen colour, then despill
         local_screen = self.screen[None, None, :] * (d_map / self.d_screen)[..., None]
         fg = rgb - (1.0 - alpha)[..., None] * local_screen
-        fg[..., self.main] /= 1.0 + p.despill * (self.spill - 1.0)
+        # the spill gain never takes the dominant channel below both others where it was not (bounced
+        # screen light is not the same on every surface: a shiny prop near the floor shows more of it
+        # than the actor's clothes, and its gain alone turned grey trousers magenta)
+        spilled = fg[..., self.main].copy()
+        floor = np.minimum(spilled, fg[..., list(self.others)].min(-1))
+        fg[..., self.main] = np.maximum(spilled / (1.0 + p.despill * (self.spill - 1.0)), floor)
         limit = fg[..., list(self.others)].max(-1)
         excess = np.maximum(fg[..., self.main] - limit, 0.0)
         fg[..., self.main] -= p.despill * excess
