@@ -308,7 +308,7 @@ def world_points(depth: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndar
 
 
 def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.ndarray, direction: np.ndarray,
-                   camera: Camera, size: tuple[int, int], softness_deg: float, offset=0.0,
+                   camera: Camera, size: tuple[int, int], softness_deg: float, offset: float | np.ndarray = 0.0,
                    falloff_m: float | None = None, lateral_scale: float = 1.0) -> np.ndarray:
     """How much of a light from ``direction`` one object blocks at each world point (H, W).
 
