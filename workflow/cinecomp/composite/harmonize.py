@@ -308,16 +308,16 @@ def world_points(depth: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndar
 
 
 def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.ndarray, direction: np.ndarray,
-                   camera: Camera, size: tuple[int, int], softness_deg: float, offset: float | np.ndarray = 0.0,
+                   camera: Camera, size: tuple[int, int], softness_deg: float, offset: np.ndarray | None = None,
                    falloff_m: float | None = None, lateral_scale: float = 1.0) -> np.ndarray:
     """How much of a light from ``direction`` one object blocks at each world point (H, W).
 
     The object is its camera matte on a vertical card through ``contact``, turned about the vertical
     to face the light (the silhouette of a roughly round body changes little with the angle); a point
     is shadowed where its ray towards the light crosses the card on the matte. The matte is read
-    blurred by the penumbra: the distance to the card times the light's angular size. ``offset`` (m,
-    a number: that far behind the contact; or a horizontal world vector) moves the card (a slice of a
-    thick object) while it still reads the matte as seen on the contact's card; ``lateral_scale``
+    blurred by the penumbra: the distance to the card times the light's angular size. ``offset`` (a
+    horizontal world vector, m) moves the card from the contact (a slice of a thick object) while it
+    still reads the matte as seen on the contact's card; ``lateral_scale``
     widens (> 1) or narrows the card across the light (the object's width seen from the light over its
     width seen from the camera). ``falloff_m``: occlusion fades as exp(-distance / falloff) (contact
     darkening is an occluder's effect at close range)."""
@@ -329,7 +329,7 @@ def cast_occlusion(points: np.ndarray, valid: np.ndarray, levels, contact: np.nd
     phi = (az + math.pi / 2) % math.pi - math.pi / 2  # the card's turn from camera-facing, in (-90, 90]
     lateral = np.array([math.cos(phi), 0.0, -math.sin(phi)], np.float32)
     c = np.asarray(contact, np.float32)
-    slice_c = c + (np.array([0.0, 0.0, offset], np.float32) if np.isscalar(offset) else np.asarray(offset, np.float32))
+    slice_c = c if offset is None else c + np.asarray(offset, np.float32)
     px, py, pz = points
     # per pixel, in (H, W) planes: distance s along the ray to the card, the hit's height on it
     s = ((slice_c[0] - px) * n_card[0] + (slice_c[2] - pz) * n_card[2]) / float(d @ n_card)
