@@ -76,6 +76,10 @@ VARIANTS = {
     "feet_out": "closer, tighter framing: the actor's feet are cut by the bottom frame edge on every frame",
     "two_actors": "two actors: one pushes the box, a second walks across behind it the other way",
     "motion_blur": "faster approach (jog) and Cycles motion blur on (0.5-frame shutter, centred)",
+    "high_angle": "camera 2.6-3.2 m high looking down on the action (~25 deg): the horizon is above the frame",
+    "low_angle": "camera 0.6-0.8 m high, near the ground, looking slightly up at the actor",
+    "long_lens": "a 65-85 mm lens from far away: flat perspective, little ground",
+    "wide_lens": "an 18-21 mm lens from close by: strong perspective",
 }
 
 INTERIOR_HDRIS = ("st_fagans_interior", "empty_warehouse_01")
@@ -236,6 +240,18 @@ def variant_config(variant: str, rng: random.Random) -> dict:
         cfg["camera"] = "feet_out"
         cfg["focal_mm"] = rng.choice([35.0, 40.0])
         cfg["cam_distance"] = rng.uniform(3.0, 3.4)
+    elif variant == "high_angle":
+        cfg["cam_height"] = rng.uniform(2.6, 3.2)
+        cfg["aim_h"] = 0.4
+    elif variant == "low_angle":
+        cfg["cam_height"] = rng.uniform(0.6, 0.8)
+        cfg["aim_h"] = 1.0
+    elif variant == "long_lens":
+        cfg["focal_mm"] = rng.choice([65.0, 75.0, 85.0])
+        cfg["cam_distance"] = rng.uniform(9.0, 11.0)
+    elif variant == "wide_lens":
+        cfg["focal_mm"] = rng.choice([18.0, 21.0])
+        cfg["cam_distance"] = rng.uniform(2.4, 2.8)
     elif variant == "motion_blur":
         cfg["motion_blur"] = True
         cfg["walk_speed"] = rng.uniform(2.8, 3.2)
@@ -1638,7 +1654,7 @@ def main(argv):
     centre.z = ground.h(centre.x, centre.y)
     az = math.radians(cfg["cam_azimuth_deg"])
     dist = cfg["cam_distance"]
-    aim_h = 0.8 if cfg["camera"] != "feet_out" else 1.0
+    aim_h = cfg.get("aim_h", 0.8 if cfg["camera"] != "feet_out" else 1.0)
     framing = {}
 
     def place_static(dist):
