@@ -151,7 +151,8 @@ def train(out: Path, name: str, pipeline: Path, text_encoder: Path, data: Path, 
            "out": {"dir": str(where)},
            "train": {"mode": "full", "steps": args.steps, "lr": args.lr, "warmup_steps": 20, "batch": args.batch,
                      "seed": seed, "max_sequence_length": 16, "gradient_checkpointing": False,
-                     "checkpoint_every": max(args.steps // 4, 1), "log_every": 10, "hflip": args.hflip},
+                     "checkpoint_every": max(args.steps // 4, 1), "log_every": 10, "hflip": args.hflip,
+                     "exposure_invariant": args.exposure_invariant},
            # the workflow's eval gives the environment, no reference and no character depth
            "dropout": {"text": 0.1, "environment": 0.05, "context_prob": 0.3, "reference": 0.0},
            "loss": {"depth_weight": args.depth_weight, "rgb_error": args.rgb_error, "environment": args.env_weight}}
@@ -232,6 +233,11 @@ def main() -> None:
                     help="transformer residual_radius (latent cells around the actors the residual may touch)")
     ap.add_argument("--env-weight", type=float, default=1.0, help="loss.environment (the region far from the actors)")
     ap.add_argument("--hflip", type=float, default=0.5, help="train.hflip (mirrored samples)")
+    ap.add_argument("--exposure-invariant", action="store_true",
+                    help="train.exposure_invariant: targets moved to harmonize's exposure (the model learns no "
+                         "source's exposure convention)")
+    ap.add_argument("--name", default="", help="suffix of the trained runs' directories (runs that differ in "
+                                               "more than steps and lr)")
     ap.add_argument("--sample-steps", type=int, default=12)
     ap.add_argument("--cores", type=int, default=4, help="cinecomp eval --cores (2: one diffusion shot at a time)")
     ap.add_argument("--tune-check", action="store_true",
@@ -245,10 +251,11 @@ def main() -> None:
     pipeline, text_encoder = build(out, args.layers, args.heads, args.residual_radius)
     if args.tune_check:
         data = without(curate(out, shots, args.size), HOLDOUT)
-        trained = train(out, f"holdout_s{args.steps}_lr{args.lr:g}", pipeline, text_encoder, data, 0, args)
+        run_name = f"holdout_s{args.steps}_lr{args.lr:g}{args.name}"
+        trained = train(out, run_name, pipeline, text_encoder, data, 0, args)
         base = evaluate(out, "holdout_untrained", pipeline, text_encoder, "over,harmonize,diffusion", args,
                         shots=HOLDOUT)
-        res = evaluate(out, f"holdout_s{args.steps}_lr{args.lr:g}", trained / "pipeline", text_encoder,
+        res = evaluate(out, run_name, trained / "pipeline", text_encoder,
                        "diffusion", args, shots=HOLDOUT)
         print(f"\ntune check on {HOLDOUT} (not trained on), steps {args.steps}, lr {args.lr:g}:")
         print("| | " + " | ".join(METRICS) + " |\n|---|---|---|---|")
@@ -262,8 +269,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = {}
     for seed in seeds:
-        trained = train(out, f"seed{seed}", pipeline, text_encoder, data, seed, args)
-        runs[seed] = evaluate(out, f"seed{seed}", trained / "pipeline", text_encoder, "diffusion", args)
+        trained = train(out, f"seed{seed}{args.name}", pipeline, text_encoder, data, seed, args)
+        runs[seed] = evaluate(out, f"seed{seed}{args.name}", trained / "pipeline", text_encoder, "diffusion", args)
     ceiling_md = out / "ceiling.md"
     if not ceiling_md.is_file():
         run([sys.executable, str(REPO / "bench" / "ceiling.py"), "--eval", str(out / "eval_untrained"),

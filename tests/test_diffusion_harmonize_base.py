@@ -395,6 +395,50 @@ def test_train_hflip_mirrors_every_picture_of_a_sample_alike(models):
     assert not torch.equal(unflipped["input"], flipped["input"])
 
 
+def test_exposure_invariant_training_moves_the_targets_objects_to_harmonizes_exposure(models):
+    """train.exposure_invariant: the target's character and prop take harmonize's exposure (one linear gain
+    over the window's solid object pixels), keeping their texture within and the environment exactly;
+    the example is the one of that target; a sample without harmonize's comp is left as it is."""
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.train.loop import _linear_to_srgb, _srgb_to_linear, make_example, match_exposure
+
+    rng = np.random.default_rng(5)
+    tri = np.zeros((T, H, W, 3), np.float32)
+    tri[..., 2] = 1.0
+    tri[:, 4:12, 4:10] = [1.0, 0.0, 0.0]  # a solid character
+    tri[:, 6:12, 10:14] = [0.0, 1.0, 0.0]  # and a prop beside it
+    base_lin = rng.uniform(0.05, 0.3, (T, H, W, 3)).astype(np.float32)
+    texture = rng.uniform(0.5, 1.5, (T, H, W, 1)).astype(np.float32)
+    target_lin = base_lin * 1.3  # the environment: brighter than harmonize's (its own shadows etc.)
+    objects = tri[..., :2].sum(-1) > 0.5
+    target_lin[objects] = (base_lin * texture * 4.0)[objects]  # the source exposes its actors 2 stops over
+    sample = dict(target_rgb=_linear_to_srgb(target_lin), target_depth=np.full((T, H, W), 3.0, np.float32),
+                  character_rgb=_linear_to_srgb(base_lin) * tri[..., :1], environment_rgb=_linear_to_srgb(base_lin),
+                  tri_mask=tri, effect_mask=np.zeros((T, H, W), np.float32), harmonize_rgb=_linear_to_srgb(base_lin),
+                  meta={"prompt": "", "id": "s0"})
+    moved = match_exposure(sample)
+    out = _srgb_to_linear(moved["target_rgb"])
+    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)
+    assert (out[objects] @ luma).sum() == pytest.approx((base_lin[objects] @ luma).sum(), rel=1e-3)
+    ratio = out[objects] / target_lin[objects]  # one gain: the texture within the objects is kept
+    assert ratio.std() < 1e-3 * ratio.mean() and ratio.mean() < 0.5
+    np.testing.assert_array_equal(moved["target_rgb"][~objects], sample["target_rgb"][~objects])
+    for k in ("harmonize_rgb", "character_rgb", "environment_rgb", "tri_mask"):
+        assert moved[k] is sample[k]
+    bare = {k: v for k, v in sample.items() if k != "harmonize_rgb"}
+    assert match_exposure(bare) is bare
+
+    pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
+    cfg = {"dropout": {"text": 0.0, "environment": 0.0, "character_depth": 1.0, "context_prob": 0.0},
+           "loss": {"character": 2.0, "prop": 2.0, "effect": 3.0, "environment": 1.0, "depth_weight": 0.5,
+                    "shift": 0.0}, "model": {"pipeline": models["space_to_depth"]}, "train": {"exposure_invariant": True}}
+    embeds = {"": torch.zeros(1, 4, 32)}
+    got = make_example(pipe, sample, np.random.default_rng(3), cfg, embeds, "cpu")
+    ref = make_example(pipe, moved, np.random.default_rng(3), {**cfg, "train": {}}, embeds, "cpu")
+    plain = make_example(pipe, sample, np.random.default_rng(3), {**cfg, "train": {}}, embeds, "cpu")
+    assert torch.equal(got["target"], ref["target"]) and not torch.equal(got["target"], plain["target"])
+
+
 def test_a_residual_radius_keeps_harmonize_exactly_away_from_the_actors():
     """residual_radius: however the RGB head has moved, the clean estimate (x_t - sigma v) is harmonize's
     latent exactly on cells farther than the radius from every character / prop pixel, and the model's

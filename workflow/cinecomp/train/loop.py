@@ -75,6 +75,10 @@ SECTIONS = {
         "precision": Choice("auto", ("auto", "float32", "bfloat16"), "auto: bfloat16 on GPUs, float32 on CPU"),
         "hflip": Num(0.0, 0.0, 1.0, False, "probability of mirroring a sample left-right, every picture of it "
                      "alike (light and shadows mirror with it; a mirrored sample is encoded, not read from stored latents)"),
+        "exposure_invariant": Flag(False, "move each sample's target character and prop to harmonize's exposure (one "
+                                   "linear gain over the window's solid object pixels) before training: the model learns "
+                                   "the comp's shape, colour and shadows, not a data source's exposure convention (a "
+                                   "harmonize-base model; a moved sample is encoded, not read from stored latents)"),
         "gradient_checkpointing": Flag(True, "recompute block activations in the backward pass"),
         "checkpoint_every": Num(0, 0, 10_000_000, True, "steps between resumable checkpoints (0: only at the end)"),
         "log_every": Num(1, 1, 1_000_000, True, "steps between loss.csv rows"),
@@ -303,6 +307,41 @@ def mirror(sample: dict) -> dict:
     return out
 
 
+EXPOSURE_GAIN_RANGE = (1 / 16, 16)  # match_exposure never moves a target by more than 4 stops
+
+
+def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((np.maximum(x, 0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.maximum(x, 0.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(np.maximum(x, 0.0031308), 1 / 2.4) - 0.055)
+
+
+def match_exposure(sample: dict) -> dict:
+    """The sample with its target's character and prop moved to the exposure harmonize gave them: one
+    gain in linear light, the target's over harmonize's luminance summed over the window's solid object
+    pixels, divided out where the objects are (soft at their edges); the environment, the objects'
+    texture and shading within them, and every other picture stay. How bright an actor comes out of a
+    source is its convention (the generator's plates and the path-traced set's are exposed differently,
+    docs/evaluation.md): a model trained on one learns it and misapplies it to the other."""
+    if "harmonize_rgb" not in sample:
+        return sample
+    target = _srgb_to_linear(np.asarray(sample["target_rgb"], np.float32))
+    base = _srgb_to_linear(np.asarray(sample["harmonize_rgb"], np.float32))
+    tri = np.asarray(sample["tri_mask"], np.float32)
+    objects = np.clip(tri[..., 0] + tri[..., 1], 0.0, 1.0)
+    solid = objects > 0.95
+    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)
+    t_sum, b_sum = float((target[solid] @ luma).sum()), float((base[solid] @ luma).sum())
+    if not solid.any() or t_sum <= 0 or b_sum <= 0:
+        return sample
+    gain = float(np.clip(b_sum / t_sum, *EXPOSURE_GAIN_RANGE))
+    moved = np.clip(_linear_to_srgb(target * (1.0 + objects[..., None] * (gain - 1.0))), 0.0, 1.0)
+    return {**sample, "target_rgb": np.where(objects[..., None] > 0, moved, sample["target_rgb"]).astype(np.float32)}
+
+
 def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds: dict, device):
     """Model input, timestep, velocity target and loss weights of one sample (see the module doc)."""
     import torch
@@ -312,6 +351,9 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     mirrored = bool(hflip) and rng.random() < hflip  # drawn only when on: runs without it draw as before
     if mirrored:
         sample = mirror(sample)
+    matched = bool(cfg.get("train", {}).get("exposure_invariant")) and "harmonize_rgb" in sample
+    if matched:
+        sample = match_exposure(sample)
     prompt = sample.get("meta", {}).get("prompt", "")
     text = embeds[""] if rng.random() < drop["text"] else embeds[prompt]
     env = None if rng.random() < drop["environment"] else sample["environment_rgb"]
@@ -328,7 +370,7 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     t, h, w = np.shape(sample["target_rgb"])[:3]
     key = f"sample {sample.get('meta', {}).get('clip', '?')}"
     identity = cfg.get("vae_identity")  # load_config's; without it (a hand-made cfg) everything is encoded
-    stored = stored_for(sample, identity, False, key) if identity and not mirrored else None  # None: encoded here
+    stored = stored_for(sample, identity, False, key) if identity and not (mirrored or matched) else None  # None: encoded here
     if stored is not None:
         x0 = torch.cat([stored["target_rgb"], stored["target_depth"]], dim=1)
     else:
