@@ -175,7 +175,7 @@ def evaluate(out: Path, name: str, pipeline: Path, text_encoder: Path, backends:
     model.write_text(yaml.safe_dump({"diffusion": {
         "pipeline": str(pipeline), "text_encoder": str(text_encoder), "max_sequence_length": 16,
         "steps": args.sample_steps, "guidance": 1.0, "window": 9, "overlap": 1, "ranks": 1, "output": "frames",
-        "model_height": args.size[1]}}))
+        "model_height": args.size[1], "residual_zone": args.residual_zone}}))
     cmd = CINECOMP + ["eval", "--set", "pathtraced", "--light", "given", "--backends", backends, "--cores", str(args.cores),
                       "--configfile", str(model), "--out", str(ev)]
     cmd += ["--shots", shots] if shots else ["--split", split]
@@ -238,6 +238,8 @@ def main() -> None:
                          "source's exposure convention)")
     ap.add_argument("--name", default="", help="suffix of the trained runs' directories (runs that differ in "
                                                "more than steps and lr)")
+    ap.add_argument("--residual-zone", default="all", choices=("all", "objects"),
+                    help="diffusion.residual_zone of the evals (objects: the model's change only on the actors)")
     ap.add_argument("--sample-steps", type=int, default=12)
     ap.add_argument("--cores", type=int, default=4, help="cinecomp eval --cores (2: one diffusion shot at a time)")
     ap.add_argument("--tune-check", action="store_true",
@@ -255,7 +257,8 @@ def main() -> None:
         trained = train(out, run_name, pipeline, text_encoder, data, 0, args)
         base = evaluate(out, "holdout_untrained", pipeline, text_encoder, "over,harmonize,diffusion", args,
                         shots=HOLDOUT)
-        res = evaluate(out, run_name, trained / "pipeline", text_encoder,
+        zone = "" if args.residual_zone == "all" else f"_zone_{args.residual_zone}"
+        res = evaluate(out, run_name + zone, trained / "pipeline", text_encoder,
                        "diffusion", args, shots=HOLDOUT)
         print(f"\ntune check on {HOLDOUT} (not trained on), steps {args.steps}, lr {args.lr:g}:")
         print("| | " + " | ".join(METRICS) + " |\n|---|---|---|---|")
@@ -270,7 +273,8 @@ def main() -> None:
     runs = {}
     for seed in seeds:
         trained = train(out, f"seed{seed}{args.name}", pipeline, text_encoder, data, seed, args)
-        runs[seed] = evaluate(out, f"seed{seed}{args.name}", trained / "pipeline", text_encoder, "diffusion", args)
+        zone = "" if args.residual_zone == "all" else f"_zone_{args.residual_zone}"
+        runs[seed] = evaluate(out, f"seed{seed}{args.name}{zone}", trained / "pipeline", text_encoder, "diffusion", args)
     ceiling_md = out / "ceiling.md"
     if not ceiling_md.is_file():
         run([sys.executable, str(REPO / "bench" / "ceiling.py"), "--eval", str(out / "eval_untrained"),

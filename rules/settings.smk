@@ -201,6 +201,8 @@ def composite_settings(wildcards):
         )
         if d.get("model_height"):  # only when set: finished shots' params stay the same
             settings["model_height"] = d["model_height"]
+        if d.get("residual_zone", "all") != "all":
+            settings["residual_zone"] = d["residual_zone"]
     return settings
 
 

@@ -208,6 +208,56 @@ def test_the_shot_stage_returns_harmonizes_frames_from_an_untrained_model(models
         np.testing.assert_allclose(exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3], atol=1e-3, rtol=1e-3)
 
 
+def test_residual_zone_objects_keeps_the_base_comp_off_the_actors(models, tmp_path, monkeypatch):
+    """diffusion.residual_zone objects: whatever the model changed, the composite is harmonize's comp
+    where the key's alpha is 0 (the environment: its shadows and contact stay harmonize's) and the
+    model's on the actors, blended by the alpha; with no base comp to keep (frames at the plate's own
+    size) it is refused with the fix, before the model runs."""
+    from cinecomp.diffusion import light_ratio
+    from cinecomp.diffusion import shot as D
+    from cinecomp.diffusion.distributed import _load_shot
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.diffusion.windows import render_windows
+
+    inputs = _inputs(4)
+    alpha = inputs["tri_mask"][..., 0]
+    keys, envs, harms = [], [], []
+    for i in range(T):
+        f = 1001 + i
+        keys.append((f, tmp_path / f"k.{f}.exr"))
+        envs.append((f, tmp_path / f"e.{f}.exr"))
+        harms.append((f, tmp_path / f"h.{f}.exr"))
+        char = D.from_model_space(inputs["character_rgb"][i], CS)
+        exrio.write_rgba(keys[-1][1], np.concatenate([char, alpha[i][..., None]], -1), dtype=np.float32)
+        exrio.write_rgba(envs[-1][1], D.from_model_space(inputs["environment_rgb"][i], CS), dtype=np.float32)
+        exrio.write_rgba(harms[-1][1], D.from_model_space(inputs["harmonize_rgb"][i], CS), dtype=np.float32)
+    pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
+
+    def launcher(work, settings, ranks, threads, log_file):
+        call = dict(_load_shot(work / "shot"), num_inference_steps=1, guidance_scale=1.0, seed=0, reconstruct_over=True)
+        render_windows(pipe, call, work / "windows", settings["window"], settings["overlap"], blend=False)
+        return work / "windows"
+
+    monkeypatch.setattr(D, "launch", launcher)
+    monkeypatch.setattr(D, "prompt_arrays", lambda *a: {"prompt_embeds": np.ones((1, 4, 32), np.float32)})
+    monkeypatch.setattr(light_ratio, "apply_layers", lambda plain, *a: plain * 2.0 + 0.1)  # a model that changes everything
+    settings = {"attrs": {"shot": "rz"}, "output": "layers", "model_colourspace": CS, "window": 5, "overlap": 1,
+                "steps": 1, "prompt": "", "negative_prompt": "", "layers_blur": 2.0, "residual_zone": "objects"}
+    D.composite_shot(keys, envs, None, tmp_path / "out", tmp_path / "work", settings, logging.getLogger("t"),
+                     harmonize_files=harms)
+    outs = sorted((tmp_path / "out").glob("*.exr"))
+    assert len(outs) == T
+    for f, (_, h), a in zip(outs, harms, alpha):
+        got, base = exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3]
+        expected = base + a[..., None] * (base + 0.1)  # base + alpha (model - base)
+        np.testing.assert_allclose(got, expected, atol=2e-3, rtol=2e-3)
+        assert (a == 0).any() and (a > 0.5).any()
+        np.testing.assert_allclose(got[a == 0], base[a == 0], atol=1e-3, rtol=1e-3)
+    with pytest.raises(DiffusionInputError, match="residual_zone 'objects'.*fix"):  # frames at the plate's size
+        D.composite_shot(keys, envs, None, tmp_path / "out2", tmp_path / "work2", {**settings, "output": "frames"},
+                         logging.getLogger("t"), harmonize_files=harms)
+
+
 def test_the_workflow_gives_a_harmonize_base_model_harmonizes_comp(models, tmp_path):
     """Dry run: with a harmonize-base model the diffusion shot with an environment plans harmonize's
     comp (rule harmonize_base, and the light it needs) before its composite; the shot without an

@@ -240,6 +240,12 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     # output frames at a model resolution: back to the plate with over's detail (light_ratio.frames_to_plate)
     model_height = 0 if layers else int(settings.get("model_height", 0))
     with_over = layers or (model_height > 0 and env_files is not None)
+    objects_only = settings.get("residual_zone", "all") == "objects"
+    if objects_only and not with_over:
+        raise DiffusionInputError(f"shot {shot}: diffusion.residual_zone 'objects' keeps the model's change on the "
+                                  "character and prop of a base comp, which needs the environment plate and "
+                                  "diffusion.output 'layers' or a diffusion.model_height (fix: set one, or "
+                                  "residual_zone: all)")
     work = Path(work_dir).resolve()  # the launcher runs in it
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -277,6 +283,9 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
                 model_lin, rec, sigma = from_model_space(rgb, cs), from_model_space(over_rec[0], cs), \
                     settings.get("layers_blur", 4.0)
                 rgb = apply_layers(plain, model_lin, rec, sigma) if layers else frames_to_plate(model_lin, plain, rec, sigma)
+                if objects_only:  # the environment (shadows, contact) stays the base comp's
+                    alpha = np.clip(exrio.read_rgba(key_files[i][1])[..., 3:4], 0.0, 1.0)
+                    rgb = (plain + alpha * (rgb - plain)).astype(np.float32)
             else:  # a synthesised environment: no over comp to take detail from
                 rgb = resize_to(from_model_space(rgb, cs), h, w)
             depth = resize_to(depth[..., None], h, w)[..., 0]
