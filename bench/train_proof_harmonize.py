@@ -27,6 +27,8 @@ The model runs at --model-height (diffusion.model_height, output frames: its fra
 Usage: python bench/train_proof_harmonize.py --out /tmp/proofh [--shots /tmp/sky_shots] [--seeds 0,1,2]
        [--steps 200] [--lr 5e-4] [--tune-check]   (--tune-check: before anything else, train seed 0 without
        shot12 and score it on shot12: the only place steps/lr may be chosen)
+The run docs/training.md reports (2026-12-05): --shot-seeds 0-2 --steps 400 --env-weight 5 --hflip 0.5
+       --exposure-invariant --name _ei --residual-zone objects
 Timings are wall-clock on a shared machine: read the figures, not the seconds.
 """
 
