@@ -1408,7 +1408,7 @@ def setup_compositor(scene, shot_dir, shot_id, kind, ev=0.0, green_linear=None):
     rl = nt.nodes.new("CompositorNodeRLayers")
     comp = nt.nodes.new("CompositorNodeComposite")
     img = rl.outputs["Image"]
-    if kind == "greenscreen":
+    if kind.startswith("greenscreen"):
         rgb = nt.nodes.new("CompositorNodeRGB")
         rgb.outputs[0].default_value = (*green_linear, 1.0)
         ao = nt.nodes.new("CompositorNodeAlphaOver")
@@ -1416,8 +1416,9 @@ def setup_compositor(scene, shot_dir, shot_id, kind, ev=0.0, green_linear=None):
         nt.links.new(rgb.outputs[0], ao.inputs[1])
         nt.links.new(img, ao.inputs[2])
         img = ao.outputs[0]
-        fa = file_output(nt, shot_dir, f"alpha/{shot_id}.", "PNG", "BW", "16")
-        nt.links.new(rl.outputs["Alpha"], fa.inputs[0])
+        if kind == "greenscreen":
+            fa = file_output(nt, shot_dir, f"alpha/{shot_id}.", "PNG", "BW", "16")
+            nt.links.new(rl.outputs["Alpha"], fa.inputs[0])
     disp = display_chain(nt, img, ev)
     nt.links.new(disp, comp.inputs[0])
     fo = file_output(nt, shot_dir, f"{kind}/{shot_id}.", "PNG", "RGB", "16")
@@ -1469,6 +1470,9 @@ def parse_args(argv):
     p.add_argument("--gs-samples", type=int, default=None)
     p.add_argument("--threads", type=int, default=0, help="0 = all cores")
     p.add_argument("--adaptive-threshold", type=float, default=0.01)
+    p.add_argument("--nospill", action="store_true",
+                   help="also render greenscreen_nospill/: the green-screen pass with the green floor and backdrop "
+                        "turned off (the studio rig alone): the keyer's colour truth, no spill")
     return p.parse_args(argv)
 
 
@@ -1903,13 +1907,13 @@ def main(argv):
     gs_objs = [gs_floor, gs_back] + gs_lights
 
     def configure(kind):
-        gs = kind == "greenscreen"
+        gs = kind.startswith("greenscreen")
         for ob in actor_objs + [prop.obj]:
             ob.hide_render = kind == "environment"
         for ob in set_objs + gt_lights:
             ob.hide_render = gs
         for ob in gs_objs:
-            ob.hide_render = not gs
+            ob.hide_render = not gs or (kind == "greenscreen_nospill" and ob in (gs_floor, gs_back))
         scene.world = world_gs if gs else world_gt
         scene.render.film_transparent = gs
         scene.cycles.samples = gs_samples if gs else a.samples
@@ -1931,7 +1935,7 @@ def main(argv):
         timings[kind] = {"frames": len(flist), "seconds": dt, "per_frame": dt / max(len(flist), 1)}
         print(f"[blender_scene] {a.shot_id}: {kind} {len(flist)} frame(s) in {dt:.1f} s", flush=True)
 
-    for sub in ("greenscreen", "alpha", "groundtruth", "environment", "depth", "masks"):
+    for sub in ("greenscreen", "alpha", "groundtruth", "environment", "depth", "masks") + (("greenscreen_nospill",) if a.nospill else ()):
         d_ = os.path.join(shot_dir, sub)
         if os.path.isdir(d_):
             for fn in os.listdir(d_):
@@ -1945,6 +1949,8 @@ def main(argv):
         for f in frames[1:]:
             shutil.copyfile(src, os.path.join(shot_dir, "environment", f"{a.shot_id}.{f:04d}.png"))
     render_frames("greenscreen", frames)
+    if a.nospill:
+        render_frames("greenscreen_nospill", frames)
     shutil.rmtree(os.path.join(shot_dir, ".depth_tmp"), ignore_errors=True)
 
     # ---- shot.json ---------------------------------------------------------------------------

@@ -145,6 +145,8 @@ def render_shot(exe: str, out: Path, variant: str, seed: int, hdri: str | None, 
            "--frames", str(args.frames), "--samples", str(args.samples), "--threads", str(args.threads)]
     if args.gs_samples:
         cmd += ["--gs-samples", str(args.gs_samples)]
+    if args.nospill:
+        cmd += ["--nospill"]
     log_path = out / f"{sid}.blender.log"
     print(f"[blender_shots] {sid}: rendering ({variant}, seed {seed}, {w}x{h}, {args.frames} frames, {args.samples} spp)", flush=True)
     t0 = time.time()
@@ -235,7 +237,8 @@ def check_shot(shot: Path, ref: Path) -> list[str]:
     missing = sorted(key_paths(rmeta) - key_paths(meta))
     if missing:
         problems.append(f"shot.json lacks keys: {missing}")
-    top = sorted(p.name for p in shot.iterdir() if not p.name.startswith("."))
+    extra = {"greenscreen_nospill"}  # --nospill's pass, beyond the reference format
+    top = sorted(p.name for p in shot.iterdir() if not p.name.startswith(".") and p.name not in extra)
     rtop = sorted(p.name for p in ref.iterdir())
     if top != rtop:
         problems.append(f"top-level entries {top} != reference {rtop}")
@@ -384,6 +387,8 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=parse_size, default=(320, 180), help="WxH, default 320x180")
     p.add_argument("--frames", type=int, default=12, help="frames per shot from 1001 (default 12)")
     p.add_argument("--samples", type=int, default=32, help="Cycles samples for groundtruth/environment (default 32)")
+    p.add_argument("--nospill", action="store_true", help="also render greenscreen_nospill/ (the green-screen "
+                   "pass without the green floor and backdrop: the keyer's colour truth; bench/keyer_spill.py)")
     p.add_argument("--gs-samples", type=int, default=None, help="samples for the green-screen pass (default: 2 x --samples; it is ~8x cheaper)")
     p.add_argument("--threads", type=int, default=0, help="render threads (0 = all cores)")
     p.add_argument("--hdri", default=None, help="force an HDRI (stem like forest_slope or a path; an LDR photo such as ../shared/data/backgrounds/photos/*.jpg works too, lit by a sun at its brightest pixel); default: chosen from the seed")
