@@ -163,6 +163,25 @@ def test_older_model_dirs_have_no_harmonize_input_and_refuse_one_by_name():
     assert f"transformer at {proof}" in str(err.value) and "harmonize_base: true" in str(err.value)
 
 
+def _shot_files(tmp_path, inputs) -> tuple[list, list, list]:
+    """(frame, path) lists of the key (character + its alpha), environment and harmonize EXRs of ``inputs``,
+    scene-linear as the shot stage reads them."""
+    from cinecomp.diffusion import shot as D
+
+    alpha = inputs["tri_mask"][..., 0]
+    keys, envs, harms = [], [], []
+    for i in range(T):
+        f = 1001 + i
+        keys.append((f, tmp_path / f"k.{f}.exr"))
+        envs.append((f, tmp_path / f"e.{f}.exr"))
+        harms.append((f, tmp_path / f"h.{f}.exr"))
+        char = D.from_model_space(inputs["character_rgb"][i], CS)
+        exrio.write_rgba(keys[-1][1], np.concatenate([char, alpha[i][..., None]], -1), dtype=np.float32)
+        exrio.write_rgba(envs[-1][1], D.from_model_space(inputs["environment_rgb"][i], CS), dtype=np.float32)
+        exrio.write_rgba(harms[-1][1], D.from_model_space(inputs["harmonize_rgb"][i], CS), dtype=np.float32)
+    return keys, envs, harms
+
+
 @pytest.mark.parametrize("output, vae", [("frames", "space_to_depth"), ("layers", "wan")])
 def test_the_shot_stage_returns_harmonizes_frames_from_an_untrained_model(models, tmp_path, monkeypatch, output, vae):
     """The diffusion backend's shot stage with harmonize's comp EXRs: the shot directory gets them as
@@ -175,17 +194,7 @@ def test_the_shot_stage_returns_harmonizes_frames_from_an_untrained_model(models
     from cinecomp.diffusion.windows import render_windows
 
     inputs = _inputs(3)
-    alpha = inputs["tri_mask"][..., 0]
-    keys, envs, harms = [], [], []
-    for i in range(T):
-        f = 1001 + i
-        keys.append((f, tmp_path / f"k.{f}.exr"))
-        envs.append((f, tmp_path / f"e.{f}.exr"))
-        harms.append((f, tmp_path / f"h.{f}.exr"))
-        char = D.from_model_space(inputs["character_rgb"][i], CS)
-        exrio.write_rgba(keys[-1][1], np.concatenate([char, alpha[i][..., None]], -1), dtype=np.float32)
-        exrio.write_rgba(envs[-1][1], D.from_model_space(inputs["environment_rgb"][i], CS), dtype=np.float32)
-        exrio.write_rgba(harms[-1][1], D.from_model_space(inputs["harmonize_rgb"][i], CS), dtype=np.float32)
+    keys, envs, harms = _shot_files(tmp_path, inputs)
     pipe = CinecompPipeline.from_pretrained(str(models[vae]))
 
     def launcher(work, settings, ranks, threads, log_file):  # distributed.main's window loop, one rank
@@ -221,16 +230,7 @@ def test_residual_zone_objects_keeps_the_base_comp_off_the_actors(models, tmp_pa
 
     inputs = _inputs(4)
     alpha = inputs["tri_mask"][..., 0]
-    keys, envs, harms = [], [], []
-    for i in range(T):
-        f = 1001 + i
-        keys.append((f, tmp_path / f"k.{f}.exr"))
-        envs.append((f, tmp_path / f"e.{f}.exr"))
-        harms.append((f, tmp_path / f"h.{f}.exr"))
-        char = D.from_model_space(inputs["character_rgb"][i], CS)
-        exrio.write_rgba(keys[-1][1], np.concatenate([char, alpha[i][..., None]], -1), dtype=np.float32)
-        exrio.write_rgba(envs[-1][1], D.from_model_space(inputs["environment_rgb"][i], CS), dtype=np.float32)
-        exrio.write_rgba(harms[-1][1], D.from_model_space(inputs["harmonize_rgb"][i], CS), dtype=np.float32)
+    keys, envs, harms = _shot_files(tmp_path, inputs)
     pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
 
     def launcher(work, settings, ranks, threads, log_file):
