@@ -448,8 +448,9 @@ def test_train_hflip_mirrors_every_picture_of_a_sample_alike(models):
 def test_exposure_invariant_training_moves_the_targets_objects_to_harmonizes_exposure(models):
     """train.exposure_invariant: the target's character and prop take harmonize's exposure (one linear gain
     over the window's solid object pixels), keeping their texture within and the environment exactly;
-    the example is the one of that target; a sample without harmonize's comp is left as it is."""
+    the example is the one of that target; a sample without harmonize's comp is refused with the fix."""
     from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.io.dataset import DatasetError
     from cinecomp.train.loop import _linear_to_srgb, _srgb_to_linear, make_example, match_exposure
 
     rng = np.random.default_rng(5)
@@ -487,6 +488,8 @@ def test_exposure_invariant_training_moves_the_targets_objects_to_harmonizes_exp
     ref = make_example(pipe, moved, np.random.default_rng(3), {**cfg, "train": {}}, embeds, "cpu")
     plain = make_example(pipe, sample, np.random.default_rng(3), {**cfg, "train": {}}, embeds, "cpu")
     assert torch.equal(got["target"], ref["target"]) and not torch.equal(got["target"], plain["target"])
+    with pytest.raises(DatasetError, match="no harmonize_rgb.*exposure_invariant.*fix"):
+        make_example(pipe, bare, np.random.default_rng(3), cfg, embeds, "cpu")
 
 
 def test_a_residual_radius_keeps_harmonize_exactly_away_from_the_actors():

@@ -78,7 +78,8 @@ SECTIONS = {
         "exposure_invariant": Flag(False, "move each sample's target character and prop to harmonize's exposure (one "
                                    "linear gain over the window's solid object pixels) before training: the model learns "
                                    "the comp's shape, colour and shadows, not a data source's exposure convention (a "
-                                   "harmonize-base model; a moved sample is encoded, not read from stored latents)"),
+                                   "sample without harmonize's comp is refused; a moved sample is encoded, not read from "
+                                   "stored latents)"),
         "gradient_checkpointing": Flag(True, "recompute block activations in the backward pass"),
         "checkpoint_every": Num(0, 0, 10_000_000, True, "steps between resumable checkpoints (0: only at the end)"),
         "log_every": Num(1, 1, 1_000_000, True, "steps between loss.csv rows"),
@@ -351,8 +352,12 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
     mirrored = bool(hflip) and rng.random() < hflip  # drawn only when on: runs without it draw as before
     if mirrored:
         sample = mirror(sample)
-    matched = bool(cfg.get("train", {}).get("exposure_invariant")) and "harmonize_rgb" in sample
+    matched = bool(cfg.get("train", {}).get("exposure_invariant"))
     if matched:
+        if "harmonize_rgb" not in sample:
+            raise DatasetError(f"sample {sample.get('meta', {}).get('id', '?')} has no harmonize_rgb, whose exposure "
+                               "train.exposure_invariant moves the target to (fix: curate the data again with this "
+                               "version, which writes harmonize's comp into every sample, or set it false)")
         sample = match_exposure(sample)
     prompt = sample.get("meta", {}).get("prompt", "")
     text = embeds[""] if rng.random() < drop["text"] else embeds[prompt]
