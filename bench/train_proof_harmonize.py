@@ -253,13 +253,13 @@ def main() -> None:
     t0 = time.perf_counter()
     shots = render_shots(out, args.shots, args.shot_seeds)
     pipeline, text_encoder = build(out, args.layers, args.heads, args.residual_radius)
+    zone = "" if args.residual_zone == "all" else f"_zone_{args.residual_zone}"  # eval names: one model, two zones
     if args.tune_check:
         data = without(curate(out, shots, args.size), HOLDOUT)
         run_name = f"holdout_s{args.steps}_lr{args.lr:g}{args.name}"
         trained = train(out, run_name, pipeline, text_encoder, data, 0, args)
         base = evaluate(out, "holdout_untrained", pipeline, text_encoder, "over,harmonize,diffusion", args,
                         shots=HOLDOUT)
-        zone = "" if args.residual_zone == "all" else f"_zone_{args.residual_zone}"
         res = evaluate(out, run_name + zone, trained / "pipeline", text_encoder,
                        "diffusion", args, shots=HOLDOUT)
         print(f"\ntune check on {HOLDOUT} (not trained on), steps {args.steps}, lr {args.lr:g}:")
@@ -275,7 +275,6 @@ def main() -> None:
     runs = {}
     for seed in seeds:
         trained = train(out, f"seed{seed}{args.name}", pipeline, text_encoder, data, seed, args)
-        zone = "" if args.residual_zone == "all" else f"_zone_{args.residual_zone}"
         runs[seed] = evaluate(out, f"seed{seed}{args.name}{zone}", trained / "pipeline", text_encoder, "diffusion", args)
     ceiling_md = out / "ceiling.md"
     if not ceiling_md.is_file():

@@ -451,7 +451,7 @@ def test_exposure_invariant_training_moves_the_targets_objects_to_harmonizes_exp
     the example is the one of that target; a sample without harmonize's comp is refused with the fix."""
     from cinecomp.diffusion.pipeline import CinecompPipeline
     from cinecomp.io.dataset import DatasetError
-    from cinecomp.train.loop import _linear_to_srgb, _srgb_to_linear, make_example, match_exposure
+    from cinecomp.train.loop import linear_to_sample as _linear_to_srgb, make_example, match_exposure, sample_to_linear as _srgb_to_linear
 
     rng = np.random.default_rng(5)
     tri = np.zeros((T, H, W, 3), np.float32)

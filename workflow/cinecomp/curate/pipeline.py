@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ProblemsError
+from ..io.dataset import SAMPLE_COLOURSPACE
 from ..params import Num, check_params
 
-SRGB = "sRGB Encoded Rec.709 (sRGB)"
+SRGB = SAMPLE_COLOURSPACE
 CLIP_COLUMNS = ("clip", "id", "prompt", "fps", "first", "last", "camera", "light", "box", "colourspace")
 MANIFEST = "manifest.csv"
 CONTACT = "contact.png"

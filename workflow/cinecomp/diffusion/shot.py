@@ -275,16 +275,16 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
             from .light_ratio import apply_layers, frames_to_plate, resize_to
 
             if with_over:
+                key = exrio.read_rgba(key_files[i][1]) if harmonize_files is None or objects_only else None
                 if harmonize_files is not None:  # the base the model's change is laid on: harmonize's comp
                     plain = exrio.read_rgba(harmonize_files[i][1])[..., :3]
                 else:
-                    key = exrio.read_rgba(key_files[i][1])
                     plain = over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3])
                 model_lin, rec, sigma = from_model_space(rgb, cs), from_model_space(over_rec[0], cs), \
                     settings.get("layers_blur", 4.0)
                 rgb = apply_layers(plain, model_lin, rec, sigma) if layers else frames_to_plate(model_lin, plain, rec, sigma)
                 if objects_only:  # the environment (shadows, contact) stays the base comp's
-                    alpha = np.clip(exrio.read_rgba(key_files[i][1])[..., 3:4], 0.0, 1.0)
+                    alpha = np.clip(key[..., 3:4], 0.0, 1.0)
                     rgb = (plain + alpha * (rgb - plain)).astype(np.float32)
             else:  # a synthesised environment: no over comp to take detail from
                 rgb = resize_to(from_model_space(rgb, cs), h, w)

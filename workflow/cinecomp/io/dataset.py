@@ -44,6 +44,7 @@ REQUIRED = ("target_rgb", "target_depth", "character_rgb", "environment_rgb", "t
 OPTIONAL = ("character_depth", "harmonize_rgb")  # harmonize_rgb: harmonize's comp (a harmonize-base model's input)
 LATENT_PREFIX = "lat_"  # lat_<video>: stored VAE latents, float32 (training's encoder output, bit for bit)
 INDEX = "index.json"
+SAMPLE_COLOURSPACE = "sRGB Encoded Rec.709 (sRGB)"  # the OCIO colourspace of the samples' pictures (the model's encoding)
 
 
 class DatasetError(CinecompError, ValueError):

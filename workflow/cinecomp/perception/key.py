@@ -566,10 +566,10 @@ class ChromaKeyer:
         # the spill gain never takes the dominant channel below both others where it was not (bounced
         # screen light is not the same on every surface: a shiny prop near the floor shows more of it
         # than the actor's clothes, and its gain alone turned grey trousers magenta)
-        spilled = fg[..., self.main].copy()
-        floor = np.minimum(spilled, fg[..., list(self.others)].min(-1))
-        fg[..., self.main] = np.maximum(spilled / (1.0 + p.despill * (self.spill - 1.0)), floor)
-        limit = fg[..., list(self.others)].max(-1)
+        spilled, others = fg[..., self.main].copy(), fg[..., list(self.others)]
+        fg[..., self.main] = np.maximum(spilled / (1.0 + p.despill * (self.spill - 1.0)),
+                                        np.minimum(spilled, others.min(-1)))
+        limit = others.max(-1)
         excess = np.maximum(fg[..., self.main] - limit, 0.0)
         fg[..., self.main] -= p.despill * excess
         fg = np.clip(fg, 0.0, None) * (alpha > 0)[..., None]

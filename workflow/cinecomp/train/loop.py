@@ -56,7 +56,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CinecompError
-from ..io.dataset import DatasetError, iter_samples, read_index
+from .. import colour
+from ..io.dataset import SAMPLE_COLOURSPACE, DatasetError, iter_samples, read_index
 from .latents import TARGET_DEPTH_RANGE, stored_for
 from ..params import Choice, Flag, Num, check_params, load_yaml, shown
 
@@ -311,13 +312,19 @@ def mirror(sample: dict) -> dict:
 EXPOSURE_GAIN_RANGE = (1 / 16, 16)  # match_exposure never moves a target by more than 4 stops
 
 
-def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((np.maximum(x, 0.04045) + 0.055) / 1.055) ** 2.4)
+LINEAR_REC709 = "Linear Rec.709 (sRGB)"  # the samples' primaries, scene-linear: where a gain is a gain
 
 
-def _linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.maximum(x, 0.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(np.maximum(x, 0.0031308), 1 / 2.4) - 0.055)
+def sample_to_linear(rgb: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) of a sample's pictures (io.dataset.SAMPLE_COLOURSPACE) -> linear light, its primaries."""
+    a = np.ascontiguousarray(rgb, np.float32)
+    return colour.convert(a.reshape(-1, a.shape[-2], 3), SAMPLE_COLOURSPACE, LINEAR_REC709).reshape(a.shape)
+
+
+def linear_to_sample(rgb: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`sample_to_linear`."""
+    a = np.ascontiguousarray(rgb, np.float32)
+    return colour.convert(a.reshape(-1, a.shape[-2], 3), LINEAR_REC709, SAMPLE_COLOURSPACE).reshape(a.shape)
 
 
 def match_exposure(sample: dict) -> dict:
@@ -329,17 +336,17 @@ def match_exposure(sample: dict) -> dict:
     docs/evaluation.md): a model trained on one learns it and misapplies it to the other."""
     if "harmonize_rgb" not in sample:
         return sample
-    target = _srgb_to_linear(np.asarray(sample["target_rgb"], np.float32))
-    base = _srgb_to_linear(np.asarray(sample["harmonize_rgb"], np.float32))
+    target = sample_to_linear(sample["target_rgb"])
+    base = sample_to_linear(sample["harmonize_rgb"])
     tri = np.asarray(sample["tri_mask"], np.float32)
     objects = np.clip(tri[..., 0] + tri[..., 1], 0.0, 1.0)
     solid = objects > 0.95
-    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)
+    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec.709
     t_sum, b_sum = float((target[solid] @ luma).sum()), float((base[solid] @ luma).sum())
     if not solid.any() or t_sum <= 0 or b_sum <= 0:
         return sample
     gain = float(np.clip(b_sum / t_sum, *EXPOSURE_GAIN_RANGE))
-    moved = np.clip(_linear_to_srgb(target * (1.0 + objects[..., None] * (gain - 1.0))), 0.0, 1.0)
+    moved = np.clip(linear_to_sample(target * (1.0 + objects[..., None] * (gain - 1.0))), 0.0, 1.0)
     return {**sample, "target_rgb": np.where(objects[..., None] > 0, moved, sample["target_rgb"]).astype(np.float32)}
 
 
