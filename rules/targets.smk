@@ -17,10 +17,15 @@ def depth_inputs(wildcards):
 
 
 def light_inputs(wildcards):
+    from cinecomp.perception.light import parse_light
+
     row = shot_row(wildcards)
     inputs = {}
-    # the sheet has no camera: the light stage uses the depth stage's estimate from the pictures
-    if not camera_params(row):
+    # the depth stage's camera when the sheet has none (estimated from the pictures), and its
+    # environment Z when the sheet gives no key direction (the environment's geometry shaded by the key)
+    if not camera_params(row) or (
+        row["environment"] and "azimuth_deg" not in (parse_light(row["light"]) or {})
+    ):
         inputs["depth"] = layout.work_dir(RESULTS, wildcards.shot, "depth")
     if row["environment"]:
         inputs["env"] = layout.work_dir(RESULTS, wildcards.shot, "ingest/env")

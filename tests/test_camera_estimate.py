@@ -194,7 +194,7 @@ def test_a_dim_source_in_frame_is_a_weak_key():
 
 
 def test_ground_shadow_cue_finds_the_axis_of_stripes_on_the_ground_and_says_when_there_is_none():
-    from cinecomp.perception.light import ground_shadow_cue
+    from cinecomp.perception.key_cues import ground_shadow_cue
 
     cam = Camera(focal_mm=24.0, height_m=1.6, tilt_deg=-25.0)
     w, h = 160, 90
@@ -213,7 +213,7 @@ def test_ground_shadow_cue_finds_the_axis_of_stripes_on_the_ground_and_says_when
 
 
 def test_sky_side_cue_names_the_brighter_side_and_says_when_there_is_no_sky():
-    from cinecomp.perception.light import sky_side_cue
+    from cinecomp.perception.key_cues import sky_side_cue
 
     cam = Camera(focal_mm=24.0, height_m=1.6, tilt_deg=5.0)
     w, h = 64, 36
@@ -231,3 +231,106 @@ def test_sky_side_cue_names_the_brighter_side_and_says_when_there_is_no_sky():
     down = Camera(focal_mm=24.0, height_m=1.6, tilt_deg=-60.0)  # only ground in view
     none = sky_side_cue(flat, down.ground_depth(w, h), down)
     assert none.slope is None and none.confidence == 0 and "sky" in none.note
+
+
+def box_scene(cam: Camera, boxes, sun_az: float, sun_el: float, fill_over_key: float, w: int = 320, h: int = 180):
+    """A ground plane and yawed boxes (centre x, z on the ground, width, depth, height, yaw deg, albedo),
+    ray cast: camera-space Z and a Lambertian frame lit by a key at (sun_az, sun_el) and an even fill
+    (no cast shadows)."""
+    rays = cam.rays(w, h)
+    _, _, fwd = cam.basis()
+    t_best = np.where(rays[..., 1] < -1e-6, cam.height_m / np.maximum(-rays[..., 1], 1e-6), np.inf)
+    normal = np.zeros(rays.shape)
+    normal[..., 1] = 1.0
+    albedo = np.full((h, w), 0.3)
+    for cx, cz, bw, bd, bh, yaw, rho in boxes:
+        c, s = np.cos(np.radians(yaw)), np.sin(np.radians(yaw))
+        rot = np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])  # world -> box axes
+        o = rot @ (cam.position - np.array([cx, bh / 2, cz]))
+        d = rays @ rot.T
+        half = np.array([bw / 2, bh / 2, bd / 2])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t1, t2 = (-half - o) / d, (half - o) / d
+        t_near = np.minimum(t1, t2)
+        enter, axis = t_near.max(-1), t_near.argmax(-1)
+        leave = np.maximum(t1, t2).min(-1)
+        hit = (enter < leave) & (enter > 0) & (enter < t_best)
+        local = np.zeros(rays.shape)
+        np.put_along_axis(local, axis[..., None], -np.sign(np.take_along_axis(d, axis[..., None], -1)), -1)
+        t_best = np.where(hit, enter, t_best)
+        normal = np.where(hit[..., None], local @ rot, normal)
+        albedo = np.where(hit, rho, albedo)
+    z = np.where(np.isfinite(t_best), t_best * (rays @ fwd), FAR).astype(np.float32)
+    key = np.maximum(normal @ light_direction(sun_az, sun_el), 0.0)
+    lum = np.where(np.isfinite(t_best), albedo * (fill_over_key + key), 2.0)
+    return np.repeat(lum[..., None], 3, axis=-1).astype(np.float32), z
+
+
+BOXES = [(-6.0, 30.0, 5.0, 4.0, 6.0, 30.0, 0.5), (7.0, 40.0, 6.0, 5.0, 9.0, -25.0, 0.25),
+         (1.0, 55.0, 8.0, 6.0, 12.0, 10.0, 0.4)]
+
+
+@pytest.mark.parametrize("sun_az, sun_el", [(120.0, 35.0), (250.0, 25.0), (300.0, 50.0)])
+def test_shading_cue_reads_the_key_from_the_creases_of_the_environments_geometry(sun_az, sun_el):
+    from cinecomp.perception.key_cues import shading_cue
+
+    cam = Camera(focal_mm=24.0, height_m=1.6, tilt_deg=2.0)
+    frame, z = box_scene(cam, BOXES, sun_az, sun_el, 0.15)
+    cue = shading_cue(frame, z, cam)
+    err = abs((cue.azimuth_deg - sun_az + 180.0) % 360.0 - 180.0)
+    assert err < 25 and cue.strength > 0.5 and cue.creases >= 3, cue.note
+    # the paint differs from box to box, so one global brightness says nothing; a 2K frame reads the same
+    big, zbig = box_scene(cam, BOXES, sun_az, sun_el, 0.15, w=1280, h=720)
+    assert abs((shading_cue(big, zbig, cam).azimuth_deg - sun_az + 180.0) % 360.0 - 180.0) < 25
+
+
+def test_shading_cue_says_when_there_is_no_crease_and_the_light_stage_falls_back():
+    from cinecomp.perception.light import DEFAULT_CONFIDENCE, estimate_light
+    from cinecomp.perception.key_cues import shading_cue
+
+    cam = Camera(focal_mm=24.0, height_m=1.6, tilt_deg=2.0)
+    frame, z = box_scene(cam, [], 120.0, 35.0, 0.15)  # a ground plane only
+    for depth in (z, None, np.full_like(z, np.nan), z[:10]):
+        cue = shading_cue(frame, depth, cam)
+        assert cue.azimuth_deg is None and cue.strength == 0 and "environment shading" in cue.note
+    plain = estimate_light(sheet_light=None, camera=cam, env_frames=[frame], env_z=z)
+    assert plain["source"]["direction"] == "default" and plain["confidence"] == DEFAULT_CONFIDENCE
+    # with the boxes, the light stage takes the key from them, above the default's confidence, and a
+    # sheet's direction still wins
+    frame, z = box_scene(cam, BOXES, 250.0, 25.0, 0.15)
+    est = estimate_light(sheet_light=None, camera=cam, env_frames=[frame], env_z=z)
+    assert est["source"]["direction"] == "environment_shading" and est["confidence"] > 0.4
+    assert abs((est["azimuth_deg"] - 250.0 + 180.0) % 360.0 - 180.0) < 25
+    given = estimate_light(sheet_light={"azimuth_deg": 40.0, "elevation_deg": 30.0}, camera=cam, env_frames=[frame], env_z=z)
+    assert given["source"]["direction"] == "sheet" and given["azimuth_deg"] == 40.0
+
+
+def test_light_stage_takes_the_key_from_the_environments_geometry_with_the_sheets_camera(tmp_path):
+    """Sheet camera, no light, plate backend: the light stage reads the depth stage's environment Z at
+    its middle environment frame and takes the key from the buildings' faces; the camera stays the sheet's."""
+    from cinecomp import stages
+    from cinecomp.io import exr as exrio
+
+    w, h = 320, 180
+    cam = Camera(focal_mm=24.0, height_m=1.6, tilt_deg=2.0)
+    frame, z = box_scene(cam, BOXES, 250.0, 25.0, 0.15, w, h)
+    masks_dir, env_dir, out = tmp_path / "masks", tmp_path / "env", tmp_path / "depth"
+    masks_dir.mkdir(), env_dir.mkdir()
+    for i, m in enumerate(walking(cam, 3, w, h)):
+        f = 1001 + i
+        exrio.write_exr(masks_dir / f"s_masks.{f}.exr", {f"mask.{o}": v for o, v in m.items()} | {"mask.environment": 1 - m["character"]})
+        exrio.write_exr(env_dir / f"s_env.{f}.exr", {"R": frame[..., 0], "G": frame[..., 1], "B": frame[..., 2],
+                                                    "A": np.ones((h, w), np.float32), "depth.Z": z})
+    sheet_camera = {"focal_mm": 24.0, "height_m": 1.6, "tilt_deg": 2.0}
+    stages.depth(SimpleNamespace(masks=str(masks_dir)), [str(out)],
+                 {"backend": "plate", "camera": sheet_camera, "env_source": str(env_dir / "s_env.####.exr"),
+                  "environment_fit": "stretch", "attrs": {"shot": "s"}}, logging.getLogger("t"))
+    light_out = tmp_path / "light" / "light.json"
+    stages.light(SimpleNamespace(depth=str(out), env=str(env_dir), keys=lambda: ["depth", "env"]), [str(light_out)],
+                 {"camera": sheet_camera, "light": None, "probe_rotation_deg": None, "shot": "s",
+                  "env_colourspace": "ACEScg"}, logging.getLogger("t"))
+    lj = json.loads(light_out.read_text())
+    assert lj["source"]["direction"] == "environment_shading", lj["notes"]
+    assert abs((lj["azimuth_deg"] - 250.0 + 180.0) % 360.0 - 180.0) < 25
+    assert lj["camera"] == sheet_camera and lj["confidences"]["camera"] == 1.0
+    assert lj["confidences"]["exposure"] == 0.0  # the exposure does not follow this key

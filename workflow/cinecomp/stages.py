@@ -211,13 +211,19 @@ def light(inputs, outputs, settings, log):
     camera_params, camera_confidence = settings["camera"], None
     if "depth" in inputs.keys():  # the depth stage's camera: the sheet's, or estimated from the pictures
         made = json.loads((Path(inputs.depth) / "contacts.json").read_text())
-        if "camera_estimate" in made:
+        if "camera_estimate" in made and not settings["camera"]:
             camera_params, camera_confidence = made["camera"], made["camera_estimate"]["confidence"]
     camera = Camera.from_params(camera_params)
-    env_frames = None
+    env_frames = env_z = None
     if "env" in inputs.keys():
-        files = [p for _, p in element_frames(inputs.env)]
-        env_frames = [exrio.read_rgba(files[i])[..., :3] for i in sample_indices(len(files), 5)]  # one estimate
+        frames = element_frames(inputs.env)
+        picks = [frames[i] for i in sample_indices(len(frames), 5)]  # one estimate
+        env_frames = [exrio.read_rgba(p)[..., :3] for _, p in picks]
+        if "depth" in inputs.keys():  # the environment's Z at the middle pick: its geometry's shading
+            depths = dict(element_frames(inputs.depth))
+            middle = picks[len(picks) // 2][0]
+            if middle in depths:
+                env_z = exrio.read_layers(depths[middle])["environment.Z"]
     env_hdri = _equirect(inputs.env_hdri, settings["env_colourspace"]) if "env_hdri" in inputs.keys() else None
     probe = _equirect(inputs.probe, settings["probe_colourspace"]) if "probe" in inputs.keys() else None
     if probe is not None:  # the sheet refuses such a probe; it may have changed since
@@ -228,7 +234,7 @@ def light(inputs, outputs, settings, log):
         if problem:
             raise PlateError(inputs.probe, f"light_probe {problem[0]}", problem[1], shot=settings["shot"])
     est = estimate_light(sheet_light=settings["light"], camera=camera, env_frames=env_frames, env_hdri=env_hdri,
-                         probe=probe, probe_rotation_deg=settings["probe_rotation_deg"])
+                         probe=probe, probe_rotation_deg=settings["probe_rotation_deg"], env_z=env_z)
     from .perception.light import shot_light_json
 
     est = shot_light_json(est, camera_params, camera_confidence)  # + the camera, its confidence, the up shares

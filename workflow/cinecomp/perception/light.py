@@ -78,6 +78,12 @@ KEY_CORE_FRACTION = 0.05  # a source: the pixels of a bright region above this f
 # (path-traced shots and bench/blender_shots.py renders: 3 found in 22 shots, all 64-99 degrees off)
 FRAME_KEY_CONFIDENCE = 0.6
 FRAME_KEY_MAX_AREA = 0.02  # ... covering at most this fraction of the frame
+# the key's direction from the shading of the environment's geometry (perception.key_cues): from the
+# default's confidence at strength 0 to this at strength 1 (generated sky shots with buildings: median
+# 15-19 degrees off where creases are found, bench/key_from_pictures.py, but 58 off at strength 0.92 on
+# one; on the tune half of those shots 0.6 and 0.8 gained more on average and put one shot below
+# `over`, 0.45 none)
+SHADING_KEY_CONFIDENCE = 0.45
 
 PROBE_MAX = 1e10  # brighter than the sun in absolute units (~1.6e9 cd/m2): a corrupt probe, or wrong units
 PROBE_MIN_PEAK = 1e-6  # a panorama whose brightest pixel's luminance is below this shows no light
@@ -453,114 +459,6 @@ def _frames_environment(rgb, camera: Camera, sky, ground) -> np.ndarray:
     return env
 
 
-# ------------------------------------------------------------------------------------------------
-# the key from shadows already cast on the environment plate's ground: seen from above, the ground's
-# shadow edges run along the key's azimuth (a vertical object's shadow points away from the key), and
-# lit over shadowed ground is 1 + key_to_fill. Texture edges (planks, tiles, kerbs) look the same, so
-# this is a measured cue only (bench/key_from_pictures.py), not used by estimate_light.
-# ------------------------------------------------------------------------------------------------
-
-GROUND_CELL_M = 0.05  # top-down resampling of the ground (metres a cell)
-GROUND_EXTENT_M = (6.0, 1.0, 15.0)  # |x| <= 6 m, 1 m <= forward <= 15 m
-
-
-@dataclass
-class GroundShadowCue:
-    axis_deg: float | None  # azimuth of the shadow edges' axis, in [0, 180) (towards or away from the key)
-    coherence: float  # 0 (no preferred direction) .. 1 (all edges parallel)
-    key_to_fill: float | None  # lit (90th percentile) over shadowed (10th) ground luminance, minus 1
-    cells: int  # ground cells seen
-    note: str
-
-
-def ground_shadow_cue(frame, env_z, camera: Camera) -> GroundShadowCue:
-    """The shadow cue of one environment-plate ``frame`` (H, W, 3) whose ground has camera-space depth
-    ``env_z`` (H, W; the ground plane of ``camera`` where None): the ground resampled top-down, the
-    dominant orientation of its log-luminance edges (structure tensor) and its luminance spread."""
-    rgb = np.asarray(frame, np.float32)[..., :3]
-    h, w = rgb.shape[:2]
-    z = camera.ground_depth(w, h) if env_z is None else np.asarray(env_z, np.float32)
-    half, near, far = GROUND_EXTENT_M
-    gx, gz = np.meshgrid(np.arange(-half, half, GROUND_CELL_M), np.arange(near, far, GROUND_CELL_M))
-    pts = np.stack([gx, np.zeros_like(gx), gz], axis=-1)
-    px, py, depth = camera.project(pts, w, h)
-    inside = (depth > 0) & (px >= 0) & (px < w - 1) & (py >= 0) & (py < h - 1)
-    # a cell counts where the picture's depth there is the ground's (not a wall or object in front)
-    zi = np.where(inside, z[np.clip(py, 0, h - 1).astype(int), np.clip(px, 0, w - 1).astype(int)], 0.0)
-    seen = inside & (np.abs(zi - depth) <= 0.05 * depth)
-    cells = int(seen.sum())
-    if cells < 400:
-        return GroundShadowCue(None, 0.0, None, cells, f"ground shadows: only {cells} ground cells seen")
-    lum = np.log(np.maximum(_luminance(rgb), 1e-4)).astype(np.float32)
-    top = cv2.remap(lum, px.astype(np.float32), py.astype(np.float32), cv2.INTER_LINEAR)
-    top = cv2.GaussianBlur(np.where(seen, top, float(np.median(top[seen]))).astype(np.float32), (0, 0), 2.0)
-    dx, dz = cv2.Sobel(top, cv2.CV_32F, 1, 0), cv2.Sobel(top, cv2.CV_32F, 0, 1)
-    inner = cv2.erode(seen.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    jxx, jzz, jxz = (float((a * b)[inner].sum()) for a, b in ((dx, dx), (dz, dz), (dx, dz)))
-    vals, vecs = np.linalg.eigh(np.array([[jxx, jxz], [jxz, jzz]]))
-    coherence = float((vals[1] - vals[0]) / max(vals[1] + vals[0], 1e-12))
-    edge = vecs[:, 0]  # least change: along the edges
-    axis = float(np.degrees(np.arctan2(edge[0], edge[1])) % 180.0)
-    y = np.exp(top[inner])
-    lo, hi = np.percentile(y, [10, 90])
-    k2f = float(hi / max(lo, 1e-6) - 1.0)
-    return GroundShadowCue(axis, coherence, k2f, cells,
-                           f"ground shadows: edges along azimuth {axis:.0f} (or {axis + 180:.0f}), coherence {coherence:.2f}, "
-                           f"lit/shadowed ground {k2f + 1:.2f} over {cells} cells")
-
-
-# the sky's brightness across the frame: a clear sky is brighter towards the sun (circumsolar glow),
-# so its log luminance rises across the view towards the sun's side. Across a view centred on azimuth
-# 0, log L ~ a + kappa cos(azimuth - sun) has the slope kappa sin(sun): the sign says left or right of
-# the camera's axis, nothing about ahead or behind. A measured cue only (bench/key_from_pictures.py):
-# on the 8 path-traced and 14 generated shots it named the key's side on 9 of 22 (no better than a
-# coin: what is far and above the horizon there is often a wall of the panorama, and a lit wall or a
-# window outshines the sky's glow), so estimate_light does not use it.
-
-SKY_MIN_FRACTION = 0.02  # sky pixels (far and above the horizon) needed, of the frame
-SKY_MIN_SPAN_DEG = 10.0  # ... spanning at least this many degrees of azimuth
-SKY_FULL_SLOPE = 1.0  # log-luminance slope (per radian of azimuth) at which the side counts as certain
-
-
-@dataclass
-class SkySideCue:
-    slope: float | None  # d log L / d azimuth (per radian) of the seen sky; > 0: brighter to camera right
-    confidence: float  # 0 (no sky, or flat) .. 1
-    pixels: int
-    note: str
-
-
-def sky_side_cue(frame, env_z, camera: Camera) -> SkySideCue:
-    """Which side of the camera the key is on, from the slope of the seen sky's log luminance across
-    the view (least squares on azimuth and elevation). ``env_z`` (H, W): the environment's depth, the
-    sky where it is far (None: above the camera's horizon). Confidence: the slope over SKY_FULL_SLOPE
-    times its t-statistic's weight (a slope lost in the noise counts 0)."""
-    rgb = np.asarray(frame, np.float32)[..., :3]
-    h, w = rgb.shape[:2]
-    rays = camera.rays(w, h)
-    sky = rays[..., 1] > 0.02
-    if env_z is not None:
-        z = np.asarray(env_z, np.float32)
-        sky &= ~np.isfinite(z) | (z > 1e3)
-    n = int(sky.sum())
-    if n < max(SKY_MIN_FRACTION * h * w, 16):
-        return SkySideCue(None, 0.0, n, f"sky side: only {n} sky pixels seen")
-    az = np.arctan2(rays[..., 0], rays[..., 2])[sky]
-    el = np.arcsin(np.clip(rays[..., 1], -1, 1))[sky]
-    if np.degrees(az.max() - az.min()) < SKY_MIN_SPAN_DEG:
-        return SkySideCue(None, 0.0, n, "sky side: the seen sky spans too few degrees of azimuth")
-    y = np.log(np.maximum(_luminance(rgb[sky]), 1e-4))
-    a = np.c_[np.ones(n), az, el]
-    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
-    resid = y - a @ coef
-    cov = np.linalg.pinv(a.T @ a) * float(resid @ resid) / max(n - 3, 1)
-    t = abs(coef[1]) / max(float(np.sqrt(cov[1, 1])), 1e-12)
-    conf = float(min(abs(coef[1]) / SKY_FULL_SLOPE, 1.0) * np.clip((t - 2.0) / 8.0, 0.0, 1.0))
-    side = "right" if coef[1] > 0 else "left"
-    return SkySideCue(float(coef[1]), conf, n, f"sky side: brighter to camera {side} (slope {coef[1]:.2f}/rad, "
-                                               f"t {t:.1f}, {n} pixels; confidence {conf:.2f})")
-
-
 def _measure_nothing(key_to_fill: float) -> _Measure:
     """No environment: a grey-card-exposed world, sky above and ground of albedo ALBEDO below."""
     dirs = equirect_directions(16, 32)
@@ -576,13 +474,16 @@ def _measure_nothing(key_to_fill: float) -> _Measure:
 
 def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list[np.ndarray] | None = None,
                    env_hdri: np.ndarray | None = None, probe: np.ndarray | None = None,
-                   probe_rotation_deg: float | None = 0.0) -> dict:
+                   probe_rotation_deg: float | None = 0.0, env_z: np.ndarray | None = None) -> dict:
     """One light estimate for a shot (JSON-serialisable).
 
     Each quantity comes from the sheet if it gives it, else from the probe, else the HDRI environment,
     else the environment plate frames, else the defaults above; ``source`` says which. A probe whose
     ``probe_rotation_deg`` is None is registered to the environment plate (``register_probe_yaw``; 0
-    without frames), and its key direction's confidence scales with the registration's. Keys:
+    without frames), and its key direction's confidence scales with the registration's. Where neither a
+    probe nor an HDRI gives the key, ``env_z`` (the middle frame's camera-space depth, None: unknown) lets
+    the environment's geometry give its direction (perception.key_cues), before a source seen in the
+    plate when it is the clearer. Keys:
     - ``azimuth_deg``, ``elevation_deg``, ``direction`` (world unit vector towards the key);
     - ``colour`` (ACEScg, luminance 1), ``intensity``: key irradiance on a surface facing the key;
     - ``softness_deg``: angular radius of the key;
@@ -629,6 +530,15 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
              else _measure_nothing(k_guess))
     notes = dark + list(m.notes)
     source = {}
+    shade = None  # the environment's geometry shaded by the key, where its Z is known
+    if ("azimuth_deg" not in sheet and (m.key is None or m.kind == "environment_plate") and env_z is not None
+            and env_frames is not None and len(env_frames)):
+        from .key_cues import shading_cue
+
+        shade = shading_cue(env_frames[len(env_frames) // 2], env_z, camera)
+        notes.append(shade.note)
+    shading_confidence = (DEFAULT_CONFIDENCE + (SHADING_KEY_CONFIDENCE - DEFAULT_CONFIDENCE) * shade.strength
+                          if shade is not None else 0.0)
 
     # direction, confidence, softness
     if "azimuth_deg" in sheet:
@@ -638,7 +548,14 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
             off = np.degrees(np.arccos(np.clip(direction @ m.key.direction, -1, 1)))
             if off > 20:
                 notes.append(f"the sheet's key is {off:.0f} degrees from the {m.kind}'s brightest source")
-    elif m.key is not None:
+    elif m.key is not None and m.kind != "environment_plate":
+        direction, confidence, source["direction"] = m.key.direction, m.key_confidence, m.kind
+        az, el = azimuth_elevation(direction)
+    elif shade is not None and shade.azimuth_deg is not None and shading_confidence > max(
+            DEFAULT_CONFIDENCE, m.key_confidence if m.key is not None else 0.0):
+        az, el = shade.azimuth_deg, shade.elevation_deg
+        direction, confidence, source["direction"] = light_direction(az, el), shading_confidence, "environment_shading"
+    elif m.key is not None:  # a source seen in the plate
         direction, confidence, source["direction"] = m.key.direction, m.key_confidence, m.kind
         az, el = azimuth_elevation(direction)
     else:
@@ -832,9 +749,11 @@ def shot_light_json(estimate: dict, camera_params: dict | None, camera_confidenc
     camera_weight = float(np.clip((camera - DEFAULT_CAMERA_CONFIDENCE) / (1.0 - DEFAULT_CAMERA_CONFIDENCE), 0.0, 1.0))
     # a key found as a bright spot in the environment plate does not count: it fired on 3 of 22 path-traced
     # and generated shots, all 64-99 deg off (bench/key_from_pictures.py; two are report shots), and moving
-    # the exposure along it put venice below `over` once the camera came from the pictures
+    # the exposure along it put venice below `over` once the camera came from the pictures; nor does one
+    # from the environment's shading (generated sky shots, tune half: -0.05 dB and character error +3%
+    # with it, the shadows and shading along it kept)
     src = estimate.get("source", {})
-    frame_key = src.get("direction") == "environment_plate"
+    frame_key = src.get("direction") in ("environment_plate", "environment_shading")
     est["confidences"]["exposure"] = 0.0 if frame_key else direction_weight(float(estimate["confidence"])) * camera_weight
     camera_source = ("sheet" if camera_confidence is None else "estimated") if camera_params else "default"
     est["source"] = {**src, "exposure": f"ratio of lights (direction: {src.get('direction')}, key/fill: "
