@@ -73,6 +73,7 @@ VARIANTS = {
     "steps": "actor and box on a raised platform; three steps lead down towards the camera",
     "pan": "camera pans (rotates about its fixed position) following the actor; per-frame camera matrices",
     "occluder": "a foreground occluder (post or crate stack) between camera and actor; it is part of the plate, not of the green screen",
+    "set_pieces": "three or four crates, walls and pillars stand behind the action (part of the set, lit by the world and its sun, casting shadows): faces the light stage can read the key's direction from",
     "feet_out": "closer, tighter framing: the actor's feet are cut by the bottom frame edge on every frame",
     "two_actors": "two actors: one pushes the box, a second walks across behind it the other way",
     "motion_blur": "faster approach (jog) and Cycles motion blur on (0.5-frame shutter, centred)",
@@ -236,6 +237,21 @@ def variant_config(variant: str, rng: random.Random) -> dict:
         cfg["pan_rate_deg_s"] = rng.uniform(20.0, 30.0)
     elif variant == "occluder":
         cfg["occluder"] = rng.choice(["post", "crates"])
+    elif variant == "set_pieces":
+        pieces = []
+        for _ in range(rng.randint(3, 4)):
+            kind = rng.choice(["crate", "crate", "wall", "pillar"])
+            if kind == "crate":
+                side = rng.uniform(0.7, 1.3)
+                size = [side, side * rng.uniform(0.8, 1.2), side * rng.uniform(0.8, 1.3)]
+            elif kind == "wall":
+                size = [rng.uniform(2.5, 4.0), 0.25, rng.uniform(2.0, 2.8)]
+            else:
+                size = [0.45, 0.45, rng.uniform(2.2, 3.0)]
+            pieces.append({"kind": kind, "back_m": rng.uniform(2.0, 6.0), "side_m": rng.choice([-1, 1]) * rng.uniform(1.5, 4.0),
+                           "yaw_deg": rng.uniform(-60.0, 60.0), "size_m": [round(v, 2) for v in size],
+                           "colour_srgb": list(rng.choice(BLOCK_COLOURS))})
+        cfg["set_pieces"] = pieces
     elif variant == "feet_out":
         cfg["camera"] = "feet_out"
         cfg["focal_mm"] = rng.choice([35.0, 40.0])
@@ -1776,6 +1792,23 @@ def main(argv):
             "note": "part of the set (environment + groundtruth), not of the green-screen plate: alpha covers the whole actor, masks/depth come from the groundtruth render so the occluded parts are 0 in masks",
         }
 
+    # ---- set pieces (behind the action, so they never cover an actor) ------------------------
+    set_pieces_info = []
+    if cfg.get("set_pieces"):
+        view = centre - eye
+        view.z = 0.0
+        view.normalize()
+        lateral = Vector((-view.y, view.x, 0.0))
+        for i, pc in enumerate(cfg["set_pieces"]):
+            at = centre + view * pc["back_m"] + lateral * pc["side_m"]
+            z0 = ground.h(at.x, at.y)
+            sx, sy, sz = pc["size_m"]
+            ob = new_object(f"SetPiece{i}", box_mesh(f"SetPiece{i}", sx, sy, sz + 0.2, origin_bottom=True),
+                            principled(f"SetPiece{i}_paint", pc["colour_srgb"], 0.8))
+            ob.location = (at.x, at.y, z0 - 0.2)  # sunk a little: no gap on uneven ground
+            ob.rotation_euler = (0.0, 0.0, math.atan2(view.y, view.x) + math.radians(pc["yaw_deg"]))
+            set_pieces_info.append({**pc, "location": [at.x, at.y, z0]})
+
     # ---- lights & world ---------------------------------------------------------------------
     cam_fwd = cam_quats[f0] @ Vector((0, 0, -1))
     cam_fwd_az = math.atan2(cam_fwd.y, cam_fwd.x)
@@ -1903,7 +1936,7 @@ def main(argv):
         scene.render.use_motion_blur = False
 
     actor_objs = [ob for ac in actors for ob in list(ac.objects.values())]
-    set_objs = [ground_ob] + [o for o in bpy.data.objects if o.name.startswith("Occluder")] + blocks
+    set_objs = [ground_ob] + [o for o in bpy.data.objects if o.name.startswith(("Occluder", "SetPiece"))] + blocks
     gs_objs = [gs_floor, gs_back] + gs_lights
 
     def configure(kind):
@@ -2062,6 +2095,8 @@ def main(argv):
     }
     if occluder_info:
         shot["occluder"] = occluder_info
+    if set_pieces_info:
+        shot["set_pieces"] = set_pieces_info
     with open(os.path.join(shot_dir, "shot.json"), "w") as fh:
         json.dump(shot, fh, indent=1)
     print(f"[blender_scene] {a.shot_id}: done in {time.time() - wall0:.1f} s", flush=True)
