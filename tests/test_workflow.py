@@ -1,6 +1,7 @@
 """End-to-end workflow behaviour on tiny demo shots the project renders itself."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import OpenEXR
 import pytest
 
 from cinecomp.io import exr as exrio
-from helpers import (FIRST, LAST, REPO, TINY, comp_files, copy_run, planned_jobs, review_files, sheet_rows,
+from helpers import (FIRST, HEADER, LAST, REPO, TINY, comp_files, copy_run, planned_jobs, review_files, sheet_rows,
                      snakemake, snakemake_command, write_sheet)
 
 pytestmark = pytest.mark.slow
@@ -181,3 +182,22 @@ def test_cli_render_uses_the_profile_and_targets(rendered, tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert all(p.exists() for p in review_files(root, "sb"))
+
+
+def test_the_light_stage_waits_for_the_depth_stage_unless_the_sheet_gives_camera_and_key(tiny_demo, tmp_path):
+    """Its camera comes from the depth stage when the sheet has none, and the environment's Z does when
+    the sheet gives no key direction (the key from the environment's geometry); a sheet with both
+    needs neither."""
+    root = copy_run(tiny_demo, tmp_path / "w")
+    camera = '"{""height_m"": 1.6, ""tilt_deg"": -5}"'
+    key = '"{""azimuth_deg"": 120, ""elevation_deg"": 40}"'
+    rows = [r + f",{c},{k}" for r, c, k in zip(sheet_rows(), (camera, camera, ""), ("", key, key))]
+    write_sheet(root, rows, header=HEADER + ",camera,light")
+    r = snakemake(root, "--dry-run", "--forceall")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    inputs = {m.group(2): m.group(1) for m in re.finditer(
+        r"^rule light:\n\s+input: (.*)\n(?:.*\n)*?\s+wildcards: shot=(\w+)", r.stdout + r.stderr, re.M)}
+    assert set(inputs) == {"sa", "sb", "sc"}
+    assert "results/sa/depth" in inputs["sa"]  # camera given, no key: the environment's Z
+    assert "depth" not in inputs["sb"]  # camera and key given
+    assert "results/sc/depth" in inputs["sc"]  # no camera: the depth stage's estimate
