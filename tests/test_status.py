@@ -79,8 +79,9 @@ def test_cost_per_rule_from_benchmarks_and_in_the_report(run_with_a_failure):
     assert {"ingest_plate", "key", "masks", "depth", "light", "composite", "assemble", "daily",
             "contact_sheet"} <= set(cost["rules"])
     for c in cost["rules"].values():
-        assert c["source"] == "benchmark" and c["wall_s"] > 0 and c["peak_mem_mb"] > 0 and c["gpu_hours"] == 0
-    # the CPU time Snakemake's benchmark samples can be 0 for a job shorter than its sampling step
+        assert c["source"] == "benchmark" and c["wall_s"] > 0 and c["peak_mem_mb"] >= 0 and c["gpu_hours"] == 0
+    # the CPU time and the memory Snakemake's benchmark samples can be 0 for a job shorter than its
+    # sampling step (a 0.5 s job read 0 MB once on a busy machine)
     assert cost["total"]["cpu_hours"] >= 0 and cost["total"]["wall_s"] > 0
     assert cost["total"]["cpu_hours"] == pytest.approx(sum(c["cpu_hours"] for c in cost["rules"].values()), abs=1e-8)
     html = (root / "results" / "sa" / "v001" / "review" / "sa_v001_cost.html").read_text()
