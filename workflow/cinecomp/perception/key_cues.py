@@ -10,8 +10,8 @@ key. A grid search over the key's azimuth, elevation and q fits every crease's l
 clipped at 1 log unit, so a cast shadow or a paint change on one face is an outlier, not a pull); the
 azimuth is the circular mean of the azimuths weighted by how well each fits, and the cue's strength the
 length of that mean times the support (creases found); perception.light turns it into the direction's
-confidence. Measured against the renders' sun on generated sky shots with buildings and occluders:
-median 15-19 degrees off where creases are found, about 6 in 10 within 30 degrees. A ground plane
+confidence. Measured against the renders' sun on generated shots with buildings, occluders or set
+pieces: median 15-19 degrees off where creases are found, about 7 in 10 within 30 degrees. A ground plane
 alone (an HDRI projected onto the ground, a depth backend that knows only the ground) has no crease,
 and the cue says so.
 """
@@ -192,7 +192,7 @@ def shading_cue(frame, env_z, camera: Camera) -> ShadingCue:
 # shadow edges run along the key's azimuth (a vertical object's shadow points away from the key), and
 # lit over shadowed ground is 1 + key_to_fill. Texture edges (planks, tiles, kerbs) look the same, so
 # this is a measured cue only (bench/key_from_pictures.py), not used by estimate_light.
-
+# ------------------------------------------------------------------------------------------------
 
 GROUND_CELL_M = 0.05  # top-down resampling of the ground (metres a cell)
 GROUND_EXTENT_M = (6.0, 1.0, 15.0)  # |x| <= 6 m, 1 m <= forward <= 15 m
