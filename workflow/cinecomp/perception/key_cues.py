@@ -11,7 +11,7 @@ clipped at 1 log unit, so a cast shadow or a paint change on one face is an outl
 azimuth is the circular mean of the azimuths weighted by how well each fits, and the cue's strength the
 length of that mean times the support (creases found); perception.light turns it into the direction's
 confidence. Measured against the renders' sun on generated shots with buildings, occluders or set
-pieces: median 15-19 degrees off where creases are found, about 7 in 10 within 30 degrees. A ground plane
+pieces: median 15-19 degrees off where creases are found, 36 of 56 within 30 degrees. A ground plane
 alone (an HDRI projected onto the ground, a depth backend that knows only the ground) has no crease,
 and the cue says so.
 """
