@@ -19,6 +19,12 @@ DEFAULT_VIEW = "ACES 2.0 - SDR 100 nits (Rec.709)"
 LUMA_ACESCG = np.array([0.2722287, 0.6740818, 0.0536895])  # luminance (Y) weights of scene-linear ACEScg (AP1)
 
 
+def luminance(rgb) -> np.ndarray:
+    """(...) luminance of scene-linear ACEScg (..., 3); float32 in, float32 out."""
+    rgb = np.asarray(rgb)
+    return rgb @ (LUMA_ACESCG.astype(np.float32) if rgb.dtype == np.float32 else LUMA_ACESCG)
+
+
 @lru_cache(maxsize=4)
 def config(name: str = CONFIG) -> ocio.Config:
     return ocio.Config.CreateFromFile(name)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..camera import FAR, Camera, light_direction
-from ..colour import LUMA_ACESCG
+from ..colour import LUMA_ACESCG, luminance
 from ..perception.depth import character_parts
 from ..perception.light import ALBEDO, PLATE_COLOUR_TRUST, ShotLight, sh_eval, up_shares  # noqa: F401
 from ..params import Num, check_params, parse_json_object
@@ -73,10 +73,6 @@ def parse_harmonize_params(text: str) -> dict:
     if not text or not text.strip():
         return check_params({}, HARMONIZE_SPEC, what="harmonize_params")
     return check_params(parse_json_object(text, example=HARMONIZE_EXAMPLE), HARMONIZE_SPEC, what="harmonize_params")
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb @ LUMA
 
 
 # ------------------------------------------------------------------------------------------ light

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..camera import Camera
-from ..colour import LUMA_ACESCG
+from ..colour import luminance
 
 WORK_WIDTH = 480  # the frame and its Z are read at most this wide (every n-th pixel)
 MAX_DEPTH = 1e4  # metres; farther is sky
@@ -45,10 +45,6 @@ FULL_SUPPORT_CREASES = 4  # creases for full strength
 AZIMUTHS = np.arange(0.0, 360.0, 3.0)
 ELEVATIONS = np.arange(5.0, 86.0, 5.0)
 FILL_OVER_KEY = np.array([0.03, 0.07, 0.15, 0.3, 0.6, 1.2])
-
-
-def _luminance(rgb) -> np.ndarray:
-    return np.asarray(rgb, np.float32) @ np.asarray(LUMA_ACESCG, np.float32)
 
 
 @dataclass
@@ -155,7 +151,7 @@ def shading_cue(frame, env_z, camera: Camera) -> ShadingCue:
     if step > 1:  # every step-th pixel, the camera's pixel grid scaled with it
         rgb = cv2.resize(rgb, (rgb.shape[1] // step, rgb.shape[0] // step), interpolation=cv2.INTER_AREA)
         z = z[step // 2::step, step // 2::step][: rgb.shape[0], : rgb.shape[1]]
-    log_lum = np.log(np.maximum(_luminance(rgb), 1e-5))
+    log_lum = np.log(np.maximum(luminance(rgb), 1e-5))
     n, ok = _world_normals(z, camera)
     facets, labels = _facets(n, ok, log_lum)
     obs = []
@@ -225,7 +221,7 @@ def ground_shadow_cue(frame, env_z, camera: Camera) -> GroundShadowCue:
     cells = int(seen.sum())
     if cells < 400:
         return GroundShadowCue(None, 0.0, None, cells, f"ground shadows: only {cells} ground cells seen")
-    lum = np.log(np.maximum(_luminance(rgb), 1e-4)).astype(np.float32)
+    lum = np.log(np.maximum(luminance(rgb), 1e-4)).astype(np.float32)
     top = cv2.remap(lum, px.astype(np.float32), py.astype(np.float32), cv2.INTER_LINEAR)
     top = cv2.GaussianBlur(np.where(seen, top, float(np.median(top[seen]))).astype(np.float32), (0, 0), 2.0)
     dx, dz = cv2.Sobel(top, cv2.CV_32F, 1, 0), cv2.Sobel(top, cv2.CV_32F, 0, 1)
@@ -283,7 +279,7 @@ def sky_side_cue(frame, env_z, camera: Camera) -> SkySideCue:
     el = np.arcsin(np.clip(rays[..., 1], -1, 1))[sky]
     if np.degrees(az.max() - az.min()) < SKY_MIN_SPAN_DEG:
         return SkySideCue(None, 0.0, n, "sky side: the seen sky spans too few degrees of azimuth")
-    y = np.log(np.maximum(_luminance(rgb[sky]), 1e-4))
+    y = np.log(np.maximum(luminance(rgb[sky]), 1e-4))
     a = np.c_[np.ones(n), az, el]
     coef, *_ = np.linalg.lstsq(a, y, rcond=None)
     resid = y - a @ coef

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..camera import Camera, azimuth_elevation, light_direction
-from ..colour import LUMA_ACESCG
+from ..colour import LUMA_ACESCG, luminance
 from ..params import Num, Rgb, check_params, parse_json_object
 
 LIGHT_SPEC = {
@@ -94,11 +94,6 @@ _log = logging.getLogger(__name__)
 SH_COSINE = np.array([np.pi] + [2.0 * np.pi / 3.0] * 3 + [np.pi / 4.0] * 5)
 
 
-def _luminance(rgb) -> np.ndarray:
-    rgb = np.asarray(rgb)
-    return rgb @ (LUMA.astype(np.float32) if rgb.dtype == np.float32 else LUMA)
-
-
 def _unit(v) -> np.ndarray:
     v = np.asarray(v, np.float64)
     return v / max(float(np.linalg.norm(v)), 1e-12)
@@ -116,7 +111,7 @@ def probe_problem(img) -> tuple[str, str] | None:
     if peak > PROBE_MAX:
         return (f"has values up to {peak:.3g}, beyond {PROBE_MAX:.0e} (corrupt, or not scene-linear)",
                 "re-export it in scene-linear units (a sunlit sky near 1)")
-    if not rgb.size or float(_luminance(np.maximum(rgb, 0.0)).max()) <= PROBE_MIN_PEAK:
+    if not rgb.size or float(luminance(np.maximum(rgb, 0.0)).max()) <= PROBE_MIN_PEAK:
         return ("shows no light (every pixel black)",
                 "give a probe that shows the set's light, or clear light_probe to estimate the light from the environment")
     return None
@@ -244,7 +239,7 @@ class _Blob:
 
     @property
     def power(self) -> float:
-        return float(_luminance(self.rgb))
+        return float(luminance(self.rgb))
 
 
 def _blob(rgb, dirs, omega, mask, wrap) -> _Blob:
@@ -254,7 +249,7 @@ def _blob(rgb, dirs, omega, mask, wrap) -> _Blob:
     grown = _dilate(mask, 1, wrap)
     ring = _dilate(mask, 4, wrap) & ~_dilate(mask, 2, wrap)
     fill = np.median(rgb[ring], axis=0) if ring.any() else np.zeros(3)
-    lum = _luminance(np.maximum(rgb - fill, 0.0)) * grown
+    lum = luminance(np.maximum(rgb - fill, 0.0)) * grown
     core = lum >= max(KEY_CORE_FRACTION * lum.max(), 1e-12)
     if not core.any():
         core = grown
@@ -266,8 +261,8 @@ def _blob(rgb, dirs, omega, mask, wrap) -> _Blob:
     key_rgb = (excess * (omega[core] * np.maximum(cos, 0.0))[:, None]).sum(0)
     # a uniform disk of radius r has an RMS angle of r / sqrt(2) from its centre
     radius = np.degrees(np.sqrt(2.0 * (w * np.arccos(cos) ** 2).sum() / w.sum()))
-    peak = float(_luminance(rgb[core]).max())
-    return _Blob(d, key_rgb, max(float(radius), MIN_SOFTNESS_DEG), peak / max(float(_luminance(fill)), 1e-9),
+    peak = float(luminance(rgb[core]).max())
+    return _Blob(d, key_rgb, max(float(radius), MIN_SOFTNESS_DEG), peak / max(float(luminance(fill)), 1e-9),
                  core, fill)
 
 
@@ -275,7 +270,7 @@ def _find_key(rgb, dirs, omega, wrap: bool) -> tuple[_Blob | None, float]:
     """The bright region giving the most irradiance above its surroundings, preferring those that
     stand out (peak >= KEY_MIN_PEAK_CONTRAST x surroundings), and its fraction of the power of all
     those (its dominance; 0 when none stands out). None when nothing is brighter than the rest."""
-    y = _luminance(rgb)
+    y = luminance(rgb)
     mask = y > max(float(np.percentile(y, KEY_PERCENTILE)), KEY_MIN_CONTRAST * float(np.median(y)))
     labels, n = _label(_dilate(mask, 1, wrap), wrap)  # fragments (a sun through leaves) 2 px apart merge
     if n == 0:
@@ -330,7 +325,7 @@ def _measure_equirect(img, rotation_deg: float, kind: str) -> _Measure:
     without = rgb.copy()
     without[blob.region] = blob.fill
     ambient = sh_irradiance(dirs, without, omega)
-    share = blob.power / max(blob.power + float(_luminance(sh_eval(ambient, blob.direction))), 1e-12)
+    share = blob.power / max(blob.power + float(luminance(sh_eval(ambient, blob.direction))), 1e-12)
     conf = min(np.log(blob.contrast) / np.log(KEY_FULL_CONTRAST), 1.0) * dominance
     notes = [f"{where}, {share:.0%} of the irradiance facing it: the key"]
     if dominance < 0.5:
@@ -360,14 +355,14 @@ def _measure_frames(frames, camera: Camera, key_to_fill: float) -> _Measure:
     below = rays[..., 1] < 0
     scene = rgb[below] if below.mean() >= 0.1 else rgb.reshape(-1, 3)
     scene_mean = scene.mean(0)
-    scene_lum = float(_luminance(scene_mean))
+    scene_lum = float(luminance(scene_mean))
     up_irradiance = np.pi * scene_lum / ALBEDO
     ground = rgb[below].mean(0) if below.mean() >= 0.01 else scene_mean
     # unseen sky: at least the radiance whose hemisphere gives the fill share of the grey-world
     # irradiance (a dim strip of seen sky or horizon must not make the ground the main light)
     needed = up_irradiance / (1.0 + key_to_fill) / np.pi
     seen_sky = rgb[~below].mean(0) if (~below).mean() >= 0.01 else scene_mean
-    sky_lum = float(_luminance(seen_sky))
+    sky_lum = float(luminance(seen_sky))
     sky = seen_sky * (max(sky_lum, needed) / sky_lum) if sky_lum > 0 else np.full(3, needed)
     ambient = sh_irradiance_from_equirect(_frames_environment(rgb, camera, sky, ground))
     notes.append(f"environment_plate: grey world (albedo {ALBEDO}) gives {up_irradiance:.3g} on an upward surface")
@@ -407,9 +402,9 @@ def register_probe_yaw(probe, frame, camera: Camera, search_tilt: bool = False) 
     """The probe rotation that lines the panorama ``probe`` up with the environment-plate ``frame``
     seen through ``camera`` (also over YAW_TILTS_DEG when ``search_tilt``: a guessed camera)."""
     size = _fit(np.shape(frame), (10**6, YAW_WIDTH))
-    target = np.log(_luminance(_prepare(frame, size)) + 1e-4).astype(np.float32)
+    target = np.log(luminance(_prepare(frame, size)) + 1e-4).astype(np.float32)
     h, w = target.shape
-    pano = np.log(_luminance(_prepare(probe, _fit(np.shape(probe), ANALYSIS_SIZE))) + 1e-4).astype(np.float32)
+    pano = np.log(luminance(_prepare(probe, _fit(np.shape(probe), ANALYSIS_SIZE))) + 1e-4).astype(np.float32)
     ph, pw = pano.shape
     # the plate blurred to the panorama's resolution (its pixels are finer)
     target = cv2.GaussianBlur(target, (0, 0), max(0.5 * (360.0 / pw) / (camera_fov_deg(camera) / w), 0.3))
@@ -514,7 +509,7 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
                                                   search_tilt=camera == Camera())
                 rotation = registration.rotation_deg if registration.score >= YAW_MIN_SCORE else 0.0
         m = _measure_equirect(img, rotation or 0.0, kind)
-        if _luminance(m.ambient_sh[0]) <= 0 and (m.key is None or m.key.power <= 0):  # black: no light at all
+        if luminance(m.ambient_sh[0]) <= 0 and (m.key is None or m.key.power <= 0):  # black: no light at all
             dark.append(f"{kind}: shows no light (every pixel black), ignored")
             _log.warning("the %s shows no light (every pixel black); the light is estimated without it", kind)
             m = None
@@ -530,15 +525,18 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
              else _measure_nothing(k_guess))
     notes = dark + list(m.notes)
     source = {}
-    shade = None  # the environment's geometry shaded by the key, where its Z is known
+    # the environment's geometry shaded by the key, where its Z is known and no panorama gives the key:
+    # taken before a source seen in the plate when it is the clearer
+    shade, shading_confidence = None, 0.0
     if ("azimuth_deg" not in sheet and (m.key is None or m.kind == "environment_plate") and env_z is not None
             and env_frames is not None and len(env_frames)):
         from .key_cues import shading_cue
 
         shade = shading_cue(env_frames[len(env_frames) // 2], env_z, camera)
         notes.append(shade.note)
-    shading_confidence = (DEFAULT_CONFIDENCE + (SHADING_KEY_CONFIDENCE - DEFAULT_CONFIDENCE) * shade.strength
-                          if shade is not None else 0.0)
+        if shade.azimuth_deg is not None:
+            shading_confidence = DEFAULT_CONFIDENCE + (SHADING_KEY_CONFIDENCE - DEFAULT_CONFIDENCE) * shade.strength
+    shade_wins = shading_confidence > max(DEFAULT_CONFIDENCE, m.key_confidence if m.key is not None else 0.0)
 
     # direction, confidence, softness
     if "azimuth_deg" in sheet:
@@ -548,14 +546,10 @@ def estimate_light(*, sheet_light: dict | None, camera: Camera, env_frames: list
             off = np.degrees(np.arccos(np.clip(direction @ m.key.direction, -1, 1)))
             if off > 20:
                 notes.append(f"the sheet's key is {off:.0f} degrees from the {m.kind}'s brightest source")
-    elif m.key is not None and m.kind != "environment_plate":
-        direction, confidence, source["direction"] = m.key.direction, m.key_confidence, m.kind
-        az, el = azimuth_elevation(direction)
-    elif shade is not None and shade.azimuth_deg is not None and shading_confidence > max(
-            DEFAULT_CONFIDENCE, m.key_confidence if m.key is not None else 0.0):
+    elif shade_wins:
         az, el = shade.azimuth_deg, shade.elevation_deg
         direction, confidence, source["direction"] = light_direction(az, el), shading_confidence, "environment_shading"
-    elif m.key is not None:  # a source seen in the plate
+    elif m.key is not None:
         direction, confidence, source["direction"] = m.key.direction, m.key_confidence, m.kind
         az, el = azimuth_elevation(direction)
     else:
@@ -621,12 +615,12 @@ def direction_weight(confidence: float) -> float:
 
 def _up(ambient_sh) -> float:
     """Ambient luminance irradiance of an upward-facing surface."""
-    return float(_luminance(sh_eval(ambient_sh, UP)))
+    return float(luminance(sh_eval(ambient_sh, UP)))
 
 
 def _unit_luminance(rgb) -> np.ndarray:
     rgb = np.asarray(rgb, np.float64)
-    lum = float(_luminance(rgb))
+    lum = float(luminance(rgb))
     return rgb / lum if lum > 0 else np.ones(3)
 
 
