@@ -156,7 +156,7 @@ def train(out: Path, name: str, pipeline: Path, text_encoder: Path, data: Path, 
                      "checkpoint_every": max(args.steps // 4, 1), "log_every": 10, "hflip": args.hflip,
                      "exposure_invariant": args.exposure_invariant},
            # the workflow's eval gives the environment, no reference and no character depth
-           "dropout": {"text": 0.1, "environment": 0.05, "context_prob": 0.3, "reference": 0.0},
+           "dropout": {"text": 0.1, "environment": args.env_dropout, "context_prob": 0.3, "reference": 0.0},
            "loss": {"depth_weight": args.depth_weight, "rgb_error": args.rgb_error, "environment": args.env_weight}}
     (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     resume = ["--resume"] if (where / "checkpoints" / "latest").is_file() else []
@@ -235,6 +235,9 @@ def main() -> None:
                     help="transformer residual_radius (latent cells around the actors the residual may touch)")
     ap.add_argument("--env-weight", type=float, default=1.0, help="loss.environment (the region far from the actors)")
     ap.add_argument("--hflip", type=float, default=0.5, help="train.hflip (mirrored samples)")
+    ap.add_argument("--env-dropout", type=float, default=0.0,
+                    help="dropout.environment: share of steps without the environment (then without harmonize's "
+                    "base: the model synthesises the frame; the runs before 2026-12-05 23:00 used 0.05)")
     ap.add_argument("--exposure-invariant", action="store_true",
                     help="train.exposure_invariant: targets moved to harmonize's exposure (the model learns no "
                          "source's exposure convention)")

@@ -237,6 +237,26 @@ def test_bad_training_configs_are_refused_before_any_step(setup, tmp_path, capsy
     assert rc == 2 and says in capsys.readouterr().err
 
 
+def test_a_harmonize_base_model_keeps_its_environment_unless_the_config_drops_it(setup, tmp_path):
+    """The shot stage gives a model that starts from harmonize the environment every time (harmonize needs
+    it): unset, dropout.environment is 0 for it (steps without it hazed the environment, docs/training.md);
+    set, the config wins; other models keep the default 0.1."""
+    from cinecomp.diffusion.tiny_models import make_tiny_models
+
+    root, tiny = setup
+    base_model = make_tiny_models(tmp_path / "tiny_hb", seed=0, harmonize_base=True)
+    plain = load_config(write_config(tmp_path / "plain.yaml", root, tiny, tmp_path / "out"))
+    assert plain["dropout"]["environment"] == 0.1
+    unset = load_config(write_config(tmp_path / "hb.yaml", root, base_model, tmp_path / "out"))
+    assert unset["dropout"]["environment"] == 0.0
+    assert unset["dropout"]["text"] == 0.1  # the other dropouts keep their defaults
+    path = write_config(tmp_path / "hb_set.yaml", root, base_model, tmp_path / "out")
+    cfg = yaml.safe_load(path.read_text())
+    cfg["dropout"] = {"environment": 0.05}
+    path.write_text(yaml.safe_dump(cfg))
+    assert load_config(path)["dropout"]["environment"] == 0.05
+
+
 def test_a_dataset_with_no_accepted_samples_is_a_clear_error(setup, tmp_path):
     root, tiny = setup
     ShardWriter(tmp_path / "empty").close()  # curation accepted nothing

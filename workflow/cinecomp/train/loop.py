@@ -114,7 +114,8 @@ SECTIONS = {
     },
     "dropout": {
         "text": Num(0.1, 0.0, 1.0, False, "probability of the unconditional prompt"),
-        "environment": Num(0.1, 0.0, 1.0, False, "probability of no environment plate"),
+        "environment": Num(0.1, 0.0, 1.0, False, "probability of no environment plate (unset: 0 for a model that "
+                           "starts from harmonize, whose shot stage always has one)"),
         "character_depth": Num(0.5, 0.0, 1.0, False, "probability of no character depth (the workflow gives none)"),
         "context_prob": Num(0.3, 0.0, 1.0, False, "probability of clean context frames"),
         "reference": Num(0.2, 0.0, 1.0, False, "probability of a reference image (environment still without "
@@ -194,7 +195,7 @@ def load_config(path: str | os.PathLike, check_latents: bool = True) -> dict:
         problems += eval_problems(cfg["eval"])
     if problems:
         raise TrainConfigError(f"{path}: " + "; ".join(problems))
-    from ..diffusion.checks import check_pipeline_dir, check_text_encoder_dir, transformer_text_dim
+    from ..diffusion.checks import check_pipeline_dir, check_text_encoder_dir, transformer_config, transformer_text_dim
 
     problems += check_pipeline_dir(cfg["model"]["pipeline"], 1)
     problems += check_text_encoder_dir(cfg["model"]["text_encoder"], cfg["model"]["tokenizer"],
@@ -205,6 +206,12 @@ def load_config(path: str | os.PathLike, check_latents: bool = True) -> dict:
         problems.append(str(exc))
     if problems:
         raise TrainConfigError(f"{path}: " + "; ".join(problems))
+    if transformer_config(cfg["model"]["pipeline"]).get("harmonize_base") and "environment" not in (
+            raw.get("dropout") or {}):
+        # the shot stage gives a harmonize-base model harmonize's comp, hence the environment, every time;
+        # steps without it train the RGB head to draw whole frames, which hazes the environment it should
+        # leave as harmonize's (docs/training.md: +0.03 on its own training samples at 0.05)
+        cfg["dropout"]["environment"] = 0.0
     from ..diffusion._io import vae_identity
     from .latents import latent_problems
 
