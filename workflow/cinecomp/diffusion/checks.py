@@ -210,20 +210,11 @@ def takes_harmonize(pipeline_dir: str | Path) -> bool:
         return False
 
 
-def transformer_config(pipeline_dir: str | Path) -> dict:
-    """The pipeline's ``transformer/config.json`` ({} when it cannot be read: check_pipeline_dir says why)."""
-    try:
-        root, _ = resolve_pipeline(pipeline_dir)
-        cfg = json.loads((root / "transformer" / "config.json").read_text())
-    except (OSError, ValueError, CheckpointError):
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
-
-
 def transformer_text_dim(pipeline_dir: str | Path) -> int | None:
     try:
-        return int(transformer_config(pipeline_dir)["text_dim"])
-    except (KeyError, TypeError, ValueError):
+        root, _ = resolve_pipeline(pipeline_dir)
+        return int(json.loads((root / "transformer" / "config.json").read_text())["text_dim"])
+    except (OSError, ValueError, KeyError, TypeError, CheckpointError):
         return None
 
 

@@ -195,7 +195,7 @@ def load_config(path: str | os.PathLike, check_latents: bool = True) -> dict:
         problems += eval_problems(cfg["eval"])
     if problems:
         raise TrainConfigError(f"{path}: " + "; ".join(problems))
-    from ..diffusion.checks import check_pipeline_dir, check_text_encoder_dir, transformer_config, transformer_text_dim
+    from ..diffusion.checks import check_pipeline_dir, check_text_encoder_dir, takes_harmonize, transformer_text_dim
 
     problems += check_pipeline_dir(cfg["model"]["pipeline"], 1)
     problems += check_text_encoder_dir(cfg["model"]["text_encoder"], cfg["model"]["tokenizer"],
@@ -206,8 +206,7 @@ def load_config(path: str | os.PathLike, check_latents: bool = True) -> dict:
         problems.append(str(exc))
     if problems:
         raise TrainConfigError(f"{path}: " + "; ".join(problems))
-    if transformer_config(cfg["model"]["pipeline"]).get("harmonize_base") and "environment" not in (
-            raw.get("dropout") or {}):
+    if takes_harmonize(cfg["model"]["pipeline"]) and "environment" not in (raw.get("dropout") or {}):
         # the shot stage gives a harmonize-base model harmonize's comp, hence the environment, every time;
         # steps without it train the RGB head to draw whole frames, which hazes the environment it should
         # leave as harmonize's (docs/training.md: +0.03 on its own training samples at 0.05)
