@@ -150,7 +150,7 @@ def build_and_render(seed: int, out: str, size: tuple[int, int], samples: int, t
             "sun": {"azimuth_deg_world": math.degrees(sun_az), "elevation_deg": sky["sun_elevation_deg"],
                     "strength_w_m2": sun["strength"], "colour_linear": sun["colour"],
                     "key_to_fill_ratio": sun["k2f"]},
-            "world": {k: v for k, v in sky.items()}}
+            "world": sky}
     with open(path[:-len(".hdr")] + ".json", "w") as fh:
         json.dump(info, fh, indent=1)
     return info

@@ -48,8 +48,7 @@ def main() -> None:
     if not tr.config.harmonize_base:
         sys.exit(f"error: {args.run} is not a harmonize-base model")
     embeds = load_prompt_embeds(args.run / "prompt_embeds.safetensors")
-    fixed = {**cfg, "dropout": {"text": 0.0, "environment": 0.0, "context_prob": 0.0, "reference": 0.0,
-                                "character_depth": 1.0}, "train": {**cfg["train"], "hflip": 0.0}}
+    fixed = {**cfg, "dropout": loop.WORKFLOW_INPUTS, "train": {**cfg["train"], "hflip": 0.0}}
     samples = [s for _, s in iter_samples(read_index(cfg["data"]["shards"]))
                if args.clip in str(s.get("meta", {}).get("clip", ""))][: args.samples]
     if not samples:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..camera import Camera, azimuth_elevation, light_direction
-from ..colour import LUMA_ACESCG, luminance
+from ..colour import luminance
 from ..params import Num, Rgb, check_params, parse_json_object
 
 LIGHT_SPEC = {
@@ -51,7 +51,6 @@ def parse_light(text: str) -> dict | None:
 # constants (the documented defaults and thresholds)
 # ------------------------------------------------------------------------------------------------
 
-LUMA = LUMA_ACESCG  # ACEScg (AP1) luminance weights
 UP = np.array([0.0, 1.0, 0.0])
 ANALYSIS_SIZE = (128, 256)  # (H, W) of equirect analysis, ~1.4 degrees a pixel
 FRAME_WIDTH = 128  # environment-plate frames are analysed at this width
@@ -699,7 +698,7 @@ class ShotLight:
         an upward surface) as its confidence drops (geometric mean, weight = ``fill_confidence``), the
         light on an upward surface kept. A guessed ratio then casts moderate shadows and shades gently."""
         up = np.array([0.0, 1.0, 0.0], np.float32)
-        k, a = float(self.key(up) @ LUMA), float(self.ambient(up) @ LUMA)
+        k, a = float(luminance(self.key(up))), float(luminance(self.ambient(up)))
         c = float(np.clip(self.fill_confidence, 0.0, 1.0))
         if k <= 0 or a <= 0 or c >= 1:
             return self

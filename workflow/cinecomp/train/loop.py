@@ -123,6 +123,8 @@ SECTIONS = {
     },
 }
 PATHS = {"data": ("shards",), "model": ("pipeline", "text_encoder"), "out": ("dir",)}
+# dropout as the workflow gives a model its inputs: every one but character depth (it passes none)
+WORKFLOW_INPUTS = {"text": 0.0, "environment": 0.0, "context_prob": 0.0, "reference": 0.0, "character_depth": 1.0}
 TRAINED_MODULES = ("patch_embedding", "depth_proj_out")  # full-trained next to the LoRA adapters
 
 
@@ -756,8 +758,7 @@ def probe_loss(engine, pipe, sample: dict, cfg: dict, embeds: dict, device, dtyp
     across steps."""
     import torch
 
-    fixed = {**cfg, "dropout": {"text": 0.0, "environment": 0.0, "context_prob": 0.0, "reference": 0.0,
-                                "character_depth": 1.0}}  # as the workflow gives it: none
+    fixed = {**cfg, "dropout": WORKFLOW_INPUTS}
     ex = make_example(pipe, sample, np.random.default_rng([cfg["train"]["seed"], 2**31]), fixed, embeds, device)
     with torch.no_grad():
         pred = engine(hidden_states=ex["input"].to(dtype), timestep=ex["timestep"],
