@@ -129,7 +129,8 @@ def build(out: Path, layers: int, heads: int, residual_radius: int = 0) -> tuple
     from cinecomp.diffusion.tiny_models import make_tiny_models, tiny_transformer_config
     from cinecomp.diffusion.transformer import CinecompTransformer3DModel
 
-    where = out / ("untrained" if not residual_radius else f"untrained_r{residual_radius}")
+    where = out / ("untrained" + (f"_r{residual_radius}" if residual_radius else "")
+                   + (f"_{layers}x{heads}" if (layers, heads) != (4, 4) else ""))  # the 4 x 4 default: as before
     if not (where / "model_index.json").is_file():
         paths = make_tiny_models(out / "tiny", seed=0, vae="space_to_depth", harmonize_base=True)
         pipe = CinecompPipeline.from_pretrained(str(paths["pipeline"]))
@@ -152,6 +153,7 @@ def train(out: Path, name: str, pipeline: Path, text_encoder: Path, data: Path, 
     cfg = {"data": {"shards": str(data)}, "model": {"pipeline": str(pipeline), "text_encoder": str(text_encoder)},
            "out": {"dir": str(where)},
            "train": {"mode": "full", "steps": args.steps, "lr": args.lr, "warmup_steps": 20, "batch": args.batch,
+                     "lr_schedule": args.lr_schedule,
                      "seed": seed, "max_sequence_length": 16, "gradient_checkpointing": False,
                      "checkpoint_every": max(args.steps // 4, 1), "log_every": 10, "hflip": args.hflip,
                      "exposure_invariant": args.exposure_invariant},
@@ -228,6 +230,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"), help="train.lr_schedule")
     ap.add_argument("--depth-weight", type=float, default=0.1,
                     help="loss.depth_weight (the metrics judge RGB; at 0.5 depth ruled the loss)")
     ap.add_argument("--rgb-error", default="auto", choices=("auto", "velocity", "x0"), help="loss.rgb_error")
@@ -243,7 +246,7 @@ def main() -> None:
                          "source's exposure convention)")
     ap.add_argument("--name", default="", help="suffix of the trained runs' directories (runs that differ in "
                                                "more than steps and lr)")
-    ap.add_argument("--residual-zone", default="all", choices=("all", "objects"),
+    ap.add_argument("--residual-zone", default="all", choices=("all", "objects", "shadows"),
                     help="diffusion.residual_zone of the evals (objects: the model's change only on the actors)")
     ap.add_argument("--sample-steps", type=int, default=12)
     ap.add_argument("--cores", type=int, default=4, help="cinecomp eval --cores (2: one diffusion shot at a time)")

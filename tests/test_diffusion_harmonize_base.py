@@ -258,6 +258,55 @@ def test_residual_zone_objects_keeps_the_base_comp_off_the_actors(models, tmp_pa
                          logging.getLogger("t"), harmonize_files=harms)
 
 
+def test_residual_zone_shadows_keeps_the_change_on_the_actors_and_the_shadows_the_base_drew(models, tmp_path,
+                                                                                          monkeypatch):
+    """diffusion.residual_zone shadows: the model's change is kept on the actors (alpha) and where
+    harmonize's comp is darker than the plain over comp (the shadow it drew), grown by 2% of the height
+    (1 px here); everywhere else the composite is harmonize's, however much the model changed."""
+    from cinecomp.composite.over import over
+    from cinecomp.diffusion import light_ratio
+    from cinecomp.diffusion import shot as D
+    from cinecomp.diffusion.distributed import _load_shot
+    from cinecomp.diffusion.pipeline import CinecompPipeline
+    from cinecomp.diffusion.windows import render_windows
+
+    inputs = _inputs(5)
+    alpha = inputs["tri_mask"][..., 0]
+    keys, envs, harms = _shot_files(tmp_path, inputs)
+    for (_, k), (_, e), (_, h) in zip(keys, envs, harms):  # harmonize = over with a shadow at rows 26-29, cols 2-9
+        key = exrio.read_rgba(k)
+        base = over(key[..., :3], key[..., 3], exrio.read_rgba(e)[..., :3])
+        base[26:30, 2:10] *= 0.5
+        exrio.write_rgba(h, base, dtype=np.float32)
+    pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
+
+    def launcher(work, settings, ranks, threads, log_file):
+        call = dict(_load_shot(work / "shot"), num_inference_steps=1, guidance_scale=1.0, seed=0, reconstruct_over=True)
+        render_windows(pipe, call, work / "windows", settings["window"], settings["overlap"], blend=False)
+        return work / "windows"
+
+    monkeypatch.setattr(D, "launch", launcher)
+    monkeypatch.setattr(D, "prompt_arrays", lambda *a: {"prompt_embeds": np.ones((1, 4, 32), np.float32)})
+    monkeypatch.setattr(light_ratio, "apply_layers", lambda plain, *a: plain * 2.0 + 0.1)  # a model that changes everything
+    settings = {"attrs": {"shot": "rs"}, "output": "layers", "model_colourspace": CS, "window": 5, "overlap": 1,
+                "steps": 1, "prompt": "", "negative_prompt": "", "layers_blur": 2.0, "residual_zone": "shadows"}
+    D.composite_shot(keys, envs, None, tmp_path / "out", tmp_path / "work", settings, logging.getLogger("t"),
+                     harmonize_files=harms)
+    outs = sorted((tmp_path / "out").glob("*.exr"))
+    assert len(outs) == T
+    for f, (_, h), a in zip(outs, harms, alpha):
+        got, base = exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3]
+        changed = base * 2.0 + 0.1
+        for y, x in ((27, 5), (27, 10), (25, 2)):  # in the shadow, 1 px right of it, 1 px above it
+            np.testing.assert_allclose(got[y, x], changed[y, x], atol=2e-3, rtol=2e-3)
+        for y, x in ((27, 12), (2, 40), (30, 44)):  # farther: harmonize's
+            np.testing.assert_allclose(got[y, x], base[y, x], atol=1e-3, rtol=1e-3)
+        on = a > 0.5  # the character: base + alpha (model - base)
+        np.testing.assert_allclose(got[on], (base + a[..., None] * (base + 0.1))[on], atol=2e-3, rtol=2e-3)
+    with pytest.raises(ValueError, match="one of all, objects, shadows"):
+        light_ratio.residual_zone("shadow", base, alpha[0], base)
+
+
 def test_the_workflow_gives_a_harmonize_base_model_harmonizes_comp(models, tmp_path):
     """Dry run: with a harmonize-base model the diffusion shot with an environment plans harmonize's
     comp (rule harmonize_base, and the light it needs) before its composite; the shot without an

@@ -210,6 +210,7 @@ def test_dataset_round_trip_and_bad_samples(tmp_path):
     ({"train": {"lr": float("nan")}}, "lr must be a finite number"),
     ({"train": {"steps": 0}}, "steps must be in [1"),
     ({"train": {"mode": "qlora"}}, "mode must be one of lora, full"),
+    ({"train": {"lr_schedule": "linear"}}, "lr_schedule must be one of constant, cosine"),
     ({"train": {"lr": 1e-4, "epochs": 3}}, "unknown train key(s) epochs"),
     ({"loss": {"effect": -1}}, "effect must be in [0.0"),
     ({"optimizer": {}}, "unknown section(s) optimizer"),
@@ -424,6 +425,19 @@ def test_malformed_training_configs_name_the_field(tmp_path, capsys, text, says)
     assert says in str(exc.value), exc.value
     assert cli.main(["train", "--config", str(path)]) == 2
     assert says in capsys.readouterr().err
+
+
+def test_the_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_step():
+    from cinecomp.train.loop import lr_factor
+
+    constant = lr_factor({"warmup_steps": 4, "steps": 12})  # a config without lr_schedule: as before it
+    assert [constant(s) for s in (0, 1, 3, 4, 11)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    cosine = lr_factor({"warmup_steps": 4, "steps": 12, "lr_schedule": "cosine"})
+    f = [cosine(s) for s in range(13)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0]  # the same warm-up
+    assert f[4] == 1.0 and f[8] == pytest.approx(0.5) and f[12] == pytest.approx(0.0, abs=1e-12)
+    assert all(a > b for a, b in zip(f[4:], f[5:]))  # falling all the way
+    assert lr_factor({"warmup_steps": 0, "steps": 1, "lr_schedule": "cosine"})(0) == 1.0
 
 
 def test_lr_written_1e_minus_4_is_a_number(tmp_path):

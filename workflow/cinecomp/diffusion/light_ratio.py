@@ -30,6 +30,8 @@ import numpy as np
 RATIO_LIMITS = (1.0 / 16.0, 4.0)  # a shadow darkens at most 16x, relighting brightens at most 4x
 KEEP_TOLERANCE = 0.25  # relative difference from a relit `over` above which the model replaced the content
 EPSILON = 1e-2  # scene-linear; keeps near-black pixels from making ratios of noise
+SHADE_THRESHOLD = 0.99  # the base comp darker than `over` by more than 1%: the shadows and contact it drew
+SHADE_GROW = 0.02  # of the plate's height (4 px at 180): the model may move a shadow's edge that far
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -81,3 +83,27 @@ def frames_to_plate(model_lin: np.ndarray, over_lin: np.ndarray, over_rec_lin: n
     detail = over_lin - resize_to(np.ascontiguousarray(over_rec_lin, np.float32), h, w)
     lit_detail = resize_to(np.ascontiguousarray(keep * ratio, np.float32), h, w) * detail
     return (resize_to(model_lin, h, w) + lit_detail).astype(np.float32)
+
+
+def residual_zone(zone: str, base_lin: np.ndarray, alpha: np.ndarray, over_lin: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 1) weight of the model's change kept on the base comp (``diffusion.residual_zone``):
+    ``objects``, the key's alpha (the character and prop); ``shadows``, that and the shadows and contact
+    the base drew (where it is darker than ``over_lin``, the plain `over` comp), grown by
+    :data:`SHADE_GROW` of the height, so the model may correct a shadow's density, softness and edge but
+    not lay a shadow where the base saw none; ``all``, everywhere."""
+    a = np.clip(np.asarray(alpha, np.float32), 0.0, 1.0).reshape(*base_lin.shape[:2], 1)
+    if zone == "all":
+        return np.ones_like(a)
+    if zone == "objects":
+        return a
+    if zone != "shadows" or over_lin is None:
+        raise ValueError(f"residual_zone {zone!r}: one of all, objects, shadows (shadows needs the over comp)")
+    import cv2
+
+    from ..colour import luminance
+
+    shade = luminance(base_lin) < SHADE_THRESHOLD * luminance(over_lin)
+    grow = max(1, round(SHADE_GROW * base_lin.shape[0]))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    shade = cv2.dilate(shade.astype(np.uint8), disc) > 0
+    return np.maximum(a, shade[..., None].astype(np.float32))

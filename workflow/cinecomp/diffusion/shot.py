@@ -240,12 +240,11 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     # output frames at a model resolution: back to the plate with over's detail (light_ratio.frames_to_plate)
     model_height = 0 if layers else int(settings.get("model_height", 0))
     with_over = layers or (model_height > 0 and env_files is not None)
-    objects_only = settings.get("residual_zone", "all") == "objects"
-    if objects_only and not with_over:
-        raise DiffusionInputError(f"shot {shot}: diffusion.residual_zone 'objects' keeps the model's change on the "
-                                  "character and prop of a base comp, which needs the environment plate and "
-                                  "diffusion.output 'layers' or a diffusion.model_height (fix: set one, or "
-                                  "residual_zone: all)")
+    zone = settings.get("residual_zone", "all")
+    if zone != "all" and not with_over:
+        raise DiffusionInputError(f"shot {shot}: diffusion.residual_zone '{zone}' keeps the model's change on part "
+                                  "of a base comp, which needs the environment plate and diffusion.output 'layers' "
+                                  "or a diffusion.model_height (fix: set one, or residual_zone: all)")
     work = Path(work_dir).resolve()  # the launcher runs in it
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -272,20 +271,19 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     for i, rgb, depth, *over_rec in iter_blended(windows, with_over=with_over):  # one frame at a time
         frame = frames[i]
         if layers or model_height:
-            from .light_ratio import apply_layers, frames_to_plate, resize_to
+            from .light_ratio import apply_layers, frames_to_plate, resize_to, residual_zone
 
             if with_over:
-                key = exrio.read_rgba(key_files[i][1]) if harmonize_files is None or objects_only else None
-                if harmonize_files is not None:  # the base the model's change is laid on: harmonize's comp
-                    plain = exrio.read_rgba(harmonize_files[i][1])[..., :3]
-                else:
-                    plain = over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3])
+                key = exrio.read_rgba(key_files[i][1]) if harmonize_files is None or zone != "all" else None
+                over_comp = None if key is None or (harmonize_files is not None and zone != "shadows") else \
+                    over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3])
+                # the base the model's change is laid on: harmonize's comp, else the plain over comp
+                plain = over_comp if harmonize_files is None else exrio.read_rgba(harmonize_files[i][1])[..., :3]
                 model_lin, rec, sigma = from_model_space(rgb, cs), from_model_space(over_rec[0], cs), \
                     settings.get("layers_blur", 4.0)
                 rgb = apply_layers(plain, model_lin, rec, sigma) if layers else frames_to_plate(model_lin, plain, rec, sigma)
-                if objects_only:  # the environment (shadows, contact) stays the base comp's
-                    alpha = np.clip(key[..., 3:4], 0.0, 1.0)
-                    rgb = (plain + alpha * (rgb - plain)).astype(np.float32)
+                if zone != "all":  # the rest of the environment stays the base comp's
+                    rgb = (plain + residual_zone(zone, plain, key[..., 3], over_comp) * (rgb - plain)).astype(np.float32)
             else:  # a synthesised environment: no over comp to take detail from
                 rgb = resize_to(from_model_space(rgb, cs), h, w)
             depth = resize_to(depth[..., None], h, w)[..., 0]

@@ -69,6 +69,9 @@ SECTIONS = {
         "lr": Num(1e-4, 1e-8, 1.0, False, "AdamW learning rate"),
         "weight_decay": Num(0.0, 0.0, 1.0, False, "AdamW weight decay"),
         "warmup_steps": Num(0, 0, 1_000_000, True, "linear learning-rate warm-up"),
+        "lr_schedule": Choice("constant", ("constant", "cosine"), "after the warm-up: the learning rate held, or "
+                              "decayed along a half cosine to 0 at the last step (the weights settle instead of "
+                              "ending on one noisy step)"),
         "batch": Num(1, 1, 64, True, "samples per rank per step"),
         "grad_clip": Num(1.0, 0.0, 1000.0, False, "gradient norm clip (0 = off)"),
         "seed": Num(0, 0, 2**31 - 1, True, "seed of every random draw"),
@@ -472,6 +475,21 @@ def rgb_error_is_x0(cfg: dict, transformer) -> bool:
     return choice == "x0"
 
 
+def lr_factor(tr: dict):
+    """The learning rate's factor at optimizer step ``s`` (0-based): a linear warm-up over ``warmup_steps``,
+    then 1 (``lr_schedule: constant``) or a half cosine from 1 down to 0 at step ``steps`` (``cosine``)."""
+    warm, steps, cosine = tr["warmup_steps"], tr["steps"], tr.get("lr_schedule", "constant") == "cosine"
+
+    def factor(s: int) -> float:
+        if warm and s < warm:
+            return (s + 1) / warm
+        if not cosine or steps <= warm:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (s - warm) / (steps - warm))))
+
+    return factor
+
+
 def weighted_loss(pred, ex: dict, z: int, depth_weight: float, rgb_x0: bool = False):
     """Region-weighted mean squared velocity error: RGB + depth_weight x depth. ``rgb_x0``: the RGB term
     is the clean-frame error, ``(sigma * velocity error)^2`` -- with ``x_t = (1 - sigma) x0 + sigma noise``
@@ -686,8 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(tr["seed"])  # the LoRA's initial A matrices (and anything else drawn from torch's RNG)
     params = trainable_transformer(pipe, cfg)
     optimizer = torch.optim.AdamW(params, lr=tr["lr"], weight_decay=tr["weight_decay"])
-    warm = tr["warmup_steps"]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(tr))
     engine, optimizer, _, scheduler = deepspeed.initialize(model=pipe.transformer, optimizer=optimizer,
                                                            lr_scheduler=scheduler, config=ds_config(cfg, dtype))
     restore_fp32(pipe.transformer)  # DeepSpeed's bf16 cast takes the frozen fp32 modules with it
