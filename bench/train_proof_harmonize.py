@@ -25,10 +25,12 @@ The model runs at --model-height (diffusion.model_height, output frames: its fra
 320x180 plate through light_ratio.frames_to_plate on harmonize's comp), the training size's height.
 
 Usage: python bench/train_proof_harmonize.py --out /tmp/proofh [--shots /tmp/sky_shots] [--seeds 0,1,2]
-       [--steps 200] [--lr 5e-4] [--tune-check]   (--tune-check: before anything else, train seed 0 without
-       shot12 and score it on shot12: the only place steps/lr may be chosen)
-The run docs/training.md reports (2026-12-05): --shot-seeds 0-2 --steps 400 --env-weight 5 --hflip 0.5
-       --exposure-invariant --name _ei --residual-zone objects
+       [--steps 200] [--lr 5e-4] [--tune-check [--holdout SHOT]]   (--tune-check: before anything else,
+       train seed 0 without one tune shot, shot12 unless --holdout, and score it there: the only place
+       settings may be chosen)
+The runs docs/training.md reports: (2026-12-05) --shot-seeds 0-2 --steps 400 --env-weight 5 --hflip 0.5
+       --exposure-invariant --name _ei --residual-zone objects; (2026-12-06) --steps 1600 --lr-schedule cosine
+       --depth-weight 0 --env-weight 5 --exposure-invariant --name _ei_ed0_dw0_cos1600 --residual-zone shadows
 Timings are wall-clock on a shared machine: read the figures, not the seconds.
 """
 
@@ -47,7 +49,7 @@ sys.path.insert(0, str(REPO / "workflow"))  # this checkout's cinecomp
 PATHTRACED = REPO.parent / "shared" / "data" / "pathtraced"
 TUNE_SHOTS = ("shot09_empty_warehouse_01", "shot10_st_fagans_interior", "shot11_forest_slope",
               "shot12_potsdamer_platz")
-HOLDOUT = "shot12_potsdamer_platz"  # --tune-check: the tune shot left out of training and scored
+HOLDOUT = "shot12_potsdamer_platz"  # --tune-check: the tune shot left out of training and scored (--holdout)
 METRICS = ("psnr_full", "char_err", "shadow_err")
 HIGHER = {"psnr_full"}
 PROMPT = "a person pushes a box outside"
@@ -251,7 +253,9 @@ def main() -> None:
     ap.add_argument("--sample-steps", type=int, default=12)
     ap.add_argument("--cores", type=int, default=4, help="cinecomp eval --cores (2: one diffusion shot at a time)")
     ap.add_argument("--tune-check", action="store_true",
-                    help=f"train seed 0 without {HOLDOUT} and score it there (tune half only), then stop")
+                    help=f"train seed 0 without --holdout and score it there (tune half only), then stop")
+    ap.add_argument("--holdout", default=HOLDOUT, choices=TUNE_SHOTS,
+                    help="--tune-check: the tune shot left out (runs and evals other than shot12's are named after it)")
     args = ap.parse_args()
     args.size = tuple(int(v) for v in args.size.split("x"))
     out = args.out
@@ -261,14 +265,16 @@ def main() -> None:
     pipeline, text_encoder = build(out, args.layers, args.heads, args.residual_radius)
     zone = "" if args.residual_zone == "all" else f"_zone_{args.residual_zone}"  # eval names: one model, two zones
     if args.tune_check:
-        data = without(curate(out, shots, args.size), HOLDOUT)
-        run_name = f"holdout_s{args.steps}_lr{args.lr:g}{args.name}"
+        held = args.holdout
+        tag = "holdout" if held == HOLDOUT else f"holdout_{held.split('_')[0]}"  # shot12's: the names of before
+        data = without(curate(out, shots, args.size), held)
+        run_name = f"{tag}_s{args.steps}_lr{args.lr:g}{args.name}"
         trained = train(out, run_name, pipeline, text_encoder, data, 0, args)
-        base = evaluate(out, "holdout_untrained", pipeline, text_encoder, "over,harmonize,diffusion", args,
-                        shots=HOLDOUT)
+        base = evaluate(out, f"{tag}_untrained", pipeline, text_encoder, "over,harmonize,diffusion", args,
+                        shots=held)
         res = evaluate(out, run_name + zone, trained / "pipeline", text_encoder,
-                       "diffusion", args, shots=HOLDOUT)
-        print(f"\ntune check on {HOLDOUT} (not trained on), steps {args.steps}, lr {args.lr:g}:")
+                       "diffusion", args, shots=held)
+        print(f"\ntune check on {held} (not trained on), steps {args.steps}, lr {args.lr:g}:")
         print("| | " + " | ".join(METRICS) + " |\n|---|---|---|---|")
         for k, v in (("over", base["mean"]["over"]), ("harmonize", base["mean"]["harmonize"]),
                      ("untrained", base["mean"]["diffusion"]), ("trained seed 0", res["mean"]["diffusion"])):

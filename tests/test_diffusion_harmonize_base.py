@@ -217,20 +217,16 @@ def test_the_shot_stage_returns_harmonizes_frames_from_an_untrained_model(models
         np.testing.assert_allclose(exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3], atol=1e-3, rtol=1e-3)
 
 
-def test_residual_zone_objects_keeps_the_base_comp_off_the_actors(models, tmp_path, monkeypatch):
-    """diffusion.residual_zone objects: whatever the model changed, the composite is harmonize's comp
-    where the key's alpha is 0 (the environment: its shadows and contact stay harmonize's) and the
-    model's on the actors, blended by the alpha; with no base comp to keep (frames at the plate's own
-    size) it is refused with the fix, before the model runs."""
+def _render_zone(models, tmp_path, monkeypatch, zone: str, shot: str, keys, envs, harms) -> list:
+    """The shot stage with the real pipeline rendering the windows (1 step, in process) and a stand-in
+    model whose light changes every pixel (``2 base + 0.1``), kept only where ``residual_zone`` says:
+    the composite EXRs, one a frame."""
     from cinecomp.diffusion import light_ratio
     from cinecomp.diffusion import shot as D
     from cinecomp.diffusion.distributed import _load_shot
     from cinecomp.diffusion.pipeline import CinecompPipeline
     from cinecomp.diffusion.windows import render_windows
 
-    inputs = _inputs(4)
-    alpha = inputs["tri_mask"][..., 0]
-    keys, envs, harms = _shot_files(tmp_path, inputs)
     pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
 
     def launcher(work, settings, ranks, threads, log_file):
@@ -240,13 +236,29 @@ def test_residual_zone_objects_keeps_the_base_comp_off_the_actors(models, tmp_pa
 
     monkeypatch.setattr(D, "launch", launcher)
     monkeypatch.setattr(D, "prompt_arrays", lambda *a: {"prompt_embeds": np.ones((1, 4, 32), np.float32)})
-    monkeypatch.setattr(light_ratio, "apply_layers", lambda plain, *a: plain * 2.0 + 0.1)  # a model that changes everything
-    settings = {"attrs": {"shot": "rz"}, "output": "layers", "model_colourspace": CS, "window": 5, "overlap": 1,
-                "steps": 1, "prompt": "", "negative_prompt": "", "layers_blur": 2.0, "residual_zone": "objects"}
+    monkeypatch.setattr(light_ratio, "apply_layers", lambda plain, *a: plain * 2.0 + 0.1)
+    settings = {"attrs": {"shot": shot}, "output": "layers", "model_colourspace": CS, "window": 5, "overlap": 1,
+                "steps": 1, "prompt": "", "negative_prompt": "", "layers_blur": 2.0, "residual_zone": zone}
     D.composite_shot(keys, envs, None, tmp_path / "out", tmp_path / "work", settings, logging.getLogger("t"),
                      harmonize_files=harms)
     outs = sorted((tmp_path / "out").glob("*.exr"))
     assert len(outs) == T
+    return outs
+
+
+def test_residual_zone_objects_keeps_the_base_comp_off_the_actors(models, tmp_path, monkeypatch):
+    """diffusion.residual_zone objects: whatever the model changed, the composite is harmonize's comp
+    where the key's alpha is 0 (the environment: its shadows and contact stay harmonize's) and the
+    model's on the actors, blended by the alpha; with no base comp to keep (frames at the plate's own
+    size) it is refused with the fix, before the model runs."""
+    from cinecomp.diffusion import shot as D
+
+    inputs = _inputs(4)
+    alpha = inputs["tri_mask"][..., 0]
+    keys, envs, harms = _shot_files(tmp_path, inputs)
+    outs = _render_zone(models, tmp_path, monkeypatch, "objects", "rz", keys, envs, harms)
+    settings = {"attrs": {"shot": "rz"}, "model_colourspace": CS, "window": 5, "overlap": 1, "steps": 1,
+                "prompt": "", "negative_prompt": "", "residual_zone": "objects"}
     for f, (_, h), a in zip(outs, harms, alpha):
         got, base = exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3]
         expected = base + a[..., None] * (base + 0.1)  # base + alpha (model - base)
@@ -265,10 +277,6 @@ def test_residual_zone_shadows_keeps_the_change_on_the_actors_and_the_shadows_th
     (1 px here); everywhere else the composite is harmonize's, however much the model changed."""
     from cinecomp.composite.over import over
     from cinecomp.diffusion import light_ratio
-    from cinecomp.diffusion import shot as D
-    from cinecomp.diffusion.distributed import _load_shot
-    from cinecomp.diffusion.pipeline import CinecompPipeline
-    from cinecomp.diffusion.windows import render_windows
 
     inputs = _inputs(5)
     alpha = inputs["tri_mask"][..., 0]
@@ -278,22 +286,7 @@ def test_residual_zone_shadows_keeps_the_change_on_the_actors_and_the_shadows_th
         base = over(key[..., :3], key[..., 3], exrio.read_rgba(e)[..., :3])
         base[26:30, 2:10] *= 0.5
         exrio.write_rgba(h, base, dtype=np.float32)
-    pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
-
-    def launcher(work, settings, ranks, threads, log_file):
-        call = dict(_load_shot(work / "shot"), num_inference_steps=1, guidance_scale=1.0, seed=0, reconstruct_over=True)
-        render_windows(pipe, call, work / "windows", settings["window"], settings["overlap"], blend=False)
-        return work / "windows"
-
-    monkeypatch.setattr(D, "launch", launcher)
-    monkeypatch.setattr(D, "prompt_arrays", lambda *a: {"prompt_embeds": np.ones((1, 4, 32), np.float32)})
-    monkeypatch.setattr(light_ratio, "apply_layers", lambda plain, *a: plain * 2.0 + 0.1)  # a model that changes everything
-    settings = {"attrs": {"shot": "rs"}, "output": "layers", "model_colourspace": CS, "window": 5, "overlap": 1,
-                "steps": 1, "prompt": "", "negative_prompt": "", "layers_blur": 2.0, "residual_zone": "shadows"}
-    D.composite_shot(keys, envs, None, tmp_path / "out", tmp_path / "work", settings, logging.getLogger("t"),
-                     harmonize_files=harms)
-    outs = sorted((tmp_path / "out").glob("*.exr"))
-    assert len(outs) == T
+    outs = _render_zone(models, tmp_path, monkeypatch, "shadows", "rs", keys, envs, harms)
     for f, (_, h), a in zip(outs, harms, alpha):
         got, base = exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3]
         changed = base * 2.0 + 0.1
