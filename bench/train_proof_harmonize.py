@@ -110,13 +110,15 @@ def curate(out: Path, shots: Path, size: tuple[int, int]) -> Path:
     return data
 
 
-def without(data: Path, clip: str) -> Path:
-    """The curated dataset without one clip's shards (same files; an index of its own)."""
-    where = data.parent / f"{data.name}_without_{clip}"
+def without(data: Path, *clips: str) -> Path:
+    """The curated dataset without some clips' shards (same files; an index of its own)."""
+    name = clips[0] if len(clips) == 1 else "_".join(c.split("_")[0] for c in clips)
+    where = data.parent / f"{data.name}_without_{name}"
     if not (where / "index.json").is_file():
         where.mkdir(parents=True, exist_ok=True)
         index = json.loads((data / "index.json").read_text())
-        index["shards"] = [s for s in index["shards"] if not s["file"].startswith(f"clips/{clip}/")]
+        index["shards"] = [s for s in index["shards"]
+                           if not any(s["file"].startswith(f"clips/{c}/") for c in clips)]
         if not (where / "clips").exists():
             (where / "clips").symlink_to(data / "clips")
         (where / "index.json").write_text(json.dumps(index, indent=1))
@@ -180,8 +182,10 @@ def evaluate(out: Path, name: str, pipeline: Path, text_encoder: Path, backends:
     model = out / f"{name}.cinecomp.yaml"
     model.write_text(yaml.safe_dump({"diffusion": {
         "pipeline": str(pipeline), "text_encoder": str(text_encoder), "max_sequence_length": 16,
-        "steps": args.sample_steps, "guidance": 1.0, "window": 9, "overlap": 1, "ranks": 1, "output": "frames",
-        "model_height": args.size[1], "residual_zone": args.residual_zone}}))
+        "steps": args.sample_steps, "guidance": 1.0, "window": 9, "overlap": 1, "ranks": 1,
+        "residual_zone": args.residual_zone,
+        **({"output": "layers", "layers_height": args.size[1]} if args.output == "layers" else
+           {"output": "frames", "model_height": args.size[1]})}}))
     cmd = CINECOMP + ["eval", "--set", "pathtraced", "--light", "given", "--backends", backends, "--cores", str(args.cores),
                       "--configfile", str(model), "--out", str(ev)]
     cmd += ["--shots", shots] if shots else ["--split", split]
@@ -250,6 +254,12 @@ def main() -> None:
                                                "more than steps and lr)")
     ap.add_argument("--residual-zone", default="all", choices=("all", "objects", "shadows"),
                     help="diffusion.residual_zone of the evals (objects: the model's change only on the actors)")
+    ap.add_argument("--output", default="frames", choices=("frames", "layers"),
+                    help="diffusion.output of the evals (layers: harmonize's pixels times the model's smooth change "
+                         "of light, at layers_height = the model's height; frames: at model_height)")
+    ap.add_argument("--blender-only", action="store_true",
+                    help="train on the Blender shots alone, without the path-traced tune half (whose HDRIs the "
+                         "report half shares); --tune-check then scores seed 0's run on the whole tune half")
     ap.add_argument("--sample-steps", type=int, default=12)
     ap.add_argument("--cores", type=int, default=4, help="cinecomp eval --cores (2: one diffusion shot at a time)")
     ap.add_argument("--tune-check", action="store_true",
@@ -264,6 +274,20 @@ def main() -> None:
     shots = render_shots(out, args.shots, args.shot_seeds)
     pipeline, text_encoder = build(out, args.layers, args.heads, args.residual_radius)
     zone = "" if args.residual_zone == "all" else f"_zone_{args.residual_zone}"  # eval names: one model, two zones
+    zone += "_layers" if args.output == "layers" else ""
+    if args.tune_check and args.blender_only:  # seed 0's run is the report's seed 0: nothing of the tune half in it
+        trained = train(out, f"seed0{args.name}", pipeline, text_encoder, without(curate(out, shots, args.size),
+                                                                                  *TUNE_SHOTS), 0, args)
+        base = evaluate(out, "tune_untrained", pipeline, text_encoder, "over,harmonize,diffusion", args, split="tune")
+        res = evaluate(out, f"tune_seed0{args.name}{zone}", trained / "pipeline", text_encoder, "diffusion", args,
+                       split="tune")
+        print(f"\ntune check on the tune half (none of it trained on), steps {args.steps}, lr {args.lr:g}:")
+        print("| shot | harmonize | trained seed 0 | beats harmonize (psnr_full / char_err / shadow_err) |\n|---|---|---|---|")
+        for shot, b in {**base["per_shot"], "mean": base["mean"]}.items():
+            r = res["per_shot"][shot]["diffusion"] if shot != "mean" else res["mean"]["diffusion"]
+            w = beats(r, b["harmonize"])
+            print(f"| {shot} | {fmt(b['harmonize'])} | {fmt(r)} | " + "/".join("yes" if w[m] else "no" for m in METRICS) + " |")
+        return
     if args.tune_check:
         held = args.holdout
         tag = "holdout" if held == HOLDOUT else f"holdout_{held.split('_')[0]}"  # shot12's: the names of before
@@ -281,6 +305,8 @@ def main() -> None:
             print(f"| {k} | {fmt(v)} |")
         return
     data = curate(out, shots, args.size)
+    if args.blender_only:
+        data = without(data, *TUNE_SHOTS)
     print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
     base = evaluate(out, "untrained", pipeline, text_encoder, "over,harmonize,diffusion", args)
     seeds = [int(s) for s in args.seeds.split(",")]
