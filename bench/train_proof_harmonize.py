@@ -31,6 +31,8 @@ Usage: python bench/train_proof_harmonize.py --out /tmp/proofh [--shots /tmp/sky
 The runs docs/training.md reports: (2026-12-05) --shot-seeds 0-2 --steps 400 --env-weight 5 --hflip 0.5
        --exposure-invariant --name _ei --residual-zone objects; (2026-12-06) --steps 1600 --lr-schedule cosine
        --depth-weight 0 --env-weight 5 --exposure-invariant --name _ei_ed0_dw0_cos1600 --residual-zone shadows
+       [--output layers]; the same with --blender-only --name _bo_cos1600 --output layers, after its
+       --tune-check --blender-only (seed 0 scored on the whole tune half, none of it trained on)
 Timings are wall-clock on a shared machine: read the figures, not the seconds.
 """
 
@@ -263,7 +265,7 @@ def main() -> None:
     ap.add_argument("--sample-steps", type=int, default=12)
     ap.add_argument("--cores", type=int, default=4, help="cinecomp eval --cores (2: one diffusion shot at a time)")
     ap.add_argument("--tune-check", action="store_true",
-                    help=f"train seed 0 without --holdout and score it there (tune half only), then stop")
+                    help="train seed 0 without --holdout and score it there (tune half only), then stop")
     ap.add_argument("--holdout", default=HOLDOUT, choices=TUNE_SHOTS,
                     help="--tune-check: the tune shot left out (runs and evals other than shot12's are named after it)")
     args = ap.parse_args()
