@@ -185,7 +185,7 @@ def evaluate(out: Path, name: str, pipeline: Path, text_encoder: Path, backends:
     model.write_text(yaml.safe_dump({"diffusion": {
         "pipeline": str(pipeline), "text_encoder": str(text_encoder), "max_sequence_length": 16,
         "steps": args.sample_steps, "guidance": 1.0, "window": 9, "overlap": 1, "ranks": 1,
-        "residual_zone": args.residual_zone,
+        "residual_zone": args.residual_zone, "object_exposure": args.object_exposure,
         **({"output": "layers", "layers_height": args.size[1]} if args.output == "layers" else
            {"output": "frames", "model_height": args.size[1]})}}))
     cmd = CINECOMP + ["eval", "--set", "pathtraced", "--light", "given", "--backends", backends, "--cores", str(args.cores),
@@ -259,6 +259,9 @@ def main() -> None:
     ap.add_argument("--output", default="frames", choices=("frames", "layers"),
                     help="diffusion.output of the evals (layers: harmonize's pixels times the model's smooth change "
                          "of light, at layers_height = the model's height; frames: at model_height)")
+    ap.add_argument("--object-exposure", default="model", choices=("model", "base"),
+                    help="diffusion.object_exposure of the evals (base: the actors' exposure stays harmonize's, "
+                         "their shading and colour the model's)")
     ap.add_argument("--blender-only", action="store_true",
                     help="train on the Blender shots alone, without the path-traced tune half (whose HDRIs the "
                          "report half shares); --tune-check then scores seed 0's run on the whole tune half")
@@ -277,6 +280,7 @@ def main() -> None:
     pipeline, text_encoder = build(out, args.layers, args.heads, args.residual_radius)
     zone = "" if args.residual_zone == "all" else f"_zone_{args.residual_zone}"  # eval names: one model, two zones
     zone += "_layers" if args.output == "layers" else ""
+    zone += "_baseexp" if args.object_exposure == "base" else ""
     if args.tune_check and args.blender_only:  # seed 0's run is the report's seed 0: nothing of the tune half in it
         trained = train(out, f"seed0{args.name}", pipeline, text_encoder, without(curate(out, shots, args.size),
                                                                                   *TUNE_SHOTS), 0, args)

@@ -217,7 +217,7 @@ def test_the_shot_stage_returns_harmonizes_frames_from_an_untrained_model(models
         np.testing.assert_allclose(exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3], atol=1e-3, rtol=1e-3)
 
 
-def _render_zone(models, tmp_path, monkeypatch, zone: str, shot: str, keys, envs, harms) -> list:
+def _render_zone(models, tmp_path, monkeypatch, zone: str, shot: str, keys, envs, harms, **more) -> list:
     """The shot stage with the real pipeline rendering the windows (1 step, in process) and a stand-in
     model whose light changes every pixel (``2 base + 0.1``), kept only where ``residual_zone`` says:
     the composite EXRs, one a frame."""
@@ -238,7 +238,7 @@ def _render_zone(models, tmp_path, monkeypatch, zone: str, shot: str, keys, envs
     monkeypatch.setattr(D, "prompt_arrays", lambda *a: {"prompt_embeds": np.ones((1, 4, 32), np.float32)})
     monkeypatch.setattr(light_ratio, "apply_layers", lambda plain, *a: plain * 2.0 + 0.1)
     settings = {"attrs": {"shot": shot}, "output": "layers", "model_colourspace": CS, "window": 5, "overlap": 1,
-                "steps": 1, "prompt": "", "negative_prompt": "", "layers_blur": 2.0, "residual_zone": zone}
+                "steps": 1, "prompt": "", "negative_prompt": "", "layers_blur": 2.0, "residual_zone": zone, **more}
     D.composite_shot(keys, envs, None, tmp_path / "out", tmp_path / "work", settings, logging.getLogger("t"),
                      harmonize_files=harms)
     outs = sorted((tmp_path / "out").glob("*.exr"))
@@ -565,3 +565,33 @@ def test_a_residual_radius_keeps_harmonize_exactly_away_from_the_actors():
     assert (x0[..., near] - base[..., near]).abs().amin() > 1e-3
     with pytest.raises(ValueError, match="only with harmonize_base"):
         CinecompTransformer3DModel(**tiny_transformer_config(harmonize_base=False), residual_radius=2)
+
+
+def test_object_exposure_base_keeps_the_base_comps_exposure_of_the_actors_and_the_models_shading(models, tmp_path,
+                                                                                                  monkeypatch):
+    """diffusion.object_exposure base: the stand-in model brightens every pixel (``2 base + 0.1``); on
+    the actors the composite is that change moved back by one gain a frame, so their solid pixels sum to
+    harmonize's luminance while their shading stays the model's; the environment is untouched by it
+    (zone objects: harmonize's). Without a base comp to measure against it is refused with the fix."""
+    from cinecomp.colour import luminance
+    from cinecomp.diffusion import shot as D
+
+    inputs = _inputs(6)
+    alpha = inputs["tri_mask"][..., 0]
+    keys, envs, harms = _shot_files(tmp_path, inputs)
+    outs = _render_zone(models, tmp_path, monkeypatch, "objects", "ox", keys, envs, harms, object_exposure="base")
+    for f, (_, h), a in zip(outs, harms, alpha):
+        got, base = exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3]
+        solid = a > 0.95
+        assert solid.sum() > 10
+        model = base + a[..., None] * (base + 0.1)  # the zone's composite before the exposure is kept
+        gain = luminance(base)[solid].sum() / luminance(model)[solid].sum()
+        assert 0.3 < gain < 0.9  # the model brightened them: the gain takes it back
+        np.testing.assert_allclose(luminance(got)[solid].sum(), luminance(base)[solid].sum(), rtol=5e-3)
+        np.testing.assert_allclose(got[solid], model[solid] * gain, atol=3e-3, rtol=3e-3)  # the model's shading
+        np.testing.assert_allclose(got[a == 0], base[a == 0], atol=1e-3, rtol=1e-3)
+    settings = {"attrs": {"shot": "ox"}, "model_colourspace": CS, "window": 5, "overlap": 1, "steps": 1,
+                "prompt": "", "negative_prompt": "", "object_exposure": "base", "output": "frames"}
+    with pytest.raises(DiffusionInputError, match="shot ox: diffusion.object_exposure 'base'.*fix"):
+        D.composite_shot(keys, envs, None, tmp_path / "out2", tmp_path / "work2", settings, logging.getLogger("t"),
+                         harmonize_files=harms)

@@ -31,6 +31,8 @@ RATIO_LIMITS = (1.0 / 16.0, 4.0)  # a shadow darkens at most 16x, relighting bri
 KEEP_TOLERANCE = 0.25  # relative difference from a relit `over` above which the model replaced the content
 EPSILON = 1e-2  # scene-linear; keeps near-black pixels from making ratios of noise
 SHADE_THRESHOLD = 0.99  # the base comp darker than `over` by more than 1%: the shadows and contact it drew
+SOLID_ALPHA = 0.95  # keep_object_exposure measures the objects where the key is this solid
+EXPOSURE_GAIN_RANGE = (1 / 16, 16)  # ... and never moves them by more than 4 stops (as train.loop.match_exposure)
 SHADE_GROW = 0.02  # of the plate's height (4 px at 180): the model may move a shadow's edge that far
 
 
@@ -83,6 +85,23 @@ def frames_to_plate(model_lin: np.ndarray, over_lin: np.ndarray, over_rec_lin: n
     detail = over_lin - resize_to(np.ascontiguousarray(over_rec_lin, np.float32), h, w)
     lit_detail = resize_to(np.ascontiguousarray(keep * ratio, np.float32), h, w) * detail
     return (resize_to(model_lin, h, w) + lit_detail).astype(np.float32)
+
+
+def keep_object_exposure(rgb_lin: np.ndarray, base_lin: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``rgb_lin`` with the character's and prop's overall brightness moved back to ``base_lin``'s
+    (``diffusion.object_exposure: base``): one gain in linear light, the base's over ``rgb_lin``'s luminance
+    summed over the solid object pixels (alpha > 0.95), applied as far as the alpha reaches; their shading
+    and colour stay the model's, the environment is untouched. The inverse of what
+    ``train.exposure_invariant`` does to a training target, so such a model is run as it was trained."""
+    from ..colour import luminance
+
+    a = np.clip(np.asarray(alpha, np.float32), 0.0, 1.0).reshape(*rgb_lin.shape[:2], 1)
+    solid = a[..., 0] > SOLID_ALPHA
+    got, want = float(luminance(rgb_lin)[solid].sum()), float(luminance(base_lin)[solid].sum())
+    if not solid.any() or got <= 0 or want <= 0:
+        return rgb_lin
+    gain = float(np.clip(want / got, *EXPOSURE_GAIN_RANGE))
+    return (rgb_lin * (1.0 + a * (gain - 1.0))).astype(np.float32)
 
 
 def residual_zone(zone: str, base_lin: np.ndarray, alpha: np.ndarray, over_lin: np.ndarray | None = None) -> np.ndarray:

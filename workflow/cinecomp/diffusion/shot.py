@@ -245,6 +245,11 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
         raise DiffusionInputError(f"shot {shot}: diffusion.residual_zone '{zone}' keeps the model's change on part "
                                   "of a base comp, which needs the environment plate and diffusion.output 'layers' "
                                   "or a diffusion.model_height (fix: set one, or residual_zone: all)")
+    keep_exposure = settings.get("object_exposure", "model") == "base"
+    if keep_exposure and not with_over:
+        raise DiffusionInputError(f"shot {shot}: diffusion.object_exposure 'base' keeps the base comp's exposure of "
+                                  "the actors, which needs the environment plate and diffusion.output 'layers' or a "
+                                  "diffusion.model_height (fix: set one, or object_exposure: model)")
     work = Path(work_dir).resolve()  # the launcher runs in it
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -271,10 +276,11 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
     for i, rgb, depth, *over_rec in iter_blended(windows, with_over=with_over):  # one frame at a time
         frame = frames[i]
         if layers or model_height:
-            from .light_ratio import apply_layers, frames_to_plate, resize_to, residual_zone
+            from .light_ratio import apply_layers, frames_to_plate, keep_object_exposure, resize_to, residual_zone
 
             if with_over:
-                key = exrio.read_rgba(key_files[i][1]) if harmonize_files is None or zone != "all" else None
+                key = exrio.read_rgba(key_files[i][1]) \
+                    if harmonize_files is None or zone != "all" or keep_exposure else None
                 over_comp = over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3]) \
                     if harmonize_files is None or zone == "shadows" else None
                 # the base the model's change is laid on: harmonize's comp, else the plain over comp
@@ -284,6 +290,8 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
                 rgb = apply_layers(plain, model_lin, rec, sigma) if layers else frames_to_plate(model_lin, plain, rec, sigma)
                 if zone != "all":  # the rest of the environment stays the base comp's
                     rgb = (plain + residual_zone(zone, plain, key[..., 3], over_comp) * (rgb - plain)).astype(np.float32)
+                if keep_exposure:  # the model's shading and colour of the actors at the base's exposure
+                    rgb = keep_object_exposure(rgb, plain, key[..., 3])
             else:  # a synthesised environment: no over comp to take detail from
                 rgb = resize_to(from_model_space(rgb, cs), h, w)
             depth = resize_to(depth[..., None], h, w)[..., 0]

@@ -58,6 +58,7 @@ import numpy as np
 from ..errors import CinecompError
 from .. import colour
 from ..io.dataset import SAMPLE_COLOURSPACE, DatasetError, iter_samples, read_index
+from ..diffusion.light_ratio import EXPOSURE_GAIN_RANGE, SOLID_ALPHA  # the shot stage's keep_object_exposure
 from .latents import TARGET_DEPTH_RANGE, stored_for
 from ..params import Choice, Flag, Num, check_params, load_yaml, shown
 
@@ -320,7 +321,6 @@ def mirror(sample: dict) -> dict:
     return out
 
 
-EXPOSURE_GAIN_RANGE = (1 / 16, 16)  # match_exposure never moves a target by more than 4 stops
 
 
 LINEAR_REC709 = "Linear Rec.709 (sRGB)"  # the samples' primaries, scene-linear: where a gain is a gain
@@ -351,7 +351,7 @@ def match_exposure(sample: dict) -> dict:
     base = sample_to_linear(sample["harmonize_rgb"])
     tri = np.asarray(sample["tri_mask"], np.float32)
     objects = np.clip(tri[..., 0] + tri[..., 1], 0.0, 1.0)
-    solid = objects > 0.95
+    solid = objects > SOLID_ALPHA
     luma = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec.709
     t_sum, b_sum = float((target[solid] @ luma).sum()), float((base[solid] @ luma).sum())
     if not solid.any() or t_sum <= 0 or b_sum <= 0:
