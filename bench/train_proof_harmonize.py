@@ -32,7 +32,8 @@ The runs docs/training.md reports: (2026-12-05) --shot-seeds 0-2 --steps 400 --e
        --exposure-invariant --name _ei --residual-zone objects; (2026-12-06) --steps 1600 --lr-schedule cosine
        --depth-weight 0 --env-weight 5 --exposure-invariant --name _ei_ed0_dw0_cos1600 --residual-zone shadows
        [--output layers]; the same with --blender-only --name _bo_cos1600 --output layers, after its
-       --tune-check --blender-only (seed 0 scored on the whole tune half, none of it trained on)
+       --tune-check --blender-only (seed 0 scored on the whole tune half, none of it trained on); (2026-12-06,
+       later) the Blender-only runs scored again with --object-exposure base (harmonize's exposure of the actors)
 Timings are wall-clock on a shared machine: read the figures, not the seconds.
 """
 
@@ -162,7 +163,7 @@ def train(out: Path, name: str, pipeline: Path, text_encoder: Path, data: Path, 
                      "lr_schedule": args.lr_schedule,
                      "seed": seed, "max_sequence_length": 16, "gradient_checkpointing": False,
                      "checkpoint_every": max(args.steps // 4, 1), "log_every": 10, "hflip": args.hflip,
-                     "exposure_invariant": args.exposure_invariant},
+                     "exposure_invariant": args.exposure_invariant, "exposure_scope": args.exposure_scope},
            # the workflow's eval gives the environment, no reference and no character depth
            "dropout": {"text": 0.1, "environment": args.env_dropout, "context_prob": 0.3, "reference": 0.0},
            "loss": {"depth_weight": args.depth_weight, "rgb_error": args.rgb_error, "environment": args.env_weight}}
@@ -252,6 +253,9 @@ def main() -> None:
     ap.add_argument("--exposure-invariant", action="store_true",
                     help="train.exposure_invariant: targets moved to harmonize's exposure (the model learns no "
                          "source's exposure convention)")
+    ap.add_argument("--exposure-scope", default="sample", choices=("sample", "data"),
+                    help="train.exposure_scope: the gain --exposure-invariant moves a target by (data: the data's "
+                         "mean gain; the model learns each sample's departure from it)")
     ap.add_argument("--name", default="", help="suffix of the trained runs' directories (runs that differ in "
                                                "more than steps and lr)")
     ap.add_argument("--residual-zone", default="all", choices=("all", "objects", "shadows"),

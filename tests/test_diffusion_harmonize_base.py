@@ -487,10 +487,11 @@ def test_train_hflip_mirrors_every_picture_of_a_sample_alike(models):
     assert not torch.equal(unflipped["input"], flipped["input"])
 
 
-def test_exposure_invariant_training_moves_the_targets_objects_to_harmonizes_exposure(models):
+def test_exposure_invariant_training_moves_the_targets_objects_to_harmonizes_exposure(models, tmp_path):
     """train.exposure_invariant: the target's character and prop take harmonize's exposure (one linear gain
     over the window's solid object pixels), keeping their texture within and the environment exactly;
-    the example is the one of that target; a sample without harmonize's comp is refused with the fix."""
+    with exposure_scope data, the data's mean gain instead; the example is the one of that target; a
+    sample without harmonize's comp is refused with the fix."""
     from cinecomp.diffusion.pipeline import CinecompPipeline
     from cinecomp.io.dataset import DatasetError
     from cinecomp.train.loop import linear_to_sample as _linear_to_srgb, make_example, match_exposure, sample_to_linear as _srgb_to_linear
@@ -520,6 +521,25 @@ def test_exposure_invariant_training_moves_the_targets_objects_to_harmonizes_exp
         assert moved[k] is sample[k]
     bare = {k: v for k, v in sample.items() if k != "harmonize_rgb"}
     assert match_exposure(bare) is bare
+    # exposure_scope data: every target moved by the data's geometric mean gain, so a sample keeps how far
+    # its exposure strays from it (here the data: this sample, 2 stops over, and one at harmonize's)
+    from cinecomp.io.dataset import ShardWriter, read_index
+    from cinecomp.train.loop import data_exposure_gain
+
+    level = {**sample, "target_rgb": np.where(objects[..., None], sample["harmonize_rgb"], sample["target_rgb"]),
+             "meta": {"prompt": "", "id": "s1"}}
+    with ShardWriter(tmp_path / "data", samples_per_shard=1) as writer:
+        writer.write("s0", sample)
+        writer.write("s1", level)
+    gain = data_exposure_gain(read_index(tmp_path / "data"))
+    own = (base_lin[objects] @ luma).sum() / (target_lin[objects] @ luma).sum()  # ~1/4
+    assert gain == pytest.approx(own ** 0.5, rel=1e-3)  # the geometric mean of 1/4 and 1: 1 stop
+    half = _srgb_to_linear(match_exposure(sample, gain)["target_rgb"])
+    assert (half[objects] @ luma).sum() == pytest.approx((base_lin[objects] @ luma).sum() * 2.0, rel=1e-2)
+    with ShardWriter(tmp_path / "bare", samples_per_shard=1) as writer:
+        writer.write("s0", bare)
+    with pytest.raises(DatasetError, match="exposure_scope data.*fix"):
+        data_exposure_gain(read_index(tmp_path / "bare"))
 
     pipe = CinecompPipeline.from_pretrained(str(models["space_to_depth"]))
     cfg = {"dropout": {"text": 0.0, "environment": 0.0, "character_depth": 1.0, "context_prob": 0.0},

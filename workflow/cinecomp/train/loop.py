@@ -85,6 +85,10 @@ SECTIONS = {
                                    "the comp's shape, colour and shadows, not a data source's exposure convention (a "
                                    "sample without harmonize's comp is refused; a moved sample is encoded, not read from "
                                    "stored latents)"),
+        "exposure_scope": Choice("sample", ("sample", "data"), "the gain exposure_invariant moves a target by: "
+                                 "sample, its own (the model learns no exposure); data, the geometric mean of every "
+                                 "sample's (one pass over the data before training): the model learns how far each "
+                                 "sample's exposure strays from harmonize's, not the data's mean convention"),
         "gradient_checkpointing": Flag(True, "recompute block activations in the backward pass"),
         "checkpoint_every": Num(0, 0, 10_000_000, True, "steps between resumable checkpoints (0: only at the end)"),
         "log_every": Num(1, 1, 1_000_000, True, "steps between loss.csv rows"),
@@ -338,25 +342,49 @@ def linear_to_sample(rgb: np.ndarray) -> np.ndarray:
     return colour.convert(a.reshape(-1, a.shape[-2], 3), LINEAR_REC709, SAMPLE_COLOURSPACE).reshape(a.shape)
 
 
-def match_exposure(sample: dict) -> dict:
-    """The sample with its target's character and prop moved to the exposure harmonize gave them: one
-    gain in linear light, the target's over harmonize's luminance summed over the window's solid object
-    pixels, divided out where the objects are (soft at their edges); the environment, the objects'
-    texture and shading within them, and every other picture stay. How bright an actor comes out of a
-    source is its convention (the generator's plates and the path-traced set's are exposed differently,
-    docs/evaluation.md): a model trained on one learns it and misapplies it to the other."""
-    if "harmonize_rgb" not in sample:
-        return sample
-    target = sample_to_linear(sample["target_rgb"])
-    base = sample_to_linear(sample["harmonize_rgb"])
+def _objects(sample: dict) -> np.ndarray:
     tri = np.asarray(sample["tri_mask"], np.float32)
-    objects = np.clip(tri[..., 0] + tri[..., 1], 0.0, 1.0)
-    solid = objects > SOLID_ALPHA
+    return np.clip(tri[..., 0] + tri[..., 1], 0.0, 1.0)
+
+
+def exposure_gain(sample: dict) -> float | None:
+    """Harmonize's over the target's luminance summed over the window's solid character and prop pixels
+    (linear light): the gain that moves the target to harmonize's exposure; None without harmonize's
+    comp or solid objects."""
+    if "harmonize_rgb" not in sample:
+        return None
+    solid = _objects(sample) > SOLID_ALPHA
     luma = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec.709
-    t_sum, b_sum = float((target[solid] @ luma).sum()), float((base[solid] @ luma).sum())
+    t_sum = float((sample_to_linear(sample["target_rgb"])[solid] @ luma).sum())
+    b_sum = float((sample_to_linear(sample["harmonize_rgb"])[solid] @ luma).sum())
     if not solid.any() or t_sum <= 0 or b_sum <= 0:
+        return None
+    return float(np.clip(b_sum / t_sum, *EXPOSURE_GAIN_RANGE))
+
+
+def data_exposure_gain(files) -> float:
+    """The geometric mean of :func:`exposure_gain` over every sample of ``files`` (train.exposure_scope
+    data): the data's convention, taken out of every target alike."""
+    logs = [math.log(g) for _, s in iter_samples(files) if (g := exposure_gain(s)) is not None]
+    if not logs:
+        raise DatasetError("train.exposure_scope data: no sample has harmonize's comp and solid character or prop "
+                           "pixels to measure the data's exposure on (fix: curate the data again with this version, "
+                           "or set train.exposure_invariant false)")
+    return float(math.exp(sum(logs) / len(logs)))
+
+
+def match_exposure(sample: dict, gain: float | None = None) -> dict:
+    """The sample with its target's character and prop moved to the exposure harmonize gave them: one
+    gain in linear light (``gain``, else the sample's own :func:`exposure_gain`), applied where the
+    objects are (soft at their edges); the environment, the objects' texture and shading within them,
+    and every other picture stay. How bright an actor comes out of a source is its convention (the
+    generator's plates and the path-traced set's are exposed differently, docs/evaluation.md): a model
+    trained on one learns it and misapplies it to the other."""
+    gain = exposure_gain(sample) if gain is None else gain
+    if gain is None or "harmonize_rgb" not in sample:
         return sample
-    gain = float(np.clip(b_sum / t_sum, *EXPOSURE_GAIN_RANGE))
+    objects = _objects(sample)
+    target = sample_to_linear(sample["target_rgb"])
     moved = np.clip(linear_to_sample(target * (1.0 + objects[..., None] * (gain - 1.0))), 0.0, 1.0)
     return {**sample, "target_rgb": np.where(objects[..., None] > 0, moved, sample["target_rgb"]).astype(np.float32)}
 
@@ -376,7 +404,7 @@ def make_example(pipe, sample: dict, rng: np.random.Generator, cfg: dict, embeds
             raise DatasetError(f"sample {sample.get('meta', {}).get('id', '?')} has no harmonize_rgb, whose exposure "
                                "train.exposure_invariant moves the target to (fix: curate the data again with this "
                                "version, which writes harmonize's comp into every sample, or set it false)")
-        sample = match_exposure(sample)
+        sample = match_exposure(sample, cfg.get("data_exposure_gain"))  # set by main for exposure_scope data
     prompt = sample.get("meta", {}).get("prompt", "")
     text = embeds[""] if rng.random() < drop["text"] else embeds[prompt]
     env = None if rng.random() < drop["environment"] else sample["environment_rgb"]
@@ -690,6 +718,11 @@ def main(argv: list[str] | None = None) -> int:
     files = cfg["shard_files"]
     stream = SampleStream(files, [counts[f] for f in files], tr["seed"])
     prompts = sorted({""} | {s.get("meta", {}).get("prompt", "") for _, s in iter_samples(files, arrays=False)})
+    if tr["exposure_invariant"] and tr["exposure_scope"] == "data":
+        cfg["data_exposure_gain"] = data_exposure_gain(files)
+        if rank == 0:
+            print(f"exposure_scope data: every target's character and prop moved by the data's mean gain, "
+                  f"{math.log2(cfg['data_exposure_gain']):+.2f} stops", flush=True)
     cache = out / "prompt_embeds.safetensors"
     if rank == 0:
         encode_prompts(cfg["model"]["text_encoder"], prompts, cache, tokenizer_dir=cfg["model"]["tokenizer"],
