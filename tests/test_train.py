@@ -211,6 +211,7 @@ def test_dataset_round_trip_and_bad_samples(tmp_path):
     ({"train": {"steps": 0}}, "steps must be in [1"),
     ({"train": {"mode": "qlora"}}, "mode must be one of lora, full"),
     ({"train": {"lr_schedule": "linear"}}, "lr_schedule must be one of constant, cosine"),
+    ({"train": {"exposure_scope": "shot"}}, "exposure_scope must be one of sample, data"),
     ({"train": {"lr": 1e-4, "epochs": 3}}, "unknown train key(s) epochs"),
     ({"loss": {"effect": -1}}, "effect must be in [0.0"),
     ({"optimizer": {}}, "unknown section(s) optimizer"),
