@@ -203,6 +203,8 @@ def composite_settings(wildcards):
             settings["model_height"] = d["model_height"]
         if d.get("residual_zone", "all") != "all":
             settings["residual_zone"] = d["residual_zone"]
+        if d.get("object_exposure", "model") != "model":
+            settings["object_exposure"] = d["object_exposure"]
     return settings
 
 

@@ -204,13 +204,15 @@ def test_layers_output_lays_the_models_light_on_the_plain_comp(diffusion_run, tm
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "diffusion.layers_blur=nan must be a finite number" in out
     assert "shot(s) sr have none (fix: give them an environment, or set diffusion.output: frames)" in out
-    write_config(root, "layers.yaml", {"output": "layers", "layers_blur": 2.0, "ranks": 1})
+    write_config(root, "layers.yaml", {"output": "layers", "layers_blur": 2.0, "ranks": 1, "residual_zone": "objects",
+                                       "object_exposure": "base"})
     # a new version of sd (a published one is never rendered again), without sr
     (root / "shots.csv").write_text("\n".join(sheet(sd_version=2).splitlines()[:-1]) + "\n")
     assert ("composite", "sd") in planned(root, configs=("tiny.yaml", "layers.yaml"))
     r = snakemake(root, configs=("tiny.yaml", "layers.yaml"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    assert "the model's light laid on the over comp" in (root / "results" / "logs" / "composite" / "sd.log").read_text()
+    assert ("the model's light laid on the over comp; its change kept on objects; the actors' exposure the base "
+            "comp's") in (root / "results" / "logs" / "composite" / "sd.log").read_text()  # the config reached the shot
     from cinecomp.composite.over import over
     from cinecomp.diffusion.light_ratio import RATIO_LIMITS, blur
 
@@ -225,6 +227,8 @@ def test_layers_output_lays_the_models_light_on_the_plain_comp(diffusion_run, tm
         lit = plain > 0.05  # the random model's light ratio: bounded and smooth, the plate's detail kept
         assert (ratio[lit] > RATIO_LIMITS[0] * 0.99).all() and (ratio[lit] < RATIO_LIMITS[1] * 1.01).all()
         assert np.abs(ratio - blur(ratio, 1.0))[lit].mean() < 0.1 * ratio[lit].mean()
+        away = key[..., 3] == 0  # zone objects: the environment is the over comp's exactly
+        np.testing.assert_allclose(rgb[away], plain[away], atol=2e-3, rtol=2e-3)
     with np.load(root / "results" / "sd" / "diffusion" / "windows" / "window_0000.npz") as w:
         assert w["over_reconstruction"].shape == w["frames"].shape
 

@@ -302,9 +302,10 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
         chans["depth.Z"] = depth[:h, :w].astype(np.float32)  # (layers: already the plate's size)
         exrio.write_exr(frame_path(out, shot, "diffusion", version, frame), chans, attrs=attrs)
     seconds = time.perf_counter() - t0
-    log.info("shot %s: diffusion composite of %d frames (%s) in %.1f s", shot, len(frames),
+    log.info("shot %s: diffusion composite of %d frames (%s%s%s) in %.1f s", shot, len(frames),
              f"the model's light laid on the {'harmonize' if harmonize_files is not None else 'over'} comp"
              if layers else
              f"the model's frames at height {model_height}, back to the plate" if model_height else "the model's frames",
-             seconds)
+             f"; its change kept on {zone}" if zone != "all" else "",
+             "; the actors' exposure the base comp's" if keep_exposure else "", seconds)
     return {"frames": len(frames), "seconds": seconds, "ranks": ranks}
