@@ -167,7 +167,8 @@ def train(out: Path, name: str, pipeline: Path, text_encoder: Path, data: Path, 
                      "exposure_invariant": args.exposure_invariant, "exposure_scope": args.exposure_scope},
            # the workflow's eval gives the environment, no reference and no character depth
            "dropout": {"text": 0.1, "environment": args.env_dropout, "context_prob": 0.3, "reference": 0.0},
-           "loss": {"depth_weight": args.depth_weight, "rgb_error": args.rgb_error, "environment": args.env_weight}}
+           "loss": {"depth_weight": args.depth_weight, "rgb_error": args.rgb_error, "environment": args.env_weight,
+                    "character": args.object_weight, "prop": args.object_weight}}
     (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     resume = ["--resume"] if (where / "checkpoints" / "latest").is_file() else []
     run(CINECOMP + ["train", "--config", str(out / f"{name}.yaml")] + resume, out / f"{name}.train.log")
@@ -247,6 +248,7 @@ def main() -> None:
     ap.add_argument("--residual-radius", type=int, default=0,
                     help="transformer residual_radius (latent cells around the actors the residual may touch)")
     ap.add_argument("--env-weight", type=float, default=1.0, help="loss.environment (the region far from the actors)")
+    ap.add_argument("--object-weight", type=float, default=2.0, help="loss.character and loss.prop (the default 2)")
     ap.add_argument("--hflip", type=float, default=0.5, help="train.hflip (mirrored samples)")
     ap.add_argument("--env-dropout", type=float, default=0.0,
                     help="dropout.environment: share of steps without the environment (then without harmonize's "

@@ -325,8 +325,6 @@ def mirror(sample: dict) -> dict:
     return out
 
 
-
-
 LINEAR_REC709 = "Linear Rec.709 (sRGB)"  # the samples' primaries, scene-linear: where a gain is a gain
 
 
