@@ -352,10 +352,12 @@ def exposure_gain(sample: dict) -> float | None:
     if "harmonize_rgb" not in sample:
         return None
     solid = _objects(sample) > SOLID_ALPHA
+    if not solid.any():
+        return None
     luma = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec.709
     t_sum = float((sample_to_linear(sample["target_rgb"])[solid] @ luma).sum())
     b_sum = float((sample_to_linear(sample["harmonize_rgb"])[solid] @ luma).sum())
-    if not solid.any() or t_sum <= 0 or b_sum <= 0:
+    if t_sum <= 0 or b_sum <= 0:
         return None
     return float(np.clip(b_sum / t_sum, *EXPOSURE_GAIN_RANGE))
 
@@ -716,16 +718,20 @@ def main(argv: list[str] | None = None) -> int:
     files = cfg["shard_files"]
     stream = SampleStream(files, [counts[f] for f in files], tr["seed"])
     prompts = sorted({""} | {s.get("meta", {}).get("prompt", "") for _, s in iter_samples(files, arrays=False)})
-    if tr["exposure_invariant"] and tr["exposure_scope"] == "data":
-        cfg["data_exposure_gain"] = data_exposure_gain(files)
-        if rank == 0:
-            print(f"exposure_scope data: every target's character and prop moved by the data's mean gain, "
-                  f"{math.log2(cfg['data_exposure_gain']):+.2f} stops", flush=True)
+    centred = tr["exposure_invariant"] and tr["exposure_scope"] == "data"
+    gain_file = out / "data_exposure_gain.json"  # rank 0 reads the data once; the others read its answer
     cache = out / "prompt_embeds.safetensors"
     if rank == 0:
+        if centred:
+            gain = data_exposure_gain(files)
+            gain_file.write_text(json.dumps({"gain": gain}))
+            print(f"exposure_scope data: every target's character and prop moved by the data's mean gain, "
+                  f"{math.log2(gain):+.2f} stops", flush=True)
         encode_prompts(cfg["model"]["text_encoder"], prompts, cache, tokenizer_dir=cfg["model"]["tokenizer"],
                        max_sequence_length=tr["max_sequence_length"])
     dist.barrier()
+    if centred:
+        cfg["data_exposure_gain"] = float(json.loads(gain_file.read_text())["gain"])
     embeds = {p: e.to(dtype) for p, e in load_prompt_embeds(cache).items()}
 
     pipe = load_pipeline(cfg, dtype)
