@@ -261,7 +261,7 @@ def main() -> None:
                          "mean gain; the model learns each sample's departure from it)")
     ap.add_argument("--name", default="", help="suffix of the trained runs' directories (runs that differ in "
                                                "more than steps and lr)")
-    ap.add_argument("--residual-zone", default="all", choices=("all", "objects", "shadows"),
+    ap.add_argument("--residual-zone", default="all", choices=("all", "objects", "shadows", "shadows_only"),
                     help="diffusion.residual_zone of the evals (objects: the model's change only on the actors)")
     ap.add_argument("--output", default="frames", choices=("frames", "layers"),
                     help="diffusion.output of the evals (layers: harmonize's pixels times the model's smooth change "

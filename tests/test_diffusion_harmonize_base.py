@@ -270,11 +270,12 @@ def test_residual_zone_objects_keeps_the_base_comp_off_the_actors(models, tmp_pa
                          logging.getLogger("t"), harmonize_files=harms)
 
 
-def test_residual_zone_shadows_keeps_the_change_on_the_actors_and_the_shadows_the_base_drew(models, tmp_path,
-                                                                                          monkeypatch):
+@pytest.mark.parametrize("zone", ["shadows", "shadows_only"])
+def test_residual_zone_shadows_keeps_the_change_on_the_shadows_the_base_drew(models, tmp_path, monkeypatch, zone):
     """diffusion.residual_zone shadows: the model's change is kept on the actors (alpha) and where
     harmonize's comp is darker than the plain over comp (the shadow it drew), grown by 2% of the height
-    (1 px here); everywhere else the composite is harmonize's, however much the model changed."""
+    (1 px here); everywhere else the composite is harmonize's, however much the model changed.
+    shadows_only: the same shadows, and the solid actors harmonize's too."""
     from cinecomp.composite.over import over
     from cinecomp.diffusion import light_ratio
 
@@ -286,7 +287,7 @@ def test_residual_zone_shadows_keeps_the_change_on_the_actors_and_the_shadows_th
         base = over(key[..., :3], key[..., 3], exrio.read_rgba(e)[..., :3])
         base[26:30, 2:10] *= 0.5
         exrio.write_rgba(h, base, dtype=np.float32)
-    outs = _render_zone(models, tmp_path, monkeypatch, "shadows", "rs", keys, envs, harms)
+    outs = _render_zone(models, tmp_path, monkeypatch, zone, "rs", keys, envs, harms)
     for f, (_, h), a in zip(outs, harms, alpha):
         got, base = exrio.read_rgba(f)[..., :3], exrio.read_rgba(h)[..., :3]
         changed = base * 2.0 + 0.1
@@ -294,9 +295,14 @@ def test_residual_zone_shadows_keeps_the_change_on_the_actors_and_the_shadows_th
             np.testing.assert_allclose(got[y, x], changed[y, x], atol=2e-3, rtol=2e-3)
         for y, x in ((27, 12), (2, 40), (30, 44)):  # farther: harmonize's
             np.testing.assert_allclose(got[y, x], base[y, x], atol=1e-3, rtol=1e-3)
-        on = a > 0.5  # the character: base + alpha (model - base)
-        np.testing.assert_allclose(got[on], (base + a[..., None] * (base + 0.1))[on], atol=2e-3, rtol=2e-3)
-    with pytest.raises(ValueError, match="one of all, objects, shadows"):
+        if zone == "shadows":  # the character: base + alpha (model - base)
+            on = a > 0.5
+            np.testing.assert_allclose(got[on], (base + a[..., None] * (base + 0.1))[on], atol=2e-3, rtol=2e-3)
+        else:  # the solid character: harmonize's
+            on = a > 0.999
+            np.testing.assert_allclose(got[on], base[on], atol=1e-3, rtol=1e-3)
+        assert on.sum() > 10
+    with pytest.raises(ValueError, match="one of all, objects, shadows, shadows_only"):
         light_ratio.residual_zone("shadow", base, alpha[0], base)
 
 

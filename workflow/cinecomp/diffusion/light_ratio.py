@@ -109,14 +109,16 @@ def residual_zone(zone: str, base_lin: np.ndarray, alpha: np.ndarray, over_lin: 
     ``objects``, the key's alpha (the character and prop); ``shadows``, that and the shadows and contact
     the base drew (where it is darker than ``over_lin``, the plain `over` comp), grown by
     :data:`SHADE_GROW` of the height, so the model may correct a shadow's density, softness and edge but
-    not lay a shadow where the base saw none; ``all``, everywhere."""
+    not lay a shadow where the base saw none; ``shadows_only``, those shadows and contact off the actors
+    (one minus the alpha): the actors stay the base's; ``all``, everywhere."""
     a = np.clip(np.asarray(alpha, np.float32), 0.0, 1.0).reshape(*base_lin.shape[:2], 1)
     if zone == "all":
         return np.ones_like(a)
     if zone == "objects":
         return a
-    if zone != "shadows" or over_lin is None:
-        raise ValueError(f"residual_zone {zone!r}: one of all, objects, shadows (shadows needs the over comp)")
+    if zone not in ("shadows", "shadows_only") or over_lin is None:
+        raise ValueError(f"residual_zone {zone!r}: one of all, objects, shadows, shadows_only (the last two need "
+                         "the over comp)")
     import cv2
 
     from ..colour import luminance
@@ -124,5 +126,5 @@ def residual_zone(zone: str, base_lin: np.ndarray, alpha: np.ndarray, over_lin: 
     shade = luminance(base_lin) < SHADE_THRESHOLD * luminance(over_lin)
     grow = max(1, round(SHADE_GROW * base_lin.shape[0]))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    shade = cv2.dilate(shade.astype(np.uint8), disc) > 0
-    return np.maximum(a, shade[..., None].astype(np.float32))
+    shade = (cv2.dilate(shade.astype(np.uint8), disc) > 0)[..., None].astype(np.float32)
+    return shade * (1.0 - a) if zone == "shadows_only" else np.maximum(a, shade)
