@@ -34,7 +34,8 @@ The runs docs/training.md reports: (2026-12-05) --shot-seeds 0-2 --steps 400 --e
        [--output layers]; the same with --blender-only --name _bo_cos1600 --output layers, after its
        --tune-check --blender-only (seed 0 scored on the whole tune half, none of it trained on); (2026-12-06,
        later) --blender-only --tune-check with --object-exposure base (harmonize's exposure of the actors),
-       --exposure-scope data --name _bo_cos1600_ds, and --heads 8 --name _bo_cos1600_4x8
+       --exposure-scope data --name _bo_cos1600_ds, and --heads 8 --name _bo_cos1600_4x8; (2026-12-06, last)
+       --blender-only --tune-check --name _bo_cos1600 --residual-zone shadows_only (bench/change_regions.py on its eval)
 Timings are wall-clock on a shared machine: read the figures, not the seconds.
 """
 
