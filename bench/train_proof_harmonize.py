@@ -36,6 +36,7 @@ The runs docs/training.md reports: (2026-12-05) --shot-seeds 0-2 --steps 400 --e
        later) --blender-only --tune-check with --object-exposure base (harmonize's exposure of the actors),
        --exposure-scope data --name _bo_cos1600_ds, and --heads 8 --name _bo_cos1600_4x8; (2026-12-06, last)
        --blender-only --tune-check --name _bo_cos1600 --residual-zone shadows_only (bench/change_regions.py on its eval)
+       and --shots (266: seeds 0-5 sky, 0-7 panorama) --steps 2400 --name _bo_cos2400 --residual-zone shadows
 Timings are wall-clock on a shared machine: read the figures, not the seconds.
 """
 
