@@ -6,8 +6,8 @@ squared error of the model's comp minus harmonize's (display-encoded, the metric
 the frames; negative: the model is nearer the truth) and the model's mean change of luminance, over
 the regions that decide a zone (``diffusion.residual_zone``):
 
-- ``shade, shadow`` / ``shade, lit``: where harmonize drew shade (its comp darker than `over` by more
-  than ``light_ratio.SHADE_THRESHOLD``), inside / outside the truth's shadows (the metrics' shadow region);
+- ``shade, shadow`` / ``shade, lit``: where harmonize drew shade (``light_ratio.drawn_shade``: its comp darker
+  than `over`), inside / outside the truth's shadows (the metrics' shadow region);
 - ``margin, shadow`` / ``margin, lit``: the ring ``light_ratio.SHADE_GROW`` adds around that shade;
 - ``actors``: the key's alpha > 0.05.
 
@@ -31,12 +31,11 @@ def main() -> None:
     ap.add_argument("base_eval", type=Path, help="an eval of the same shots with the over and harmonize backends")
     args = ap.parse_args()
 
-    import cv2
     import numpy as np
 
     from cinecomp import metrics
     from cinecomp.colour import luminance
-    from cinecomp.diffusion.light_ratio import SHADE_GROW, SHADE_THRESHOLD
+    from cinecomp.diffusion.light_ratio import drawn_shade
     from cinecomp.evaluate.suite import comp_frames, display, read_rgb
     from cinecomp.io import exr as exrio
 
@@ -62,10 +61,8 @@ def main() -> None:
             env = read_rgb(next(set_dir.glob(f"env/*.{frame}.exr")))
             key = next((base / f"{shot}_harmonize" / "key").glob(f"*.{frame}.exr"))
             alpha = exrio.read_rgba(key)[..., 3]
-            shade = luminance(h_lin) < SHADE_THRESHOLD * luminance(o_lin)
-            grow = max(1, round(SHADE_GROW * shade.shape[0]))
-            disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-            margin = (cv2.dilate(shade.astype(np.uint8), disc) > 0) & ~shade
+            shade = drawn_shade(h_lin, o_lin, grow=False)
+            margin = drawn_shade(h_lin, o_lin, grow=True) & ~shade
             shadow = metrics.shadow_region(truth, env, alpha)
             lit = ~shadow & (alpha < 0.05)
             t, m, h = display(truth), display(m_lin), display(h_lin)
