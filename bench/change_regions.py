@@ -8,7 +8,7 @@ the regions that decide a zone (``diffusion.residual_zone``):
 
 - ``shade, shadow`` / ``shade, lit``: where harmonize drew shade (``light_ratio.drawn_shade``: its comp darker
   than `over`), inside / outside the truth's shadows (the metrics' shadow region);
-- ``margin, shadow`` / ``margin, lit``: the ring ``light_ratio.SHADE_GROW`` adds around that shade;
+- ``margin, shadow`` / ``margin, lit``: the ring ``light_ratio.grown_shade`` adds around that shade;
 - ``actors``: the key's alpha > 0.05.
 
 Usage: python bench/change_regions.py MODEL_EVAL BASE_EVAL
@@ -35,7 +35,7 @@ def main() -> None:
 
     from cinecomp import metrics
     from cinecomp.colour import luminance
-    from cinecomp.diffusion.light_ratio import drawn_shade
+    from cinecomp.diffusion.light_ratio import drawn_shade, grown_shade
     from cinecomp.evaluate.suite import comp_frames, display, read_rgb
     from cinecomp.io import exr as exrio
 
@@ -61,8 +61,8 @@ def main() -> None:
             env = read_rgb(next(set_dir.glob(f"env/*.{frame}.exr")))
             key = next((base / f"{shot}_harmonize" / "key").glob(f"*.{frame}.exr"))
             alpha = exrio.read_rgba(key)[..., 3]
-            shade = drawn_shade(h_lin, o_lin, grow=False)
-            margin = drawn_shade(h_lin, o_lin, grow=True) & ~shade
+            shade = drawn_shade(h_lin, o_lin)
+            margin = grown_shade(shade) & ~shade
             shadow = metrics.shadow_region(truth, env, alpha)
             lit = ~shadow & (alpha < 0.05)
             t, m, h = display(truth), display(m_lin), display(h_lin)

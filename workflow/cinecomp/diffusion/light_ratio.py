@@ -119,20 +119,22 @@ def residual_zone(zone: str, base_lin: np.ndarray, alpha: np.ndarray, over_lin: 
     if zone not in ("shadows", "shadows_only") or over_lin is None:
         raise ValueError(f"residual_zone {zone!r}: one of all, objects, shadows, shadows_only (the last two need "
                          "the over comp)")
-    shade = drawn_shade(base_lin, over_lin, grow=True)[..., None].astype(np.float32)
+    shade = grown_shade(drawn_shade(base_lin, over_lin))[..., None].astype(np.float32)
     return shade * (1.0 - a) if zone == "shadows_only" else np.maximum(a, shade)
 
 
-def drawn_shade(base_lin: np.ndarray, over_lin: np.ndarray, grow: bool) -> np.ndarray:
+def drawn_shade(base_lin: np.ndarray, over_lin: np.ndarray) -> np.ndarray:
     """(H, W) bool: where the base comp drew shadow or contact (darker than the plain `over` comp by more
-    than 1 - :data:`SHADE_THRESHOLD`), with ``grow`` grown by :data:`SHADE_GROW` of the height."""
-    import cv2
-
+    than 1 - :data:`SHADE_THRESHOLD`)."""
     from ..colour import luminance
 
-    shade = luminance(base_lin) < SHADE_THRESHOLD * luminance(over_lin)
-    if not grow:
-        return shade
-    px = max(1, round(SHADE_GROW * base_lin.shape[0]))
+    return luminance(base_lin) < SHADE_THRESHOLD * luminance(over_lin)
+
+
+def grown_shade(shade: np.ndarray) -> np.ndarray:
+    """(H, W) bool ``shade`` grown by :data:`SHADE_GROW` of its height (a disc, at least 1 pixel)."""
+    import cv2
+
+    px = max(1, round(SHADE_GROW * shade.shape[0]))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
     return cv2.dilate(shade.astype(np.uint8), disc) > 0

@@ -282,7 +282,7 @@ def composite_shot(key_files, env_files, prompt_file, out_dir, work_dir, setting
                 key = exrio.read_rgba(key_files[i][1]) \
                     if harmonize_files is None or zone != "all" or keep_exposure else None
                 over_comp = over(key[..., :3], key[..., 3], exrio.read_rgba(env_files[i][1])[..., :3]) \
-                    if harmonize_files is None or zone.startswith("shadows") else None
+                    if harmonize_files is None or zone in ("shadows", "shadows_only") else None
                 # the base the model's change is laid on: harmonize's comp, else the plain over comp
                 plain = over_comp if harmonize_files is None else exrio.read_rgba(harmonize_files[i][1])[..., :3]
                 model_lin, rec, sigma = from_model_space(rgb, cs), from_model_space(over_rec[0], cs), \
